@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install kefu into ./.venv (CPU torch first, then the pinned dependency set).
+#   bash scripts/install.sh          # runtime
+#   bash scripts/install.sh --test   # + test tools and Debian's redis-server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WITH_TEST=0
+[[ "${1:-}" == "--test" ]] && WITH_TEST=1
+
+need_apt=()
+python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [[ $WITH_TEST == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
+    need_apt+=(redis-server)
+fi
+if (( ${#need_apt[@]} )); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv
+fi
+PIP=".venv/bin/pip"
+$PIP install -q --upgrade pip >/dev/null 2>&1 || true
+# torch first: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/python -c "import torch" >/dev/null 2>&1 || $PIP install -q torch==2.13.0
+if [[ $WITH_TEST == 1 ]]; then
+    $PIP install -q -e '.[test]'
+else
+    $PIP install -q -e .
+fi
+echo "kefu installed in .venv"
