@@ -1,0 +1,1 @@
+"""Tiny rasa_sdk action package for kefu's action tests."""

@@ -1,0 +1,206 @@
+"""RemoteAction against a real rasa_sdk action server (``bot.action_server``) on 127.0.0.1."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.dialogue.actions.action import action_for_name_or_text
+from bot.dialogue.actions.inprocess import InProcessAction, create_executor
+from bot.dialogue.actions.remote import RemoteAction, action_call_payload
+from bot.shared.events import ActionExecuted, BotUttered, SlotSet, UserUttered
+from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection, ConfigError
+from bot.shared.message import CollectingOutputChannel
+from bot.shared.tracker import DialogueStateTracker
+
+from tests.dialogue.actions.conftest import ACTION_PACKAGE, ACTION_PACKAGE_DIR, FakeDomain, FakeNLG
+
+REPO_ROOT = ACTION_PACKAGE_DIR.parents[2]
+
+
+@dataclass
+class Endpoint:
+    """Stand-in for ``bot.shared.endpoints.EndpointConfig``."""
+
+    url: str
+    token: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def action_server_url():
+    port = free_port()
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from bot.action_server import run_action_server\n"
+        "run_action_server(%r, port=%d, host='127.0.0.1')\n" % (str(ACTION_PACKAGE_DIR), ACTION_PACKAGE, port)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                pytest.fail(f"action server did not start:\n{out[-3000:]}")
+            time.sleep(0.2)
+        yield f"{base}/webhook"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+DOMAIN_KW = dict(
+    intents=["greet"],
+    slots={"order_id": {"type": "text"}, "order_status": {"type": "text"}, "name": {"type": "text"}},
+    responses={"utter_greet": [{"text": "Hello {name}!"}]},
+    actions=["action_check_order", "action_slow", "action_fail", "action_reject", "action_missing"],
+)
+
+
+def make_tracker(domain: FakeDomain) -> DialogueStateTracker:
+    return DialogueStateTracker.from_events(
+        "shopper-1",
+        [ActionExecuted("action_listen"), UserUttered("where is E1", {"name": "greet"}), SlotSet("order_id", "E1"), SlotSet("name", "Ann")],
+        slots=domain.slots,
+    )
+
+
+async def run_action(action, domain: FakeDomain) -> list:
+    return await action.run(CollectingOutputChannel(), FakeNLG(domain.responses), make_tracker(domain), domain)
+
+
+def assert_check_order_events(events: list) -> None:
+    assert [type(e) for e in events] == [BotUttered, BotUttered, SlotSet]
+    assert events[0].text == "Order E1 has shipped."
+    assert events[0].data["buttons"] == [{"title": "ok", "payload": "/affirm"}]
+    assert events[1].text == "Hello Ann!"
+    assert events[1].metadata["utter_action"] == "utter_greet"
+    assert events[2] == SlotSet("order_status", "shipped")
+
+
+def test_action_call_payload_has_rasa_sdk_shape() -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    payload = action_call_payload("action_check_order", make_tracker(domain), domain)
+    assert set(payload) == {"next_action", "sender_id", "tracker", "domain", "version"}
+    assert payload["sender_id"] == "shopper-1"
+    assert payload["tracker"]["slots"]["order_id"] == "E1"
+    assert [e["event"] for e in payload["tracker"]["events"]] == ["action", "user", "slot", "slot"]
+    assert payload["domain"]["responses"]["utter_greet"]
+
+
+@pytest.mark.asyncio
+async def test_remote_action_runs_sdk_action(action_server_url: str) -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    action = action_for_name_or_text("action_check_order", domain, Endpoint(action_server_url))
+    assert isinstance(action, RemoteAction)
+    assert_check_order_events(await run_action(action, domain))
+
+
+@pytest.mark.asyncio
+async def test_remote_action_rejection_maps_to_rejection(action_server_url: str) -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    with pytest.raises(ActionExecutionRejection) as info:
+        await run_action(RemoteAction("action_reject", Endpoint(action_server_url)), domain)
+    assert info.value.action_name == "action_reject"
+    assert "not now" in info.value.message
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", ["action_fail", "action_missing"])
+async def test_remote_action_server_error_names_action_and_url(action_server_url: str, name: str) -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    with pytest.raises(ActionExecutionError) as info:
+        await run_action(RemoteAction(name, Endpoint(action_server_url)), domain)
+    assert name in str(info.value) and action_server_url in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_remote_action_timeout(action_server_url: str) -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    started = time.monotonic()
+    with pytest.raises(ActionExecutionError, match="timed out"):
+        await run_action(RemoteAction("action_slow", Endpoint(action_server_url, kwargs={"timeout": 0.5})), domain)
+    assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.asyncio
+async def test_remote_action_server_down_fails_fast() -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    url = f"http://127.0.0.1:{free_port()}/webhook"
+    started = time.monotonic()
+    with pytest.raises(ActionExecutionError) as info:
+        await run_action(RemoteAction("action_check_order", Endpoint(url)), domain)
+    assert time.monotonic() - started < 2
+    assert "action_check_order" in str(info.value) and url in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_remote_action_without_endpoint_explains_fix() -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    with pytest.raises(ActionExecutionError, match="endpoints.yml"):
+        await run_action(RemoteAction("action_check_order", None), domain)
+
+
+def test_remote_action_request_options_carry_token_and_headers() -> None:
+    action = RemoteAction("a", Endpoint("http://x/webhook", token="s3cret", kwargs={"headers": {"X-K": "1"}}))
+    options = action._request_options()
+    assert options["params"] == {"token": "s3cret"}
+    assert options["headers"] == {"X-K": "1"}
+
+
+@pytest.mark.asyncio
+async def test_inprocess_action_runs_sdk_action(action_package_path: str) -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    executor = create_executor(action_package_path)
+    action = action_for_name_or_text("action_check_order", domain, None, executor)
+    assert isinstance(action, InProcessAction)
+    assert_check_order_events(await run_action(action, domain))
+
+
+@pytest.mark.asyncio
+async def test_inprocess_action_errors(action_package_path: str) -> None:
+    domain = FakeDomain(**DOMAIN_KW)
+    executor = create_executor(action_package_path)
+    with pytest.raises(ActionExecutionError, match="boom in user code") as info:
+        await run_action(InProcessAction("action_fail", executor), domain)
+    assert "action_fail" in str(info.value)
+    with pytest.raises(ActionExecutionRejection):
+        await run_action(InProcessAction("action_reject", executor), domain)
+    with pytest.raises(ActionExecutionError, match="not registered"):
+        await run_action(InProcessAction("action_missing", executor), domain)
+
+
+def test_create_executor_unknown_package_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="no_such_actions_pkg"):
+        create_executor("no_such_actions_pkg")
+
+
+def test_create_action_app_serves_webhook(action_package_path: str) -> None:
+    from bot.action_server import create_action_app
+
+    app = create_action_app(action_package_path)
+    paths = {route.path for route in app.router.routes}
+    assert {"webhook", "health", "actions"} <= {p.strip("/") for p in paths}
