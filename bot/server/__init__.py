@@ -1,0 +1,1 @@
+"""HTTP server: Rasa's API and the channel webhooks (see ``app.create_app``)."""

@@ -1,0 +1,136 @@
+"""Run the HTTP server, with one or many Sanic worker processes.
+
+The agent (model, stores, connections) is created by ``agent_factory`` in a
+``before_server_start`` listener, i.e. inside each worker after it started —
+never at import and never in the manager process. Sanic spawns workers that
+rebuild the app through an ``AppLoader`` factory, so everything passed here
+(``agent_factory``, input channels, options) must be picklable: a module-level
+function or a ``functools.partial`` of one, not a lambda or closure.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
+
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from bot.server.app import DEFAULT_REQUEST_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, create_app
+from connectors.base import InputChannel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bot.agent import Agent
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SERVER_PORT = 5005
+APP_NAME = "kefu"
+
+AgentFactory = Callable[[], Union["Agent", Awaitable["Agent"]]]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything ``create_app`` needs, as one picklable value for the workers."""
+
+    input_channels: tuple[InputChannel, ...] = ()
+    auth_token: str | None = None
+    jwt_secret: str | None = None
+    jwt_method: str = "HS256"
+    cors_origins: str | tuple[str, ...] | None = "*"
+    request_max_size: int = DEFAULT_REQUEST_MAX_SIZE
+    response_timeout: int = DEFAULT_RESPONSE_TIMEOUT
+    enable_api: bool = True
+    app_name: str = APP_NAME
+    app_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+async def _create_agent(agent_factory: AgentFactory) -> "Agent":
+    agent = agent_factory()
+    if inspect.isawaitable(agent):
+        agent = await agent
+    return agent
+
+
+def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
+    """The app of one worker; its agent is created when the worker starts serving."""
+    cors = options.cors_origins
+    app = create_app(
+        None,
+        input_channels=options.input_channels,
+        auth_token=options.auth_token,
+        jwt_secret=options.jwt_secret,
+        jwt_method=options.jwt_method,
+        cors_origins=list(cors) if isinstance(cors, tuple) else cors,
+        request_max_size=options.request_max_size,
+        response_timeout=options.response_timeout,
+        name=options.app_name,
+        enable_api=options.enable_api,
+        **options.app_kwargs,
+    )
+
+    @app.before_server_start
+    async def load_agent(app: Sanic) -> None:
+        app.ctx.agent = await _create_agent(agent_factory)
+        logger.info("Agent ready (model: %s).", getattr(app.ctx.agent, "model_path", None))
+
+    @app.after_server_stop
+    async def close_agent(app: Sanic) -> None:
+        agent = getattr(app.ctx, "agent", None)
+        close = getattr(agent, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
+    return app
+
+
+def serve(
+    agent_factory: AgentFactory,
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_SERVER_PORT,
+    workers: int = 1,
+    *,
+    input_channels: tuple[InputChannel, ...] | list[InputChannel] = (),
+    auth_token: str | None = None,
+    jwt_secret: str | None = None,
+    jwt_method: str = "HS256",
+    cors_origins: str | list[str] | None = "*",
+    request_max_size: int = DEFAULT_REQUEST_MAX_SIZE,
+    response_timeout: int = DEFAULT_RESPONSE_TIMEOUT,
+    enable_api: bool = True,
+    ssl: Any = None,
+    access_log: bool = False,
+    motd: bool = True,
+    app_kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Serve until interrupted. Blocks; call it from ``if __name__ == "__main__"``."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}.")
+    options = ServerOptions(
+        input_channels=tuple(input_channels),
+        auth_token=auth_token,
+        jwt_secret=jwt_secret,
+        jwt_method=jwt_method,
+        cors_origins=tuple(cors_origins) if isinstance(cors_origins, list) else cors_origins,
+        request_max_size=request_max_size,
+        response_timeout=response_timeout,
+        enable_api=enable_api,
+        app_kwargs=dict(app_kwargs or {}),
+    )
+    loader = AppLoader(factory=partial(build_app, agent_factory, options))
+    app = loader.load()
+    app.prepare(
+        host=host,
+        port=port,
+        workers=workers,
+        ssl=ssl,
+        access_log=access_log,
+        motd=motd,
+    )
+    logger.info("Starting kefu on http://%s:%s with %d worker(s).", host, port, workers)
+    Sanic.serve(primary=app, app_loader=loader)
