@@ -69,11 +69,17 @@ def line_of(node: Any, key: Any = None, index: int | None = None) -> int | None:
 
 
 def to_plain(data: Any) -> Any:
-    """Convert ruamel containers to plain dicts/lists (for hashing, JSON)."""
+    """Convert ruamel containers and scalars to plain Python types (for hashing, JSON)."""
     if isinstance(data, dict):
-        return {str(k) if not isinstance(k, (int, float, bool)) else k: to_plain(v) for k, v in data.items()}
+        return {to_plain(k) if isinstance(k, (int, float, bool)) else str(k): to_plain(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [to_plain(v) for v in data]
+    if isinstance(data, bool):
+        return bool(data)
+    if isinstance(data, int):
+        return int(data)
+    if isinstance(data, float):
+        return float(data)
     if isinstance(data, str):
         return str(data)
     return data

@@ -1,0 +1,319 @@
+"""The agent: a loaded model plus the stores, behind one small async API.
+
+The HTTP server and the CLI talk only to this class. ``load_model`` swaps the
+model atomically: requests in flight finish on the old processor, new ones use
+the new one; trackers live in the stores, so no conversation is dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bot.dialogue.processor import MessageProcessor
+from bot.model.loader import LoadedModel
+from bot.shared.exceptions import InvalidRequest, ModelNotFound
+from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
+
+logger = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(
+        self,
+        tracker_store: Any = None,
+        lock_store: Any = None,
+        event_broker: Any = None,
+        endpoints: Any = None,
+        action_package: str | None = "actions",
+        project_root: str | Path = ".",
+        max_number_of_predictions: int = 10,
+        inference_threads: int = 2,
+    ) -> None:
+        from bot.stores.lock_store import InMemoryLockStore
+        from bot.stores.tracker_store import InMemoryTrackerStore
+
+        self.endpoints = endpoints
+        self.event_broker = event_broker
+        self.tracker_store = tracker_store or InMemoryTrackerStore(None, event_broker=event_broker)
+        self.lock_store = lock_store or InMemoryLockStore()
+        self.action_package = action_package
+        self.project_root = Path(project_root)
+        self.max_number_of_predictions = max_number_of_predictions
+        self._executor = ThreadPoolExecutor(max_workers=inference_threads, thread_name_prefix="kefu-infer")
+        self._model: LoadedModel | None = None
+        self.processor: MessageProcessor | None = None
+        self._action_executor: Any = None
+        self._swap_lock = asyncio.Lock()
+        self.training_jobs = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    async def create(
+        cls,
+        model_path: str | Path | None = None,
+        endpoints_path: str | Path | None = None,
+        project_root: str | Path = ".",
+        **kwargs: Any,
+    ) -> "Agent":
+        """Build stores from endpoints.yml (embedded defaults otherwise) and load a model."""
+        from bot.shared.endpoints import load_endpoints
+        from bot.stores.event_broker import create_event_broker
+        from bot.stores.lock_store import create_lock_store
+        from bot.stores.tracker_store import create_tracker_store
+
+        endpoints = load_endpoints(endpoints_path) if endpoints_path else load_endpoints(None)
+        broker = await _maybe_await(create_event_broker(endpoints.event_broker))
+        tracker_store = await _maybe_await(create_tracker_store(endpoints.tracker_store, None, event_broker=broker))
+        lock_store = await _maybe_await(create_lock_store(endpoints.lock_store))
+        agent = cls(tracker_store, lock_store, broker, endpoints, project_root=project_root, **kwargs)
+        if model_path is not None:
+            await agent.load_model(model_path)
+        return agent
+
+    # ------------------------------------------------------------------ model
+    @property
+    def domain(self) -> Any:
+        return self._model.domain if self._model else None
+
+    @property
+    def model_id(self) -> str | None:
+        return self._model.model_id if self._model else None
+
+    @property
+    def model_path(self) -> str | None:
+        return str(self._model.path) if self._model else None
+
+    @property
+    def fingerprint(self) -> dict:
+        return dict(self._model.metadata.fingerprint) if self._model else {}
+
+    @property
+    def model(self) -> LoadedModel | None:
+        return self._model
+
+    def is_ready(self) -> bool:
+        return self._model is not None and self.processor is not None
+
+    def _make_action_executor(self) -> Any:
+        if self.endpoints is not None and getattr(self.endpoints, "action_endpoint", None):
+            return None
+        if not self.action_package:
+            return None
+        from bot.dialogue.actions.inprocess import create_executor
+
+        root = self.project_root.resolve()
+        pkg_dir = root / self.action_package.replace(".", "/")
+        if not (pkg_dir.is_dir() or pkg_dir.with_suffix(".py").is_file()):
+            logger.info("No '%s' package in %s: custom actions need an action server.", self.action_package, root)
+            return None
+        _import_from_project(self.action_package, root)
+        return create_executor(self.action_package)
+
+    async def load_model(self, model_path: str | Path) -> None:
+        """Load an archive (or the newest in a folder) and swap it in atomically."""
+        from bot.model.archive import resolve_model_path
+
+        path = resolve_model_path(model_path)
+        loop = asyncio.get_running_loop()
+        new_model = await loop.run_in_executor(self._executor, LoadedModel.load, path)
+        async with self._swap_lock:
+            if self._action_executor is None:
+                self._action_executor = await loop.run_in_executor(None, self._make_action_executor)
+            if hasattr(self.tracker_store, "domain"):
+                self.tracker_store.domain = new_model.domain
+            processor = MessageProcessor(
+                domain=new_model.domain,
+                tracker_store=self.tracker_store,
+                lock_store=self.lock_store,
+                nlu=new_model.nlu,
+                ensemble=new_model.ensemble,
+                action_endpoint=getattr(self.endpoints, "action_endpoint", None) if self.endpoints else None,
+                action_executor=self._action_executor,
+                max_number_of_predictions=self.max_number_of_predictions,
+                model_id=new_model.model_id,
+                executor=self._executor,
+            )
+            old = self._model
+            self._model, self.processor = new_model, processor
+        if old is not None and old is not new_model:
+            old.close()
+        logger.info("Model %s is live.", new_model.model_id)
+
+    def _require(self) -> MessageProcessor:
+        if self.processor is None:
+            raise ModelNotFound("No model is loaded. Fix: train one and load it with PUT /model or --model.")
+        return self.processor
+
+    # ------------------------------------------------------------------ messages
+    async def handle_message(self, message: UserMessage) -> list[dict] | None:
+        return await self._require().handle_message(message)
+
+    async def handle_text(self, text: str, sender_id: str = "default", output_channel: OutputChannel | None = None,
+                          metadata: dict | None = None) -> list[dict] | None:
+        channel = output_channel or CollectingOutputChannel()
+        return await self.handle_message(UserMessage(text, channel, sender_id, metadata=metadata))
+
+    async def log_message(self, message: UserMessage) -> Any:
+        """Record a user message (session start, parse, slot extraction) without predicting."""
+        processor = self._require()
+        async with self.lock_store.lock(message.sender_id):
+            return await processor.log_message(message, should_save_tracker=True)
+
+    async def parse_message(self, text: str) -> dict:
+        if not isinstance(text, str):
+            raise InvalidRequest("'text' must be a string.")
+        processor = self._require()
+        return await processor._offload(processor._parse_sync, text)
+
+    async def get_tracker(self, sender_id: str) -> Any:
+        return await self._require().get_tracker(sender_id)
+
+    async def save_tracker(self, tracker: Any) -> None:
+        await self.tracker_store.save(tracker)
+
+    async def append_events(self, sender_id: str, events: list[Any]) -> Any:
+        processor = self._require()
+        async with self.lock_store.lock(sender_id):
+            tracker = await processor.get_tracker(sender_id)
+            tracker.update_with_events(events, processor.domain)
+            await processor.save_tracker(tracker)
+            return tracker
+
+    async def replace_events(self, sender_id: str, events: list[Any]) -> Any:
+        from bot.shared.tracker import DialogueStateTracker
+
+        processor = self._require()
+        async with self.lock_store.lock(sender_id):
+            tracker = DialogueStateTracker.from_events(sender_id, events, processor.domain.slots)
+            if hasattr(self.tracker_store, "delete"):
+                await self.tracker_store.delete(sender_id)
+            await processor.save_tracker(tracker)
+            return tracker
+
+    async def trigger_intent(self, sender_id: str, intent: str, entities: Any, output_channel: OutputChannel) -> Any:
+        processor = self._require()
+        if intent not in processor.domain.intents:
+            raise InvalidRequest(
+                f"The intent '{intent}' does not exist in the domain. Fix: use one of: "
+                + ", ".join(processor.domain.intents)
+            )
+        async with self.lock_store.lock(sender_id):
+            tracker = await processor.fetch_tracker_and_update_session(sender_id, output_channel)
+            await processor.trigger_external_user_uttered(intent, entities, tracker, output_channel)
+            return tracker
+
+    async def execute_action(self, sender_id: str, action_name: str, output_channel: OutputChannel,
+                             policy: str | None = None, confidence: float | None = None) -> Any:
+        return await self._require().execute_action(sender_id, action_name, output_channel, policy, confidence)
+
+    async def predict_next(self, sender_id: str) -> dict:
+        return await self._require().predict_next(sender_id)
+
+    # ------------------------------------------------------------------ training
+    async def train(self, payload: Any, project_root: str | Path | None = None, **kwargs: Any) -> str:
+        """Train from a project folder (default) or a Rasa-style YAML/JSON payload."""
+        from bot.model.training import train as train_model
+
+        root = Path(project_root or self.project_root)
+        force = bool(kwargs.get("force", kwargs.get("force_training", False)))
+        loop = asyncio.get_running_loop()
+        self.training_jobs += 1
+        try:
+            if payload:
+                tmp = Path(tempfile.mkdtemp(prefix="kefu-train-req-"))
+                _write_training_payload(payload, tmp)
+                result = await loop.run_in_executor(
+                    None, lambda: train_model(tmp, out=kwargs.get("out", root / "models"), force=force)
+                )
+            else:
+                result = await loop.run_in_executor(
+                    None, lambda: train_model(root, out=kwargs.get("out", root / "models"), force=force)
+                )
+        finally:
+            self.training_jobs -= 1
+        return str(result.model_path)
+
+    async def close(self) -> None:
+        for closer in (getattr(self.tracker_store, "close", None), getattr(self.lock_store, "close", None),
+                       getattr(self.event_broker, "close", None)):
+            if closer is not None:
+                await _maybe_await(closer())
+        if self._model is not None:
+            self._model.close()
+        self._executor.shutdown(wait=False)
+
+
+def _import_from_project(package: str, root: Path) -> None:
+    """Make ``package`` import from ``root`` (not from another project loaded earlier)."""
+    import importlib
+    import sys
+
+    top = package.split(".")[0]
+    loaded = sys.modules.get(top)
+    if loaded is not None:
+        origin = Path(getattr(loaded, "__file__", "") or "").resolve()
+        if root not in origin.parents:
+            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+                del sys.modules[name]
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+
+
+async def create_agent_for_server(
+    model_path: str | None, endpoints_path: str | None, project_root: str = "."
+) -> Agent:
+    """Module-level (picklable) factory each server worker calls on start."""
+    return await Agent.create(model_path, endpoints_path, project_root=project_root)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        return await value
+    return value
+
+
+def _write_training_payload(payload: Any, target: Path) -> None:
+    """Write a POST /model/train payload as a project folder.
+
+    Accepts Rasa's YAML body (one document with config keys, domain keys, nlu,
+    stories and rules) or JSON with ``config``, ``domain``, ``nlu``, ``stories``,
+    ``rules`` given as YAML strings or mappings.
+    """
+    from bot.shared.yaml_io import dump_yaml, read_yaml, to_plain
+
+    if isinstance(payload, (bytes, bytearray)):
+        payload = payload.decode("utf-8")
+    if isinstance(payload, str):
+        data = to_plain(read_yaml(payload, "<request body>")) or {}
+    elif isinstance(payload, dict):
+        data = {}
+        for key, value in payload.items():
+            if isinstance(value, str) and key in ("config", "domain", "nlu", "stories", "rules", "responses"):
+                parsed = to_plain(read_yaml(value, f"<request body: {key}>"))
+                if key in ("config", "domain") and isinstance(parsed, dict):
+                    data.update(parsed)
+                else:
+                    data[key] = parsed.get(key, parsed) if isinstance(parsed, dict) else parsed
+            else:
+                data[key] = value
+    else:
+        raise InvalidRequest("Training payload must be YAML text or a JSON object.")
+    if not isinstance(data, dict):
+        raise InvalidRequest("Training payload must be a mapping.")
+    config_keys = {"language", "pipeline", "policies", "assistant_id", "recipe"}
+    data_keys = {"nlu", "stories", "rules"}
+    config = {k: v for k, v in data.items() if k in config_keys}
+    domain = {k: v for k, v in data.items() if k not in config_keys | data_keys | {"force", "save_to_default_model_directory"}}
+    training = {k: v for k, v in data.items() if k in data_keys}
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    (target / "config.yml").write_text(dump_yaml(config), encoding="utf-8")
+    domain.setdefault("version", "3.1")
+    (target / "domain.yml").write_text(dump_yaml(domain), encoding="utf-8")
+    training["version"] = "3.1"
+    (target / "data" / "training.yml").write_text(dump_yaml(training), encoding="utf-8")

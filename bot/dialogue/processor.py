@@ -1,0 +1,440 @@
+"""The message processor: one user message in, bot actions out.
+
+Mirrors Rasa's ``MessageProcessor``: fetch the tracker (starting a new session
+when the old one expired), parse the message (``/intent`` bypasses NLU), log
+``UserUttered``, run ``action_extract_slots``, then predict and run actions until
+the bot listens. Everything for one conversation happens under its lock, so two
+messages of one conversation never interleave; other conversations go on.
+
+CPU-bound work (NLU, policy prediction) runs in a thread pool, never on the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bot.shared.constants import (
+    ACTION_EXTRACT_SLOTS,
+    ACTION_LISTEN_NAME,
+    ACTION_SESSION_START_NAME,
+    USER_INTENT_RESTART,
+)
+from bot.shared.events import (
+    ActionExecuted,
+    ActionExecutionRejected,
+    BotUttered,
+    Event,
+    SlotSet,
+    UserUttered,
+)
+from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection, BotError
+from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PREDICTIONS = 10
+FOLLOWUP_POLICY = "followup_action"
+ACTION_FAILED_METADATA = "kefu_action_failed"
+
+# Said when a custom action fails and the domain has no `utter_default`.
+FALLBACK_TEXT = {
+    "zh": "抱歉，系统暂时出了点问题，请稍后再试，或回复“人工”联系客服。",
+    "en": "Sorry, something went wrong on our side. Please try again in a moment, or type 'agent' to reach a person.",
+}
+
+
+@dataclass
+class Prediction:
+    """What the processor needs of a policy prediction (duck-typed PolicyPrediction)."""
+
+    action_name: str
+    policy_name: str | None
+    confidence: float
+    events: list[Event] = field(default_factory=list)
+    hide_rule_turn: bool = False
+    action_metadata: dict | None = None
+
+
+def _language_of(tracker: Any) -> str:
+    lang = None
+    try:
+        lang = tracker.get_slot("language")
+    except Exception:  # pragma: no cover - tracker without slot support
+        lang = None
+    if not lang:
+        lang = (tracker.latest_message.parse_data or {}).get("language") if tracker.latest_message else None
+    return "en" if lang and str(lang).startswith("en") else "zh"
+
+
+class MessageProcessor:
+    """Handles messages for one loaded model; a hot swap makes a new processor."""
+
+    def __init__(
+        self,
+        domain: Any,
+        tracker_store: Any,
+        lock_store: Any,
+        nlu: Any | None = None,
+        ensemble: Any | None = None,
+        nlg: Any | None = None,
+        action_endpoint: Any | None = None,
+        action_executor: Any | None = None,
+        max_number_of_predictions: int = DEFAULT_MAX_PREDICTIONS,
+        model_id: str | None = None,
+        executor: Executor | None = None,
+        on_circuit_break: Callable[..., Any] | None = None,
+    ) -> None:
+        from bot.shared.nlg import TemplatedNaturalLanguageGenerator
+
+        self.domain = domain
+        self.tracker_store = tracker_store
+        self.lock_store = lock_store
+        self.nlu = nlu
+        self.ensemble = ensemble
+        self.nlg = nlg or TemplatedNaturalLanguageGenerator(domain.responses)
+        self.action_endpoint = action_endpoint
+        self.action_executor = action_executor
+        self.max_number_of_predictions = max_number_of_predictions
+        self.model_id = model_id
+        self.executor = executor
+        self.on_circuit_break = on_circuit_break
+
+    # ------------------------------------------------------------------ helpers
+    async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, fn, *args)
+
+    def _action(self, name: str) -> Any:
+        from bot.dialogue.actions import action_for_name_or_text
+
+        return action_for_name_or_text(name, self.domain, self.action_endpoint, self.action_executor)
+
+    # ------------------------------------------------------------------ trackers
+    async def get_tracker(self, sender_id: str) -> Any:
+        """The stored tracker, or a new one with the domain's slots."""
+        from bot.shared.tracker import DialogueStateTracker
+
+        tracker = await self.tracker_store.retrieve(sender_id)
+        if tracker is None:
+            tracker = DialogueStateTracker(sender_id, self.domain.slots)
+        if self.model_id and hasattr(tracker, "model_id"):
+            tracker.model_id = self.model_id
+        return tracker
+
+    async def save_tracker(self, tracker: Any) -> None:
+        await self.tracker_store.save(tracker)
+
+    def _has_session_expired(self, tracker: Any) -> bool:
+        cfg = self.domain.session_config
+        expiration = getattr(cfg, "session_expiration_time", 0) or 0
+        if expiration <= 0:
+            return False
+        last = tracker.get_last_event_for(UserUttered)
+        if last is None:
+            return False
+        return (time.time() - last.timestamp) > expiration * 60
+
+    async def fetch_tracker_and_update_session(
+        self, sender_id: str, output_channel: OutputChannel | None = None, metadata: dict | None = None
+    ) -> Any:
+        tracker = await self.get_tracker(sender_id)
+        if not tracker.events or self._has_session_expired(tracker):
+            logger.debug("Starting a new session for conversation %s", sender_id)
+            await self._run_action(
+                self._action(ACTION_SESSION_START_NAME),
+                tracker,
+                output_channel or CollectingOutputChannel(),
+                Prediction(ACTION_SESSION_START_NAME, None, 1.0),
+                metadata=metadata,
+            )
+        return tracker
+
+    # ------------------------------------------------------------------ parsing
+    def _parse_sync(self, text: str) -> dict[str, Any]:
+        from bot.nlu.regex_interpreter import parse_intent_message
+
+        parsed = parse_intent_message(text, self.domain.intents)
+        if parsed is not None:
+            if self.nlu is not None and hasattr(self.nlu, "enrich"):
+                parsed = self.nlu.enrich(parsed)
+            return parsed
+        if self.nlu is None:
+            return {
+                "text": text,
+                "intent": {"name": None, "confidence": 0.0},
+                "intent_ranking": [],
+                "entities": [],
+            }
+        return self.nlu.parse(text)
+
+    async def parse_message(self, message: UserMessage) -> dict[str, Any]:
+        if message.parse_data:
+            return message.parse_data
+        parse = await self._offload(self._parse_sync, message.text or "")
+        parse.setdefault("text", message.text or "")
+        parse["message_id"] = message.message_id
+        if message.metadata:
+            parse["metadata"] = message.metadata
+        return parse
+
+    # ------------------------------------------------------------------ main entry
+    async def handle_message(self, message: UserMessage) -> list[dict] | None:
+        """Process one message under the conversation lock; return collected replies."""
+        async with self.lock_store.lock(message.sender_id):
+            tracker = await self.log_message(message, should_save_tracker=False)
+            if tracker.is_paused() and not self._is_restart(tracker):
+                logger.debug("Conversation %s is paused: message recorded, no bot reply.", message.sender_id)
+                await self.save_tracker(tracker)
+                return self._collected(message.output_channel)
+            await self._predict_and_execute_next_actions(tracker, message.output_channel)
+            await self.save_tracker(tracker)
+        return self._collected(message.output_channel)
+
+    @staticmethod
+    def _collected(channel: OutputChannel | None) -> list[dict] | None:
+        if isinstance(channel, CollectingOutputChannel):
+            return channel.messages
+        return None
+
+    @staticmethod
+    def _is_restart(tracker: Any) -> bool:
+        return tracker.latest_message is not None and tracker.latest_message.intent_name == USER_INTENT_RESTART
+
+    async def log_message(self, message: UserMessage, should_save_tracker: bool = True) -> Any:
+        """Parse and record a user message (and run slot extraction) without predicting."""
+        tracker = await self.fetch_tracker_and_update_session(
+            message.sender_id, message.output_channel, message.metadata
+        )
+        parse_data = await self.parse_message(message)
+        tracker.update(
+            UserUttered(
+                message.text,
+                parse_data.get("intent"),
+                parse_data.get("entities", []),
+                parse_data,
+                input_channel=message.input_channel,
+                message_id=message.message_id,
+                metadata=message.metadata,
+            ),
+            self.domain,
+        )
+        self._set_language_slot(tracker, parse_data)
+        if not tracker.is_paused():
+            await self._run_action_extract_slots(tracker, message.output_channel)
+        if should_save_tracker:
+            await self.save_tracker(tracker)
+        return tracker
+
+    def _set_language_slot(self, tracker: Any, parse_data: dict[str, Any]) -> None:
+        lang = parse_data.get("language")
+        if not lang or "language" not in {s.name for s in self.domain.slots}:
+            return
+        if tracker.get_slot("language") != lang:
+            tracker.update(SlotSet("language", lang), self.domain)
+
+    async def _run_action_extract_slots(self, tracker: Any, output_channel: OutputChannel | None) -> None:
+        try:
+            action = self._action(ACTION_EXTRACT_SLOTS)
+        except BotError:
+            return
+        channel = output_channel or CollectingOutputChannel()
+        try:
+            events = await action.run(channel, self.nlg, tracker, self.domain)
+        except (ActionExecutionError, ActionExecutionRejection) as e:
+            logger.error("Slot extraction failed for %s: %s", tracker.sender_id, e)
+            return
+        await self._send_bot_messages(events, tracker, channel)
+        tracker.update_with_events(list(events or []), self.domain)
+
+    async def trigger_external_user_uttered(
+        self, intent_name: str, entities: Any, tracker: Any, output_channel: OutputChannel
+    ) -> None:
+        """Rasa's trigger_intent: an external event injects an intent (no NLU)."""
+        if isinstance(entities, dict):
+            entity_list = [{"entity": k, "value": v} for k, v in entities.items()]
+        else:
+            entity_list = list(entities or [])
+        tracker.update(
+            UserUttered.create_external(intent_name, entity_list, input_channel=output_channel.name()),
+            self.domain,
+        )
+        await self._run_action_extract_slots(tracker, output_channel)
+        await self._predict_and_execute_next_actions(tracker, output_channel)
+        await self.save_tracker(tracker)
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_sync(self, tracker: Any) -> Prediction:
+        if self.ensemble is None:
+            return Prediction(ACTION_LISTEN_NAME, None, 1.0)
+        prediction = self.ensemble.predict(tracker, self.domain)
+        index = prediction.max_confidence_index
+        name = self.domain.action_names_or_texts[index]
+        return Prediction(
+            name,
+            prediction.policy_name,
+            float(prediction.max_confidence),
+            list(prediction.events or []),
+            bool(getattr(prediction, "hide_rule_turn", False)),
+            getattr(prediction, "action_metadata", None),
+        )
+
+    async def predict_next_action(self, tracker: Any) -> Prediction:
+        followup = tracker.followup_action
+        if followup:
+            tracker.clear_followup_action()
+            if followup in self.domain.action_names_or_texts:
+                return Prediction(followup, FOLLOWUP_POLICY, 1.0)
+            logger.error("Follow-up action '%s' is not in the domain; ignoring it.", followup)
+        # Policies read the tracker; give them a snapshot so the loop can't race them.
+        return await self._offload(self._predict_sync, tracker)
+
+    async def _predict_and_execute_next_actions(self, tracker: Any, output_channel: OutputChannel | None) -> None:
+        channel = output_channel or CollectingOutputChannel()
+        num_predicted = 0
+        should_predict_another = True
+        while should_predict_another and num_predicted < self.max_number_of_predictions:
+            if tracker.is_paused() and not self._is_restart(tracker):
+                break
+            prediction = await self.predict_next_action(tracker)
+            try:
+                action = self._action(prediction.action_name)
+            except BotError as e:
+                logger.error("Predicted action '%s' cannot be run: %s", prediction.action_name, e)
+                action = self._action(ACTION_LISTEN_NAME)
+                prediction = Prediction(ACTION_LISTEN_NAME, prediction.policy_name, prediction.confidence)
+            should_predict_another = await self._run_action(action, tracker, channel, prediction)
+            num_predicted += 1
+        if should_predict_another and num_predicted >= self.max_number_of_predictions:
+            logger.warning(
+                "Circuit breaker tripped for %s: stopped after %d actions in one turn.",
+                tracker.sender_id,
+                num_predicted,
+            )
+            if self.on_circuit_break:
+                self.on_circuit_break(tracker, channel, self.nlg)
+            tracker.update(ActionExecuted(ACTION_LISTEN_NAME), self.domain)
+
+    @staticmethod
+    def should_predict_another_action(action_name: str) -> bool:
+        return action_name not in (ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME)
+
+    async def _send_bot_messages(self, events: list[Event] | None, tracker: Any, channel: OutputChannel) -> None:
+        for event in events or []:
+            if not isinstance(event, BotUttered):
+                continue
+            message = {"text": event.text}
+            message.update({k: v for k, v in (event.data or {}).items() if v is not None})
+            try:
+                await channel.send_response(tracker.sender_id, message)
+            except Exception:  # a broken channel must not lose the tracker update
+                logger.exception("Output channel %s failed to deliver a message to %s", channel.name(), tracker.sender_id)
+
+    async def _run_action(
+        self,
+        action: Any,
+        tracker: Any,
+        output_channel: OutputChannel,
+        prediction: Prediction,
+        metadata: dict | None = None,
+    ) -> bool:
+        name = action.name()
+        try:
+            action_metadata = metadata if metadata is not None else prediction.action_metadata
+            events = await action.run(output_channel, self.nlg, tracker, self.domain, metadata=action_metadata)
+        except ActionExecutionRejection as e:
+            logger.debug("Action %s rejected execution: %s", name, e)
+            tracker.update(ActionExecutionRejected(name, prediction.policy_name, prediction.confidence), self.domain)
+            return self.should_predict_another_action(name)
+        except (ActionExecutionError, BotError, Exception) as e:  # never crash a worker on one action
+            logger.error("Action '%s' failed for conversation %s: %s", name, tracker.sender_id, e)
+            await self._handle_action_failure(name, tracker, output_channel, prediction)
+            return False
+
+        events = list(events or [])
+        await self._send_bot_messages(events, tracker, output_channel)
+        if not any(isinstance(e, ActionExecutionRejected) for e in events):
+            tracker.update(
+                ActionExecuted(
+                    name,
+                    prediction.policy_name,
+                    prediction.confidence,
+                    hide_rule_turn=prediction.hide_rule_turn,
+                    metadata=prediction.action_metadata or {},
+                ),
+                self.domain,
+            )
+            tracker.update_with_events(prediction.events, self.domain)
+        for event in events:
+            event.timestamp = time.time()
+            tracker.update(event, self.domain)
+        return self.should_predict_another_action(name)
+
+    async def _handle_action_failure(
+        self, name: str, tracker: Any, output_channel: OutputChannel, prediction: Prediction
+    ) -> None:
+        """A custom action failed: record it, apologise in the shopper's language, listen."""
+        tracker.update(
+            ActionExecuted(
+                name,
+                prediction.policy_name,
+                prediction.confidence,
+                metadata={ACTION_FAILED_METADATA: True},
+            ),
+            self.domain,
+        )
+        response = None
+        if "utter_default" in self.domain.responses:
+            try:
+                response = self.nlg.generate("utter_default", tracker, output_channel.name())
+            except Exception:  # pragma: no cover - nlg is defensive already
+                response = None
+        if not response:
+            response = {"text": FALLBACK_TEXT[_language_of(tracker)]}
+        text = response.get("text")
+        data = {k: v for k, v in response.items() if k != "text"}
+        event = BotUttered(text, data, metadata={"utter_action": "utter_default", ACTION_FAILED_METADATA: name})
+        await self._send_bot_messages([event], tracker, output_channel)
+        tracker.update(event, self.domain)
+        tracker.update(ActionExecuted(ACTION_LISTEN_NAME, FOLLOWUP_POLICY, 1.0), self.domain)
+
+    # ------------------------------------------------------------------ API helpers
+    async def execute_action(
+        self,
+        sender_id: str,
+        action_name: str,
+        output_channel: OutputChannel,
+        policy: str | None = None,
+        confidence: float | None = None,
+    ) -> Any:
+        async with self.lock_store.lock(sender_id):
+            tracker = await self.fetch_tracker_and_update_session(sender_id, output_channel)
+            prediction = Prediction(action_name, policy, confidence if confidence is not None else 1.0)
+            should_continue = await self._run_action(self._action(action_name), tracker, output_channel, prediction)
+            if should_continue:
+                await self._predict_and_execute_next_actions(tracker, output_channel)
+            await self.save_tracker(tracker)
+            return tracker
+
+    async def predict_next(self, sender_id: str) -> dict[str, Any]:
+        from bot.shared.tracker import EventVerbosity
+
+        tracker = await self.get_tracker(sender_id)
+        if self.ensemble is None:
+            return {"scores": [], "policy": None, "tracker": tracker.current_state(EventVerbosity.AFTER_RESTART)}
+        prediction = await self._offload(self.ensemble.predict, copy.deepcopy(tracker), self.domain)
+        scores = [
+            {"action": a, "score": float(p)}
+            for a, p in zip(self.domain.action_names_or_texts, prediction.probabilities)
+        ]
+        scores.sort(key=lambda s: s["score"], reverse=True)
+        return {
+            "scores": scores,
+            "policy": prediction.policy_name,
+            "confidence": float(prediction.max_confidence),
+            "tracker": tracker.current_state(EventVerbosity.AFTER_RESTART),
+        }

@@ -1,0 +1,167 @@
+"""``python -m bot train``: one archive with NLU + policies, retraining only what changed."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.model.archive import (
+    ARCHIVE_SUFFIX,
+    METADATA_FILE,
+    ModelMetadata,
+    copy_part_from_archive,
+    latest_archive,
+    new_model_name,
+    read_archive_metadata,
+    write_archive,
+)
+from bot.shared.importer import ProjectImporter
+from bot.shared.yaml_io import to_plain, write_yaml
+
+logger = logging.getLogger(__name__)
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+@dataclass
+class TrainResult:
+    model_path: Path | None
+    trained_nlu: bool
+    trained_core: bool
+    reused_nlu: bool
+    reused_core: bool
+    seconds: float
+
+
+def compute_fingerprint(importer: ProjectImporter, config: Any) -> dict[str, str]:
+    from bot.version import __version__
+
+    return {
+        "kefu_version": __version__,
+        "nlu_config": _digest({"language": config.language, "pipeline": to_plain(config.pipeline)}),
+        "nlu_data": importer.nlu_digest(),
+        "core_config": _digest({"policies": to_plain(config.policies)}),
+        "core_data": importer.core_digest(),
+        "domain": importer.domain_digest(),
+    }
+
+
+def _nlu_unchanged(old: dict[str, str], new: dict[str, str]) -> bool:
+    keys = ("kefu_version", "nlu_config", "nlu_data")
+    return all(old.get(k) == new.get(k) for k in keys)
+
+
+def _core_unchanged(old: dict[str, str], new: dict[str, str]) -> bool:
+    keys = ("kefu_version", "core_config", "core_data", "domain")
+    return all(old.get(k) == new.get(k) for k in keys)
+
+
+def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path) -> bool:
+    """Train the NLU pipeline into ``out_dir/nlu``; False for an NLU-less config."""
+    from bot.nlu import NLUPipeline
+
+    pipeline = NLUPipeline.from_config(config, importer.root)
+    if pipeline.is_empty:
+        logger.info("No NLU pipeline in %s: only /intent messages will be understood.", config.filename)
+        return False
+    data = importer.get_nlu_data()
+    if not data.training_examples:
+        logger.warning("No NLU training examples found; skipping NLU training.")
+        return False
+    pipeline.train(data)
+    pipeline.persist(out_dir / "nlu")
+    return True
+
+
+def train_core_part(importer: ProjectImporter, config: Any, domain: Any, out_dir: Path, augmentation: int = 50) -> bool:
+    from bot.dialogue.generator import generate_training_trackers
+    from bot.dialogue.policies.ensemble import PolicyEnsemble
+    from bot.shared.training_data.story_graph import StoryGraph
+
+    steps = importer.get_story_steps(domain)
+    ensemble = PolicyEnsemble.from_config(config.policies, getattr(config, "filename", None))
+    graph = StoryGraph(steps)
+    trackers = generate_training_trackers(graph, domain, augmentation_factor=augmentation)
+    logger.info("Training policies on %d trackers from %d story/rule steps.", len(trackers), len(steps))
+    ensemble.train(trackers, domain)
+    ensemble.persist(out_dir / "core")
+    return True
+
+
+def train(
+    root: str | Path = ".",
+    config: str | Path | None = None,
+    domain: str | Path | None = None,
+    data: list[str | Path] | None = None,
+    out: str | Path = "models",
+    fixed_model_name: str | None = None,
+    force: bool = False,
+    nlu_only: bool = False,
+    core_only: bool = False,
+    augmentation: int = 50,
+) -> TrainResult:
+    """Train a model archive; reuse unchanged parts of the newest archive in ``out``."""
+    started = time.perf_counter()
+    importer = ProjectImporter.from_paths(root, config, domain, data)
+    project_config = importer.get_config()
+    project_domain = importer.get_domain()
+    fingerprint = compute_fingerprint(importer, project_config)
+
+    out_path = Path(out)
+    previous = latest_archive(out_path) if not force else None
+    old_meta = read_archive_metadata(previous) if previous else None
+    old_fp = old_meta.fingerprint if old_meta else {}
+
+    if old_meta and _nlu_unchanged(old_fp, fingerprint) and _core_unchanged(old_fp, fingerprint) and not (nlu_only or core_only):
+        logger.info("Nothing changed since %s; no new model trained.", previous)
+        return TrainResult(previous, False, False, True, True, time.perf_counter() - started)
+
+    work = Path(tempfile.mkdtemp(prefix="kefu-train-"))
+    try:
+        trained_nlu = trained_core = reused_nlu = reused_core = False
+        has_nlu = has_core = False
+        if not core_only:
+            if old_meta and old_meta.has_nlu and _nlu_unchanged(old_fp, fingerprint) and previous:
+                reused_nlu = has_nlu = copy_part_from_archive(previous, "nlu", work)
+            if not has_nlu:
+                has_nlu = trained_nlu = train_nlu_part(importer, project_config, work)
+        if not nlu_only:
+            if old_meta and old_meta.has_core and _core_unchanged(old_fp, fingerprint) and previous:
+                reused_core = has_core = copy_part_from_archive(previous, "core", work)
+            if not has_core:
+                has_core = trained_core = train_core_part(importer, project_config, project_domain, work, augmentation)
+
+        write_yaml(to_plain(project_config.raw_resolved() if hasattr(project_config, "raw_resolved") else {
+            "language": project_config.language,
+            "pipeline": project_config.pipeline,
+            "policies": project_config.policies,
+            "assistant_id": project_config.assistant_id,
+        }), work / "config.yml")
+        project_domain.persist(work / "domain.yml")
+        name = fixed_model_name or new_model_name()
+        if name.endswith(ARCHIVE_SUFFIX):
+            name = name[: -len(ARCHIVE_SUFFIX)]
+        meta = ModelMetadata(
+            model_id=name,
+            trained_at=time.time(),
+            assistant_id=project_config.assistant_id,
+            language=project_config.language,
+            fingerprint=fingerprint,
+            has_nlu=has_nlu,
+            has_core=has_core,
+        )
+        (work / METADATA_FILE).write_text(json.dumps(meta.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        target = out_path if out_path.suffix == ".gz" else out_path / f"{name}{ARCHIVE_SUFFIX}"
+        write_archive(work, target)
+        logger.info("Model written to %s", target)
+        return TrainResult(target, trained_nlu, trained_core, reused_nlu, reused_core, time.perf_counter() - started)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
