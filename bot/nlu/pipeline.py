@@ -1,0 +1,217 @@
+"""NLUPipeline: builds components from config.yml, trains, persists, parses.
+
+The parse result is Rasa's (``text``, ``intent``, ``intent_ranking``,
+``entities``) plus ``sentiment`` and ``language``, for every input including
+empty or garbage text.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bot.nlu.base import ENTITIES, INTENT, INTENT_RANKING, Component, PipelineContext
+from bot.nlu.language import detect_language
+from bot.nlu.registry import check_options, resolve_component
+from bot.nlu.response_selector import RESPONSE_SELECTOR
+from bot.nlu.sentiment import SentimentAnalyzer, score_sentiment
+from bot.shared.config import DEFAULT_PIPELINE  # Rasa 3.6's default, defined once
+from bot.shared.exceptions import ConfigError, ModelNotFound
+from bot.shared.training_data.nlu import Message, TrainingData
+from bot.shared.yaml_io import line_of, to_plain
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_FILE = "nlu_pipeline.json"
+FORMAT_VERSION = 1
+
+def default_pipeline(language: str) -> list[dict[str, Any]]:
+    """Rasa's default; for Chinese, jieba replaces whitespace tokenization (kefu choice)."""
+    pipeline = [dict(c) for c in DEFAULT_PIPELINE]
+    if language == "zh" and pipeline and pipeline[0].get("name") == "WhitespaceTokenizer":
+        logger.info("Default pipeline for language zh: JiebaTokenizer instead of WhitespaceTokenizer.")
+        pipeline[0] = {"name": "JiebaTokenizer"}
+    return pipeline
+
+
+def _empty_result(text: str) -> dict[str, Any]:
+    return {
+        "text": text,
+        "intent": {"name": None, "confidence": 0.0},
+        "entities": [],
+        "intent_ranking": [],
+    }
+
+
+class NLUPipeline:
+    """An ordered list of components plus the language they were configured for."""
+
+    def __init__(self, components: list[Component], specs: list[dict[str, Any]], context: PipelineContext) -> None:
+        self.components = components
+        self.specs = specs
+        self.context = context
+        self.trained = False
+
+    # ---- construction
+    @classmethod
+    def from_config(cls, project_config: Any, root_dir: str | Path | None = None) -> "NLUPipeline":
+        """Build from a ``ProjectConfig`` (or a plain ``{"language", "pipeline"}`` dict)."""
+        component_lines: list[int | None] = []
+        if isinstance(project_config, dict):
+            raw = project_config
+            language = project_config.get("language") or "en"
+            pipeline = project_config.get("pipeline", None)
+            filename = project_config.get("filename")
+        else:
+            raw = getattr(project_config, "raw", None) or {}
+            language = getattr(project_config, "language", None) or "en"
+            pipeline = getattr(project_config, "pipeline", None)
+            filename = getattr(project_config, "filename", None)
+            component_lines = list(getattr(project_config, "pipeline_lines", None) or [])
+            if getattr(project_config, "pipeline_is_default", False):
+                pipeline = None
+        raw_pipeline = raw.get("pipeline") if isinstance(raw, dict) else None
+        if pipeline is None:
+            pipeline = default_pipeline(str(language))
+            raw_pipeline = None
+            component_lines = []
+        if not isinstance(pipeline, list):
+            raise ConfigError(
+                "'pipeline' must be a list of components.",
+                filename,
+                line_of(raw, "pipeline") if raw_pipeline is not None else None,
+                fix="Write '- name: WhitespaceTokenizer' items under 'pipeline:'.",
+            )
+        context = PipelineContext(
+            language=str(language), root_dir=Path(root_dir) if root_dir else None,
+            config_file=str(filename) if filename else None,
+        )
+        components: list[Component] = []
+        specs: list[dict[str, Any]] = []
+        for index, item in enumerate(pipeline):
+            raw_item = raw_pipeline[index] if isinstance(raw_pipeline, list) and index < len(raw_pipeline) else None
+            line = line_of(raw_pipeline, index=index) if raw_item is not None else None
+            if line is None and index < len(component_lines):
+                line = component_lines[index]
+            if not isinstance(item, dict) or "name" not in item:
+                raise ConfigError(
+                    f"Pipeline entry {index + 1} has no 'name'.",
+                    filename,
+                    line,
+                    fix="Each pipeline entry is a mapping with 'name: <Component>'.",
+                )
+            spec = to_plain(dict(item))
+            component_cls = resolve_component(spec["name"], filename, line)
+            check_options(
+                component_cls, spec, filename,
+                (lambda key, node=raw_item, fallback=line: line_of(node, key) or fallback),
+            )
+            if component_cls.name == "SpacyNLP":
+                context.extras["spacy_model"] = spec.get("model")
+            components.append(component_cls(spec, context))
+            specs.append({**spec, "name": component_cls.name})
+        if components and not any(isinstance(c, SentimentAnalyzer) for c in components):
+            components.append(SentimentAnalyzer({}, context))
+            specs.append({"name": SentimentAnalyzer.name})
+        return cls(components, specs, context)
+
+    @property
+    def is_empty(self) -> bool:
+        """True for ``pipeline: []`` (a Core-only project)."""
+        return not self.components
+
+    @property
+    def language(self) -> str:
+        return self.context.language
+
+    # ---- training
+    def train(self, training_data: TrainingData) -> "NLUPipeline":
+        started = time.perf_counter()
+        messages = [Message(m.text, dict(m.data), m.source, m.line) for m in training_data.training_examples]
+        for component in self.components:
+            t0 = time.perf_counter()
+            component.train(training_data, messages)
+            logger.debug("Trained %s in %.2fs", component.name, time.perf_counter() - t0)
+        self.trained = True
+        logger.info(
+            "Trained NLU pipeline (%d components, %d examples) in %.1fs",
+            len(self.components), len(messages), time.perf_counter() - started,
+        )
+        return self
+
+    # ---- inference
+    def process(self, message: Message) -> Message:
+        for component in self.components:
+            component.process(message)
+        return message
+
+    def parse(self, text: str | None, tracker_slots: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Rasa parse result for ``text`` plus ``sentiment`` and ``language``."""
+        text = "" if text is None else str(text)
+        result = _empty_result(text)
+        if self.components:
+            message = self.process(Message(text))
+            intent = message.get(INTENT)
+            if isinstance(intent, dict):
+                result["intent"] = {"name": intent.get("name"), "confidence": float(intent.get("confidence") or 0.0)}
+            result["intent_ranking"] = [
+                {"name": r["name"], "confidence": float(r["confidence"])} for r in message.get(INTENT_RANKING) or []
+            ]
+            result["entities"] = [dict(e) for e in message.get(ENTITIES) or []]
+            if message.get(RESPONSE_SELECTOR):
+                result[RESPONSE_SELECTOR] = message.get(RESPONSE_SELECTOR)
+            result["sentiment"] = message.get("sentiment") or score_sentiment(text)
+        else:
+            result["sentiment"] = score_sentiment(text)
+        result["language"] = detect_language(text, default=self.language if self.language in ("zh", "en") else "zh")
+        return result
+
+    # ---- persistence
+    def persist(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for i, (component, spec) in enumerate(zip(self.components, self.specs)):
+            folder = f"{i:02d}_{component.name}"
+            path = directory / folder
+            if path.exists():
+                shutil.rmtree(path)
+            path.mkdir()
+            component.persist(path)
+            entries.append({"folder": folder, "config": spec})
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "language": self.context.language,
+            "root_dir": str(self.context.root_dir) if self.context.root_dir else None,
+            "trained": self.trained,
+            "components": entries,
+        }
+        (directory / PIPELINE_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "NLUPipeline":
+        directory = Path(directory)
+        meta_file = directory / PIPELINE_FILE
+        if not meta_file.is_file():
+            raise ModelNotFound(f"No NLU pipeline at {directory} (missing {PIPELINE_FILE}).")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        context = PipelineContext(
+            language=meta.get("language") or "en",
+            root_dir=Path(meta["root_dir"]) if meta.get("root_dir") else None,
+        )
+        components: list[Component] = []
+        specs: list[dict[str, Any]] = []
+        for entry in meta["components"]:
+            spec = entry["config"]
+            component_cls = resolve_component(spec["name"], meta_file)
+            if component_cls.name == "SpacyNLP":
+                context.extras["spacy_model"] = spec.get("model")
+            components.append(component_cls.load(spec, context, directory / entry["folder"]))
+            specs.append(spec)
+        pipeline = cls(components, specs, context)
+        pipeline.trained = bool(meta.get("trained"))
+        return pipeline
