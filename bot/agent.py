@@ -170,7 +170,14 @@ class Agent:
         return await processor._offload(processor._parse_sync, text)
 
     async def get_tracker(self, sender_id: str) -> Any:
-        return await self._require().get_tracker(sender_id)
+        """The whole conversation (all sessions), for the HTTP API; created if missing."""
+        processor = self._require()
+        full = getattr(self.tracker_store, "retrieve_full_tracker", None)
+        if full is not None:
+            tracker = await full(sender_id)
+            if tracker is not None:
+                return tracker
+        return await processor.get_tracker(sender_id)
 
     async def save_tracker(self, tracker: Any) -> None:
         await self.tracker_store.save(tracker)

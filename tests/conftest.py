@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_server import INSTALL_HINT, RedisServer, find_redis_server, redis_skipped
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -24,3 +26,21 @@ def rasa_examples() -> Path:
     if not RASA_EXAMPLES.is_dir():
         pytest.fail(f"Rasa example projects not found at {RASA_EXAMPLES} (../shared/ is required)")
     return RASA_EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the whole session (FAILS when missing, see module doc)."""
+    if find_redis_server() is None:
+        if redis_skipped():
+            pytest.skip("redis-server not installed and KEFU_SKIP_REDIS=1")
+        pytest.fail(f"redis-server not found; tests marked 'redis' need it. {INSTALL_HINT}")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of an empty Redis (flushed before each test)."""
+    redis_server.flushall()
+    return redis_server.url

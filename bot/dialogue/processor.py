@@ -187,6 +187,8 @@ class MessageProcessor:
         """Process one message under the conversation lock; return collected replies."""
         async with self.lock_store.lock(message.sender_id):
             tracker = await self.log_message(message, should_save_tracker=False)
+            # As in Rasa 3.6: slots are extracted even while a human owns the conversation.
+            await self._run_action_extract_slots(tracker, message.output_channel)
             if tracker.is_paused() and not self._is_restart(tracker):
                 logger.debug("Conversation %s is paused: message recorded, no bot reply.", message.sender_id)
                 await self.save_tracker(tracker)
@@ -224,8 +226,6 @@ class MessageProcessor:
             self.domain,
         )
         self._set_language_slot(tracker, parse_data)
-        if not tracker.is_paused():
-            await self._run_action_extract_slots(tracker, message.output_channel)
         if should_save_tracker:
             await self.save_tracker(tracker)
         return tracker
@@ -345,7 +345,12 @@ class MessageProcessor:
         name = action.name()
         try:
             action_metadata = metadata if metadata is not None else prediction.action_metadata
-            events = await action.run(output_channel, self.nlg, tracker, self.domain, metadata=action_metadata)
+            # The action sees the policy's events (e.g. EntitiesAdded) as Rasa does.
+            action_tracker = tracker
+            if prediction.events:
+                action_tracker = tracker.copy()
+                action_tracker.update_with_events(list(prediction.events), self.domain)
+            events = await action.run(output_channel, self.nlg, action_tracker, self.domain, metadata=action_metadata)
         except ActionExecutionRejection as e:
             logger.debug("Action %s rejected execution: %s", name, e)
             tracker.update(ActionExecutionRejected(name, prediction.policy_name, prediction.confidence), self.domain)
@@ -358,6 +363,7 @@ class MessageProcessor:
         events = list(events or [])
         await self._send_bot_messages(events, tracker, output_channel)
         if not any(isinstance(e, ActionExecutionRejected) for e in events):
+            tracker.update_with_events(list(prediction.events), self.domain)
             tracker.update(
                 ActionExecuted(
                     name,
@@ -368,7 +374,6 @@ class MessageProcessor:
                 ),
                 self.domain,
             )
-            tracker.update_with_events(prediction.events, self.domain)
         for event in events:
             event.timestamp = time.time()
             tracker.update(event, self.domain)

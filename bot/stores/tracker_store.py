@@ -1,0 +1,660 @@
+"""Tracker stores: where conversations live between messages.
+
+Every store keeps the ordered list of a conversation's events (Rasa's JSON form) and
+builds ``DialogueStateTracker``s from them with the domain's slots. Saves are
+append-only: only events the store has not seen yet are written and published to the
+event broker, so saving a long conversation costs as much as its newest turn.
+
+``retrieve`` returns the conversation from its latest ``session_started`` event on (as
+Rasa's SQL store does, which keeps long-lived conversations cheap to load; carried-over
+slots follow that event); ``retrieve_full_tracker`` returns every event.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, runtime_checkable
+
+from bot.shared.exceptions import ConfigError, StoreError
+from bot.stores._common import (
+    check_positive,
+    endpoint_kwargs,
+    endpoint_location,
+    endpoint_type,
+    load_class,
+    redis_client,
+    unknown_type_error,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bot.shared.domain import Domain
+    from bot.shared.events import Event
+    from bot.shared.tracker import DialogueStateTracker
+    from bot.stores.event_broker import EventBroker
+
+logger = logging.getLogger(__name__)
+
+SESSION_STARTED = "session_started"
+ACTION_LISTEN = "action_listen"
+DEFAULT_SQL_URL = "sqlite:///kefu.db"
+DEFAULT_REDIS_KEY_PREFIX = "kefu:tracker:"
+
+
+@runtime_checkable
+class TrackerStoreProtocol(Protocol):
+    """What the processor and the HTTP API need from a tracker store."""
+
+    domain: Optional["Domain"]
+    event_broker: Optional["EventBroker"]
+
+    async def save(self, tracker: "DialogueStateTracker") -> None: ...
+
+    async def retrieve(self, sender_id: str) -> Optional["DialogueStateTracker"]: ...
+
+    async def retrieve_full_tracker(self, sender_id: str) -> Optional["DialogueStateTracker"]: ...
+
+    async def keys(self) -> list[str]: ...
+
+    async def delete(self, sender_id: str) -> None: ...
+
+
+def _event_key(event: dict[str, Any]) -> tuple[Any, Any]:
+    """Identity of a stored event: its type and its timestamp."""
+    return event.get("event"), event.get("timestamp")
+
+
+def unsaved_events(
+    events: list["Event"],
+    stored_total: int,
+    stored_since_session: int,
+    last_stored: Optional[dict[str, Any]],
+) -> list["Event"]:
+    """The tail of ``events`` that the store does not hold yet.
+
+    A tracker holds either all stored events (``retrieve_full_tracker``, or one built in
+    memory) or those since the latest session start (``retrieve``). The store's last
+    event is looked up at those two positions first, then anywhere (searching from the
+    end), and everything after it is new.
+    """
+    if stored_total == 0 or last_stored is None:
+        return list(events)
+    key = _event_key(last_stored)
+    for position in (stored_total - 1, stored_since_session - 1):
+        if 0 <= position < len(events) and _event_key(events[position].as_dict()) == key:
+            return list(events[position + 1 :])
+    for position in range(len(events) - 1, -1, -1):
+        if _event_key(events[position].as_dict()) == key:
+            return list(events[position + 1 :])
+    last_timestamp = last_stored.get("timestamp") or 0
+    logger.warning(
+        "Tracker does not contain the last stored event; appending only events newer than %s.",
+        last_timestamp,
+    )
+    return [event for event in events if (event.timestamp or 0) > last_timestamp]
+
+
+def _last_session_start(events: list[dict[str, Any]]) -> int:
+    """Index of the latest ``session_started`` event, 0 when there is none."""
+    for index in range(len(events) - 1, -1, -1):
+        if events[index].get("event") == SESSION_STARTED:
+            return index
+    return 0
+
+
+class TrackerStore:
+    """Base class with the shared tracker logic; subclasses store event dicts.
+
+    Subclasses implement ``_load(sender_id, full)``, ``_append(sender_id, events, tracker)``
+    (returning the events actually written), ``keys`` and ``delete``.
+    """
+
+    def __init__(
+        self, domain: Optional["Domain"] = None, event_broker: Optional["EventBroker"] = None
+    ) -> None:
+        self.domain = domain
+        self.event_broker = event_broker
+
+    # --- tracker construction ---------------------------------------------------
+    def _slots(self) -> Optional[list[Any]]:
+        """The domain's slots (the tracker copies them); None keeps any slot a store sees."""
+        if self.domain is None:
+            return None
+        return list(self.domain.slots)
+
+    def init_tracker(self, sender_id: str, max_event_history: Optional[int] = None) -> "DialogueStateTracker":
+        """A new, empty tracker with the domain's slots."""
+        from bot.shared.tracker import DialogueStateTracker
+
+        return DialogueStateTracker(sender_id, self._slots(), max_event_history=max_event_history)
+
+    def deserialise_tracker(self, sender_id: str, events: list[dict[str, Any]]) -> "DialogueStateTracker":
+        from bot.shared.tracker import DialogueStateTracker
+
+        return DialogueStateTracker.from_dict(sender_id, events, self._slots())
+
+    async def create_tracker(
+        self, sender_id: str, max_event_history: Optional[int] = None, append_action_listen: bool = True
+    ) -> "DialogueStateTracker":
+        """Create, optionally start with ``action_listen`` (as Rasa), and save a tracker."""
+        tracker = self.init_tracker(sender_id, max_event_history)
+        if append_action_listen:
+            from bot.shared.events import ActionExecuted
+
+            tracker.update(ActionExecuted(ACTION_LISTEN))
+        await self.save(tracker)
+        return tracker
+
+    async def get_or_create_tracker(
+        self, sender_id: str, max_event_history: Optional[int] = None, append_action_listen: bool = True
+    ) -> "DialogueStateTracker":
+        tracker = await self.retrieve(sender_id)
+        if tracker is None:
+            tracker = await self.create_tracker(sender_id, max_event_history, append_action_listen)
+        return tracker
+
+    # --- public API -------------------------------------------------------------
+    async def retrieve(self, sender_id: str) -> Optional["DialogueStateTracker"]:
+        """The conversation from its latest session start on, or None if unknown."""
+        events = await self._load(sender_id, full=False)
+        return self.deserialise_tracker(sender_id, events) if events else None
+
+    async def retrieve_full_tracker(self, sender_id: str) -> Optional["DialogueStateTracker"]:
+        """The whole conversation (all sessions), or None if unknown."""
+        events = await self._load(sender_id, full=True)
+        return self.deserialise_tracker(sender_id, events) if events else None
+
+    async def exists(self, sender_id: str) -> bool:
+        return sender_id in await self.keys()
+
+    async def save(self, tracker: "DialogueStateTracker") -> None:
+        """Append the tracker's new events and publish them to the event broker."""
+        written = await self._append(tracker.sender_id, list(tracker.events), tracker)
+        if written:
+            logger.debug("Saved %d new event(s) of conversation '%s'.", len(written), tracker.sender_id)
+        await self.stream_events(tracker.sender_id, written)
+
+    async def stream_events(self, sender_id: str, events: Iterable["Event"]) -> None:
+        """Publish Rasa's broker body (``sender_id`` + the event dict) per new event."""
+        if self.event_broker is None:
+            return
+        for event in events:
+            body: dict[str, Any] = {"sender_id": sender_id}
+            body.update(event.as_dict())
+            await self.event_broker.publish(body)
+
+    async def keys(self) -> list[str]:
+        raise NotImplementedError
+
+    async def delete(self, sender_id: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    # --- storage primitives -----------------------------------------------------
+    async def _load(self, sender_id: str, full: bool) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _append(
+        self, sender_id: str, events: list["Event"], tracker: "DialogueStateTracker"
+    ) -> list["Event"]:
+        raise NotImplementedError
+
+
+class InMemoryTrackerStore(TrackerStore):
+    """Event dicts in a dict; for tests and single-process demos (lost on restart)."""
+
+    def __init__(
+        self, domain: Optional["Domain"] = None, event_broker: Optional["EventBroker"] = None, **_: Any
+    ) -> None:
+        super().__init__(domain, event_broker)
+        self.store: dict[str, list[dict[str, Any]]] = {}
+
+    async def _load(self, sender_id: str, full: bool) -> list[dict[str, Any]]:
+        events = self.store.get(sender_id)
+        if not events:
+            return []
+        start = 0 if full else _last_session_start(events)
+        return copy.deepcopy(events[start:])
+
+    async def _append(
+        self, sender_id: str, events: list["Event"], tracker: "DialogueStateTracker"
+    ) -> list["Event"]:
+        stored = self.store.setdefault(sender_id, [])
+        since_session = len(stored) - _last_session_start(stored)
+        new = unsaved_events(events, len(stored), since_session, stored[-1] if stored else None)
+        # A JSON round trip stores exactly what SQL / Redis would, and detaches the dicts.
+        stored.extend(json.loads(json.dumps([e.as_dict() for e in new], default=str)))
+        return new
+
+    async def keys(self) -> list[str]:
+        return [key for key, events in self.store.items() if events]
+
+    async def delete(self, sender_id: str) -> None:
+        self.store.pop(sender_id, None)
+
+
+# --- SQL -------------------------------------------------------------------------
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mysql+pymysql": "mysql+aiomysql",
+}
+
+
+def async_sql_url(url: str) -> str:
+    """Swap a sync driver for its asyncio twin (``sqlite://`` → ``sqlite+aiosqlite://``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(
+            f"'{url}' is not an SQLAlchemy database URL.",
+            "endpoints.yml",
+            fix="Use e.g. 'sqlite:///kefu.db' or 'postgresql://user:pass@host/db'.",
+        )
+    return f"{ASYNC_DRIVERS.get(scheme.lower(), scheme)}://{rest}"
+
+
+def sql_url_from_rasa_keys(
+    dialect: str = "sqlite",
+    host: Optional[str] = None,
+    port: Optional[int] = None,
+    db: str = "kefu.db",
+    username: Optional[str] = None,
+    password: Optional[str] = None,
+    query: Optional[dict[str, Any]] = None,
+) -> str:
+    """Rasa's ``dialect/url/port/db/username/password`` keys as one SQLAlchemy URL."""
+    import sqlalchemy as sa
+
+    if dialect.startswith("sqlite"):
+        return f"{dialect}:///{db}"
+    url = sa.engine.URL.create(
+        drivername=dialect,
+        username=username,
+        password=password,
+        host=host,
+        port=int(port) if port else None,
+        database=db,
+        query=query or {},
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def _events_table(metadata: Any, table_name: str) -> Any:
+    import sqlalchemy as sa
+
+    return sa.Table(
+        table_name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("sender_id", sa.String(255), nullable=False),
+        sa.Column("type_name", sa.String(255), nullable=False),
+        sa.Column("timestamp", sa.Float),
+        sa.Column("intent_name", sa.String(255)),
+        sa.Column("action_name", sa.String(255)),
+        sa.Column("data", sa.Text),
+        sa.Index(f"ix_{table_name}_sender_id_id", "sender_id", "id"),
+        sa.Index(f"ix_{table_name}_sender_id_type_name", "sender_id", "type_name"),
+    )
+
+
+class SQLTrackerStore(TrackerStore):
+    """One row per event in an ``events`` table (Rasa's columns), via SQLAlchemy async.
+
+    Any SQLAlchemy URL works; sync drivers are swapped for asyncio ones. SQLite files
+    use WAL so readers never block the writer. The table is created on first use.
+    """
+
+    def __init__(
+        self,
+        domain: Optional["Domain"] = None,
+        event_broker: Optional["EventBroker"] = None,
+        url: str = DEFAULT_SQL_URL,
+        table_name: str = "events",
+        engine_kwargs: Optional[dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(domain, event_broker)
+        from sqlalchemy.ext.asyncio import create_async_engine
+        import sqlalchemy as sa
+
+        self.url = async_sql_url(url)
+        options = dict(engine_kwargs or {})
+        is_sqlite = self.url.startswith("sqlite")
+        if is_sqlite and self._sqlite_in_memory(self.url):
+            from sqlalchemy.pool import StaticPool
+
+            options.setdefault("poolclass", StaticPool)
+        self.engine = create_async_engine(self.url, **options)
+        if is_sqlite:
+            self._configure_sqlite()
+        self.metadata = sa.MetaData()
+        self.events = _events_table(self.metadata, table_name)
+        self._schema_ready = False
+        self._schema_lock = asyncio.Lock()
+
+    @staticmethod
+    def _sqlite_in_memory(url: str) -> bool:
+        path = url.partition("://")[2]
+        return path in ("", "/", "/:memory:") or "mode=memory" in path
+
+    def _configure_sqlite(self) -> None:
+        from sqlalchemy import event
+
+        in_memory = self._sqlite_in_memory(self.url)
+
+        @event.listens_for(self.engine.sync_engine, "connect")
+        def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+    async def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if self._schema_ready:
+                return
+            try:
+                async with self.engine.begin() as connection:
+                    await connection.run_sync(self.metadata.create_all)
+            except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, OSError
+                raise StoreError(
+                    f"Could not open the SQL tracker store at '{self.engine.url!r}': {e}. "
+                    f"Fix: check tracker_store.url in endpoints.yml and that the database "
+                    f"is reachable and writable."
+                ) from e
+            self._schema_ready = True
+
+    def _session_start_id(self, sender_id: str) -> Any:
+        import sqlalchemy as sa
+
+        table = self.events
+        return (
+            sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
+            .where(table.c.sender_id == sender_id, table.c.type_name == SESSION_STARTED)
+            .scalar_subquery()
+        )
+
+    async def _load(self, sender_id: str, full: bool) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        await self._ensure_schema()
+        table = self.events
+        query = sa.select(table.c.data).where(table.c.sender_id == sender_id)
+        if not full:
+            query = query.where(table.c.id >= self._session_start_id(sender_id))
+        query = query.order_by(table.c.id)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).scalars().all()
+        return [json.loads(row) for row in rows]
+
+    async def _append(
+        self, sender_id: str, events: list["Event"], tracker: "DialogueStateTracker"
+    ) -> list["Event"]:
+        import sqlalchemy as sa
+
+        await self._ensure_schema()
+        table = self.events
+        async with self.engine.begin() as connection:
+            total = (
+                await connection.execute(
+                    sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender_id)
+                )
+            ).scalar_one()
+            since_session = 0
+            last_stored = None
+            if total:
+                since_session = (
+                    await connection.execute(
+                        sa.select(sa.func.count())
+                        .select_from(table)
+                        .where(
+                            table.c.sender_id == sender_id,
+                            table.c.id >= self._session_start_id(sender_id),
+                        )
+                    )
+                ).scalar_one()
+                last_data = (
+                    await connection.execute(
+                        sa.select(table.c.data)
+                        .where(table.c.sender_id == sender_id)
+                        .order_by(table.c.id.desc())
+                        .limit(1)
+                    )
+                ).scalar_one()
+                last_stored = json.loads(last_data)
+            new = unsaved_events(events, total, since_session, last_stored)
+            if new:
+                await connection.execute(table.insert(), [self._row(sender_id, e) for e in new])
+        return new
+
+    @staticmethod
+    def _row(sender_id: str, event: "Event") -> dict[str, Any]:
+        data = event.as_dict()
+        parse_data = data.get("parse_data") or {}
+        intent = parse_data.get("intent") or {}
+        return {
+            "sender_id": sender_id,
+            "type_name": data.get("event"),
+            "timestamp": data.get("timestamp"),
+            "intent_name": intent.get("name") if isinstance(intent, dict) else None,
+            "action_name": data.get("name"),
+            "data": json.dumps(data, ensure_ascii=False, default=str),
+        }
+
+    async def keys(self) -> list[str]:
+        import sqlalchemy as sa
+
+        await self._ensure_schema()
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(self.events.c.sender_id).distinct().order_by(self.events.c.sender_id)
+            )
+            return list(rows.scalars().all())
+
+    async def delete(self, sender_id: str) -> None:
+        await self._ensure_schema()
+        async with self.engine.begin() as connection:
+            await connection.execute(self.events.delete().where(self.events.c.sender_id == sender_id))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+# --- Redis -----------------------------------------------------------------------
+class RedisTrackerStore(TrackerStore):
+    """One Redis list per conversation, appended with ``RPUSH``.
+
+    Keys are ``{<prefix><sender_id>}`` (events) and ``{<prefix><sender_id>}:session``
+    (index of the latest session start); the braces make both land in the same Redis
+    Cluster hash slot, so they are written in one ``MULTI`` transaction. ``record_exp``
+    (seconds) expires idle conversations. Saves of one conversation are serialised by
+    the lock store (the processor saves under the conversation's lock).
+    """
+
+    def __init__(
+        self,
+        domain: Optional["Domain"] = None,
+        event_broker: Optional["EventBroker"] = None,
+        host: str = "localhost",
+        *,
+        key_prefix: str = DEFAULT_REDIS_KEY_PREFIX,
+        record_exp: Optional[float] = None,
+        client: Any = None,
+        **redis_options: Any,
+    ) -> None:
+        super().__init__(domain, event_broker)
+        self.key_prefix = key_prefix if key_prefix.endswith(":") else f"{key_prefix}:"
+        self.record_exp = record_exp
+        self.redis = client if client is not None else redis_client(host, **redis_options)
+
+    def events_key(self, sender_id: str) -> str:
+        return f"{{{self.key_prefix}{sender_id}}}"
+
+    def session_key(self, sender_id: str) -> str:
+        return f"{self.events_key(sender_id)}:session"
+
+    def _error(self, action: str, sender_id: str, e: Exception) -> StoreError:
+        return StoreError(
+            f"Could not {action} conversation '{sender_id}' in Redis: {e}. "
+            f"Fix: check tracker_store url/port/password in endpoints.yml and that Redis is running."
+        )
+
+    async def _load(self, sender_id: str, full: bool) -> list[dict[str, Any]]:
+        try:
+            start = 0 if full else int(await self.redis.get(self.session_key(sender_id)) or 0)
+            raw = await self.redis.lrange(self.events_key(sender_id), start, -1)
+        except Exception as e:  # redis.RedisError, OSError
+            raise self._error("load", sender_id, e) from e
+        return [json.loads(item) for item in raw]
+
+    async def _append(
+        self, sender_id: str, events: list["Event"], tracker: "DialogueStateTracker"
+    ) -> list["Event"]:
+        events_key, session_key = self.events_key(sender_id), self.session_key(sender_id)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.llen(events_key)
+                pipe.get(session_key)
+                pipe.lindex(events_key, -1)
+                total, session_start, last_raw = await pipe.execute()
+            session_start = int(session_start or 0)
+            last_stored = json.loads(last_raw) if last_raw else None
+            new = unsaved_events(events, total, total - session_start, last_stored)
+            if not new and not self.record_exp:
+                return new
+            payload = [e.as_dict() for e in new]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if payload:
+                    pipe.rpush(events_key, *[json.dumps(d, ensure_ascii=False, default=str) for d in payload])
+                    latest = _last_session_start(payload)
+                    if payload[latest].get("event") == SESSION_STARTED:
+                        pipe.set(session_key, total + latest)
+                if self.record_exp:
+                    ttl_ms = max(1, int(self.record_exp * 1000))
+                    pipe.pexpire(events_key, ttl_ms)
+                    pipe.pexpire(session_key, ttl_ms)
+                await pipe.execute()
+        except StoreError:
+            raise
+        except Exception as e:  # redis.RedisError, OSError
+            raise self._error("save", sender_id, e) from e
+        return new
+
+    async def keys(self) -> list[str]:
+        prefix = "{" + self.key_prefix
+        found: list[str] = []
+        try:
+            async for key in self.redis.scan_iter(match=f"{prefix}*", count=500):
+                if key.endswith("}") and not key.endswith("}:session"):
+                    found.append(key[len(prefix) : -1])
+        except Exception as e:  # redis.RedisError, OSError
+            raise StoreError(
+                f"Could not list conversations in Redis: {e}. "
+                f"Fix: check tracker_store in endpoints.yml and that Redis is running."
+            ) from e
+        return sorted(set(found))
+
+    async def delete(self, sender_id: str) -> None:
+        try:
+            await self.redis.delete(self.events_key(sender_id), self.session_key(sender_id))
+        except Exception as e:  # redis.RedisError, OSError
+            raise self._error("delete", sender_id, e) from e
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+# --- factory ---------------------------------------------------------------------
+TRACKER_STORE_TYPES: dict[str, type[TrackerStore]] = {
+    "memory": InMemoryTrackerStore,
+    "in_memory": InMemoryTrackerStore,
+    "inmemory": InMemoryTrackerStore,
+    "sql": SQLTrackerStore,
+    "redis": RedisTrackerStore,
+}
+
+
+def _create_sql(config: Any, domain: Any, event_broker: Any) -> SQLTrackerStore:
+    kwargs = endpoint_kwargs(config)
+    url = getattr(config, "url", None)
+    table_name = kwargs.pop("table_name", "events")
+    engine_kwargs = kwargs.pop("engine_kwargs", None)
+    if url and "://" in str(url):
+        full_url = str(url)
+    else:
+        full_url = sql_url_from_rasa_keys(
+            dialect=kwargs.pop("dialect", "sqlite"),
+            host=url,
+            port=kwargs.pop("port", None),
+            db=kwargs.pop("db", "kefu.db"),
+            username=kwargs.pop("username", None),
+            password=kwargs.pop("password", None),
+            query=kwargs.pop("query", None),
+        )
+    for ignored in ("login_db", "dialect", "db", "port", "username", "password", "query"):
+        kwargs.pop(ignored, None)
+    if kwargs:
+        filename, line = endpoint_location(config)
+        raise ConfigError(
+            f"Unknown SQL tracker store option(s): {', '.join(sorted(kwargs))}.",
+            filename or "endpoints.yml",
+            line,
+            fix="Use url (an SQLAlchemy URL) or dialect/url/port/db/username/password/query, "
+            "table_name, engine_kwargs.",
+        )
+    return SQLTrackerStore(domain, event_broker, url=full_url, table_name=table_name, engine_kwargs=engine_kwargs)
+
+
+def _create_redis(config: Any, domain: Any, event_broker: Any) -> RedisTrackerStore:
+    kwargs = endpoint_kwargs(config)
+    record_exp = check_positive("record_exp", kwargs.pop("record_exp", None), config)
+    key_prefix = kwargs.pop("key_prefix", None) or DEFAULT_REDIS_KEY_PREFIX
+    return RedisTrackerStore(
+        domain,
+        event_broker,
+        getattr(config, "url", None) or "localhost",
+        key_prefix=key_prefix,
+        record_exp=record_exp,
+        **kwargs,
+    )
+
+
+def create_tracker_store(
+    endpoint_config: Any | None,
+    domain: Optional["Domain"] = None,
+    event_broker: Optional["EventBroker"] = None,
+) -> TrackerStore:
+    """The store named by ``tracker_store:`` in endpoints.yml (in-memory by default)."""
+    kind = endpoint_type(endpoint_config)
+    if kind is None:
+        return InMemoryTrackerStore(domain, event_broker)
+    cls = TRACKER_STORE_TYPES.get(kind.lower())
+    if cls is InMemoryTrackerStore:
+        return InMemoryTrackerStore(domain, event_broker)
+    if cls is SQLTrackerStore:
+        return _create_sql(endpoint_config, domain, event_broker)
+    if cls is RedisTrackerStore:
+        return _create_redis(endpoint_config, domain, event_broker)
+    if "." not in kind:
+        raise unknown_type_error("tracker store type", kind, sorted(TRACKER_STORE_TYPES), endpoint_config)
+    custom = load_class(kind, "tracker store type", sorted(TRACKER_STORE_TYPES), endpoint_config)
+    if hasattr(custom, "from_endpoint_config"):
+        return custom.from_endpoint_config(endpoint_config, domain=domain, event_broker=event_broker)
+    return custom(
+        host=getattr(endpoint_config, "url", None),
+        domain=domain,
+        event_broker=event_broker,
+        **endpoint_kwargs(endpoint_config),
+    )
+
+
+create_tracker_store_from_endpoint = create_tracker_store
