@@ -44,6 +44,8 @@ DEFAULT_WEBHOOK_ROUTE = "/webhooks/"
 BUILTIN_CHANNELS: dict[str, str] = {
     "rest": "connectors.rest.RestInput",
     "callback": "connectors.rest.CallbackInput",
+    "socketio": "connectors.socketio.SocketIOInput",
+    "wechat": "connectors.wechat.channel.WeChatInput",
 }
 
 
