@@ -1,313 +1,272 @@
-"""`action_order_request`: answer the order question the order form collected.
+"""Order look-up and after-sales actions over the shop data layer.
 
-The form stores the order id; `order_request` says which intent opened the form
-(status, cancel, change_address, return, exchange, refund). Replies follow the
-`language` slot (zh default, en). Afterwards both slots are cleared so the next
-order question starts afresh.
+`action_order_request` answers what the order form collected (`order_request`:
+status, cancel, change_address, return, exchange, refund) once the shopper is
+verified. Changes are two-step: this action checks the rules and asks (confirm
+the cancel, the new address, the return reason) and sets `pending_change`;
+`action_apply_order_change` then makes the change in one data-layer transaction,
+which also writes the behaviour event to the shop outbox, and returns the event
+to the bot as the `last_shop_event` slot. Replies follow the `language` slot.
 """
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, Callable, Optional
+import re
+from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import shop_data
-from actions.shop_data import Order
+from actions.common import (
+    STATUS_TEXT,
+    carrier,
+    conversation,
+    day,
+    identified_customer,
+    items,
+    language,
+    moment,
+    money,
+    now,
+    owns_order,
+    t,
+    unavailable,
+)
+from actions.shop import ShopError, get_shop, mask_address
+from actions.shop import rules
+from actions.shop.base import OrderView
 
 logger = logging.getLogger(__name__)
 
-RETURN_WINDOW = timedelta(days=7)
-EXCHANGE_WINDOW = timedelta(days=15)
-CARRIER_NAMES_EN = {"顺丰": "SF Express", "中通": "ZTO Express"}
 REQUESTS = ("status", "cancel", "change_address", "return", "exchange", "refund")
+REASONS = (("size", "尺码不合适", "wrong size"), ("quality", "质量问题", "quality problem"),
+           ("dislike", "不喜欢/与描述不符", "not as expected"), ("other", "其他原因", "other reason"))
+
+
+def _reset() -> list[dict[str, Any]]:
+    return [SlotSet(name, None) for name in
+            ("order_id", "order_request", "phone_last4", "pending_change", "return_reason", "verify_attempts")]
 
 
 class ActionOrderRequest(Action):
-    """Looks the order up and answers what the shopper asked about it."""
+    """Looks the order up, checks verification and the rules, answers or asks to confirm."""
 
     def name(self) -> str:
         return "action_order_request"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> list[dict[str, Any]]:
-        reset = [SlotSet("order_id", None), SlotSet("order_request", None)]
-        language = "en" if tracker.get_slot("language") == "en" else "zh"
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        lang = language(tracker)
         order_id = tracker.get_slot("order_id")
         request = tracker.get_slot("order_request")
-        if request not in REQUESTS:
-            request = "status"
+        request = request if request in REQUESTS else "status"
         if not order_id:
             dispatcher.utter_message(response="utter_order_request_failed")
-            return reset
+            return _reset()
         try:
-            order = await shop_data.find_order(order_id)
-        except Exception:  # the data layer is outside our control: answer, don't crash
-            logger.exception("Order look-up failed for %s", tracker.sender_id)
-            dispatcher.utter_message(response="utter_order_request_failed")
-            return reset
-        if order is None:
-            dispatcher.utter_message(text=_unknown_order(order_id, language))
-        else:
-            reply = _REPLIES[request](order, _Phrases(language), shop_data.now())
-            dispatcher.utter_message(text=reply)
-        return reset
-
-
-def _unknown_order(order_id: str, language: str) -> str:
-    if language == "en":
-        return (
-            f"Sorry, I couldn't find order {order_id}. Please check the number "
-            "(E followed by 11 digits), or type 'agent' and a colleague will look it up."
-        )
-    return f"抱歉，没有查到订单 {order_id}。麻烦核对一下订单号（E 加 11 位数字），或者回复“人工”让客服帮您查。"
-
-
-class _Phrases:
-    """Formatting of dates, money, carriers and items in one language."""
-
-    def __init__(self, language: str) -> None:
-        self.en = language == "en"
-
-    def pick(self, zh: str, en: str) -> str:
-        return en if self.en else zh
-
-    def day(self, when: datetime) -> str:
-        when = when.astimezone(shop_data.SHOP_TZ)
-        return f"{when.day} {when:%b}" if self.en else f"{when.month}月{when.day}日"
-
-    def moment(self, when: datetime) -> str:
-        local = when.astimezone(shop_data.SHOP_TZ)
-        return f"{self.day(local)} {local:%H:%M}"
-
-    def money(self, amount: Decimal) -> str:
-        return f"¥{amount:.2f}"
-
-    def carrier(self, order: Order) -> str:
-        name = order.carrier or ""
-        return CARRIER_NAMES_EN.get(name, name) if self.en else name
-
-    def size(self, size: str) -> str:
-        if not self.en:
-            return size
-        if size == "均码":
-            return "one size"
-        if size.endswith("码"):
-            return f"EU {size[:-1]}"
-        return size
-
-    def items(self, order: Order) -> str:
-        parts = [
-            f"{line.name.get('en')} ({line.color.get('en')}, {self.size(line.size)}) x{line.quantity}"
-            if self.en
-            else f"{line.name.zh}（{line.color.zh}/{line.size}）×{line.quantity}"
-            for line in order.lines
-        ]
-        return ("; " if self.en else "；").join(parts)
-
-    def shipment(self, order: Order) -> str:
-        carrier = self.carrier(order)
-        number = order.tracking_number or ""
-        return self.pick(f"{carrier} {number}".strip(), f"{carrier}, tracking number {number}".strip(", "))
-
-
-def _days_left(deadline: datetime, now: datetime) -> int:
-    """Calendar days until the deadline's day, as shoppers count them (at least 1)."""
-    tz = shop_data.SHOP_TZ
-    return max(1, (deadline.astimezone(tz).date() - now.astimezone(tz).date()).days)
-
-
-def _status(order: Order, p: _Phrases, now: datetime) -> str:
-    oid = order.order_id
-    if order.status == "paid":
-        return p.pick(
-            f"订单 {oid} 已付款，正在仓库备货，预计 48 小时内发货。商品：{p.items(order)}。",
-            f"Order {oid} is paid and being packed; it ships within 48 hours. Items: {p.items(order)}.",
-        )
-    if order.status == "shipped":
-        latest = order.latest_event
-        update = p.pick(
-            f"最新物流：{p.moment(latest.time)} {latest.text.zh}。" if latest else "",
-            f"Latest update: {p.moment(latest.time)} {latest.text.en}." if latest else "",
-        )
-        return p.pick(
-            f"订单 {oid} 已于{p.day(order.shipped_at)}发货（{p.shipment(order)}），正在运输途中。{update}",
-            f"Order {oid} shipped on {p.day(order.shipped_at)} ({p.shipment(order)}) and is on its way. {update}",
-        )
-    if order.status == "delivered":
-        return p.pick(
-            f"订单 {oid} 已于{p.day(order.delivered_at)}签收（{p.shipment(order)}）。商品：{p.items(order)}。",
-            f"Order {oid} was delivered on {p.day(order.delivered_at)} ({p.shipment(order)}). Items: {p.items(order)}.",
-        )
-    return p.pick(
-        f"订单 {oid} 已于{p.day(order.cancelled_at or order.created_at)}取消。",
-        f"Order {oid} was cancelled on {p.day(order.cancelled_at or order.created_at)}.",
-    ) + _with_refund(order, p)
-
-
-def _cancel(order: Order, p: _Phrases, now: datetime) -> str:
-    oid = order.order_id
-    if order.status == "paid":
-        return p.pick(
-            f"订单 {oid} 还没有发货，可以取消：在“我的订单”中点击“取消订单”即可，"
-            f"货款 {p.money(order.total)} 会在 1–3 个工作日内原路退回。",
-            f"Order {oid} hasn't shipped yet, so you can cancel it: tap 'Cancel order' under "
-            f"'My orders' and {p.money(order.total)} goes back to your payment method within 1–3 working days.",
-        )
-    if order.status == "shipped":
-        return p.pick(
-            f"订单 {oid} 已经发货（{p.shipment(order)}），无法直接取消了。您可以拒收快递，"
-            "或者签收后 7 天内申请无理由退货。",
-            f"Order {oid} has already shipped ({p.shipment(order)}), so it can't be cancelled. "
-            "You can refuse the parcel, or return it within 7 days of delivery.",
-        )
-    if order.status == "delivered":
-        return p.pick(
-            f"订单 {oid} 已于{p.day(order.delivered_at)}签收，无法取消；签收后 7 天内可以申请退货。",
-            f"Order {oid} was delivered on {p.day(order.delivered_at)}, so it can't be cancelled; "
-            "you can return it within 7 days of delivery.",
-        )
-    return p.pick(
-        f"订单 {oid} 已经是取消状态，不需要再操作了。",
-        f"Order {oid} is already cancelled; nothing more to do.",
-    ) + _with_refund(order, p)
-
-
-def _change_address(order: Order, p: _Phrases, now: datetime) -> str:
-    oid = order.order_id
-    if order.status == "paid":
-        return p.pick(
-            f"订单 {oid} 还没有发货，可以修改收货地址（当前地址：{order.address_masked.zh}）。"
-            "请在订单详情页点击“修改地址”，或者把新地址发给人工客服。",
-            f"Order {oid} hasn't shipped yet, so the address can still be changed (current: "
-            f"{order.address_masked.en}). Tap 'Change address' on the order page, or send the new "
-            "address to an agent.",
-        )
-    if order.status == "shipped":
-        return p.pick(
-            f"订单 {oid} 已经发货（{p.shipment(order)}），系统里无法再改地址了。"
-            "可以回复“人工”，客服帮您联系快递尝试拦截改派。",
-            f"Order {oid} has already shipped ({p.shipment(order)}), so the address can't be changed "
-            "here. Type 'agent' and a colleague will ask the carrier to redirect it.",
-        )
-    if order.status == "delivered":
-        return p.pick(
-            f"订单 {oid} 已于{p.day(order.delivered_at)}签收，无法修改地址了。",
-            f"Order {oid} was delivered on {p.day(order.delivered_at)}; the address can no longer be changed.",
-        )
-    return p.pick(
-        f"订单 {oid} 已取消，不需要修改地址。",
-        f"Order {oid} is cancelled, so there is no address to change.",
-    )
-
-
-def _after_sales(kind: str, window: timedelta) -> Callable[[Order, _Phrases, datetime], str]:
-    """Return or exchange: allowed within `window` of delivery."""
-    zh_kind = "退货" if kind == "return" else "换货"
-    zh_button = "申请退货" if kind == "return" else "申请换货"
-    en_button = "Return" if kind == "return" else "Exchange"
-    days = window.days
-
-    def reply(order: Order, p: _Phrases, now: datetime) -> str:
-        oid = order.order_id
-        if order.refund is not None and order.refund.status == "processing":
-            return p.pick(
-                f"订单 {oid} 已有一笔退款 {p.money(order.refund.amount)} 正在处理中，不需要重复申请。",
-                f"Order {oid} already has a refund of {p.money(order.refund.amount)} in progress; "
-                "no need to apply again.",
-            )
-        if order.status == "paid":
-            return p.pick(
-                f"订单 {oid} 还没有发货，直接取消订单就好，不用办理{zh_kind}。",
-                f"Order {oid} hasn't shipped yet: simply cancel it instead.",
-            )
-        if order.status == "shipped":
-            return p.pick(
-                f"订单 {oid} 还在运输途中（{p.shipment(order)}），签收后 {days} 天内可以申请{zh_kind}。",
-                f"Order {oid} is still on its way ({p.shipment(order)}); once delivered you have "
-                f"{days} days to request a{'n' if kind == 'exchange' else ''} {kind}.",
-            )
-        if order.status == "cancelled":
-            return p.pick(
-                f"订单 {oid} 已取消，不需要{zh_kind}。",
-                f"Order {oid} is cancelled, so there is nothing to {kind}.",
-            ) + _with_refund(order, p)
-        deadline = order.delivered_at + window
-        if now < deadline:
-            left = _days_left(deadline, now)
-            if kind == "return":
-                zh_how = "商品和吊牌保持完好寄回，我们收到后会尽快退款"
-                en_how = "send the item back with its tags and we'll refund you once it arrives"
+            order = await get_shop().find_order(order_id)
+            if order is None:
+                await _offer_recent_orders(dispatcher, tracker, lang, order_id)
+                return _reset()
+            if not await owns_order(tracker, order):
+                logger.info("Unverified request for an order in conversation %s refused", conversation(tracker))
+                dispatcher.utter_message(response="utter_not_verified")
+                return _reset()
+        except ShopError as e:
+            unavailable(dispatcher, tracker, f"order {request}", e)
+            return _reset()
+        current = now()
+        if request == "status":
+            dispatcher.utter_message(text=status_text(order, lang))
+        elif request == "refund":
+            dispatcher.utter_message(text=refund_text(order, lang))
+        elif request in ("cancel", "change_address"):
+            decision = rules.can_cancel(order) if request == "cancel" else rules.can_change_address(order)
+            if not decision.allowed:
+                dispatcher.utter_message(text=refusal_text(order, decision.code, lang, request))
+                return _reset()
+            if request == "cancel":
+                dispatcher.utter_message(
+                    text=t(lang, f"确认要取消订单 {order.id} 吗？商品：{items(lang, order)}，"
+                                 f"取消后 {money(order.total_cents)} 原路退回，优惠券退还。",
+                           f"Cancel order {order.id} ({items(lang, order)})? {money(order.total_cents)} goes back "
+                           "to your payment method and any coupon is returned."),
+                    buttons=[{"title": t(lang, "确认取消", "Yes, cancel"), "payload": "/affirm"},
+                             {"title": t(lang, "不取消了", "No, keep it"), "payload": "/deny"}])
             else:
-                zh_how = "选好新的尺码或颜色后寄回原商品，我们收到后马上寄出新的"
-                en_how = "choose the new size or colour, send the item back and we'll ship the new one as soon as it arrives"
-            return p.pick(
-                f"订单 {oid} 于{p.day(order.delivered_at)}签收，还在 {days} 天{zh_kind}期内（还剩 {left} 天）。"
-                f"请在订单详情页点击“{zh_button}”，{zh_how}。",
-                f"Order {oid} was delivered on {p.day(order.delivered_at)} and is within the {days}-day "
-                f"{kind} window ({left} day{'s' if left != 1 else ''} left). Tap '{en_button}' on the "
-                f"order page, then {en_how}.",
-            )
-        return p.pick(
-            f"订单 {oid} 于{p.day(order.delivered_at)}签收，已超过 {days} 天{zh_kind}期。"
-            "如果是质量问题，回复“人工”，客服会帮您申请售后。",
-            f"Order {oid} was delivered on {p.day(order.delivered_at)}, which is past the {days}-day "
-            f"{kind} window. If there is a quality problem, type 'agent' and a colleague will help.",
-        )
-
-    return reply
-
-
-def _refund(order: Order, p: _Phrases, now: datetime) -> str:
-    if order.refund is None:
-        return p.pick(
-            f"订单 {order.order_id} 目前没有退款记录。",
-            f"There is no refund on order {order.order_id}.",
-        ) + p.pick(
-            "如需退货退款，签收后 7 天内可以在订单详情页申请。" if order.status != "cancelled" else "",
-            " To get your money back, request a return within 7 days of delivery."
-            if order.status != "cancelled" else "",
-        )
-    return p.pick(f"订单 {order.order_id}：", f"Order {order.order_id}: ") + _refund_sentence(order, p)
+                dispatcher.utter_message(text=t(
+                    lang, f"订单 {order.id} 还没发货，可以改地址（当前：{mask_address(order.ship_address)}）。请直接发送新的收货地址。",
+                    f"Order {order.id} hasn't shipped, so the address can change (now: {mask_address(order.ship_address)}). "
+                    "Please send the new delivery address."))
+            return [SlotSet("pending_change", True)]
+        else:  # return | exchange
+            decision = rules.can_request_after_sale(order, request, current)
+            if not decision.allowed:
+                dispatcher.utter_message(text=refusal_text(order, decision.code, lang, request))
+                return _reset()
+            word = t(lang, "退货" if request == "return" else "换货", request)
+            dispatcher.utter_message(
+                text=t(lang, f"订单 {order.id} 可以申请{word}（还剩 {decision.days_left} 天）。请问{word}原因是？",
+                       f"Order {order.id} can be sent back for {word} ({decision.days_left} day(s) left). What is the reason?"),
+                buttons=[{"title": t(lang, zh, en), "payload": f'/inform{{"return_reason": "{code}"}}'}
+                         for code, zh, en in REASONS])
+            return [SlotSet("pending_change", True)]
+        return _reset()
 
 
-def _with_refund(order: Order, p: _Phrases) -> str:
-    """The refund sentence to append after another sentence, if there is a refund."""
-    sentence = _refund_sentence(order, p)
-    return (" " + sentence if p.en else sentence) if sentence else ""
+class ActionApplyOrderChange(Action):
+    """Makes the confirmed change (one transaction + outbox event), or drops it on 'no'."""
+
+    def name(self) -> str:
+        return "action_apply_order_change"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        lang = language(tracker)
+        order_id = tracker.get_slot("order_id")
+        request = tracker.get_slot("order_request")
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        if not tracker.get_slot("pending_change") or not order_id or request not in REQUESTS:
+            dispatcher.utter_message(response="utter_anything_else")
+            return _reset()
+        if intent == "deny":
+            dispatcher.utter_message(text=t(lang, f"好的，订单 {order_id} 没有做任何更改。", f"OK, order {order_id} is unchanged."))
+            return _reset()
+        text = (tracker.latest_message.get("text") or "").strip()
+        shop = get_shop()
+        try:
+            order = await shop.find_order(order_id)
+            if order is None or not await owns_order(tracker, order):
+                dispatcher.utter_message(response="utter_not_verified")
+                return _reset()
+            if request == "cancel":
+                if intent != "affirm":
+                    dispatcher.utter_message(text=t(lang, "没有确认，订单保持不变。", "Not confirmed; the order is unchanged."))
+                    return _reset()
+                result = await shop.cancel_order(order_id, sender_id=tracker.sender_id, now=now())
+            elif request == "change_address":
+                if len(text) < 8 or text.startswith("/"):
+                    dispatcher.utter_message(text=t(lang, "地址好像不完整，请发送省市区、街道和门牌号。",
+                                                    "That address looks incomplete: please send city, street and number."))
+                    return []  # still pending: the next message is the address
+                result = await shop.change_address(order_id, text, sender_id=tracker.sender_id, now=now())
+            else:
+                code = tracker.get_slot("return_reason")
+                reason = next((zh for c, zh, _en in REASONS if c == code), None) or text[:200] or "未说明"
+                result = await shop.request_after_sale(order_id, request, reason, sender_id=tracker.sender_id, now=now())
+        except ShopError as e:
+            unavailable(dispatcher, tracker, f"apply {request}", e)  # one transaction: nothing half-changed
+            return _reset()
+        if not result.ok:
+            dispatcher.utter_message(text=refusal_text(result.order or order, result.code, lang, request))
+            return _reset()
+        dispatcher.utter_message(text=_done_text(request, result.order or order, lang, result.event or {}))
+        logger.info("%s for order in conversation %s", (result.event or {}).get("event"), conversation(tracker))
+        return _reset() + [SlotSet("last_shop_event", result.event)]
 
 
-def _refund_sentence(order: Order, p: _Phrases) -> str:
+def _done_text(request: str, order: OrderView, lang: str, event: dict[str, Any]) -> str:
+    oid = order.id
+    if request == "cancel":
+        refund = event.get("data", {}).get("refund_cents", 0)
+        return t(lang, f"订单 {oid} 已取消。" + (f"{money(refund)} 将在 1–3 个工作日内原路退回。" if refund else "") + "库存和优惠券已恢复。",
+                 f"Order {oid} is cancelled." + (f" {money(refund)} returns to your payment method within 1–3 working days." if refund else "")
+                 + " Any coupon is back in your account.")
+    if request == "change_address":
+        return t(lang, f"订单 {oid} 的收货地址已改为：{mask_address(order.ship_address)}。",
+                 f"Order {oid} will now go to: {mask_address(order.ship_address)}.")
+    record = event.get("data", {}).get("after_sale_id")
+    if request == "return":
+        refund = event.get("data", {}).get("refund_cents", 0)
+        return t(lang, f"退货申请已提交（售后单号 R{record}）。下一步：3 天内把商品连同吊牌寄回，填写运单号后，"
+                       f"我们收到货 1–3 个工作日内退款 {money(refund)}。",
+                 f"Return request R{record} is filed. Next step: send the items back with their tags within 3 days and "
+                 f"enter the tracking number; {money(refund)} is refunded 1–3 working days after they arrive.")
+    return t(lang, f"换货申请已提交（售后单号 R{record}）。下一步：在订单页选择新的尺码或颜色，3 天内寄回原商品，收到后马上发出新的。",
+             f"Exchange request R{record} is filed. Next step: choose the new size or colour on the order page and send "
+             "the item back within 3 days; the new one ships as soon as it arrives.")
+
+
+async def _offer_recent_orders(dispatcher: CollectingDispatcher, tracker: Tracker, lang: str, order_id: str) -> None:
+    """Unknown id: the shopper's recent orders as buttons when we know who they are."""
+    customer = await identified_customer(tracker)
+    recent = await get_shop().recent_orders(customer.id, limit=4) if customer else []
+    if not recent:
+        dispatcher.utter_message(text=t(
+            lang, f"抱歉，没有查到订单 {order_id}。麻烦核对一下订单号（E 加 11 位数字），或者回复“人工”让客服帮您查。",
+            f"Sorry, I couldn't find order {order_id}. Please check the number (E followed by 11 digits), "
+            "or type 'agent' and a colleague will look it up."))
+        return
+    dispatcher.utter_message(
+        text=t(lang, f"没有查到订单 {order_id}。您最近的订单是这些，要查哪一个？", f"I couldn't find order {order_id}. "
+               "Here are your recent orders: which one?"),
+        buttons=[{"title": f"{o.id} {day(lang, o.created_at)} {money(o.total_cents)}",
+                  "payload": f'/order_status{{"order_id": "{o.id}"}}'} for o in recent])
+
+
+def status_text(order: OrderView, lang: str) -> str:
+    zh_status, en_status = STATUS_TEXT.get(order.status, (order.status, order.status))
+    parts = [t(lang, f"订单 {order.id}：{zh_status}。商品：{items(lang, order)}。",
+               f"Order {order.id} is {en_status}. Items: {items(lang, order)}.")]
+    if order.tracking_number:
+        parts.append(t(lang, f"快递：{carrier(lang, order.carrier)} {order.tracking_number}。",
+                       f" Carrier: {carrier(lang, order.carrier)}, tracking number {order.tracking_number}."))
+    latest = order.latest_event
+    if latest:
+        parts.append(t(lang, f"最新物流：{moment(lang, latest.time)} {latest.text_zh}。",
+                       f" Latest update: {moment(lang, latest.time)} {latest.text_en}."))
+    if order.status == "shipped" and order.eta:
+        parts.append(t(lang, f"预计{day(lang, order.eta)}送达。", f" Expected delivery: {day(lang, order.eta)}."))
+    elif order.status == "paid":
+        parts.append(t(lang, "预计 48 小时内发货。", " It ships within 48 hours."))
+    elif order.status == "delivered" and order.delivered_at:
+        parts.append(t(lang, f"签收时间：{day(lang, order.delivered_at)}。", f" Delivered on {day(lang, order.delivered_at)}."))
+    return "".join(parts)
+
+
+def refund_text(order: OrderView, lang: str) -> str:
     refund = order.refund
     if refund is None:
-        return ""
-    zh_what = f"{refund.reason.zh}退款" if refund.reason else "退款"
-    en_what = f"{refund.reason.en} refund" if refund.reason else "refund"
-    if refund.status == "completed" and refund.completed_at is not None:
-        return p.pick(
-            f"{zh_what} {p.money(refund.amount)} 已于{p.day(refund.completed_at)}退回{refund.channel.zh}，请留意到账信息。",
-            f"The {en_what} of {p.money(refund.amount)} was paid back to {refund.channel.en} on "
-            f"{p.day(refund.completed_at)}.",
-        )
-    return p.pick(
-        f"{zh_what} {p.money(refund.amount)} 正在处理中（{p.day(refund.requested_at)}申请），"
-        f"审核通过后 1–3 个工作日退回{refund.channel.zh}。",
-        f"The {en_what} of {p.money(refund.amount)} (requested on {p.day(refund.requested_at)}) is "
-        f"being processed and will reach {refund.channel.en} within 1–3 working days after approval.",
-    )
+        return t(lang, f"订单 {order.id} 目前没有退款记录。如需退货退款，签收后 7 天内可以申请。",
+                 f"There is no refund on order {order.id}. To get your money back, request a return within 7 days of delivery.")
+    if refund.status == "completed" and refund.completed_at:
+        return t(lang, f"订单 {order.id}：退款 {money(refund.amount_cents)} 已于{day(lang, refund.completed_at)}退回原支付账户。",
+                 f"Order {order.id}: the refund of {money(refund.amount_cents)} was paid back on {day(lang, refund.completed_at)}.")
+    return t(lang, f"订单 {order.id}：退款 {money(refund.amount_cents)} 正在处理中（{day(lang, refund.requested_at)}申请），1–3 个工作日到账。",
+             f"Order {order.id}: the refund of {money(refund.amount_cents)} requested on {day(lang, refund.requested_at)} "
+             "is being processed and arrives within 1–3 working days.")
 
 
-_REPLIES: dict[str, Callable[[Order, _Phrases, datetime], str]] = {
-    "status": _status,
-    "cancel": _cancel,
-    "change_address": _change_address,
-    "return": _after_sales("return", RETURN_WINDOW),
-    "exchange": _after_sales("exchange", EXCHANGE_WINDOW),
-    "refund": _refund,
-}
+def refusal_text(order: OrderView, code: str, lang: str, request: str) -> str:
+    """Why a change is not possible, and what the shopper can do instead."""
+    oid = order.id
+    zh_word = {"cancel": "取消", "change_address": "修改地址", "return": "退货", "exchange": "换货"}.get(request, "处理")
+    en_word = {"cancel": "cancelled", "change_address": "re-addressed", "return": "returned", "exchange": "exchanged"}.get(request, "changed")
+    days = rules.after_sale_window(request).days if request in ("return", "exchange") else 7
+    texts = {
+        "already_shipped": (f"订单 {oid} 已经发货（{carrier(lang, order.carrier)} {order.tracking_number or ''}），无法{zh_word}了。"
+                            "可以拒收快递，或签收后 7 天内申请退货；也可以回复“人工”请客服联系快递拦截。",
+                            f"Order {oid} has already shipped ({carrier(lang, order.carrier)} {order.tracking_number or ''}), so it can't be "
+                            f"{en_word}. You can refuse the parcel or return it within 7 days of delivery; type 'agent' to ask us to intercept it."),
+        "already_delivered": (f"订单 {oid} 已签收，无法{zh_word}；签收后 7 天内可以申请退货。",
+                              f"Order {oid} was delivered, so it can't be {en_word}; you can return it within 7 days of delivery."),
+        "already_cancelled": (f"订单 {oid} 已取消，不需要{zh_word}。", f"Order {oid} is cancelled; nothing to do."),
+        "not_shipped": (f"订单 {oid} 还没有发货，直接取消订单就好，不用办理{zh_word}。", f"Order {oid} hasn't shipped yet: simply cancel it instead."),
+        "not_delivered": (f"订单 {oid} 还在运输途中，签收后 {days} 天内可以申请{zh_word}。",
+                          f"Order {oid} is still on its way; once delivered you have {days} days to have it {en_word}."),
+        "window_passed": (f"订单 {oid} 已超过签收后 {days} 天的{zh_word}期。如果是质量问题，回复“人工”，客服会帮您申请售后。",
+                          f"Order {oid} is past the {days}-day window after delivery. If there is a quality problem, type 'agent' and a colleague will help."),
+        "category_excluded": (f"订单 {oid} 的商品属于贴身/消耗类商品，不支持{zh_word}。如有质量问题请回复“人工”。",
+                              f"The items in order {oid} are hygiene or consumable products and can't be {en_word}. "
+                              "For a quality problem, type 'agent'."),
+        "refund_in_progress": (f"订单 {oid} 已有一笔退款正在处理中，不需要重复申请。",
+                               f"Order {oid} already has a refund in progress; no need to apply again."),
+        "after_sale_open": (f"订单 {oid} 已有一个售后申请在处理中，不需要重复申请。",
+                            f"Order {oid} already has an after-sales request in progress."),
+    }
+    zh, en = texts.get(code, (f"订单 {oid} 目前无法{zh_word}，回复“人工”让客服帮您看看。",
+                              f"Order {oid} can't be {en_word} right now; type 'agent' and a colleague will help."))
+    return t(lang, zh, en)
+
+
+__all__ = ["ActionApplyOrderChange", "ActionOrderRequest", "re"]

@@ -36,6 +36,7 @@ class Agent:
         from bot.stores.lock_store import InMemoryLockStore
         from bot.stores.tracker_store import InMemoryTrackerStore
 
+        _limit_torch_threads()
         self.endpoints = endpoints
         self.event_broker = event_broker
         self.tracker_store = tracker_store or InMemoryTrackerStore(None, event_broker=event_broker)
@@ -92,6 +93,11 @@ class Agent:
         return dict(self._model.metadata.fingerprint) if self._model else {}
 
     @property
+    def knowledge(self) -> Any:
+        """The worker's FAQ knowledge base holder (None without knowledge files)."""
+        return self._model.knowledge if self._model else None
+
+    @property
     def model(self) -> LoadedModel | None:
         return self._model
 
@@ -119,7 +125,9 @@ class Agent:
 
         path = resolve_model_path(model_path)
         loop = asyncio.get_running_loop()
-        new_model = await loop.run_in_executor(self._executor, LoadedModel.load, path)
+        new_model = await loop.run_in_executor(self._executor, LoadedModel.load, path, self.project_root)
+        if new_model.knowledge is not None:
+            new_model.knowledge.executor = self._executor
         async with self._swap_lock:
             if self._action_executor is None:
                 self._action_executor = await loop.run_in_executor(None, self._make_action_executor)
@@ -136,11 +144,17 @@ class Agent:
                 max_number_of_predictions=self.max_number_of_predictions,
                 model_id=new_model.model_id,
                 executor=self._executor,
+                knowledge=new_model.knowledge,
             )
             old = self._model
             self._model, self.processor = new_model, processor
         if old is not None and old is not new_model:
+            if old.knowledge is not None and hasattr(old.knowledge, "stop_watching"):
+                old.knowledge.stop_watching()
             old.close()
+        kb = new_model.knowledge
+        if kb is not None and getattr(getattr(kb, "config", None), "watch", False):
+            kb.start_watching()
         logger.info("Model %s is live.", new_model.model_id)
 
     def _require(self) -> MessageProcessor:
@@ -250,8 +264,23 @@ class Agent:
             if closer is not None:
                 await _maybe_await(closer())
         if self._model is not None:
+            if self._model.knowledge is not None and hasattr(self._model.knowledge, "stop_watching"):
+                self._model.knowledge.stop_watching()
             self._model.close()
         self._executor.shutdown(wait=False)
+
+
+def _limit_torch_threads() -> None:
+    """Small models: one intra-op thread each; concurrency comes from the inference pool."""
+    import os
+
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
+    if wanted > 0:
+        torch.set_num_threads(wanted)
 
 
 def _import_from_project(package: str, root: Path) -> None:

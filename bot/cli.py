@@ -110,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--config", "-c", default=None)
     tn.add_argument("--root", default=".")
 
+    tk = tsub.add_parser("kb", help="Evaluate FAQ retrieval on a query file; writes kb_report.json.")
+    from bot.knowledge.cli import add_kb_build_arguments, add_kb_test_arguments
+
+    add_kb_test_arguments(tk)
+
+    p = sub.add_parser("kb", help="FAQ knowledge base: `kb build`.")
+    ksub = _SubParsers(p.add_subparsers(dest="kb_command", metavar="WHAT"), common)
+    kb = ksub.add_parser("build", help="Validate knowledge_base/ and build the FAISS index.")
+    add_kb_build_arguments(kb)
+
+    from bot.shop_cli import add_shop_parser
+
+    add_shop_parser(sub)
+
     p = sub.add_parser("data", help="Work with training data: `data validate`.")
     dsub = _SubParsers(p.add_subparsers(dest="data_command", metavar="WHAT"), common)
     dv = dsub.add_parser("validate", help="Check domain, data, stories and rules for mistakes.")
@@ -236,12 +250,31 @@ def cmd_test(args: argparse.Namespace) -> int:
         from bot.testing.runner import run_core_tests
 
         return run_core_tests(args)
+    if args.test_command == "kb":
+        from bot.knowledge.cli import run_kb_test
+
+        return run_kb_test(args)
     if args.test_command == "nlu":
         from bot.testing.runner import run_nlu_tests
 
         return run_nlu_tests(args)
     print("Use `python -m bot test core` or `python -m bot test nlu`.", file=sys.stderr)
     return 2
+
+
+def cmd_kb(args: argparse.Namespace) -> int:
+    if args.kb_command == "build":
+        from bot.knowledge.cli import run_kb_build
+
+        return run_kb_build(args)
+    print("Use `python -m bot kb build`.", file=sys.stderr)
+    return 2
+
+
+def _run_shop(args: argparse.Namespace) -> int:
+    from bot.shop_cli import run_shop
+
+    return run_shop(args)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -278,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "actions": cmd_actions,
         "test": cmd_test,
         "data": cmd_data,
+        "kb": cmd_kb,
+        "shop": _run_shop,
     }
     if args.command not in handlers:
         parser.print_help()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bot.shared.constants import (
+    ACTION_DEFAULT_FALLBACK_NAME,
     ACTION_EXTRACT_SLOTS,
     ACTION_LISTEN_NAME,
     ACTION_SESSION_START_NAME,
@@ -88,6 +89,7 @@ class MessageProcessor:
         model_id: str | None = None,
         executor: Executor | None = None,
         on_circuit_break: Callable[..., Any] | None = None,
+        knowledge: Any | None = None,
     ) -> None:
         from bot.shared.nlg import TemplatedNaturalLanguageGenerator
 
@@ -103,6 +105,7 @@ class MessageProcessor:
         self.model_id = model_id
         self.executor = executor
         self.on_circuit_break = on_circuit_break
+        self.knowledge = knowledge
 
     # ------------------------------------------------------------------ helpers
     async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -112,7 +115,9 @@ class MessageProcessor:
     def _action(self, name: str) -> Any:
         from bot.dialogue.actions import action_for_name_or_text
 
-        return action_for_name_or_text(name, self.domain, self.action_endpoint, self.action_executor)
+        return action_for_name_or_text(
+            name, self.domain, self.action_endpoint, self.action_executor, knowledge=self.knowledge
+        )
 
     # ------------------------------------------------------------------ trackers
     async def get_tracker(self, sender_id: str) -> Any:
@@ -350,7 +355,16 @@ class MessageProcessor:
             if prediction.events:
                 action_tracker = tracker.copy()
                 action_tracker.update_with_events(list(prediction.events), self.domain)
-            events = await action.run(output_channel, self.nlg, action_tracker, self.domain, metadata=action_metadata)
+            events = None
+            if name == ACTION_DEFAULT_FALLBACK_NAME and self.knowledge is not None:
+                # The NLU/core fallback path asks the FAQ knowledge base before giving up.
+                from bot.dialogue.actions.faq import try_answer_from_kb
+
+                events = await try_answer_from_kb(self.knowledge, tracker, self.domain, self.nlg, output_channel)
+            if events is None:
+                events = await action.run(
+                    output_channel, self.nlg, action_tracker, self.domain, metadata=action_metadata
+                )
         except ActionExecutionRejection as e:
             logger.debug("Action %s rejected execution: %s", name, e)
             tracker.update(ActionExecutionRejected(name, prediction.policy_name, prediction.confidence), self.domain)

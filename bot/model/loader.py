@@ -19,6 +19,7 @@ class LoadedModel:
     domain: Any
     nlu: Any | None
     ensemble: Any | None
+    knowledge: Any | None = None
     unpacked_dir: Path | None = None
 
     def close(self) -> None:
@@ -32,7 +33,7 @@ class LoadedModel:
         return self.metadata.model_id
 
     @classmethod
-    def load(cls, archive: str | Path) -> "LoadedModel":
+    def load(cls, archive: str | Path, project_root: str | Path | None = None) -> "LoadedModel":
         """Unpack and load; heavy work, call it off the event loop."""
         from bot.shared.domain import Domain
 
@@ -51,8 +52,19 @@ class LoadedModel:
                 from bot.dialogue.policies.ensemble import PolicyEnsemble
 
                 ensemble = PolicyEnsemble.load(unpacked / "core")
+            knowledge = None
+            if (unpacked / "knowledge").is_dir() or project_root is not None:
+                from bot.knowledge.build import load_kb
+                from bot.shared.config import load_config
+
+                project_config = load_config(unpacked / "config.yml") if (unpacked / "config.yml").exists() else None
+                knowledge = load_kb(
+                    unpacked / "knowledge" if (unpacked / "knowledge").is_dir() else None,
+                    project_root,
+                    project_config,
+                )
             logger.info("Loaded model %s (nlu=%s, core=%s)", metadata.model_id, nlu is not None, ensemble is not None)
-            return cls(path=archive, metadata=metadata, domain=domain, nlu=nlu, ensemble=ensemble, unpacked_dir=unpacked)
+            return cls(path=archive, metadata=metadata, domain=domain, nlu=nlu, ensemble=ensemble, knowledge=knowledge, unpacked_dir=unpacked)
         except BaseException:
             shutil.rmtree(unpacked, ignore_errors=True)
             raise

@@ -44,7 +44,11 @@ class TrainResult:
 def compute_fingerprint(importer: ProjectImporter, config: Any) -> dict[str, str]:
     from bot.version import __version__
 
+    from bot.knowledge.build import kb_fingerprint
+
+    kb = kb_fingerprint(importer.root, config)
     return {
+        "kb": _digest(kb),
         "kefu_version": __version__,
         "nlu_config": _digest({"language": config.language, "pipeline": to_plain(config.pipeline)}),
         "nlu_data": importer.nlu_digest(),
@@ -120,7 +124,13 @@ def train(
     old_meta = read_archive_metadata(previous) if previous else None
     old_fp = old_meta.fingerprint if old_meta else {}
 
-    if old_meta and _nlu_unchanged(old_fp, fingerprint) and _core_unchanged(old_fp, fingerprint) and not (nlu_only or core_only):
+    if (
+        old_meta
+        and _nlu_unchanged(old_fp, fingerprint)
+        and _core_unchanged(old_fp, fingerprint)
+        and old_fp.get("kb") == fingerprint.get("kb")
+        and not (nlu_only or core_only)
+    ):
         logger.info("Nothing changed since %s; no new model trained.", previous)
         return TrainResult(previous, False, False, True, True, time.perf_counter() - started)
 
@@ -139,12 +149,10 @@ def train(
             if not has_core:
                 has_core = trained_core = train_core_part(importer, project_config, project_domain, work, augmentation)
 
-        write_yaml(to_plain(project_config.raw_resolved() if hasattr(project_config, "raw_resolved") else {
-            "language": project_config.language,
-            "pipeline": project_config.pipeline,
-            "policies": project_config.policies,
-            "assistant_id": project_config.assistant_id,
-        }), work / "config.yml")
+        from bot.knowledge.build import build_kb_into
+
+        kb_meta = build_kb_into(work / "knowledge", importer.root, project_config)
+        write_yaml(to_plain(project_config.as_dict()), work / "config.yml")
         project_domain.persist(work / "domain.yml")
         name = fixed_model_name or new_model_name()
         if name.endswith(ARCHIVE_SUFFIX):
@@ -157,6 +165,7 @@ def train(
             fingerprint=fingerprint,
             has_nlu=has_nlu,
             has_core=has_core,
+            extra={"knowledge": kb_meta} if kb_meta else {},
         )
         (work / METADATA_FILE).write_text(json.dumps(meta.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         target = out_path if out_path.suffix == ".gz" else out_path / f"{name}{ARCHIVE_SUFFIX}"

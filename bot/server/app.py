@@ -259,6 +259,9 @@ def create_app(
     register(input_channels, app, on_new_message, webhook_route)
     if enable_api:
         add_api_routes(app)
+        from bot.knowledge.server import create_knowledge_blueprint
+
+        app.blueprint(create_knowledge_blueprint(lambda req: getattr(getattr(req.app.ctx, "agent", None), "knowledge", None)))
     return app
 
 

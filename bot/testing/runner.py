@@ -39,8 +39,10 @@ class ModelUnderTest:
 def test_story_paths(root: str | Path, stories: list[str] | None) -> list[Path]:
     if stories:
         return [Path(s) for s in stories]
+    # Rasa's convention: test stories are the YAML files in tests/ (not its sub-folders,
+    # which in a kefu checkout hold pytest fixture projects).
     root = Path(root)
-    return [root / "tests"]
+    return sorted(p for p in (root / "tests").glob("*.y*ml") if p.is_file())
 
 
 async def evaluate_core(model_path: str | Path, stories: list[str | Path], out_dir: str | Path) -> Any:
@@ -57,6 +59,8 @@ async def evaluate_core(model_path: str | Path, stories: list[str | Path], out_d
 
 def run_core_tests(args: argparse.Namespace) -> int:
     paths = test_story_paths(args.root, args.stories)
+    if not paths:
+        raise ConfigError(f"No test stories in {Path(args.root) / 'tests'}.", fix="Pass --stories FILE_OR_FOLDER.")
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise ConfigError(f"Test stories not found: {', '.join(map(str, missing))}.",

@@ -571,6 +571,7 @@ def action_for_name_or_text(
     domain: Domain,
     action_endpoint: EndpointConfig | None = None,
     executor: Any = None,
+    knowledge: Any = None,
 ) -> Action:
     """The action to run for a predicted name (or end-to-end text).
 
@@ -587,6 +588,12 @@ def action_for_name_or_text(
 
     user_actions = set(getattr(domain, "user_actions", None) or [])
     forms = domain_form_names(domain)
+    if action_name_or_text == "action_answer_faq" and (
+        knowledge is not None or executor is None or action_name_or_text not in getattr(executor, "actions", {})
+    ):
+        from bot.dialogue.actions.faq import create_faq_action
+
+        return create_faq_action(knowledge)
     defaults = {a.name(): a for a in default_actions(action_endpoint, executor)}
     if action_name_or_text in defaults and action_name_or_text not in user_actions | set(forms):
         return defaults[action_name_or_text]

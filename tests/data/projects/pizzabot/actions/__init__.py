@@ -1,0 +1,1 @@
+"""Custom actions of the pizzabot test project (imported as `actions`)."""

@@ -1,0 +1,1 @@
+"""Custom actions for the example bot (imported as the `actions` package)."""
