@@ -49,6 +49,7 @@ class Agent:
         self.processor: MessageProcessor | None = None
         self._action_executor: Any = None
         self._swap_lock = asyncio.Lock()
+        self.hooks: list[Any] = []
         self.training_jobs = 0
 
     # ------------------------------------------------------------------ construction
@@ -145,6 +146,7 @@ class Agent:
                 model_id=new_model.model_id,
                 executor=self._executor,
                 knowledge=new_model.knowledge,
+                hooks=self.hooks,
             )
             old = self._model
             self._model, self.processor = new_model, processor
@@ -156,6 +158,12 @@ class Agent:
         if kb is not None and getattr(getattr(kb, "config", None), "watch", False):
             kb.start_watching()
         logger.info("Model %s is live.", new_model.model_id)
+
+    def add_hook(self, hook: Any) -> None:
+        """Register a processor hook (see ``MessageProcessor.hooks``); kept across model swaps."""
+        self.hooks.append(hook)
+        if self.processor is not None and hook not in self.processor.hooks:
+            self.processor.hooks.append(hook)
 
     def _require(self) -> MessageProcessor:
         if self.processor is None:

@@ -90,6 +90,7 @@ class MessageProcessor:
         executor: Executor | None = None,
         on_circuit_break: Callable[..., Any] | None = None,
         knowledge: Any | None = None,
+        hooks: list[Any] | None = None,
     ) -> None:
         from bot.shared.nlg import TemplatedNaturalLanguageGenerator
 
@@ -106,6 +107,11 @@ class MessageProcessor:
         self.executor = executor
         self.on_circuit_break = on_circuit_break
         self.knowledge = knowledge
+        # Extension points (handoff, triggers, metrics): objects with optional async
+        # ``after_user_message(processor, tracker, output_channel) -> bool`` (True: the
+        # hook handled the turn, the bot predicts nothing) and
+        # ``after_turn(processor, tracker, output_channel)``.
+        self.hooks: list[Any] = list(hooks or [])
 
     # ------------------------------------------------------------------ helpers
     async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -194,13 +200,31 @@ class MessageProcessor:
             tracker = await self.log_message(message, should_save_tracker=False)
             # As in Rasa 3.6: slots are extracted even while a human owns the conversation.
             await self._run_action_extract_slots(tracker, message.output_channel)
+            handled = await self._run_hooks("after_user_message", tracker, message.output_channel)
             if tracker.is_paused() and not self._is_restart(tracker):
                 logger.debug("Conversation %s is paused: message recorded, no bot reply.", message.sender_id)
                 await self.save_tracker(tracker)
                 return self._collected(message.output_channel)
-            await self._predict_and_execute_next_actions(tracker, message.output_channel)
+            if not handled:
+                await self._predict_and_execute_next_actions(tracker, message.output_channel)
+            await self._run_hooks("after_turn", tracker, message.output_channel)
             await self.save_tracker(tracker)
         return self._collected(message.output_channel)
+
+    async def _run_hooks(self, name: str, tracker: Any, output_channel: OutputChannel | None) -> bool:
+        """Run every hook's ``name`` method; a failing hook is logged, never fatal."""
+        handled = False
+        for hook in self.hooks:
+            method = getattr(hook, name, None)
+            if method is None:
+                continue
+            try:
+                result = await method(self, tracker, output_channel or CollectingOutputChannel())
+            except Exception:
+                logger.exception("Hook %s.%s failed for %s", type(hook).__name__, name, tracker.sender_id)
+                continue
+            handled = handled or bool(result)
+        return handled
 
     @staticmethod
     def _collected(channel: OutputChannel | None) -> list[dict] | None:
