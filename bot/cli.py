@@ -181,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     serve(
         partial(create_agent_for_server, str(model), endpoints, args.root),
         app_kwargs={"root_handler": demo_root},
+        project_root=args.root,
         host=args.host,
         port=args.port,
         workers=args.workers,

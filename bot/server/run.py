@@ -46,6 +46,7 @@ class ServerOptions:
     enable_api: bool = True
     app_name: str = APP_NAME
     app_kwargs: dict[str, Any] = field(default_factory=dict)
+    project_root: str | None = None
 
 
 async def _create_agent(agent_factory: AgentFactory) -> "Agent":
@@ -53,6 +54,29 @@ async def _create_agent(agent_factory: AgentFactory) -> "Agent":
     if inspect.isawaitable(agent):
         agent = await agent
     return agent
+
+
+def _handoff_service(project_root: str | None, app: Sanic) -> Any:
+    """Human handoff (agent API + console) when the project configures ``handoff:``."""
+    if project_root is None:
+        return None
+    from bot.handoff import HandoffConfig, HandoffService
+    from bot.handoff.api import create_handoff_blueprint
+    from bot.shared.yaml_io import read_yaml_file, to_plain
+    from pathlib import Path
+
+    configured = any(
+        (to_plain(read_yaml_file(p)) or {}).get("handoff") is not None
+        for p in (Path(project_root) / "config.yml", Path(project_root) / "endpoints.yml")
+        if p.is_file()
+    )
+    if not configured:
+        return None
+    service = HandoffService(HandoffConfig.from_project(project_root))
+    service.register_input_channels(list(getattr(app.ctx, "input_channels", []) or []))
+    app.blueprint(create_handoff_blueprint(service))
+    app.ctx.handoff = service
+    return service
 
 
 def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
@@ -72,13 +96,30 @@ def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
         **options.app_kwargs,
     )
 
+    handoff = _handoff_service(options.project_root, app)
+
     @app.before_server_start
     async def load_agent(app: Sanic) -> None:
         app.ctx.agent = await _create_agent(agent_factory)
         logger.info("Agent ready (model: %s).", getattr(app.ctx.agent, "model_path", None))
+        if handoff is not None:
+            from bot.handoff import HandoffHook
+
+            handoff.bind_agent(app.ctx.agent)
+            app.ctx.agent.add_hook(HandoffHook(handoff))
+            await handoff.start()
 
     @app.after_server_stop
     async def close_agent(app: Sanic) -> None:
+        for component in [handoff, *getattr(app.ctx, "input_channels", [])]:
+            close_fn = getattr(component, "close", None)
+            if close_fn is not None:
+                try:
+                    result = close_fn()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # closing must not hide the agent's own shutdown
+                    logger.exception("Closing %s failed", type(component).__name__)
         agent = getattr(app.ctx, "agent", None)
         close = getattr(agent, "close", None)
         if close is not None:
@@ -107,6 +148,7 @@ def serve(
     access_log: bool = False,
     motd: bool = True,
     app_kwargs: dict[str, Any] | None = None,
+    project_root: str | None = None,
 ) -> None:
     """Serve until interrupted. Blocks; call it from ``if __name__ == "__main__"``."""
     if workers < 1:
@@ -121,6 +163,7 @@ def serve(
         response_timeout=response_timeout,
         enable_api=enable_api,
         app_kwargs=dict(app_kwargs or {}),
+        project_root=project_root,
     )
     loader = AppLoader(factory=partial(build_app, agent_factory, options))
     app = loader.load()

@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_LANGUAGE = "en"
 DEFAULT_RECIPE = "default.v1"
 PLACEHOLDER_ASSISTANT_ID = "placeholder_default"
-KNOWN_KEYS = {"recipe", "language", "pipeline", "policies", "assistant_id", "data", "spaces", "core_target", "nlu_target"}
+KNOWN_KEYS = {
+    "recipe", "language", "pipeline", "policies", "assistant_id", "data", "spaces", "core_target", "nlu_target",
+    # kefu's own sections (read by their features)
+    "handoff", "knowledge", "triggers",
+}
 
 # rasa/shared/importers/default_config.yml (Rasa 3.6).
 DEFAULT_PIPELINE: list[dict[str, Any]] = [

@@ -81,8 +81,14 @@ def ask(executor, domain, order_id: str, request: str, *, owner: bool = True, la
     return run(executor, domain, "action_order_request", payload)
 
 
+# Actions kefu itself provides (not custom rasa_sdk code).
+BUILT_IN_ACTIONS = {"action_answer_faq"}
+
+
 def test_executor_registers_every_domain_action(executor, domain) -> None:
     for name in domain["actions"]:
+        if name in BUILT_IN_ACTIONS:
+            continue
         assert name in executor.actions
 
 

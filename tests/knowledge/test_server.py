@@ -1,15 +1,15 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from bot.knowledge.build import load_kb
-from bot.knowledge.server import create_knowledge_blueprint
 
 
 def _app(holder):
+    """The real app factory: it mounts /knowledge and finds the KB on the agent."""
     from bot.server.app import create_app
 
-    app = create_app(None, auth_token="secret")
-    app.blueprint(create_knowledge_blueprint(lambda request: holder))
-    return app
+    return create_app(SimpleNamespace(knowledge=holder, is_ready=lambda: True), auth_token="secret")
 
 
 def test_server_routes_require_auth_and_serve_crud_search_export(kb_dir, encoder):

@@ -1,0 +1,224 @@
+"""Agent API (``/handoff/api``), live websocket (``/handoff/ws``) and the console page (``/console``).
+
+Every route but login needs ``Authorization: Bearer <token>`` (the websocket
+takes ``?token=``). Agents see the handoffs of their queues and their own;
+supervisors and admins see all. Transcript reads and exports are audited.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from sanic import Blueprint, Request, response
+from sanic.response import HTTPResponse
+
+from bot.handoff.auth import has_role, issue_token, verify_token
+from bot.handoff.config import AgentSpec
+from bot.handoff.service import HandoffError, HandoffService, summary_view
+from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED
+
+logger = logging.getLogger(__name__)
+
+CONSOLE_DIR = Path(__file__).resolve().parents[2] / "connectors" / "static" / "console"
+
+
+def _error(status: int, message: str) -> HTTPResponse:
+    return response.json({"error": message, "status": status}, status=status)
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.args.get("token")
+
+
+def _body(request: Request) -> dict[str, Any]:
+    try:
+        data = request.json
+    except Exception:
+        data = None
+    return data if isinstance(data, dict) else {}
+
+
+def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handoff") -> Blueprint:
+    bp = Blueprint(f"kefu_handoff_{id(service)}")
+    api = url_prefix + "/api"
+
+    def authed(role: str = "agent"):
+        def wrap(handler: Any) -> Any:
+            async def inner(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+                agent = verify_token(service.config, _token(request))
+                if agent is None:
+                    return _error(401, "Not logged in or the token expired. Fix: POST /handoff/api/login again.")
+                if not has_role(agent, role):
+                    return _error(403, f"Needs the '{role}' role.")
+                await service.start()
+                try:
+                    return await handler(request, agent, *args, **kwargs)
+                except HandoffError as e:
+                    return _error(e.status, e.message)
+            inner.__name__ = handler.__name__
+            return inner
+        return wrap
+
+    @bp.post(api + "/login")
+    async def login(request: Request) -> HTTPResponse:
+        data = _body(request)
+        spec = service.config.agent(str(data.get("agent_id", "")))
+        if spec is None or not spec.check_password(str(data.get("password", ""))):
+            return _error(401, "Wrong agent id or password.")
+        await service.start()
+        token, expires = issue_token(service.config, spec)
+        await service.store.audit(spec.id, "login")
+        status = await service.set_status(spec.id, data.get("status", "online"))
+        return response.json({"token": token, "expires_at": expires, "agent": status})
+
+    @bp.get(api + "/me")
+    @authed()
+    async def me(request: Request, agent: AgentSpec) -> HTTPResponse:
+        return response.json(service.agents[agent.id].public())
+
+    @bp.post(api + "/status")
+    @authed()
+    async def status(request: Request, agent: AgentSpec) -> HTTPResponse:
+        return response.json(await service.set_status(agent.id, str(_body(request).get("status"))))
+
+    @bp.get(api + "/agents")
+    @authed("supervisor")
+    async def agents(request: Request, agent: AgentSpec) -> HTTPResponse:
+        return response.json([s.public() for s in service.agents.values()])
+
+    @bp.post(api + "/agents/<agent_id>/status")
+    @authed("supervisor")
+    async def agent_status(request: Request, agent: AgentSpec, agent_id: str) -> HTTPResponse:
+        return response.json(await service.set_status(agent_id, str(_body(request).get("status"))))
+
+    @bp.get(api + "/handoffs")
+    @authed()
+    async def list_handoffs(request: Request, agent: AgentSpec) -> HTTPResponse:
+        which = request.args.get("status", "open")
+        statuses = {"open": ACTIVE, "queued": (QUEUED,), "assigned": (ASSIGNED,), "resolved": (RESOLVED,),
+                    "mine": (ASSIGNED,), "all": None}.get(which, ACTIVE)
+        rows = await service.store.list(statuses, agent_id=agent.id if which == "mine" else None)
+        visible = [summary_view(h) for h in rows if service.can_see(agent, h)]
+        for item in visible:
+            if item["status"] == QUEUED:
+                item["position"] = await service.queue.position(item["id"])
+        return response.json(visible)
+
+    @bp.get(api + "/handoffs/<handoff_id>")
+    @authed()
+    async def get_handoff(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        return response.json(await service.transcript(handoff_id, agent))
+
+    @bp.get(api + "/handoffs/<handoff_id>/export")
+    @authed()
+    async def export(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        data = await service.export(handoff_id, agent)
+        return response.json(data, headers={"Content-Disposition": f'attachment; filename="handoff-{handoff_id}.json"'},
+                             dumps=lambda d: json.dumps(d, ensure_ascii=False, default=str))
+
+    @bp.post(api + "/handoffs/<handoff_id>/claim")
+    @authed()
+    async def claim(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        return response.json(summary_view(await service.claim(handoff_id, agent.id)))
+
+    @bp.post(api + "/handoffs/<handoff_id>/transfer")
+    @authed()
+    async def transfer(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        data = _body(request)
+        h = await service.transfer(handoff_id, agent, to_agent=data.get("agent_id"), to_skill=data.get("skill"),
+                                   to_language=data.get("language"))
+        return response.json(summary_view(h))
+
+    @bp.post(api + "/handoffs/<handoff_id>/resolve")
+    @authed()
+    async def resolve(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        return response.json(summary_view(await service.resolve(handoff_id, agent)))
+
+    @bp.post(api + "/handoffs/<handoff_id>/messages")
+    @authed()
+    async def send(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        data = _body(request)
+        product = data.get("product")
+        payload = {"custom": {"type": "product_card", **product}} if isinstance(product, dict) else None
+        row = await service.agent_reply(handoff_id, agent, text=data.get("text"), data=payload,
+                                        client_id=data.get("client_id"), canned=data.get("canned"))
+        return response.json(row)
+
+    @bp.post(api + "/handoffs/<handoff_id>/notes")
+    @authed()
+    async def note(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        text = _body(request).get("text")
+        if not isinstance(text, str) or not text.strip():
+            return _error(400, "Send {'text': '<note>'}.")
+        return response.json(await service.add_note(handoff_id, agent, text))
+
+    @bp.post(api + "/handoffs/<handoff_id>/tags")
+    @authed()
+    async def tags(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        values = _body(request).get("tags")
+        if not isinstance(values, list):
+            return _error(400, "Send {'tags': ['refund', ...]}.")
+        return response.json(summary_view(await service.set_tags(handoff_id, agent, values)))
+
+    @bp.get(api + "/handoffs/<handoff_id>/suggestions")
+    @authed()
+    async def suggestions(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        return response.json(await service.suggestions(handoff_id, agent))
+
+    @bp.get(api + "/canned")
+    @authed()
+    async def canned(request: Request, agent: AgentSpec) -> HTTPResponse:
+        return response.json(service.config.canned_replies)
+
+    @bp.get(api + "/audit")
+    @authed("admin")
+    async def audit_log(request: Request, agent: AgentSpec) -> HTTPResponse:
+        return response.json(await service.store.audit_log(handoff_id=request.args.get("handoff_id")))
+
+    @bp.websocket(url_prefix + "/ws")
+    async def live(request: Request, ws: Any) -> None:
+        agent = verify_token(service.config, request.args.get("token"))
+        if agent is None:
+            await ws.send(json.dumps({"type": "error", "error": "unauthorized"}))
+            await ws.close(code=4401)
+            return
+        await service.start()
+        outbox: asyncio.Queue = asyncio.Queue(maxsize=1000)
+
+        async def listener(event: dict[str, Any]) -> None:
+            handoff = event.get("handoff") or {"queue": event.get("queue"), "agent_id": event.get("agent_id")}
+            if event["type"] == "agent_status" or service.can_see(agent, handoff):
+                try:
+                    outbox.put_nowait(event)
+                except asyncio.QueueFull:  # a stuck console reloads its lists via the API
+                    pass
+
+        service.subscribe(listener)
+        try:
+            await ws.send(json.dumps({"type": "hello", "agent": service.agents[agent.id].public()}))
+            while True:
+                event = await outbox.get()
+                await ws.send(json.dumps(event, ensure_ascii=False, default=str))
+        finally:
+            service.unsubscribe(listener)
+
+    @bp.get("/console")
+    async def console(request: Request) -> HTTPResponse:
+        return await response.file(CONSOLE_DIR / "index.html", mime_type="text/html; charset=utf-8",
+                                   headers={"Cache-Control": "no-cache"})
+
+    @bp.get("/console/<name:path>")
+    async def console_file(request: Request, name: str) -> HTTPResponse:
+        path = (CONSOLE_DIR / name).resolve()
+        if CONSOLE_DIR not in path.parents or not path.is_file():
+            return _error(404, f"No console file '{name}'.")
+        return await response.file(path, headers={"Cache-Control": "no-cache"})
+
+    return bp

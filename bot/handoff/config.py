@@ -1,0 +1,200 @@
+"""Handoff settings: the ``handoff:`` key of config.yml (overridable in endpoints.yml).
+
+Every escalation rule has a switch and a threshold here so a shop tunes when a
+human takes over without code. ``HandoffConfig.from_dict`` validates and says
+which key is wrong and how to fix it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.shared.exceptions import ConfigError
+
+ROLES = ("agent", "supervisor", "admin")
+DEFAULT_SKILL = "general"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A human agent as configured (status and load live in the router)."""
+
+    id: str
+    name: str
+    role: str = "agent"
+    skills: tuple[str, ...] = (DEFAULT_SKILL,)
+    languages: tuple[str, ...] = ("zh", "en")
+    max_concurrent: int = 5
+    password_hash: str = ""
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and verify_password(password, self.password_hash)
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "role": self.role, "skills": list(self.skills),
+                "languages": list(self.languages), "max_concurrent": self.max_concurrent}
+
+
+@dataclass(frozen=True)
+class ServiceHours:
+    """Daily opening window in a fixed UTC offset (China has no DST)."""
+
+    start: str = "09:00"
+    end: str = "21:00"
+    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # Monday = 0
+    utc_offset_hours: float = 8.0
+
+    def is_open(self, now: float) -> bool:
+        local = dt.datetime.fromtimestamp(now, dt.timezone(dt.timedelta(hours=self.utc_offset_hours)))
+        if local.weekday() not in self.days:
+            return False
+        hhmm = local.strftime("%H:%M")
+        if self.start <= self.end:
+            return self.start <= hhmm < self.end
+        return hhmm >= self.start or hhmm < self.end  # overnight window
+
+    def label(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+@dataclass(frozen=True)
+class HandoffConfig:
+    enabled: bool = True
+    request_human_intents: tuple[str, ...] = ("request_human",)
+    complaint_intents: tuple[str, ...] = ("complaint",)
+    sentiment_threshold: float = -0.5  # negative label with score <= this escalates
+    urgency_threshold: float = 0.7  # urgency flag or score >= this escalates
+    max_consecutive_fallbacks: int = 3
+    max_unanswered: int = 2
+    max_action_failures: int = 2
+    vip_sensitive_intents: tuple[str, ...] = ("request_refund", "refund", "return_goods", "complaint")
+    vip_lifetime_value_cents: int = 500_000
+    skills_by_intent: dict[str, str] = field(default_factory=dict)
+    default_skill: str = DEFAULT_SKILL
+    service_hours: ServiceHours | None = None
+    avg_handle_time_s: float = 300.0
+    csat_intent: str = "csat"
+    csat_entity: str = "rating"
+    auto_assign: bool = True
+    store_url: str = "sqlite+aiosqlite:///handoff.db"
+    queue: dict[str, Any] = field(default_factory=lambda: {"type": "memory"})
+    token_ttl_s: int = 8 * 3600
+    secret: str = ""
+    agents: tuple[AgentSpec, ...] = ()
+    canned_replies: dict[str, dict[str, str]] = field(default_factory=dict)
+    webhook_url: str | None = None
+    webhook_token: str | None = None
+    messages: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, filename: str = "config.yml") -> "HandoffConfig":
+        data = dict(data or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"Unknown key(s) under 'handoff:': {', '.join(unknown)}.", filename=filename,
+                              fix=f"Use only: {', '.join(sorted(known))}.")
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in ("request_human_intents", "complaint_intents", "vip_sensitive_intents"):
+                kwargs[key] = tuple(_str_list(value, key, filename))
+            elif key == "agents":
+                kwargs[key] = tuple(_agent(a, filename) for a in (value or []))
+            elif key == "service_hours":
+                kwargs[key] = _hours(value, filename)
+            elif key in ("max_consecutive_fallbacks", "max_unanswered", "max_action_failures", "token_ttl_s",
+                         "vip_lifetime_value_cents"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"'handoff.{key}' must be a non-negative integer (0 disables).",
+                                      filename=filename, fix=f"Write e.g. '{key}: 3'.")
+                kwargs[key] = value
+            elif key in ("sentiment_threshold", "urgency_threshold", "avg_handle_time_s"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(f"'handoff.{key}' must be a number.", filename=filename,
+                                      fix=f"Write e.g. '{key}: 0.7'.")
+                kwargs[key] = float(value)
+            else:
+                kwargs[key] = value
+        config = cls(**kwargs)
+        if not config.secret:
+            object.__setattr__(config, "secret", os.environ.get("KEFU_HANDOFF_SECRET") or secrets.token_hex(32))
+        return config
+
+    @classmethod
+    def from_project(cls, root: str | Path = ".") -> "HandoffConfig":
+        """``handoff:`` from config.yml, then endpoints.yml's ``handoff:`` on top."""
+        from bot.shared.yaml_io import read_yaml_file, to_plain
+
+        merged: dict[str, Any] = {}
+        for name in ("config.yml", "endpoints.yml"):
+            path = Path(root) / name
+            if path.is_file():
+                section = (to_plain(read_yaml_file(path)) or {}).get("handoff") or {}
+                merged.update(section)
+        return cls.from_dict(merged, filename=str(Path(root) / "config.yml"))
+
+    def agent(self, agent_id: str) -> AgentSpec | None:
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+    def skill_for(self, intent: str | None) -> str:
+        return self.skills_by_intent.get(intent or "", self.default_skill)
+
+
+def _str_list(value: Any, key: str, filename: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"'handoff.{key}' must be a list of intent names.", filename=filename,
+                          fix=f"Write e.g. '{key}: [request_human]'.")
+    return value
+
+
+def _agent(data: Any, filename: str) -> AgentSpec:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ConfigError("Each entry of 'handoff.agents' needs an 'id'.", filename=filename,
+                          fix="Write e.g. '- {id: li, name: 小李, password: secret, skills: [after_sales]}'.")
+    role = data.get("role", "agent")
+    if role not in ROLES:
+        raise ConfigError(f"Agent '{data['id']}' has unknown role '{role}'.", filename=filename,
+                          fix=f"Use one of: {', '.join(ROLES)}.")
+    password_hash = data.get("password_hash") or (hash_password(str(data["password"])) if data.get("password") else "")
+    return AgentSpec(
+        id=data["id"], name=str(data.get("name", data["id"])), role=role,
+        skills=tuple(data.get("skills") or (DEFAULT_SKILL,)), languages=tuple(data.get("languages") or ("zh", "en")),
+        max_concurrent=int(data.get("max_concurrent", 5)), password_hash=password_hash,
+    )
+
+
+def _hours(data: Any, filename: str) -> ServiceHours | None:
+    if data in (None, False):
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError("'handoff.service_hours' must be a mapping.", filename=filename,
+                          fix="Write e.g. 'service_hours: {start: \"09:00\", end: \"21:00\", utc_offset_hours: 8}'.")
+    return ServiceHours(start=str(data.get("start", "09:00")), end=str(data.get("end", "21:00")),
+                        days=tuple(data.get("days", range(7))), utc_offset_hours=float(data.get("utc_offset_hours", 8)))
+
+
+def hash_password(password: str, iterations: int = 100_000) -> str:
+    salt = secrets.token_hex(8)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations).hex()
+    return f"pbkdf2_sha256${iterations}${salt}${digest}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        _, iterations, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(iterations)).hex()
+    return hmac.compare_digest(candidate, digest)

@@ -1,0 +1,62 @@
+"""The processor hook that decides when a human takes over and relays while one does.
+
+``after_user_message`` (before the bot predicts): a pending CSAT rating is
+recorded; a conversation with an open handoff relays the message to the agent
+(the bot stays silent); otherwise the message rules may escalate. ``after_turn``
+checks what the bot did (fallbacks, unanswered KB questions, failed actions).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.handoff.rules import check_bot_turn, check_user_message
+from bot.handoff.service import HandoffService
+
+logger = logging.getLogger(__name__)
+
+
+class HandoffHook:
+    def __init__(self, service: HandoffService) -> None:
+        self.service = service
+
+    async def _profile(self, tracker: Any) -> dict[str, Any] | None:
+        channel = tracker.get_latest_input_channel() if hasattr(tracker, "get_latest_input_channel") else None
+        try:
+            return await self.service.profile_provider(channel, tracker.sender_id)
+        except Exception:
+            logger.exception("Profile lookup failed for %s", tracker.sender_id)
+            return None
+
+    async def after_user_message(self, processor: Any, tracker: Any, output_channel: Any) -> bool:
+        service = self.service
+        if not service.config.enabled:
+            return False
+        await service.start()
+        conversation = tracker.sender_id
+        active = await service.store.active_for(conversation)
+        if active is not None:
+            await service.relay_user_message(active, tracker)
+            return True
+        pending = await service.store.csat_pending_for(conversation)
+        if pending is not None and await service.handle_csat(pending, tracker, output_channel):
+            return True
+        if tracker.is_paused():
+            return False  # paused by someone else (HTTP API): the processor records, stays silent
+        profile = await self._profile(tracker)
+        escalation = check_user_message(tracker, service.config, vip=bool(profile and profile.get("vip")))
+        if escalation is None:
+            return False
+        await service.escalate(tracker, escalation, output_channel, profile)
+        return True
+
+    async def after_turn(self, processor: Any, tracker: Any, output_channel: Any) -> None:
+        service = self.service
+        if not service.config.enabled or tracker.is_paused():
+            return
+        escalation = check_bot_turn(tracker, service.config)
+        if escalation is None:
+            return
+        if await service.store.active_for(tracker.sender_id) is not None:
+            return
+        await service.escalate(tracker, escalation, output_channel, await self._profile(tracker))

@@ -1,0 +1,613 @@
+"""The handoff service: escalate, route, relay, resolve, rate.
+
+One instance per worker process. SQL (``SQLHandoffStore``) holds every
+handoff, relayed message and audit line; the live queue orders waiting
+handoffs; agents' online/away status and loads are rebuilt from SQL on start.
+Agent consoles subscribe with :meth:`subscribe` (the websocket does) and get
+every change as a small dict.
+
+Locking rule: code running inside the processor hook holds the shopper's
+conversation lock, so it updates the tracker in hand and never calls
+``agent.append_events`` for its own conversation; everything else (agent
+replies, resolve, assignment after the fact) goes through ``append_events``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from bot.handoff import messages as msg
+from bot.handoff.config import AgentSpec, HandoffConfig
+from bot.handoff.queue import InMemoryLiveQueue, create_live_queue, score
+from bot.handoff.record import profile_from_shop, sentiment_trend, summarize, transcript_from_tracker
+from bot.handoff.rules import Escalation
+from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[dict[str, Any]], Awaitable[None]]
+ProfileProvider = Callable[[str | None, str], Awaitable[dict[str, Any] | None]]
+ONLINE, AWAY = "online", "away"
+_CSAT_TEXT = re.compile(r"^/?\s*([1-5])\s*(?:星|stars?|★)?\s*$")
+_CSAT_PAYLOAD = re.compile(r'^/(\w+)\s*(\{.*\})?\s*$')
+
+
+class HandoffError(Exception):
+    """An API-level refusal (status says which HTTP status)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class AgentState:
+    spec: AgentSpec
+    status: str = AWAY
+    active: set[str] = field(default_factory=set)
+
+    @property
+    def load(self) -> int:
+        return len(self.active)
+
+    def queues(self) -> set[str]:
+        return {f"{s}:{l}" for s in self.spec.skills for l in self.spec.languages}
+
+    def eligible(self, queue: str) -> bool:
+        skill, _, lang = queue.partition(":")
+        skill_ok = skill in self.spec.skills or "*" in self.spec.skills
+        return self.status == ONLINE and self.load < self.spec.max_concurrent and skill_ok and lang in self.spec.languages
+
+    def public(self) -> dict[str, Any]:
+        return {**self.spec.public(), "status": self.status, "load": self.load}
+
+
+def language_of(tracker: Any) -> str:
+    lang = None
+    try:
+        lang = tracker.get_slot("language")
+    except Exception:
+        lang = None
+    if not lang and tracker.latest_message is not None:
+        lang = (tracker.latest_message.parse_data or {}).get("language")
+    return "en" if lang and str(lang).startswith("en") else "zh"
+
+
+def summary_view(h: dict[str, Any]) -> dict[str, Any]:
+    """What a queue list shows (no transcript)."""
+    record = h.get("record") or {}
+    return {k: h.get(k) for k in ("id", "conversation_id", "channel", "status", "reason", "priority", "queue",
+                                  "language", "skills", "tags", "agent_id", "customer_id", "after_hours", "csat",
+                                  "created_at", "assigned_at", "resolved_at")} | {
+        "summary": record.get("summary"), "profile": record.get("profile"),
+        "sentiment_trend": record.get("sentiment_trend"),
+    }
+
+
+class HandoffService:
+    def __init__(self, config: HandoffConfig, store: SQLHandoffStore | None = None, queue: Any = None,
+                 event_broker: Any = None, agent: Any = None, profile_provider: ProfileProvider | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store or SQLHandoffStore(config.store_url)
+        self.queue = queue if queue is not None else create_live_queue(config.queue)
+        self.event_broker = event_broker
+        self.agent = agent
+        self.profile_provider = profile_provider or (
+            lambda channel, sender: profile_from_shop(channel, sender, config.vip_lifetime_value_cents))
+        self.clock = clock
+        self.agents: dict[str, AgentState] = {a.id: AgentState(a) for a in config.agents}
+        self.listeners: set[Listener] = set()
+        self.channels: dict[str, Callable[[str], Any]] = {}
+        self._route_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Rebuild the live queue and agent loads from SQL (server restart with handoffs open)."""
+        if self._started:
+            return
+        await self.store.init()
+        await self.queue.clear() if isinstance(self.queue, InMemoryLiveQueue) else None
+        for h in await self.store.list((QUEUED,)):
+            await self.queue.add(h["id"], h["queue"], score(h["priority"], h["created_at"]))
+        for h in await self.store.list((ASSIGNED,)):
+            state = self.agents.get(h["agent_id"] or "")
+            if state is not None:
+                state.active.add(h["id"])
+        self._started = True
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.store.close()
+        closer = getattr(self.queue, "close", None)
+        if closer is not None:
+            await closer()
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def bind_agent(self, agent: Any) -> None:
+        self.agent = agent
+        if self.event_broker is None:
+            self.event_broker = getattr(agent, "event_broker", None)
+
+    def register_channel(self, name: str, factory: Callable[[str], Any]) -> None:
+        """``factory(sender_id)`` returns an OutputChannel that reaches that shopper now."""
+        self.channels[name] = factory
+
+    def register_input_channels(self, channels: list[Any]) -> None:
+        for channel in channels:
+            if hasattr(channel, "get_output_channel_for"):
+                self.register_channel(channel.name(), channel.get_output_channel_for)
+            elif hasattr(channel, "get_output_channel") and channel.name() not in ("rest", "callback"):
+                self.register_channel(channel.name(), lambda _sender, c=channel: c.get_output_channel())
+
+    def _output_for(self, channel: str | None, sender_id: str) -> Any:
+        factory = self.channels.get(channel or "")
+        if factory is None and channel == "socketio":
+            try:
+                from connectors.socketio import get_output_channel_for
+
+                return get_output_channel_for(sender_id)
+            except ImportError:
+                return None
+        return factory(sender_id) if factory else None
+
+    # ------------------------------------------------------------------ notifications
+    def subscribe(self, listener: Listener) -> None:
+        self.listeners.add(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+
+    async def _notify(self, event: dict[str, Any]) -> None:
+        event = {"timestamp": self.clock(), **event}
+        for listener in list(self.listeners):
+            try:
+                await listener(event)
+            except Exception:
+                logger.debug("A console listener failed; dropping it.", exc_info=True)
+                self.listeners.discard(listener)
+
+    async def _publish(self, name: str, h: dict[str, Any], **extra: Any) -> None:
+        if self.event_broker is None:
+            return
+        body = {"event": name, "sender_id": h["conversation_id"], "handoff_id": h["id"],
+                "customer_id": h.get("customer_id"), "timestamp": self.clock(), **extra}
+        try:
+            await self.event_broker.publish(body)
+        except Exception:
+            logger.exception("Could not publish %s for %s", name, h["id"])
+
+    # ------------------------------------------------------------------ visibility
+    def can_see(self, spec: AgentSpec, h: dict[str, Any]) -> bool:
+        if spec.is_supervisor or h.get("agent_id") == spec.id:
+            return True
+        state = self.agents.get(spec.id)
+        return state is not None and h.get("queue") in state.queues()
+
+    def _agent_state(self, agent_id: str) -> AgentState:
+        state = self.agents.get(agent_id)
+        if state is None:
+            raise HandoffError(404, f"No agent '{agent_id}'. Fix: add it under 'handoff.agents' in config.yml.")
+        return state
+
+    # ------------------------------------------------------------------ escalation
+    async def escalate(self, tracker: Any, escalation: Escalation, output_channel: Any,
+                       profile: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create the handoff, pause the bot, tell the shopper what happens next (hook context)."""
+        from bot.shared.events import BotUttered, ConversationPaused
+
+        now = self.clock()
+        language = language_of(tracker)
+        channel = tracker.get_latest_input_channel() if hasattr(tracker, "get_latest_input_channel") else None
+        transcript = transcript_from_tracker(tracker)
+        skill = self._skill_for(tracker)
+        vip = bool(profile and profile.get("vip"))
+        tags = [skill, language] + (["vip"] if vip else []) + (["urgent"] if escalation.urgent else [])
+        priority = (2 if escalation.urgent else 0) + (1 if vip else 0) + (
+            1 if escalation.reason in ("complaint", "negative_sentiment") else 0)
+        hours = self.config.service_hours
+        after_hours = hours is not None and not hours.is_open(now)
+        record = {
+            "conversation_id": tracker.sender_id, "channel": channel, "reason": escalation.reason,
+            "reason_detail": escalation.detail, "language": language, "profile": profile,
+            "sentiment_trend": sentiment_trend(transcript), "transcript": transcript,
+            "summary": summarize(transcript, escalation.reason, language), "priority": priority,
+            "skills": tags, "after_hours": after_hours,
+        }
+        h = await self.store.create({
+            "conversation_id": tracker.sender_id, "channel": channel, "status": QUEUED, "reason": escalation.reason,
+            "priority": priority, "queue": f"{skill}:{language}", "language": language, "skills": tags,
+            "tags": [], "customer_id": str(profile["customer_id"]) if profile else None, "after_hours": after_hours,
+            "record": record, "notes": [], "created_at": now,
+        })
+        await self.queue.add(h["id"], h["queue"], score(priority, now))
+        tracker.update(ConversationPaused())
+        await self._publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail)
+        await self._notify({"type": "handoff_queued", "handoff": summary_view(h)})
+        if self.config.webhook_url:
+            self._spawn(self._webhook(h))
+        assigned_to = None
+        if not after_hours and self.config.auto_assign:
+            assigned_to = await self._assign_one(h)
+        if after_hours:
+            text = msg.text("after_hours", language, self.config.messages, hours=hours.label() if hours else "")
+        elif assigned_to is not None:
+            text = msg.text("assigned", language, self.config.messages, agent=assigned_to.spec.name)
+        else:
+            position = await self.queue.position(h["id"]) or 1
+            text = msg.text("queued", language, self.config.messages, ahead=position - 1,
+                            wait=self.estimated_wait_minutes(h["queue"], position))
+        event = BotUttered(text, {}, {"handoff_id": h["id"], "handoff": "notice"})
+        tracker.update(event)
+        await _send(output_channel, tracker.sender_id, {"text": text})
+        if assigned_to is not None:
+            await self._after_assign(h["id"], assigned_to, tell_shopper=False)
+        return await self.store.get(h["id"])  # type: ignore[return-value]
+
+    def _skill_for(self, tracker: Any) -> str:
+        for event in reversed(list(tracker.events)):
+            if getattr(event, "type_name", "") == "user":
+                intent = (event.intent or {}).get("name")
+                if intent in self.config.skills_by_intent:
+                    return self.config.skills_by_intent[intent]
+        return self.config.default_skill
+
+    def estimated_wait_minutes(self, queue: str, position: int) -> int:
+        capacity = sum(max(1, s.spec.max_concurrent) for s in self.agents.values()
+                       if s.status == ONLINE and queue.partition(":")[0] in s.spec.skills)
+        return max(1, math.ceil(position * self.config.avg_handle_time_s / max(1, capacity) / 60))
+
+    # ------------------------------------------------------------------ routing
+    def _pick(self, queue: str) -> AgentState | None:
+        eligible = [s for s in self.agents.values() if s.eligible(queue)]
+        return min(eligible, key=lambda s: (s.load / max(1, s.spec.max_concurrent), s.load, s.spec.id), default=None)
+
+    async def _assign_one(self, h: dict[str, Any]) -> AgentState | None:
+        async with self._route_lock:
+            agent = self._pick(h["queue"])
+            if agent is None or not await self.store.try_assign(h["id"], agent.spec.id):
+                return None
+            await self.queue.remove(h["id"])
+            agent.active.add(h["id"])
+            return agent
+
+    async def assign_pending(self) -> int:
+        """Give waiting handoffs (best first) to the least-loaded eligible agents."""
+        if not self.config.auto_assign:
+            return 0
+        done: list[tuple[str, AgentState]] = []
+        async with self._route_lock:
+            for handoff_id in await self.queue.ordered():
+                h = await self.store.get(handoff_id)
+                if h is None or h["status"] != QUEUED:
+                    await self.queue.remove(handoff_id)
+                    continue
+                if h.get("after_hours") and self.config.service_hours and not self.config.service_hours.is_open(self.clock()):
+                    continue
+                agent = self._pick(h["queue"])
+                if agent is None:
+                    continue
+                if await self.store.try_assign(handoff_id, agent.spec.id):
+                    await self.queue.remove(handoff_id)
+                    agent.active.add(handoff_id)
+                    done.append((handoff_id, agent))
+        for handoff_id, agent in done:
+            await self._after_assign(handoff_id, agent, tell_shopper=True)
+        return len(done)
+
+    async def _after_assign(self, handoff_id: str, agent: AgentState, tell_shopper: bool,
+                            text_key: str = "assigned") -> None:
+        h = await self.store.get(handoff_id)
+        if h is None:
+            return
+        await self._publish("handoff_assigned", h, agent_id=agent.spec.id)
+        await self._notify({"type": "handoff_assigned", "handoff": summary_view(h), "agent_id": agent.spec.id})
+        if tell_shopper:
+            text = msg.text(text_key, h["language"], self.config.messages, agent=agent.spec.name)
+            await self._say(h, {"text": text}, {"handoff_id": h["id"], "handoff": "notice"})
+
+    async def claim(self, handoff_id: str, agent_id: str) -> dict[str, Any]:
+        """Atomic: of two agents claiming at once exactly one gets it; the other 409."""
+        state = self._agent_state(agent_id)
+        h = await self.store.get(handoff_id)
+        if h is None:
+            raise HandoffError(404, f"No handoff '{handoff_id}'.")
+        if not self.can_see(state.spec, h):
+            raise HandoffError(403, "This handoff is not in your queues.")
+        if h["status"] == ASSIGNED and h["agent_id"] == agent_id:
+            return h
+        if state.load >= state.spec.max_concurrent and not state.spec.is_supervisor:
+            raise HandoffError(409, f"You already have {state.load} conversations (limit {state.spec.max_concurrent}).")
+        if not await self.store.try_assign(handoff_id, agent_id):
+            raise HandoffError(409, "Another agent already took this conversation.")
+        await self.queue.remove(handoff_id)
+        state.active.add(handoff_id)
+        await self.store.audit(agent_id, "claim", handoff_id, h["conversation_id"])
+        await self._after_assign(handoff_id, state, tell_shopper=True)
+        return await self.store.get(handoff_id)  # type: ignore[return-value]
+
+    async def set_status(self, agent_id: str, status: str) -> dict[str, Any]:
+        """Online agents get work; an agent going away hands their conversations back to the queue."""
+        if status not in (ONLINE, AWAY):
+            raise HandoffError(400, "status must be 'online' or 'away'.")
+        state = self._agent_state(agent_id)
+        state.status = status
+        if status == AWAY:
+            for handoff_id in list(state.active):
+                h = await self.store.get(handoff_id)
+                state.active.discard(handoff_id)
+                if h and await self.store.requeue(handoff_id, from_agent=agent_id):
+                    await self.queue.add(handoff_id, h["queue"], score(h["priority"], h["created_at"]))
+                    await self.store.audit(agent_id, "requeue_away", handoff_id, h["conversation_id"])
+                    await self._notify({"type": "handoff_queued", "handoff": summary_view({**h, "status": QUEUED, "agent_id": None})})
+        await self._notify({"type": "agent_status", "agent": state.public()})
+        await self.assign_pending()
+        return state.public()
+
+    async def transfer(self, handoff_id: str, actor: AgentSpec, to_agent: str | None = None,
+                       to_skill: str | None = None, to_language: str | None = None) -> dict[str, Any]:
+        """Owner or supervisor moves a conversation to an agent, or back to a (skill, language) queue."""
+        h = await self._owned_or_supervised(handoff_id, actor)
+        previous = self.agents.get(h.get("agent_id") or "")
+        if to_agent:
+            target = self._agent_state(to_agent)
+            if not await self.store.move_to(handoff_id, to_agent):
+                raise HandoffError(409, "The handoff is no longer open.")
+            await self.queue.remove(handoff_id)
+            if previous:
+                previous.active.discard(handoff_id)
+            target.active.add(handoff_id)
+            await self.store.audit(actor.id, "transfer", handoff_id, h["conversation_id"], f"to agent {to_agent}")
+            await self._after_assign(handoff_id, target, tell_shopper=True, text_key="transferred")
+        else:
+            queue = f"{to_skill or h['queue'].partition(':')[0]}:{to_language or h['language']}"
+            if not await self.store.requeue(handoff_id, queue=queue):
+                raise HandoffError(409, "The handoff is no longer open.")
+            if previous:
+                previous.active.discard(handoff_id)
+            await self.queue.add(handoff_id, queue, score(h["priority"], h["created_at"]))
+            await self.store.audit(actor.id, "transfer", handoff_id, h["conversation_id"], f"to queue {queue}")
+            await self._notify({"type": "handoff_queued", "handoff": summary_view({**h, "queue": queue, "status": QUEUED, "agent_id": None})})
+            await self.assign_pending()
+        return await self.store.get(handoff_id)  # type: ignore[return-value]
+
+    async def _owned_or_supervised(self, handoff_id: str, actor: AgentSpec) -> dict[str, Any]:
+        h = await self.store.get(handoff_id)
+        if h is None:
+            raise HandoffError(404, f"No handoff '{handoff_id}'.")
+        if h["status"] not in (QUEUED, ASSIGNED):
+            raise HandoffError(409, f"The handoff is {h['status']}.")
+        if not actor.is_supervisor and h.get("agent_id") != actor.id:
+            raise HandoffError(403, "Only the agent who owns this conversation or a supervisor may do that.")
+        return h
+
+    # ------------------------------------------------------------------ relay
+    async def relay_user_message(self, h: dict[str, Any], tracker: Any) -> dict[str, Any]:
+        """A shopper message while a human owns (or is about to own) the conversation (hook context)."""
+        from bot.shared.events import ConversationPaused
+
+        if not tracker.is_paused():  # repair: the SQL row survived a crash the tracker save did not
+            tracker.update(ConversationPaused())
+        latest = tracker.latest_message
+        message_id = latest.message_id or uuid.uuid4().hex
+        parse = latest.parse_data or {}
+        row, created = await self.store.add_message(
+            h["id"], message_id, "user", latest.text,
+            {"intent": (latest.intent or {}).get("name"), "sentiment": parse.get("sentiment")},
+            timestamp=latest.timestamp)
+        if created:
+            await self._notify({"type": "message", "handoff_id": h["id"], "queue": h["queue"],
+                                "agent_id": h.get("agent_id"), "message": row})
+        return row
+
+    async def agent_reply(self, handoff_id: str, actor: AgentSpec, text: str | None = None,
+                          data: dict[str, Any] | None = None, client_id: str | None = None,
+                          canned: str | None = None) -> dict[str, Any]:
+        """Store, record in the tracker as BotUttered{agent_id}, push to the shopper; idempotent by client_id."""
+        h = await self._owned_or_supervised(handoff_id, actor)
+        if h["status"] != ASSIGNED:
+            raise HandoffError(409, "Claim the conversation before replying.")
+        if canned:
+            replies = self.config.canned_replies.get(canned)
+            if not replies:
+                raise HandoffError(404, f"No canned reply '{canned}'. Fix: add it under 'handoff.canned_replies'.")
+            text = replies.get(h["language"]) or next(iter(replies.values()))
+        if not text and not data:
+            raise HandoffError(400, "Send 'text', 'product' or 'canned'.")
+        message_id = client_id or uuid.uuid4().hex
+        row, created = await self.store.add_message(handoff_id, message_id, "agent", text, data, agent_id=actor.id)
+        if not created:
+            return row  # a retried send: already delivered once
+        message: dict[str, Any] = {}
+        if text:
+            message["text"] = text
+        if data:
+            message.update(data)
+        await self._say(h, message, {"agent_id": actor.id, "handoff_id": handoff_id})
+        await self._notify({"type": "message", "handoff_id": handoff_id, "queue": h["queue"],
+                            "agent_id": h.get("agent_id"), "message": row})
+        return row
+
+    async def _say(self, h: dict[str, Any], message: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """Record a bot-side message in the tracker (under its lock) and push it to the shopper."""
+        from bot.shared.events import BotUttered
+
+        text = message.get("text")
+        data = {k: v for k, v in message.items() if k != "text"}
+        if self.agent is not None:
+            await self.agent.append_events(h["conversation_id"], [BotUttered(text, data, dict(metadata))])
+        output = self._output_for(h.get("channel"), h["conversation_id"])
+        if output is None:
+            logger.debug("No push channel for %s (%s): recorded only.", h["conversation_id"], h.get("channel"))
+            return
+        await _send(output, h["conversation_id"], message)
+
+    async def add_note(self, handoff_id: str, actor: AgentSpec, text: str) -> dict[str, Any]:
+        h = await self._visible(handoff_id, actor)
+        row, _ = await self.store.add_message(handoff_id, uuid.uuid4().hex, "note", text, agent_id=actor.id)
+        await self._notify({"type": "note", "handoff_id": handoff_id, "queue": h["queue"],
+                            "agent_id": h.get("agent_id"), "message": row})
+        return row
+
+    async def set_tags(self, handoff_id: str, actor: AgentSpec, tags: list[str]) -> dict[str, Any]:
+        await self._visible(handoff_id, actor)
+        await self.store.update(handoff_id, tags=sorted({str(t) for t in tags}))
+        return await self.store.get(handoff_id)  # type: ignore[return-value]
+
+    async def _visible(self, handoff_id: str, actor: AgentSpec) -> dict[str, Any]:
+        h = await self.store.get(handoff_id)
+        if h is None:
+            raise HandoffError(404, f"No handoff '{handoff_id}'.")
+        if not self.can_see(actor, h):
+            raise HandoffError(403, "This handoff is not in your queues.")
+        return h
+
+    async def transcript(self, handoff_id: str, actor: AgentSpec, action: str = "view") -> dict[str, Any]:
+        """The record plus relayed messages; every access is audited."""
+        h = await self._visible(handoff_id, actor)
+        await self.store.audit(actor.id, f"transcript_{action}", handoff_id, h["conversation_id"])
+        return {**h, "messages": await self.store.messages(handoff_id)}
+
+    async def suggestions(self, handoff_id: str, actor: AgentSpec, limit: int = 3) -> list[dict[str, Any]]:
+        """KB answers for the shopper's latest message (agent.knowledge.asearch)."""
+        h = await self._visible(handoff_id, actor)
+        kb = getattr(self.agent, "knowledge", None)
+        if kb is None or not hasattr(kb, "asearch"):
+            return []
+        rows = [m for m in await self.store.messages(handoff_id) if m["sender"] == "user"]
+        question = rows[-1]["text"] if rows else next(
+            (l["text"] for l in reversed(h["record"].get("transcript", [])) if l["type"] == "user"), "")
+        if not question:
+            return []
+        try:
+            base, result = await kb.asearch(question, h["language"])
+        except Exception:
+            logger.exception("KB suggestions failed for %s", handoff_id)
+            return []
+        out = []
+        for candidate in list(result.candidates)[:limit]:
+            entry = base.get(candidate.entry_id)
+            answer, _ = entry.answer_for(h["language"]) if entry is not None else (None, None)
+            out.append({"id": candidate.entry_id, "score": round(float(candidate.score), 3),
+                        "question": candidate.matched_question,
+                        "answer": getattr(answer, "text", None) or (str(answer) if answer else None)})
+        return out
+
+    # ------------------------------------------------------------------ resolve and rating
+    async def resolve(self, handoff_id: str, actor: AgentSpec) -> dict[str, Any]:
+        """The bot takes over again and asks for a 1-5 rating."""
+        from bot.shared.events import ConversationResumed
+
+        h = await self._owned_or_supervised(handoff_id, actor)
+        if not await self.store.resolve(handoff_id):
+            raise HandoffError(409, "The handoff is no longer open.")
+        await self.queue.remove(handoff_id)
+        owner = self.agents.get(h.get("agent_id") or "")
+        if owner:
+            owner.active.discard(handoff_id)
+        await self.store.audit(actor.id, "resolve", handoff_id, h["conversation_id"])
+        if self.agent is not None:
+            await self.agent.append_events(h["conversation_id"], [ConversationResumed()])
+        text = msg.text("resolved", h["language"], self.config.messages)
+        custom = {"type": "csat", "text": text, "scale": 5, "intent": self.config.csat_intent,
+                  "entity": self.config.csat_entity, "handoff_id": handoff_id}
+        await self._say(h, {"custom": custom}, {"handoff_id": handoff_id, "handoff": "csat"})
+        resolved = await self.store.get(handoff_id)
+        await self._publish("handoff_resolved", resolved, agent_id=h.get("agent_id"),  # type: ignore[arg-type]
+                            duration_s=(resolved or {}).get("resolved_at", 0) - h["created_at"])
+        await self._notify({"type": "handoff_resolved", "handoff": summary_view(resolved)})  # type: ignore[arg-type]
+        await self.assign_pending()
+        return resolved  # type: ignore[return-value]
+
+    async def handle_csat(self, h: dict[str, Any], tracker: Any, output_channel: Any) -> bool:
+        """Hook context: a rating after resolve is recorded; anything else ends the wait for one."""
+        from bot.shared.events import BotUttered
+
+        rating = self.rating_from(tracker.latest_message)
+        if rating is None:
+            await self.store.clear_csat(h["id"])
+            return False
+        if not await self.store.set_csat(h["id"], rating):
+            return False
+        await self._publish("csat_submitted", h, rating=rating, agent_id=h.get("agent_id"))
+        await self._notify({"type": "csat", "handoff_id": h["id"], "queue": h["queue"],
+                            "agent_id": h.get("agent_id"), "rating": rating})
+        text = msg.text("csat_thanks", h["language"], self.config.messages)
+        tracker.update(BotUttered(text, {}, {"handoff_id": h["id"], "handoff": "csat_thanks"}))
+        await _send(output_channel, tracker.sender_id, {"text": text})
+        return True
+
+    def rating_from(self, message: Any) -> int | None:
+        if message is None:
+            return None
+        intent = (message.intent or {}).get("name")
+        text = (message.text or "").strip()
+        values: list[Any] = []
+        if intent == self.config.csat_intent:
+            values += [e.get("value") for e in (message.entities or []) if e.get("entity") == self.config.csat_entity]
+        payload = _CSAT_PAYLOAD.match(text)
+        if payload and payload.group(1) == self.config.csat_intent and payload.group(2):
+            import json
+
+            try:
+                values.append(json.loads(payload.group(2)).get(self.config.csat_entity))
+            except ValueError:
+                pass
+        plain = _CSAT_TEXT.match(text)
+        if plain:
+            values.append(plain.group(1))
+        for value in values:
+            try:
+                rating = int(float(value))
+            except (TypeError, ValueError):
+                continue
+            if 1 <= rating <= 5:
+                return rating
+        return None
+
+    # ------------------------------------------------------------------ export and webhook
+    async def export(self, handoff_id: str, actor: AgentSpec) -> dict[str, Any]:
+        data = await self.transcript(handoff_id, actor, action="export")
+        return {"version": 1, "handoff": data}
+
+    async def _webhook(self, h: dict[str, Any]) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.config.webhook_token}"} if self.config.webhook_token else {}
+        body = {"event": "handoff_requested", "handoff": h}
+        for attempt in range(3):
+            try:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    response = await client.post(self.config.webhook_url, json=body, headers=headers)  # type: ignore[arg-type]
+                if response.status_code < 500:
+                    return
+            except httpx.HTTPError as e:
+                logger.warning("Handoff webhook attempt %d failed: %s", attempt + 1, e)
+            await asyncio.sleep(0.5 * 2 ** attempt)
+        logger.error("Handoff webhook gave up for %s", h["id"])
+
+
+async def _send(output: Any, recipient: str, message: dict[str, Any]) -> None:
+    if output is None:
+        return
+    try:
+        await output.send_response(recipient, message)
+    except Exception:  # the tracker/SQL already hold it; the widget replays from its outbox
+        logger.exception("Could not push a handoff message to %s", recipient)

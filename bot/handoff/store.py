@@ -1,0 +1,238 @@
+"""Durable handoff state in SQL (SQLite by default, any SQLAlchemy async URL).
+
+The SQL rows are the truth: a restarted server rebuilds the live queue and the
+agents' loads from them. State changes are single conditional UPDATEs
+(``WHERE status = 'queued'``), so when two agents claim at once exactly one
+row update succeeds, in one process or many.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.shared.exceptions import StoreError
+
+logger = logging.getLogger(__name__)
+
+QUEUED, ASSIGNED, RESOLVED, CANCELLED = "queued", "assigned", "resolved", "cancelled"
+ACTIVE = (QUEUED, ASSIGNED)
+JSON_COLUMNS = ("skills", "tags", "record", "notes")
+
+metadata = sa.MetaData()
+handoffs = sa.Table(
+    "kefu_handoffs", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("conversation_id", sa.String(255), nullable=False, index=True),
+    sa.Column("channel", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("queue", sa.String(128), nullable=False),
+    sa.Column("language", sa.String(8)),
+    sa.Column("skills", sa.Text), sa.Column("tags", sa.Text),
+    sa.Column("agent_id", sa.String(128), index=True),
+    sa.Column("customer_id", sa.String(128)),
+    sa.Column("after_hours", sa.Boolean, default=False),
+    sa.Column("record", sa.Text), sa.Column("notes", sa.Text),
+    sa.Column("csat", sa.Integer), sa.Column("csat_pending", sa.Boolean, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("assigned_at", sa.Float), sa.Column("resolved_at", sa.Float),
+)
+messages = sa.Table(
+    "kefu_handoff_messages", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("handoff_id", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("sender", sa.String(16), nullable=False),  # user | agent | bot | note | system
+    sa.Column("agent_id", sa.String(128)),
+    sa.Column("text", sa.Text), sa.Column("data", sa.Text),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.UniqueConstraint("handoff_id", "message_id", name="uq_handoff_message"),
+)
+audit = sa.Table(
+    "kefu_handoff_audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("handoff_id", sa.String(64)), sa.Column("conversation_id", sa.String(255)),
+    sa.Column("detail", sa.Text),
+)
+
+
+def _row(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    for key in JSON_COLUMNS:
+        if key in data:
+            data[key] = json.loads(data[key]) if data[key] else ([] if key != "record" else {})
+    if "data" in data:
+        data["data"] = json.loads(data["data"]) if data["data"] else {}
+    return data
+
+
+class SQLHandoffStore:
+    def __init__(self, url: str = "sqlite+aiosqlite:///handoff.db") -> None:
+        if url.startswith("sqlite:///"):
+            url = url.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url)
+        if url.startswith("sqlite"):
+            @sa.event.listens_for(self.engine.sync_engine, "connect")
+            def _pragmas(conn: Any, _: Any) -> None:  # WAL: readers never block the writer
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=10000")
+                cur.close()
+        self._ready = False
+
+    async def init(self) -> None:
+        if self._ready:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except SQLAlchemyError as e:
+            raise StoreError(f"Cannot open the handoff store at {self.url}: {e}. Fix: check 'handoff.store_url' "
+                             "in config.yml/endpoints.yml and that its folder exists.") from e
+        self._ready = True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ------------------------------------------------------------------ handoffs
+    async def create(self, values: dict[str, Any]) -> dict[str, Any]:
+        await self.init()
+        row = dict(values)
+        row.setdefault("id", uuid.uuid4().hex)
+        row.setdefault("created_at", time.time())
+        row.setdefault("status", QUEUED)
+        for key in JSON_COLUMNS:
+            if key in row:
+                row[key] = json.dumps(row[key], ensure_ascii=False, default=str)
+        async with self.engine.begin() as conn:
+            await conn.execute(handoffs.insert().values(**row))
+        return await self.get(row["id"])  # type: ignore[return-value]
+
+    async def get(self, handoff_id: str) -> dict[str, Any] | None:
+        await self.init()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(handoffs.select().where(handoffs.c.id == handoff_id))).first()
+        return _row(row) if row else None
+
+    async def active_for(self, conversation_id: str) -> dict[str, Any] | None:
+        return await self._one(sa.and_(handoffs.c.conversation_id == conversation_id, handoffs.c.status.in_(ACTIVE)))
+
+    async def csat_pending_for(self, conversation_id: str) -> dict[str, Any] | None:
+        return await self._one(sa.and_(handoffs.c.conversation_id == conversation_id, handoffs.c.csat_pending.is_(True)))
+
+    async def _one(self, where: Any) -> dict[str, Any] | None:
+        await self.init()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(handoffs.select().where(where).order_by(handoffs.c.created_at.desc()))).first()
+        return _row(row) if row else None
+
+    async def list(self, statuses: tuple[str, ...] | None = None, queues: list[str] | None = None,
+                   agent_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        await self.init()
+        query = handoffs.select()
+        if statuses:
+            query = query.where(handoffs.c.status.in_(statuses))
+        if queues is not None:
+            query = query.where(handoffs.c.queue.in_(queues))
+        if agent_id is not None:
+            query = query.where(handoffs.c.agent_id == agent_id)
+        query = query.order_by(handoffs.c.priority.desc(), handoffs.c.created_at).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(query)).all()]
+
+    async def _update(self, where: Any, **values: Any) -> bool:
+        await self.init()
+        for key in JSON_COLUMNS:
+            if key in values:
+                values[key] = json.dumps(values[key], ensure_ascii=False, default=str)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(handoffs.update().where(where).values(**values))
+        return result.rowcount == 1
+
+    async def try_assign(self, handoff_id: str, agent_id: str) -> bool:
+        """Queued -> assigned to ``agent_id``; True for exactly one caller."""
+        return await self._update(sa.and_(handoffs.c.id == handoff_id, handoffs.c.status == QUEUED),
+                                  status=ASSIGNED, agent_id=agent_id, assigned_at=time.time())
+
+    async def requeue(self, handoff_id: str, from_agent: str | None = None, queue: str | None = None) -> bool:
+        where = sa.and_(handoffs.c.id == handoff_id, handoffs.c.status.in_(ACTIVE))
+        if from_agent is not None:
+            where = sa.and_(where, handoffs.c.agent_id == from_agent)
+        values: dict[str, Any] = {"status": QUEUED, "agent_id": None, "assigned_at": None}
+        if queue:
+            values["queue"] = queue
+        return await self._update(where, **values)
+
+    async def move_to(self, handoff_id: str, agent_id: str) -> bool:
+        """Supervisor move/take: any active handoff to ``agent_id``."""
+        return await self._update(sa.and_(handoffs.c.id == handoff_id, handoffs.c.status.in_(ACTIVE)),
+                                  status=ASSIGNED, agent_id=agent_id, assigned_at=time.time())
+
+    async def resolve(self, handoff_id: str) -> bool:
+        return await self._update(sa.and_(handoffs.c.id == handoff_id, handoffs.c.status.in_(ACTIVE)),
+                                  status=RESOLVED, resolved_at=time.time(), csat_pending=True)
+
+    async def set_csat(self, handoff_id: str, rating: int) -> bool:
+        return await self._update(sa.and_(handoffs.c.id == handoff_id, handoffs.c.csat_pending.is_(True)),
+                                  csat=rating, csat_pending=False)
+
+    async def clear_csat(self, handoff_id: str) -> bool:
+        return await self._update(handoffs.c.id == handoff_id, csat_pending=False)
+
+    async def update(self, handoff_id: str, **values: Any) -> bool:
+        return await self._update(handoffs.c.id == handoff_id, **values)
+
+    # ------------------------------------------------------------------ messages
+    async def add_message(self, handoff_id: str, message_id: str, sender: str, text: str | None,
+                          data: dict[str, Any] | None = None, agent_id: str | None = None,
+                          timestamp: float | None = None) -> tuple[dict[str, Any], bool]:
+        """Store a relayed message once; a known ``message_id`` returns the stored row, created False."""
+        await self.init()
+        row = {"handoff_id": handoff_id, "message_id": message_id, "sender": sender, "agent_id": agent_id,
+               "text": text, "data": json.dumps(data or {}, ensure_ascii=False), "timestamp": timestamp or time.time()}
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(messages.insert().values(**row))
+                row["seq"] = result.inserted_primary_key[0]
+            row["data"] = data or {}
+            return row, True
+        except IntegrityError:
+            async with self.engine.connect() as conn:
+                found = (await conn.execute(messages.select().where(sa.and_(
+                    messages.c.handoff_id == handoff_id, messages.c.message_id == message_id)))).first()
+            return _row(found), False
+
+    async def messages(self, handoff_id: str, after: int = 0) -> list[dict[str, Any]]:
+        await self.init()
+        query = messages.select().where(sa.and_(messages.c.handoff_id == handoff_id, messages.c.seq > after))
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(query.order_by(messages.c.seq))).all()]
+
+    # ------------------------------------------------------------------ audit
+    async def audit(self, actor: str, action: str, handoff_id: str | None = None,
+                    conversation_id: str | None = None, detail: str = "") -> None:
+        await self.init()
+        async with self.engine.begin() as conn:
+            await conn.execute(audit.insert().values(timestamp=time.time(), actor=actor, action=action,
+                                                     handoff_id=handoff_id, conversation_id=conversation_id,
+                                                     detail=detail))
+
+    async def audit_log(self, limit: int = 200, handoff_id: str | None = None) -> list[dict[str, Any]]:
+        await self.init()
+        query = audit.select()
+        if handoff_id:
+            query = query.where(audit.c.handoff_id == handoff_id)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query.order_by(audit.c.id.desc()).limit(limit))).all()]
