@@ -11,6 +11,7 @@ pipeline, e.g. the demo's config.yml with ``--project .``), starts
 - the server process's resident memory after loading and after the load test.
 
     .venv/bin/python benchmarks/nlu_latency.py --requests 300 --clients 16 --seconds 20
+    .venv/bin/python benchmarks/nlu_latency.py --config my_config.yml --name ngram_only
 
 Results are printed and written to benchmarks/results/nlu_latency.json.
 """
@@ -235,14 +236,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--name", default="kefu_best", help="key of this run in the results file")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result = asyncio.run(run(args))
     print(json.dumps(result, ensure_ascii=False, indent=2))
     out = Path(args.out)
+    runs = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    if "single" in runs:  # an older single-run file
+        runs = {}
+    runs[args.name] = result
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    out.write_text(json.dumps(runs, ensure_ascii=False, indent=2), encoding="utf-8")
     return 0
 
 

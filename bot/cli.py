@@ -121,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_kb_build_arguments(kb)
 
     from bot.shop_cli import add_shop_parser
+    from bot.triggers.cli import add_triggers_parser
 
     add_shop_parser(sub)
+    add_triggers_parser(sub)
 
     p = sub.add_parser("data", help="Work with training data: `data validate`.")
     dsub = _SubParsers(p.add_subparsers(dest="data_command", metavar="WHAT"), common)
@@ -275,6 +277,12 @@ def cmd_kb(args: argparse.Namespace) -> int:
     return 2
 
 
+def _run_triggers(args: argparse.Namespace) -> int:
+    from bot.triggers.cli import run_triggers
+
+    return run_triggers(args)
+
+
 def _run_shop(args: argparse.Namespace) -> int:
     from bot.shop_cli import run_shop
 
@@ -317,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": cmd_data,
         "kb": cmd_kb,
         "shop": _run_shop,
+        "triggers": _run_triggers,
     }
     if args.command not in handlers:
         parser.print_help()

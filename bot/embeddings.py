@@ -47,9 +47,18 @@ class _USEEncoder:
             ) from e
         self.name = BUNDLED_MODEL
         self._model = USE(threads=1)
+        # one-entry cache: within one parse the featurizer, the sentiment classifier and
+        # the knowledge base ask for the same text; a (text, vector) tuple swaps atomically
+        self._last: tuple[str, np.ndarray] | None = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), -1)
+        last = self._last
+        if len(texts) == 1 and last is not None and last[0] == texts[0]:
+            return last[1]
+        vectors = np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), -1)
+        if len(texts) == 1:
+            self._last = (texts[0], vectors)
+        return vectors
 
 
 class _SentenceTransformerEncoder:

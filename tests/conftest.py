@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,21 @@ def redis_url(redis_server: RedisServer) -> str:
     """URL of an empty Redis (flushed before each test)."""
     redis_server.flushall()
     return redis_server.url
+
+
+@pytest.fixture(autouse=True)
+def _restore_actions_package() -> Iterator[None]:
+    """Agents import a project's ``actions`` package (tests use several projects);
+    put the repository's own ``actions`` package and ``sys.path`` back afterwards."""
+    import sys
+
+    path_before = list(sys.path)
+    modules_before = {k: v for k, v in sys.modules.items() if k == "actions" or k.startswith("actions.")}
+    yield
+    current = {k for k in sys.modules if k == "actions" or k.startswith("actions.")}
+    if current != set(modules_before) or any(sys.modules.get(k) is not v for k, v in modules_before.items()):
+        for name in current:
+            del sys.modules[name]
+        sys.modules.update(modules_before)
+    if sys.path != path_before:
+        sys.path[:] = path_before

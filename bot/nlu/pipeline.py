@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from bot.nlu.base import ENTITIES, INTENT, INTENT_RANKING, Component, PipelineCo
 from bot.nlu.language import detect_language
 from bot.nlu.registry import check_options, resolve_component
 from bot.nlu.response_selector import RESPONSE_SELECTOR
-from bot.nlu.sentiment import SentimentAnalyzer, score_sentiment
+from bot.nlu.sentiment import SENTIMENT, URGENCY, SentimentClassifier, score_sentiment, score_urgency
 from bot.shared.config import DEFAULT_PIPELINE  # Rasa 3.6's default, defined once
 from bot.shared.exceptions import ConfigError, ModelNotFound
 from bot.shared.training_data.nlu import Message, TrainingData
@@ -27,6 +28,25 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_FILE = "nlu_pipeline.json"
 FORMAT_VERSION = 1
+#: longer texts are parsed on their first MAX_PARSE_CHARS characters (bounded latency)
+MAX_PARSE_CHARS = 2000
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: Any) -> str:
+    """Text that can be sent back as JSON: lone surrogates (``"\\ud800"``) become U+FFFD.
+
+    The length stays the same, so entity offsets hold for the original text.
+    """
+    text = "" if text is None else str(text)
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def processable_text(text: str) -> str:
+    """Control characters become spaces (same length) before tokenizers see them."""
+    return _CONTROL.sub(" ", text)
+
 
 def default_pipeline(language: str) -> list[dict[str, Any]]:
     """Rasa's default; for Chinese, jieba replaces whitespace tokenization (kefu choice)."""
@@ -113,9 +133,9 @@ class NLUPipeline:
                 context.extras["spacy_model"] = spec.get("model")
             components.append(component_cls(spec, context))
             specs.append({**spec, "name": component_cls.name})
-        if components and not any(isinstance(c, SentimentAnalyzer) for c in components):
-            components.append(SentimentAnalyzer({}, context))
-            specs.append({"name": SentimentAnalyzer.name})
+        if components and not any(isinstance(c, SentimentClassifier) for c in components):
+            components.append(SentimentClassifier({}, context))
+            specs.append({"name": SentimentClassifier.name})
         return cls(components, specs, context)
 
     @property
@@ -149,11 +169,16 @@ class NLUPipeline:
         return message
 
     def parse(self, text: str | None, tracker_slots: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Rasa parse result for ``text`` plus ``sentiment`` and ``language``."""
-        text = "" if text is None else str(text)
+        """Rasa parse result for ``text`` plus ``sentiment``, ``urgency`` and ``language``.
+
+        Never raises on odd input: empty, whitespace-only, emoji-only, control
+        characters, lone surrogates and very long texts all give a well-formed result.
+        """
+        text = clean_text(text)
         result = _empty_result(text)
+        work = processable_text(text)
         if self.components:
-            message = self.process(Message(text))
+            message = self.process(Message(work[:MAX_PARSE_CHARS]))
             intent = message.get(INTENT)
             if isinstance(intent, dict):
                 result["intent"] = {"name": intent.get("name"), "confidence": float(intent.get("confidence") or 0.0)}
@@ -163,11 +188,23 @@ class NLUPipeline:
             result["entities"] = [dict(e) for e in message.get(ENTITIES) or []]
             if message.get(RESPONSE_SELECTOR):
                 result[RESPONSE_SELECTOR] = message.get(RESPONSE_SELECTOR)
-            result["sentiment"] = message.get("sentiment") or score_sentiment(text)
-        else:
-            result["sentiment"] = score_sentiment(text)
-        result["language"] = detect_language(text, default=self.language if self.language in ("zh", "en") else "zh")
-        return result
+            if message.get(SENTIMENT):
+                result[SENTIMENT] = message.get(SENTIMENT)
+            if message.get(URGENCY):
+                result[URGENCY] = message.get(URGENCY)
+        return self.enrich(result)
+
+    def enrich(self, parsed: dict[str, Any]) -> dict[str, Any]:
+        """Add ``sentiment``, ``urgency`` and ``language`` where missing (also for ``/intent`` messages)."""
+        text = processable_text(clean_text(parsed.get("text")))
+        if SENTIMENT not in parsed:
+            parsed[SENTIMENT] = score_sentiment(text) if text.strip() else {"label": "neutral", "score": 0.0}
+        if URGENCY not in parsed:
+            parsed[URGENCY] = score_urgency(text, float(parsed[SENTIMENT].get("score") or 0.0))
+        if "language" not in parsed:
+            default = self.language if self.language in ("zh", "en") else "zh"
+            parsed["language"] = detect_language(text, default=default)
+        return parsed
 
     # ---- persistence
     def persist(self, directory: str | Path) -> Path:

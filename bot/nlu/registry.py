@@ -19,7 +19,7 @@ from bot.nlu.featurizers import (
     SentenceEmbeddingFeaturizer,
 )
 from bot.nlu.response_selector import ResponseSelector
-from bot.nlu.sentiment import SentimentAnalyzer
+from bot.nlu.sentiment import SentimentClassifier
 from bot.nlu.tokenizers import JiebaTokenizer, SpacyNLP, SpacyTokenizer, WhitespaceTokenizer
 from bot.shared.exceptions import UnknownComponentError
 
@@ -40,12 +40,13 @@ COMPONENTS: dict[str, type[Component]] = {
     "RegexEntityExtractor": RegexEntityExtractor,
     "EntitySynonymMapper": EntitySynonymMapper,
     "ResponseSelector": ResponseSelector,
-    "SentimentAnalyzer": SentimentAnalyzer,
+    "SentimentClassifier": SentimentClassifier,
 }
 
 # Rasa 1/2 spellings that mean the same component.
 ALIASES: dict[str, str] = {
     "CountVectorFeaturizer": "CountVectorsFeaturizer",
+    "SentimentAnalyzer": "SentimentClassifier",  # kefu's earlier lexicon component
     "rasa.nlu.classifiers.diet_classifier.DIETClassifier": "DIETClassifier",
 }
 

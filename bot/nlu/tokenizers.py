@@ -52,9 +52,35 @@ class Tokenizer(Component):
     def train(self, training_data: TrainingData, messages: list[Message]) -> None:
         for m in messages:
             self.process(m)
+            if m.entities:
+                warn_misaligned_entities(m, m.get(TOKENS) or [], self.name)
 
     def process(self, message: Message) -> None:
         message.set(TOKENS, self._apply_token_pattern(self.tokenize(message.text)))
+
+
+def warn_misaligned_entities(message: Message, tokens: list[Token], tokenizer: str) -> None:
+    """Warn (file:line) when an annotation starts or ends inside a token (Rasa warns too).
+
+    Such an entity cannot be learned as annotated: the tagger sees whole tokens.
+    """
+    from bot.shared.training_data.nlu import warn_training_data
+
+    starts = {t.start for t in tokens}
+    ends = {t.end for t in tokens}
+    for e in message.entities:
+        if e["start"] in starts and e["end"] in ends:
+            continue
+        span = message.text[e["start"] : e["end"]]
+        covering = [t.text for t in tokens if t.start < e["end"] and t.end > e["start"]]
+        warn_training_data(
+            f"Entity annotation '{span}' ({e['entity']}) in example '{message.text}' does not match "
+            f"the {tokenizer} tokens {covering}. Annotate whole tokens"
+            + (", or add the word to the jieba dictionary (dictionary_path)." if tokenizer == "JiebaTokenizer"
+               else "."),
+            message.source,
+            message.line,
+        )
 
 
 def words_to_tokens(words: list[str], text: str) -> list[Token]:

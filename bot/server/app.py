@@ -303,6 +303,28 @@ def add_api_routes(app: Sanic) -> None:
             result = {**result, "message_id": data["message_id"]}
         return response.json(result)
 
+    @app.post("/model/test/intents")
+    @requires_auth
+    async def test_intents(request: Request) -> HTTPResponse:
+        """Rasa's NLU evaluation over HTTP: the body is Rasa YAML NLU data."""
+        import asyncio
+
+        from bot.nlu.evaluation import evaluate_nlu_yaml
+
+        body = request.body.decode("utf-8", errors="replace") if request.body else ""
+        if not body.strip():
+            raise bad_request("The request body must be NLU training data in Rasa YAML.", "")
+        agent = get_agent(request)
+        processor = agent.processor
+        if processor is None:
+            raise no_model_loaded()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(None, evaluate_nlu_yaml, processor._parse_sync, body)
+        except ValueError as e:  # TrainingDataError / YamlError: a bad request, with file and line
+            raise bad_request(str(e), "") from e
+        return response.json(result)
+
     @app.get("/conversations/<conversation_id:path>/tracker")
     @requires_auth
     async def retrieve_tracker(request: Request, conversation_id: str) -> HTTPResponse:

@@ -56,6 +56,24 @@ async def _create_agent(agent_factory: AgentFactory) -> "Agent":
     return agent
 
 
+async def _start_triggers(app: Sanic, project_root: str) -> None:
+    """Lifecycle journeys (triggers.yml): consume behaviour events, run the scheduler."""
+    import asyncio
+
+    from bot.triggers import create_trigger_engine
+    from bot.triggers.hooks import OptOutHook
+
+    agent = app.ctx.agent
+    engine = create_trigger_engine(agent, project_root, input_channels=list(app.ctx.input_channels))
+    app.ctx.triggers = engine
+    if engine is None:
+        return
+    engine.attach(agent.event_broker)
+    agent.add_hook(OptOutHook(engine))
+    app.ctx.triggers_stop = asyncio.Event()
+    app.ctx.triggers_task = asyncio.get_running_loop().create_task(engine.run_forever(app.ctx.triggers_stop))
+
+
 def _handoff_service(project_root: str | None, app: Sanic) -> Any:
     """Human handoff (agent API + console) when the project configures ``handoff:``."""
     if project_root is None:
@@ -97,6 +115,11 @@ def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
     )
 
     handoff = _handoff_service(options.project_root, app)
+    if options.enable_api:
+        from bot.triggers.server import create_triggers_blueprint
+
+        app.blueprint(create_triggers_blueprint(lambda request: getattr(request.app.ctx, "triggers", None)))
+    app.ctx.triggers = None
 
     @app.before_server_start
     async def load_agent(app: Sanic) -> None:
@@ -108,9 +131,19 @@ def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
             handoff.bind_agent(app.ctx.agent)
             app.ctx.agent.add_hook(HandoffHook(handoff))
             await handoff.start()
+        if options.project_root is not None:
+            await _start_triggers(app, options.project_root)
 
     @app.after_server_stop
     async def close_agent(app: Sanic) -> None:
+        engine = getattr(app.ctx, "triggers", None)
+        if engine is not None:
+            app.ctx.triggers_stop.set()
+            try:
+                await app.ctx.triggers_task
+            finally:
+                await engine.queue.close()
+                await engine.store.close()
         for component in [handoff, *getattr(app.ctx, "input_channels", [])]:
             close_fn = getattr(component, "close", None)
             if close_fn is not None:

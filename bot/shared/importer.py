@@ -101,7 +101,7 @@ class ProjectImporter:
         out: dict[str, list[Path]] = {"nlu": [], "stories": [], "rules": []}
         for f in self._all_data_files():
             keys = _keys_of(f)
-            if "nlu" in keys:
+            if "nlu" in keys or "sentiment" in keys:
                 out["nlu"].append(f)
             if "stories" in keys:
                 out["stories"].append(f)

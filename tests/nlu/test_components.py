@@ -129,3 +129,34 @@ def test_diet_learns_entity_roles_and_groups():
 def test_diet_rejects_transformer_size_not_multiple_of_heads():
     with pytest.raises(ConfigError, match="multiple"):
         NLUPipeline.from_config({"pipeline": [{"name": "DIETClassifier", "transformer_size": 30}]})
+
+
+def test_logistic_regression_fast_path_matches_stacked_features():
+    """The per-block scoring at inference equals the stacked matrix used in training."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bot.nlu.base import softmax
+    from bot.nlu.classifiers import sentence_vector
+
+    data = load_nlu_yaml(
+        "nlu:\n- intent: a\n  examples: |\n    - red shoes\n    - blue shoes\n"
+        "- intent: b\n  examples: |\n    - where is my order\n    - track order\n"
+        "- intent: c\n  examples: |\n    - hello\n    - hi there\n"
+    )
+    config = {"language": "en", "pipeline": [
+        {"name": "WhitespaceTokenizer"}, {"name": "CountVectorsFeaturizer"},
+        {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 3},
+        {"name": "LogisticRegressionClassifier", "C": 10, "normalize_features": True},
+    ]}
+    pipeline = NLUPipeline.from_config(config).train(data)
+    clf = pipeline.components[3]
+    message = Message("where are my red shoes")
+    for c in pipeline.components[:3]:
+        c.process(message)
+    x, _ = sentence_vector(message, normalize=True)
+    expected = softmax(np.asarray(sp.csr_matrix(x) @ clf.coef.T).reshape(-1) + clf.intercept)
+    clf.process(message)
+    got = {r["name"]: r["confidence"] for r in message.get("intent_ranking")}
+    assert [got[name] for name in clf.classes] == pytest.approx(list(expected), abs=1e-6)
+    assert pipeline.parse("track my order")["intent"]["name"] == "b"

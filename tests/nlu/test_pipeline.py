@@ -120,7 +120,7 @@ def test_pipeline_adds_language_and_sentiment(bilingual):
     assert bilingual.parse("where is my order")["language"] == "en"
     assert bilingual.parse("太感谢了，非常满意")["sentiment"]["label"] == "positive"
     assert bilingual.parse("质量太差了，我要投诉")["sentiment"]["label"] == "negative"
-    assert bilingual.components[-1].name == "SentimentAnalyzer"
+    assert bilingual.components[-1].name == "SentimentClassifier"
 
 
 @pytest.mark.parametrize("text", BAD_INPUTS)
@@ -251,5 +251,5 @@ def test_pipeline_from_project_config_default_pipeline(rasa_examples):
     config = load_config(rasa_examples / "initial_project_rasa_3.6.21" / "config.yml")
     pipeline = NLUPipeline.from_config(config)
     names = [c.name for c in pipeline.components]
-    assert names[0] == "WhitespaceTokenizer" and "DIETClassifier" in names and names[-1] == "SentimentAnalyzer"
+    assert names[0] == "WhitespaceTokenizer" and "DIETClassifier" in names and names[-1] == "SentimentClassifier"
     assert pipeline.components[names.index("DIETClassifier")].config["constrain_similarities"] is True

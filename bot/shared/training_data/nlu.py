@@ -28,6 +28,10 @@ KEY_LOOKUP = "lookup"
 KEY_EXAMPLES = "examples"
 KEY_METADATA = "metadata"
 KEY_TEXT = "text"
+#: kefu extension: top-level ``sentiment:`` section (``- label: negative`` + examples)
+KEY_SENTIMENT = "sentiment"
+KEY_LABEL = "label"
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
 RESPONSE_IDENTIFIER_DELIMITER = "/"
 
 # `[entity_text]((entity_type(:entity_synonym)?)|{entity_dict}|[list_entity_dicts])`
@@ -50,6 +54,11 @@ class TrainingDataWarning(UserWarning):
 def _warn(message: str, filename: Any = None, line: int | None = None) -> None:
     where = f"{filename}:{line}: " if filename and line else (f"{filename}: " if filename else "")
     warnings.warn(f"{where}{message}", TrainingDataWarning, stacklevel=3)
+
+
+def warn_training_data(message: str, filename: Any = None, line: int | None = None) -> None:
+    """A ``TrainingDataWarning`` prefixed with ``file:line`` (for pipeline components)."""
+    _warn(message, filename, line)
 
 
 class Message:
@@ -128,6 +137,16 @@ def parse_training_example(
     """Turn an annotated example (``book [Berlin](city)``) into a ``Message``."""
     entities = find_entities_in_training_example(example, filename, line)
     plain = replace_entities(example)
+    for e in entities:
+        span = plain[e["start"] : e["end"]]
+        if not span.strip():
+            _warn(f"Entity annotation for '{e['entity']}' in example '{example}' has no text.", filename, line)
+        elif span != span.strip():
+            _warn(
+                f"Entity annotation '[{span}]' ({e['entity']}) in example '{example}' starts or ends with "
+                "whitespace, so it does not match its text; move the spaces out of the brackets.",
+                filename, line,
+            )
     if LEFTOVER_ANNOTATION.search(plain):
         bad = LEFTOVER_ANNOTATION.search(plain).group(0)  # type: ignore[union-attr]
         raise TrainingDataError(
@@ -278,8 +297,11 @@ class TrainingData:
         regex_features: list[dict[str, Any]] | None = None,
         lookup_tables: list[dict[str, Any]] | None = None,
         responses: dict[str, list[dict[str, Any]]] | None = None,
+        sentiment_examples: list[Message] | None = None,
     ) -> None:
         self.training_examples: list[Message] = list(training_examples or [])
+        #: messages whose ``data["sentiment"]`` is negative|neutral|positive (kefu extension)
+        self.sentiment_examples: list[Message] = list(sentiment_examples or [])
         self.entity_synonyms: dict[str, str] = dict(entity_synonyms or {})
         self.regex_features: list[dict[str, Any]] = list(regex_features or [])
         self.lookup_tables: list[dict[str, Any]] = list(lookup_tables or [])
@@ -325,6 +347,7 @@ class TrainingData:
     def is_empty(self) -> bool:
         return not (
             self.training_examples or self.entity_synonyms or self.regex_features or self.lookup_tables
+            or self.sentiment_examples
         )
 
     # ---- combining
@@ -336,9 +359,11 @@ class TrainingData:
             self.regex_features,
             self.lookup_tables,
             self.responses,
+            self.sentiment_examples,
         )
         for other in others:
             merged.training_examples.extend(other.training_examples)
+            merged.sentiment_examples.extend(other.sentiment_examples)
             for key, value in other.entity_synonyms.items():
                 _add_synonym(merged.entity_synonyms, key, value, None, None)
             for regex in other.regex_features:
@@ -349,13 +374,18 @@ class TrainingData:
         return merged
 
     def as_json_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "training_examples": [m.as_dict() for m in self.training_examples],
             "entity_synonyms": dict(sorted(self.entity_synonyms.items())),
             "regex_features": self.regex_features,
             "lookup_tables": self.lookup_tables,
             "responses": self.responses,
         }
+        if self.sentiment_examples:  # only when present: keeps older fingerprints stable
+            out["sentiment_examples"] = [
+                {"text": m.text, "sentiment": m.get(KEY_SENTIMENT)} for m in self.sentiment_examples
+            ]
+        return out
 
     def fingerprint(self) -> str:
         """Content hash: changes exactly when the training content changes."""
@@ -388,7 +418,16 @@ class TrainingData:
         for table in self.lookup_tables:
             elements = "".join(f"- {e}\n" for e in table["elements"])
             items.append({KEY_LOOKUP: table["name"], KEY_EXAMPLES: _Literal(elements)})
-        return _dump_with_literals({"version": "3.1", KEY_NLU: items})
+        out: dict[str, Any] = {"version": "3.1", KEY_NLU: items}
+        by_label: dict[str, list[str]] = defaultdict(list)
+        for m in self.sentiment_examples:
+            by_label[str(m.get(KEY_SENTIMENT))].append(m.text)
+        if by_label:
+            out[KEY_SENTIMENT] = [
+                {KEY_LABEL: label, KEY_EXAMPLES: _Literal("".join(f"- {t}\n" for t in texts))}
+                for label, texts in by_label.items()
+            ]
+        return _dump_with_literals(out)
 
     def persist_yaml(self, path: str | Path) -> None:
         Path(path).write_text(self.nlu_as_yaml(), encoding="utf-8")
@@ -471,8 +510,8 @@ def load_nlu_data(paths: str | Path | Iterable[str | Path]) -> TrainingData:
     data = TrainingData()
     for f in files:
         parsed = read_yaml_file(f)
-        if not isinstance(parsed, dict) or KEY_NLU not in parsed:
-            logger.debug("Skipping %s: no 'nlu' key", f)
+        if not isinstance(parsed, dict) or (KEY_NLU not in parsed and KEY_SENTIMENT not in parsed):
+            logger.debug("Skipping %s: no 'nlu' or 'sentiment' key", f)
             continue
         data = data.merge(RasaYAMLReader(f).read_parsed(parsed))
     _validate(data)
@@ -484,7 +523,7 @@ def load_nlu_yaml(text: str, filename: str = "<string>") -> TrainingData:
     from bot.shared.yaml_io import read_yaml
 
     parsed = read_yaml(text, filename)
-    if not isinstance(parsed, dict) or KEY_NLU not in parsed:
+    if not isinstance(parsed, dict) or (KEY_NLU not in parsed and KEY_SENTIMENT not in parsed):
         return TrainingData()
     data = RasaYAMLReader(filename).read_parsed(parsed)
     _validate(data)
@@ -499,7 +538,9 @@ class RasaYAMLReader:
         self.data = TrainingData()
 
     def read_parsed(self, parsed: dict[str, Any]) -> TrainingData:
-        items = parsed[KEY_NLU]
+        if KEY_SENTIMENT in parsed:
+            self._parse_sentiment_section(parsed)
+        items = parsed.get(KEY_NLU)
         if items is None:
             return self.data
         if not isinstance(items, list):
@@ -612,6 +653,35 @@ class RasaYAMLReader:
                 span = message.text[entity["start"] : entity["end"]]
                 if str(entity["value"]) != span:
                     _add_synonym(self.data.entity_synonyms, span, entity["value"], self.filename, ex_line)
+
+    def _parse_sentiment_section(self, parsed: dict[str, Any]) -> None:
+        """``sentiment: [- label: negative, examples: |...]`` into ``sentiment_examples``."""
+        items = parsed[KEY_SENTIMENT]
+        if items is None:
+            return
+        if not isinstance(items, list):
+            raise YamlError(
+                "'sentiment' must be a list of items.",
+                self.filename,
+                line_of(parsed, KEY_SENTIMENT),
+                fix="Write '- label: negative' items with 'examples: |' under 'sentiment:'.",
+            )
+        for index, item in enumerate(items):
+            line = line_of(items, index=index)
+            label = item.get(KEY_LABEL) if isinstance(item, dict) else None
+            if label not in SENTIMENT_LABELS:
+                raise TrainingDataError(
+                    f"Sentiment item {item!r} has no valid 'label'.",
+                    self.filename,
+                    line,
+                    fix=f"Write 'label: <one of {', '.join(SENTIMENT_LABELS)}>' with 'examples: |'.",
+                )
+            for example, ex_line, _ in self._examples(item, str(label), line):
+                text = self._require_string(example, str(label), ex_line).strip()
+                if text:
+                    self.data.sentiment_examples.append(
+                        Message(text, {KEY_SENTIMENT: label}, str(self.filename), ex_line)
+                    )
 
     def _parse_synonym(self, item: dict[str, Any], line: int | None) -> None:
         value = item[KEY_SYNONYM]

@@ -1,0 +1,108 @@
+"""Behaviour events and the trigger scheduler (lifecycle messages without spam).
+
+Pieces: :mod:`events` (schema of ``POST /events``), :mod:`journeys` (``triggers.yml``),
+:mod:`store` (event log, profiles, sends; SQL), :mod:`queue` (Redis sorted sets + Lua, or
+SQL), :mod:`guards`, :mod:`senders`, :mod:`engine`, :mod:`report`, :mod:`server`
+(Sanic blueprint), :mod:`hooks` (opt-out in chat), :mod:`cli`. See docs/triggers.md.
+
+Configuration in endpoints.yml (all optional)::
+
+    triggers:
+      file: triggers.yml
+      store_url: sqlite:///triggers.db      # any SQLAlchemy URL
+      queue: redis                          # or sql (the embedded default)
+      url: redis://127.0.0.1:6379/0
+      workers: 1                            # scheduler tasks in this process (0: none)
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from bot.triggers.clock import Clock, SystemClock, TestClock
+from bot.triggers.engine import TriggerEngine, tracker_handoff_check
+from bot.triggers.events import BehaviourEvent, EventRejected
+from bot.triggers.journeys import TriggerConfig, load_triggers
+from bot.triggers.queue import Job, RedisJobQueue, SQLJobQueue
+from bot.triggers.store import DEFAULT_URL, SQLTriggerStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BehaviourEvent", "Clock", "EventRejected", "Job", "RedisJobQueue", "SQLJobQueue", "SQLTriggerStore",
+    "SystemClock", "TestClock", "TriggerConfig", "TriggerEngine", "create_trigger_engine", "load_triggers",
+    "triggers_settings",
+]
+
+
+def triggers_settings(endpoints: Any) -> dict[str, Any]:
+    """The ``triggers:`` section of endpoints.yml (empty when absent)."""
+    extra = getattr(endpoints, "extra", None) or {}
+    section = extra.get("triggers") if isinstance(extra, dict) else None
+    if section is None:
+        return {}
+    if isinstance(section, dict):
+        return dict(section)
+    # load_endpoints turns mappings into EndpointConfig(url, type, kwargs)
+    settings = dict(getattr(section, "kwargs", None) or {})
+    if getattr(section, "url", None):
+        settings["url"] = section.url
+    if getattr(section, "type", None) and "queue" not in settings:
+        settings["queue"] = section.type
+    return settings
+
+
+def default_sender(agent: Any, input_channels: Any = (), default_channel: str | None = None) -> Any:
+    """Route by the customer's ``channel`` profile field to the mounted channels.
+
+    ``socketio`` → the widget (outbox: delivered when the widget next opens), ``wechat`` →
+    客服/template messages under the 48 h rule; without channels, the agent alone (the
+    message is recorded in the conversation, e.g. for the REST channel to poll).
+    """
+    from bot.triggers.senders import AgentSender, RoutingSender, WeChatSender, WidgetSender
+
+    senders: dict[str, Any] = {}
+    for channel in input_channels or ():
+        name = channel.name() if callable(getattr(channel, "name", None)) else str(getattr(channel, "name", ""))
+        if name == "socketio" and hasattr(channel, "get_output_channel_for"):
+            senders["socketio"] = WidgetSender(agent, channel.get_output_channel_for)
+        elif name == "wechat" and hasattr(channel, "send_proactive"):
+            senders["wechat"] = WeChatSender(agent, channel)
+    senders.setdefault("agent", AgentSender(agent))
+    default = default_channel or next(iter(k for k in senders if k != "agent"), "agent")
+    return RoutingSender(senders, default)
+
+
+def create_trigger_engine(
+    agent: Any = None,
+    project_root: str | Path = ".",
+    settings: dict[str, Any] | None = None,
+    sender: Any = None,
+    clock: Clock | None = None,
+    input_channels: Any = (),
+) -> TriggerEngine | None:
+    """Build the engine for a server/worker; ``None`` when there is no triggers file.
+
+    Nothing connects here: the store creates its tables and Redis connects on first use,
+    inside the running loop.
+    """
+    root = Path(project_root)
+    settings = settings if settings is not None else triggers_settings(getattr(agent, "endpoints", None))
+    path = root / str(settings.get("file", "triggers.yml"))
+    if not path.exists():
+        return None
+    config = load_triggers(path)
+    store_url = str(settings.get("store_url") or DEFAULT_URL)
+    if store_url.startswith("sqlite") and ":///" in store_url and not store_url.split(":///", 1)[1].startswith("/"):
+        store_url = store_url.split(":///", 1)[0] + ":///" + str(root / store_url.split(":///", 1)[1])
+    store = SQLTriggerStore(store_url)
+    if str(settings.get("queue", "sql")).lower() == "redis":
+        options = {k: v for k, v in settings.items() if k in ("port", "db", "password", "use_ssl")}
+        queue: Any = RedisJobQueue(settings.get("url") or "localhost", prefix=str(settings.get("prefix", "kefu:triggers")), **options)
+    else:
+        queue = SQLJobQueue(store.engine)
+    if sender is None:
+        sender = default_sender(agent, input_channels, settings.get("default_channel"))
+    handoff = tracker_handoff_check(agent.tracker_store) if agent is not None else None
+    return TriggerEngine(config, store, queue, sender, clock or SystemClock(), handoff)

@@ -1,0 +1,69 @@
+"""HTTP routes: ``POST /events`` (behaviour events in) and ``GET /triggers/report``.
+
+``create_triggers_blueprint(get_engine)``: ``get_engine(request)`` returns the worker's
+:class:`~bot.triggers.engine.TriggerEngine` (``None``: 409). Both routes use the API's
+token/JWT auth (bot/server/auth.py). Bad events are answered with Rasa's error body, a
+``reason`` code (``unknown_event_type``, ``missing_customer``, ``future_timestamp``,
+``duplicate_event_id``, ``payload_too_large``, ...) and the offending index; nothing of
+a rejected request is stored.
+"""
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, Callable
+
+from sanic import Blueprint, Request, response
+
+from bot.server.auth import requires_auth
+from bot.server.errors import ErrorResponse, bad_request
+from bot.triggers.events import MAX_BODY_BYTES, EventRejected, parse_body
+from bot.triggers.report import build_report
+
+EngineGetter = Callable[[Request], Any]
+
+
+def _rejected(e: EventRejected) -> ErrorResponse:
+    return ErrorResponse(e.status, e.code, e.message, details=e.as_dict())
+
+
+def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") -> Blueprint:
+    bp = Blueprint(name)
+
+    def engine_of(request: Request) -> Any:
+        engine = get_engine(request)
+        if engine is None:
+            raise ErrorResponse(HTTPStatus.CONFLICT, "Conflict",
+                                "Triggers are not enabled on this server. Fix: add triggers.yml and start the "
+                                "server with the trigger scheduler.")
+        return engine
+
+    @bp.post("/events")
+    @requires_auth
+    async def post_events(request: Request) -> Any:
+        engine = engine_of(request)
+        body = request.body or b""
+        try:
+            if len(body) > MAX_BODY_BYTES:
+                raise EventRejected(413, "payload_too_large",
+                                    f"Request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}. "
+                                    "Fix: send smaller batches of small events.")
+            events = parse_body(body, engine.clock.now())
+            await engine.submit(events)
+        except EventRejected as e:
+            raise _rejected(e) from e
+        return response.json({"status": "accepted", "accepted": len(events), "ids": [e.id for e in events]},
+                             status=HTTPStatus.ACCEPTED)
+
+    @bp.get("/triggers/report")
+    @requires_auth
+    async def report(request: Request) -> Any:
+        engine = engine_of(request)
+        since = request.args.get("since")
+        try:
+            since_ts = float(since) if since is not None else None
+        except ValueError as e:
+            raise bad_request("'since' must be seconds since the epoch.", "since", "query") from e
+        counts = await engine.store.report_counts(since_ts)
+        return response.json(build_report(counts, engine.config))
+
+    return bp

@@ -1,0 +1,398 @@
+"""The trigger store: event log, customer profiles/consent, journey instances, sends, skips.
+
+SQLAlchemy async (SQLite by default, any SQLAlchemy URL otherwise). Writes that must be
+atomic across workers - event ids, send reservations under frequency caps, conversions -
+are single transactions keyed by primary keys, so a retried request or job is harmless.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.shared.exceptions import StoreError
+from bot.triggers.events import BehaviourEvent
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite+aiosqlite:///triggers.db"
+
+metadata = sa.MetaData()
+events_t = sa.Table(
+    "trigger_events", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+customers_t = sa.Table(
+    "trigger_customers", metadata,
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("profile", sa.Text, nullable=False, default="{}"),
+    sa.Column("opted_out", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", sa.Float, nullable=False, default=0.0),
+)
+instances_t = sa.Table(
+    "trigger_instances", metadata,
+    sa.Column("id", sa.String(300), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("journey", sa.String(128), nullable=False),
+    sa.Column("entered_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # active, exited, completed
+    sa.Column("reason", sa.String(128)),
+    sa.Column("body", sa.Text, nullable=False),
+)
+sends_t = sa.Table(
+    "trigger_sends", metadata,
+    sa.Column("send_id", sa.String(300), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("journey", sa.String(128), nullable=False),
+    sa.Column("step", sa.String(128), nullable=False),
+    sa.Column("variant", sa.String(128), nullable=False),
+    sa.Column("message", sa.String(128), nullable=False),
+    sa.Column("transactional", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, sent
+    sa.Column("reserved_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float),
+    sa.Column("path", sa.String(64)),
+)
+decisions_t = sa.Table(
+    "trigger_decisions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("send_id", sa.String(300), nullable=False, index=True),
+    sa.Column("customer_id", sa.String(128), nullable=False, index=True),
+    sa.Column("journey", sa.String(128), nullable=False),
+    sa.Column("step", sa.String(128), nullable=False),
+    sa.Column("variant", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # skip, hold
+    sa.Column("reason", sa.String(128), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("until", sa.Float),
+)
+conversions_t = sa.Table(
+    "trigger_conversions", metadata,
+    sa.Column("send_id", sa.String(300), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("journey", sa.String(128), nullable=False),
+    sa.Column("variant", sa.String(128), nullable=False),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One customer's pass through one journey."""
+
+    id: str
+    customer_id: str
+    journey: str
+    entered_at: float
+    sender_id: str
+    entry: dict[str, Any] = field(default_factory=dict)  # the entry event (as_dict)
+    variants: dict[str, str] = field(default_factory=dict)  # step name -> variant name
+    status: str = "active"
+
+    def body(self) -> str:
+        return json.dumps({"sender_id": self.sender_id, "entry": self.entry, "variants": self.variants},
+                          ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    send_id: str
+    customer_id: str
+    journey: str
+    step: str
+    variant: str
+    status: str
+    reserved_at: float
+    sent_at: float | None
+
+
+def _sqlite_url(url: str) -> str:
+    if url.startswith("sqlite:///") or url == "sqlite://":
+        return url.replace("sqlite:", "sqlite+aiosqlite:", 1)
+    return url
+
+
+def _sqlite_pragmas(engine: AsyncEngine) -> None:
+    """WAL + synchronous=NORMAL: readers never block the scheduler's writes, and a commit
+    does not wait for an fsync (a power cut may lose the last commits, never corrupt)."""
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+
+class SQLTriggerStore:
+    """Everything the scheduler and the report need, in SQL tables prefixed ``trigger_``."""
+
+    def __init__(self, url: str = DEFAULT_URL, engine: AsyncEngine | None = None) -> None:
+        self.url = _sqlite_url(url)
+        if engine is None:
+            options: dict[str, Any] = {}
+            if ":memory:" in self.url or self.url.endswith("sqlite+aiosqlite://"):
+                from sqlalchemy.pool import StaticPool
+
+                options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+            engine = create_async_engine(self.url, **options)
+            if engine.dialect.name == "sqlite" and ":memory:" not in self.url:
+                _sqlite_pragmas(engine)
+        self.engine = engine
+        self._ready = False
+        # SQLite serialises writers anyway; this keeps cap checks atomic inside one process
+        # without SQLITE_BUSY retries. Other databases rely on row locks (FOR UPDATE).
+        self._write_lock = asyncio.Lock()
+        self._is_sqlite = self.engine.dialect.name == "sqlite"
+
+    async def setup(self) -> None:
+        if self._ready:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except Exception as e:
+            raise StoreError(f"Could not create the trigger tables at {self.url.split('@')[-1]}: {e}. "
+                             "Fix: check the triggers store url.") from e
+        self._ready = True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ------------------------------------------------------------------ events
+    async def add_events(self, events: list[BehaviourEvent]) -> list[str]:
+        """Insert all events or none: returns the ids that already exist (then nothing is stored)."""
+        await self.setup()
+        ids = [e.id for e in events]
+        async with self._write_lock, self.engine.begin() as conn:
+            existing = (await conn.execute(sa.select(events_t.c.id).where(events_t.c.id.in_(ids)))).scalars().all()
+            if existing:
+                return sorted(existing)
+            await conn.execute(events_t.insert(), [
+                {"id": e.id, "customer_id": e.customer_id, "type": e.type, "ts": e.timestamp,
+                 "body": json.dumps(e.as_dict(), ensure_ascii=False, default=str)} for e in events])
+        return []
+
+    async def add_event(self, event: BehaviourEvent) -> bool:
+        return not await self.add_events([event])
+
+    async def events_for(self, customer_id: str, since: float | None = None, types: list[str] | None = None) -> list[BehaviourEvent]:
+        await self.setup()
+        query = sa.select(events_t.c.body).where(events_t.c.customer_id == customer_id)
+        if since is not None:
+            query = query.where(events_t.c.ts >= since)
+        if types:
+            query = query.where(events_t.c.type.in_(types))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(events_t.c.ts, events_t.c.id))).scalars().all()
+        return [BehaviourEvent.from_dict(json.loads(r)) for r in rows]
+
+    # ------------------------------------------------------------------ customers
+    async def get_profile(self, customer_id: str) -> dict[str, Any]:
+        await self.setup()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(customers_t).where(customers_t.c.customer_id == customer_id))).first()
+        if row is None:
+            return {"opted_out": False}
+        profile = json.loads(row.profile)
+        profile["opted_out"] = bool(row.opted_out)
+        return profile
+
+    async def update_profile(self, customer_id: str, changes: dict[str, Any], at: float,
+                             opted_out: bool | None = None) -> dict[str, Any]:
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(customers_t).where(customers_t.c.customer_id == customer_id))).first()
+            profile = json.loads(row.profile) if row else {}
+            profile.update({k: v for k, v in changes.items() if k != "opted_out"})
+            flag = bool(row.opted_out) if row else False
+            if opted_out is not None:
+                flag = opted_out
+            values = {"profile": json.dumps(profile, ensure_ascii=False, default=str), "opted_out": flag, "updated_at": at}
+            if row is None:
+                await conn.execute(customers_t.insert().values(customer_id=customer_id, **values))
+            else:
+                await conn.execute(customers_t.update().where(customers_t.c.customer_id == customer_id).values(**values))
+        return {**profile, "opted_out": flag}
+
+    # ------------------------------------------------------------------ instances
+    @staticmethod
+    def _instance(row: Any) -> Instance:
+        body = json.loads(row.body)
+        return Instance(row.id, row.customer_id, row.journey, row.entered_at, body.get("sender_id") or row.customer_id,
+                        body.get("entry") or {}, body.get("variants") or {}, row.status)
+
+    async def create_instance(self, instance: Instance) -> bool:
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            exists = (await conn.execute(sa.select(instances_t.c.id).where(instances_t.c.id == instance.id))).first()
+            if exists:
+                return False
+            await conn.execute(instances_t.insert().values(
+                id=instance.id, customer_id=instance.customer_id, journey=instance.journey,
+                entered_at=instance.entered_at, status=instance.status, reason=None, body=instance.body()))
+        return True
+
+    async def get_instance(self, instance_id: str) -> Instance | None:
+        await self.setup()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(instances_t).where(instances_t.c.id == instance_id))).first()
+        return self._instance(row) if row else None
+
+    async def instances_for(self, customer_id: str, journey: str | None = None, status: str | None = None) -> list[Instance]:
+        await self.setup()
+        query = sa.select(instances_t).where(instances_t.c.customer_id == customer_id)
+        if journey:
+            query = query.where(instances_t.c.journey == journey)
+        if status:
+            query = query.where(instances_t.c.status == status)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(instances_t.c.entered_at))).all()
+        return [self._instance(r) for r in rows]
+
+    async def close_instance(self, instance_id: str, status: str, reason: str) -> bool:
+        """Mark an active instance exited/completed; False if it was no longer active."""
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(instances_t.update().where(
+                (instances_t.c.id == instance_id) & (instances_t.c.status == "active")).values(status=status, reason=reason))
+        return bool(result.rowcount)
+
+    async def dispatch_snapshot(self, instance_id: str, customer_id: str, send_id: str
+                                ) -> tuple[Instance | None, dict[str, Any], str | None]:
+        """Instance, profile and send status in one round trip (the scheduler's hot path)."""
+        await self.setup()
+        async with self.engine.connect() as conn:
+            inst = (await conn.execute(sa.select(instances_t).where(instances_t.c.id == instance_id))).first()
+            cust = (await conn.execute(sa.select(customers_t).where(customers_t.c.customer_id == customer_id))).first()
+            send = (await conn.execute(sa.select(sends_t.c.status).where(sends_t.c.send_id == send_id))).first()
+        profile: dict[str, Any] = {"opted_out": False}
+        if cust is not None:
+            profile = {**json.loads(cust.profile), "opted_out": bool(cust.opted_out)}
+        return (self._instance(inst) if inst else None), profile, (str(send.status) if send else None)
+
+    # ------------------------------------------------------------------ sends
+    async def get_send(self, send_id: str) -> SendRecord | None:
+        await self.setup()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(sends_t).where(sends_t.c.send_id == send_id))).first()
+        if row is None:
+            return None
+        return SendRecord(row.send_id, row.customer_id, row.journey, row.step, row.variant, row.status,
+                          row.reserved_at, row.sent_at)
+
+    async def reserve_send(self, *, send_id: str, customer_id: str, journey: str, step: str, variant: str,
+                           message: str, transactional: bool, at: float, per_day: int | None,
+                           per_week: int | None) -> str:
+        """Atomically check the caps and reserve the send.
+
+        Returns ``"reserved"``, ``"pending"`` (reserved earlier, not confirmed: resend
+        with the same send id), ``"sent"`` (nothing to do) or ``"frequency_cap_day"`` /
+        ``"frequency_cap_week"``. Transactional sends ignore the caps but count toward them.
+        """
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            if not self._is_sqlite:
+                await conn.execute(sa.select(customers_t.c.customer_id).where(
+                    customers_t.c.customer_id == customer_id).with_for_update())
+            row = (await conn.execute(sa.select(sends_t.c.status).where(sends_t.c.send_id == send_id))).first()
+            if row is not None:
+                return str(row.status)
+            if not transactional:
+                for limit, window, reason in ((per_day, 86400.0, "frequency_cap_day"),
+                                              (per_week, 7 * 86400.0, "frequency_cap_week")):
+                    if limit is None:
+                        continue
+                    count = (await conn.execute(sa.select(sa.func.count()).select_from(sends_t).where(
+                        (sends_t.c.customer_id == customer_id) & (sends_t.c.reserved_at > at - window)))).scalar()
+                    if int(count or 0) >= limit:
+                        return reason
+            await conn.execute(sends_t.insert().values(
+                send_id=send_id, customer_id=customer_id, journey=journey, step=step, variant=variant,
+                message=message, transactional=transactional, status="pending", reserved_at=at))
+        return "reserved"
+
+    async def mark_sent(self, send_id: str, at: float, path: str | None = None,
+                        complete_instance: str | None = None) -> None:
+        """Confirm a send (and, after a journey's last step, complete its instance) in one transaction."""
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(sends_t.update().where(sends_t.c.send_id == send_id).values(status="sent", sent_at=at, path=path))
+            if complete_instance is not None:
+                await conn.execute(instances_t.update().where(
+                    (instances_t.c.id == complete_instance) & (instances_t.c.status == "active")
+                ).values(status="completed", reason="last_step"))
+
+    async def release_send(self, send_id: str) -> None:
+        """Undo a reservation whose send failed permanently (frees the cap)."""
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(sends_t.delete().where((sends_t.c.send_id == send_id) & (sends_t.c.status == "pending")))
+
+    async def sends_for(self, customer_id: str, since: float | None = None) -> list[SendRecord]:
+        await self.setup()
+        query = sa.select(sends_t).where((sends_t.c.customer_id == customer_id) & (sends_t.c.status == "sent"))
+        if since is not None:
+            query = query.where(sends_t.c.sent_at >= since)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(sends_t.c.sent_at))).all()
+        return [SendRecord(r.send_id, r.customer_id, r.journey, r.step, r.variant, r.status, r.reserved_at, r.sent_at)
+                for r in rows]
+
+    # ------------------------------------------------------------------ decisions, conversions
+    async def record_decision(self, *, send_id: str, customer_id: str, journey: str, step: str, variant: str,
+                              kind: str, reason: str, at: float, until: float | None = None) -> None:
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            await conn.execute(decisions_t.insert().values(
+                send_id=send_id, customer_id=customer_id, journey=journey, step=step, variant=variant,
+                kind=kind, reason=reason, at=at, until=until))
+
+    async def decisions_for(self, customer_id: str) -> list[dict[str, Any]]:
+        await self.setup()
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(decisions_t).where(decisions_t.c.customer_id == customer_id)
+                                       .order_by(decisions_t.c.at, decisions_t.c.id))).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def record_conversion(self, send: SendRecord, event_id: str, at: float) -> bool:
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            exists = (await conn.execute(sa.select(conversions_t.c.send_id).where(conversions_t.c.send_id == send.send_id))).first()
+            if exists:
+                return False
+            await conn.execute(conversions_t.insert().values(send_id=send.send_id, customer_id=send.customer_id,
+                                                             journey=send.journey, variant=send.variant,
+                                                             event_id=event_id, at=at))
+        return True
+
+    async def report_counts(self, since: float | None = None) -> dict[str, Any]:
+        """Raw counts for :mod:`bot.triggers.report`."""
+        await self.setup()
+        sends_q = sa.select(sends_t.c.journey, sends_t.c.step, sends_t.c.variant, sa.func.count()).where(
+            sends_t.c.status == "sent")
+        skips_q = sa.select(decisions_t.c.journey, decisions_t.c.kind, decisions_t.c.reason, sa.func.count())
+        conv_q = sa.select(conversions_t.c.journey, sends_t.c.step, conversions_t.c.variant, sa.func.count()).join(
+            sends_t, sends_t.c.send_id == conversions_t.c.send_id)
+        if since is not None:
+            sends_q = sends_q.where(sends_t.c.sent_at >= since)
+            skips_q = skips_q.where(decisions_t.c.at >= since)
+            conv_q = conv_q.where(conversions_t.c.at >= since)
+        async with self.engine.connect() as conn:
+            sends = (await conn.execute(sends_q.group_by(sends_t.c.journey, sends_t.c.step, sends_t.c.variant))).all()
+            skips = (await conn.execute(skips_q.group_by(decisions_t.c.journey, decisions_t.c.kind, decisions_t.c.reason))).all()
+            convs = (await conn.execute(conv_q.group_by(conversions_t.c.journey, sends_t.c.step, conversions_t.c.variant))).all()
+        return {
+            "sends": [tuple(r) for r in sends],
+            "decisions": [tuple(r) for r in skips],
+            "conversions": [tuple(r) for r in convs],
+        }
