@@ -67,7 +67,7 @@ class Agent:
         from bot.stores.lock_store import create_lock_store
         from bot.stores.tracker_store import create_tracker_store
 
-        endpoints = load_endpoints(endpoints_path) if endpoints_path else load_endpoints(None)
+        endpoints = load_endpoints(endpoints_path)
         broker = await _maybe_await(create_event_broker(endpoints.event_broker))
         tracker_store = await _maybe_await(create_tracker_store(endpoints.tracker_store, None, event_broker=broker))
         lock_store = await _maybe_await(create_lock_store(endpoints.lock_store))
@@ -252,16 +252,12 @@ class Agent:
         loop = asyncio.get_running_loop()
         self.training_jobs += 1
         try:
+            source = root
             if payload:
-                tmp = Path(tempfile.mkdtemp(prefix="kefu-train-req-"))
-                _write_training_payload(payload, tmp)
-                result = await loop.run_in_executor(
-                    None, lambda: train_model(tmp, out=kwargs.get("out", root / "models"), force=force)
-                )
-            else:
-                result = await loop.run_in_executor(
-                    None, lambda: train_model(root, out=kwargs.get("out", root / "models"), force=force)
-                )
+                source = Path(tempfile.mkdtemp(prefix="kefu-train-req-"))
+                _write_training_payload(payload, source)
+            out = kwargs.get("out", root / "models")
+            result = await loop.run_in_executor(None, lambda: train_model(source, out=out, force=force))
         finally:
             self.training_jobs -= 1
         return str(result.model_path)
