@@ -32,9 +32,11 @@ kefu's additions, ignored by clients that do not know them:
   push messages (agent replies, proactive messages) to a session from outside.
 
 Python-socketio's Sanic driver serves Engine.IO v4 (polling and websocket).
-The outbox is in memory per process: with several workers use sticky sessions
-and expect pushes to reach only the worker holding the session, until a Redis
-outbox (same three methods as :class:`InMemoryOutbox`) is added.
+The outbox is in memory per process by default (one worker, or sticky sessions).
+With ``outbox: {type: redis, url: ...}`` the outbox lives in Redis (history
+survives restarts and is shared by every worker) and socket.io emits go through
+python-socketio's Redis client manager, so a push made on one worker reaches a
+socket held by another.
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ TYPING_EVENT = "bot_typing"
 DEFAULT_MAX_MESSAGE_LENGTH = 5000
 DEFAULT_OUTBOX_SIZE = 200
 DEFAULT_MAX_SESSIONS = 100_000
+DEFAULT_OUTBOX_TTL = 30 * 24 * 3600  # a month of widget history in Redis
 _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
 # The channel instance serving socket.io in this process (set when its blueprint is built).
@@ -131,17 +134,102 @@ class InMemoryOutbox:
         return None
 
 
+# Appends atomically: next seq, push "seq<TAB>json", trim, refresh the TTL.
+_APPEND_LUA = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[2], seq .. '\t' .. ARGV[1])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return seq
+"""
+
+
+class RedisOutbox:
+    """The outbox in Redis: a seq counter and a capped list per session, with a TTL.
+
+    Shared by every worker and machine, and it survives restarts, so a widget
+    that reconnects to another worker still gets what it missed. Entries are
+    stored as ``"<seq>\t<json>"`` so the stored JSON is exactly what was given.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        max_messages: int = DEFAULT_OUTBOX_SIZE,
+        ttl_seconds: int = DEFAULT_OUTBOX_TTL,
+        key_prefix: str = "kefu:outbox:",
+    ) -> None:
+        self.url = url
+        self.max_messages = max_messages
+        self.ttl_seconds = ttl_seconds
+        self.key_prefix = key_prefix
+        self._client: Any = None
+        self._append: Any = None
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.from_url(self.url, decode_responses=True)
+            self._append = self._client.register_script(_APPEND_LUA)
+        return self._client
+
+    def _keys(self, session_id: str) -> list[str]:
+        base = f"{self.key_prefix}{session_id}"
+        return [f"{base}:seq", f"{base}:log"]
+
+    async def append(self, session_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+        self._redis()
+        body = json.dumps(entry, ensure_ascii=False)
+        seq = int(await self._append(
+            keys=self._keys(session_id), args=[body, self.max_messages, self.ttl_seconds]
+        ))
+        return {**entry, "seq": seq}
+
+    async def _entries(self, session_id: str) -> list[dict[str, Any]]:
+        raw = await self._redis().lrange(self._keys(session_id)[1], 0, -1)
+        entries = []
+        for item in raw:
+            seq, _, body = item.partition("\t")
+            try:
+                entries.append({**json.loads(body), "seq": int(seq)})
+            except ValueError:  # never written by kefu; skip rather than fail the history
+                logger.warning("Skipped an unreadable outbox entry of session %s", session_id)
+        return entries
+
+    async def after(self, session_id: str, seq: int) -> list[dict[str, Any]]:
+        return [e for e in await self._entries(session_id) if e["seq"] > seq]
+
+    async def find(self, session_id: str, message_id: str) -> dict[str, Any] | None:
+        for entry in reversed(await self._entries(session_id)):
+            if entry.get("message_id") == message_id:
+                return entry
+        return None
+
+
 def create_outbox(config: dict[str, Any] | None) -> Outbox:
-    """The outbox named in ``credentials.yml`` (``outbox: {type: memory, ...}``)."""
+    """The outbox named in ``credentials.yml`` (``outbox: {type: memory|redis, ...}``)."""
     config = dict(config or {})
     kind = config.pop("type", "memory")
-    if kind != "memory":
+    if kind not in ("memory", "redis"):
         raise ConfigError(
             f"Unknown socketio outbox type '{kind}'.",
             filename="credentials.yml",
-            fix="Use 'outbox: {type: memory}' (the only outbox kefu ships so far).",
+            fix="Use 'outbox: {type: memory}' (one worker) or "
+            "'outbox: {type: redis, url: \"redis://127.0.0.1:6379/0\"}' (several workers).",
         )
     max_messages = _positive_int(config, "max_messages", DEFAULT_OUTBOX_SIZE, "outbox.")
+    if kind == "redis":
+        url = config.get("url")
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"socketio credential 'outbox.url' must be a redis:// URL, got {url!r}.",
+                filename="credentials.yml",
+                fix="Write 'url: \"redis://127.0.0.1:6379/0\"' under 'outbox:'.",
+            )
+        ttl = _positive_int(config, "ttl_seconds", DEFAULT_OUTBOX_TTL, "outbox.")
+        return RedisOutbox(url, max_messages=max_messages, ttl_seconds=ttl)
     max_sessions = _positive_int(config, "max_sessions", DEFAULT_MAX_SESSIONS, "outbox.")
     return InMemoryOutbox(max_messages=max_messages, max_sessions=max_sessions)
 
@@ -282,7 +370,8 @@ class SocketIOInput(InputChannel):
             raise ConfigError(
                 "socketio credential 'outbox' must be a mapping.",
                 filename="credentials.yml",
-                fix="Write 'outbox:' followed by indented 'type: memory', 'max_messages: 200'.",
+                fix="Write 'outbox:' followed by indented 'type: memory' (or 'type: redis' and 'url: ...'), "
+                "'max_messages: 200'.",
             )
         create_outbox(outbox)  # validate now, at start, not on the first message
         origins = credentials.get("cors_allowed_origins", [])
@@ -424,8 +513,13 @@ class SocketIOInput(InputChannel):
     def _build_server(self, on_new_message: OnNewMessage) -> Any:
         import socketio  # python-socketio; imported here so other channels don't need it
 
+        manager = None
+        if isinstance(self.outbox, RedisOutbox):
+            # Emits go through Redis pub/sub so every worker delivers to its own sockets.
+            manager = socketio.AsyncRedisManager(self.outbox.url, channel="kefu-socketio")
         sio = socketio.AsyncServer(
             async_mode="sanic",
+            client_manager=manager,
             cors_allowed_origins=self.cors_allowed_origins,
             max_http_buffer_size=max(64 * 1024, self.max_message_length * 8),
         )

@@ -1,0 +1,106 @@
+"""The socketio channel with the Redis outbox: two servers ("workers") share one real Redis.
+
+A push made on one worker must reach a socket held by the other, history must
+survive a restart, and seqs must stay increasing whichever worker records.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytest.importorskip("socketio")
+pytest.importorskip("aiohttp")
+
+from bot.shared.exceptions import ConfigError  # noqa: E402
+from connectors.socketio import RedisOutbox, SocketIOInput, create_outbox  # noqa: E402
+from tests.connectors.test_socketio import Client, ShopAgent, serving  # noqa: E402
+
+pytestmark = pytest.mark.redis
+
+
+def redis_channel(url: str, **outbox: object) -> SocketIOInput:
+    return SocketIOInput.from_credentials(
+        {"session_persistence": True, "outbox": {"type": "redis", "url": url, **outbox}}
+    )
+
+
+@pytest.mark.asyncio
+async def test_redis_outbox_seq_trim_find_and_ttl(redis_url: str) -> None:
+    box = create_outbox({"type": "redis", "url": redis_url, "max_messages": 2, "ttl_seconds": 60})
+    assert isinstance(box, RedisOutbox)
+    for text in ("a", "b", "c\tß 你好"):
+        stored = await box.append("s1", {"text": text, "message_id": f"m-{text[0]}"})
+    assert stored["seq"] == 3
+    assert [(e["seq"], e["text"]) for e in await box.after("s1", 0)] == [(2, "b"), (3, "c\tß 你好")]
+    assert [e["seq"] for e in await box.after("s1", 2)] == [3]
+    assert await box.find("s1", "m-a") is None
+    assert (await box.find("s1", "m-c"))["seq"] == 3
+    assert await box.after("other", 0) == []
+    ttl = await box._redis().ttl("kefu:outbox:s1:log")
+    assert 0 < ttl <= 60
+
+
+@pytest.mark.asyncio
+async def test_redis_outbox_concurrent_appends_get_distinct_seqs(redis_url: str) -> None:
+    first, second = RedisOutbox(redis_url), RedisOutbox(redis_url)  # two workers' clients
+    stored = await asyncio.gather(
+        *[(first if i % 2 else second).append("s", {"text": str(i)}) for i in range(40)]
+    )
+    assert sorted(e["seq"] for e in stored) == list(range(1, 41))
+    assert len(await first.after("s", 0)) == 40
+
+
+def test_redis_outbox_bad_url_names_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        SocketIOInput.from_credentials({"outbox": {"type": "redis", "url": "localhost:6379"}})
+    assert "outbox.url" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_push_on_one_worker_reaches_socket_on_another(redis_url: str) -> None:
+    worker_a, worker_b = redis_channel(redis_url), redis_channel(redis_url)
+    async with serving(worker_a) as url_a, serving(worker_b, ShopAgent()):
+        shopper = Client()
+        await shopper.connect(url_a)
+        sid = await shopper.session("s-cross")
+        await shopper.sio.call("user_uttered", {"message": "hi", "session_id": sid})
+        assert (await shopper.wait_for("bot_uttered", 1))[0]["text"] == "echo: hi"
+
+        # an agent reply handled by worker B (e.g. the agent's console is connected there)
+        await worker_b.get_output_channel_for(sid).send_response(sid, {"text": "Agent Li here."})
+        received = await shopper.wait_for("bot_uttered", 2)
+        assert received[1]["text"] == "Agent Li here."
+        assert received[1]["seq"] == received[0]["seq"] + 1  # one counter for both workers
+        await shopper.sio.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_history_survives_restart_and_retry_is_deduplicated_across_workers(
+    redis_url: str,
+) -> None:
+    agent = ShopAgent()
+    async with serving(redis_channel(redis_url), agent) as url:
+        client = Client()
+        await client.connect(url)
+        sid = await client.session("s-restart")
+        ack = await client.sio.call(
+            "user_uttered", {"message": "hello", "session_id": sid, "message_id": "m-1"}
+        )
+        assert ack["status"] == "ok"
+        await client.wait_for("bot_uttered", 1)
+        await client.sio.disconnect()
+
+    # a new server process (fresh channel object, same Redis): history is still there
+    async with serving(redis_channel(redis_url), agent) as url:
+        again = Client()
+        await again.connect(url)
+        await again.session(sid, last_seen=0)
+        history = (await again.wait_for("kefu_history", 1))[-1]["messages"]
+        assert [(m["sender"], m["text"]) for m in history] == [("user", "hello"), ("bot", "echo: hello")]
+        retry = await again.sio.call(
+            "user_uttered", {"message": "hello", "session_id": sid, "message_id": "m-1"}
+        )
+        assert retry["status"] == "duplicate" and retry["seq"] == history[0]["seq"]
+        assert [m.text for m in agent.messages] == ["hello"]  # handled once
+        await again.sio.disconnect()
