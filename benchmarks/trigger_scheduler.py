@@ -6,8 +6,16 @@ batches + acknowledgement), excluding channel I/O and the SQL store; a smaller
 end-to-end figure through TriggerEngine (SQLite store, dry-run sender) is reported
 beside it so nobody mistakes one for the other.
 
+The *full path* (``--full-jobs``) is what a scheduler worker really does per claimed
+batch: claim → snapshot read → guards → cap reservation → send (a no-op channel, so no
+channel I/O) → one store commit → enqueue next/ack, with 1 and 4 worker processes, for
+the SQLite store + SQL queue and the Redis store + Redis queue; plus lateness with 4
+workers while jobs come due at ``--full-rate`` per second. Instances and jobs are seeded
+directly (bulk), not through ``submit``.
+
 Usage: .venv/bin/python benchmarks/trigger_scheduler.py [--jobs 1000000] [--redis-url URL]
        [--lateness-rate 5000] [--lateness-seconds 20] [--engine-jobs 2000] [--out results/trigger_scheduler.json]
+       [--full-jobs 20000] [--full-rate 2000] [--full-seconds 10] [--only-full]
 Without --redis-url a throwaway redis-server is started (tests/redis_server.py).
 """
 from __future__ import annotations
@@ -133,6 +141,152 @@ async def engine_dispatch(url: str, n: int) -> dict:
     return {"jobs": n, "sent": sent, "ingest_events_per_s": round(n / ingest), "dispatch_jobs_per_s": round(sent / dispatch)}
 
 
+FULL_CONFIG = ("settings:\n  quiet_hours: {start: '00:00', end: '00:00'}\n  frequency_caps: {per_day: 100, per_week: 500}\n"
+               "journeys:\n  j:\n    entry: {event: cart_item_added}\n    steps: [{delay: 1s, response: utter_x}]\n")
+FULL_BATCH = 200
+
+
+class NoopSender:
+    """A channel that accepts everything instantly; remembers when each customer's send happened."""
+
+    def __init__(self) -> None:
+        self.sent_at: dict[str, float] = {}
+
+    async def check(self, outgoing):  # noqa: ANN001
+        return None
+
+    async def send(self, outgoing) -> str:  # noqa: ANN001
+        self.sent_at.setdefault(outgoing.customer_id, time.time())
+        return "noop"
+
+
+def _open(kind: str, target: str):
+    from bot.triggers.queue import SQLJobQueue
+    from bot.triggers.redis_store import RedisTriggerStore
+    from bot.triggers.store import SQLTriggerStore
+
+    if kind == "redis":
+        return RedisTriggerStore(target, prefix="bench:full"), RedisJobQueue(target, prefix="bench:full")
+    store = SQLTriggerStore(f"sqlite+aiosqlite:///{target}")
+    return store, SQLJobQueue(store.engine)
+
+
+async def _seed(kind: str, target: str, n: int, due_of) -> None:
+    """n journey instances + their first-step jobs, written in bulk."""
+    import sqlalchemy as sa
+
+    from bot.triggers.store import Instance, instances_t
+
+    store, queue = _open(kind, target)
+    await store.setup()
+    for lo in range(0, n, 2000):
+        rows = [Instance(f"j:c{i}:e{i}", f"c{i}", "j", due_of(i) - 1, f"c{i}", {"id": f"e{i}", "properties": {}},
+                         {"step_1": "default"}) for i in range(lo, min(n, lo + 2000))]
+        if kind == "redis":
+            async with store.redis.pipeline(transaction=False) as pipe:
+                for inst in rows:
+                    body = json.dumps({"customer_id": inst.customer_id, "journey": "j", "entered_at": inst.entered_at,
+                                       "sender_id": inst.sender_id, "entry": inst.entry, "variants": inst.variants})
+                    await store._create_instance(keys=[], args=[store.prefix, inst.id, inst.customer_id,
+                                                                inst.entered_at, body], client=pipe)
+                await pipe.execute()
+        else:
+            async with store.engine.begin() as conn:
+                await conn.execute(sa.insert(instances_t), [
+                    {"id": i.id, "customer_id": i.customer_id, "journey": "j", "entered_at": i.entered_at,
+                     "status": "active", "reason": None, "body": i.body()} for i in rows])
+        await queue.enqueue_many([Job(f"{i.id}:0", due_of(int(i.customer_id[1:])), {
+            "instance": i.id, "journey": "j", "step": 0, "customer": i.customer_id,
+            "first_due": due_of(int(i.customer_id[1:]))}) for i in rows])
+    await queue.close()
+    await store.close()
+
+
+async def _full_worker(kind: str, target: str, deadline: float, stop_when_empty: bool) -> tuple[int, dict[str, float]]:
+    from bot.triggers.clock import SystemClock
+    from bot.triggers.engine import TriggerEngine
+    from bot.triggers.journeys import load_triggers_text
+
+    store, queue = _open(kind, target)
+    sender = NoopSender()
+    engine = TriggerEngine(load_triggers_text(FULL_CONFIG), store, queue, sender, SystemClock(), send_concurrency=1)
+    sent = 0
+    while time.time() < deadline:
+        results = await engine.run_due(FULL_BATCH)
+        sent += sum(1 for r in results if r.outcome == "sent")
+        if not results:
+            if stop_when_empty and sum((await queue.size()).values()) == 0:
+                break
+            await asyncio.sleep(0.005)
+    await queue.close()
+    await store.close()
+    return sent, sender.sent_at
+
+
+def _full_process(kind: str, target: str, deadline: float, stop_when_empty: bool, out: "mp.Queue") -> None:
+    out.put(asyncio.run(_full_worker(kind, target, deadline, stop_when_empty)))
+
+
+def run_full(kind: str, target: str, workers: int, deadline: float, stop_when_empty: bool) -> tuple[int, dict[str, float], float]:
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_full_process, args=(kind, target, deadline, stop_when_empty, out)) for _ in range(workers)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    sent_at: dict[str, float] = {}
+    for _, times in results:
+        sent_at.update(times)
+    return sum(r[0] for r in results), sent_at, time.perf_counter() - start
+
+
+async def _reset(kind: str, target: str) -> None:
+    if kind == "redis":
+        store, queue = _open(kind, target)
+        keys = [k async for k in store.redis.scan_iter(match="bench:full*", count=10000)]
+        for lo in range(0, len(keys), 1000):
+            await store.redis.delete(*keys[lo:lo + 1000])
+        await store.close()
+        await queue.close()
+    else:
+        Path(target).unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(target + suffix).unlink(missing_ok=True)
+
+
+def full_path(url: str, n: int, rate: int, seconds: int) -> dict:
+    """Full dispatch path per backend: throughput with 1 and 4 workers, lateness under load."""
+    out: dict = {"batch": FULL_BATCH, "channel": "no-op (no channel I/O)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, target in (("sqlite", f"{tmp}/full.db"), ("redis", url)):
+            res: dict = {}
+            for workers in (1, 4):
+                asyncio.run(_reset(kind, target))
+                past = time.time() - 10
+                asyncio.run(_seed(kind, target, n, lambda i: past))
+                sent, _, elapsed = run_full(kind, target, workers, time.time() + 300, True)
+                res[f"{workers}_workers_jobs_per_s"] = round(sent / elapsed)
+                res[f"{workers}_workers_sent"] = sent
+                print(f"full path {kind}, {workers} worker(s): {sent} sends in {elapsed:.1f}s = {sent / elapsed:.0f}/s",
+                      flush=True)
+            asyncio.run(_reset(kind, target))
+            total = rate * seconds
+            t0 = time.time() + 10
+            asyncio.run(_seed(kind, target, total, lambda i: t0 + i / rate))
+            sent, sent_at, _ = run_full(kind, target, 4, t0 + seconds + 10, False)
+            late = [sent_at[f"c{i}"] - (t0 + i / rate) for i in range(total) if f"c{i}" in sent_at]
+            res["lateness_4_workers"] = {"rate_per_s": rate, "jobs": total, "sent": sent,
+                                         "p50_ms": round(pct(late, 50) * 1000, 1), "p99_ms": round(pct(late, 99) * 1000, 1),
+                                         "max_ms": round(max(late) * 1000, 1) if late else None}
+            print(f"full path {kind}, lateness at {rate}/s with 4 workers: {res['lateness_4_workers']}", flush=True)
+            asyncio.run(_reset(kind, target))
+            out[kind] = res
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
@@ -141,6 +295,10 @@ def main() -> None:
     parser.add_argument("--lateness-seconds", type=int, default=20)
     parser.add_argument("--engine-jobs", type=int, default=2000)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--full-jobs", type=int, default=20000, help="jobs per full-path throughput run (0: skip)")
+    parser.add_argument("--full-rate", type=int, default=2000, help="jobs/s coming due in the full-path lateness run")
+    parser.add_argument("--full-seconds", type=int, default=10)
+    parser.add_argument("--only-full", action="store_true", help="skip the queue-only runs")
     args = parser.parse_args()
 
     server = None
@@ -151,6 +309,13 @@ def main() -> None:
         server = RedisServer().start()
         url = server.url
     try:
+        if args.only_full:
+            results = {"cores": mp.cpu_count(), "full_path": full_path(url, args.full_jobs, args.full_rate, args.full_seconds)}
+            print(json.dumps(results, indent=2))
+            if args.out:
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            return
         asyncio.run(flush(url))
         results: dict = {"jobs": args.jobs, "claim_batch": CLAIM_BATCH, "cores": mp.cpu_count()}
         base = asyncio.run(used_memory(url))
@@ -179,6 +344,8 @@ def main() -> None:
         if args.engine_jobs:
             results["engine_end_to_end"] = asyncio.run(engine_dispatch(url, args.engine_jobs))
             print(f"engine end to end (SQLite store, 1 worker): {results['engine_end_to_end']}", flush=True)
+        if args.full_jobs:
+            results["full_path"] = full_path(url, args.full_jobs, args.full_rate, args.full_seconds)
         asyncio.run(flush(url))
         print(json.dumps(results, indent=2))
         if args.out:

@@ -20,6 +20,9 @@ from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessa
 
 logger = logging.getLogger(__name__)
 
+# ActionExecuted metadata key holding a proactive send's idempotency key (send_proactive).
+PROACTIVE_KEY_METADATA = "proactive_send_id"
+
 
 class Agent:
     def __init__(
@@ -238,6 +241,64 @@ class Agent:
     async def execute_action(self, sender_id: str, action_name: str, output_channel: OutputChannel,
                              policy: str | None = None, confidence: float | None = None) -> Any:
         return await self._require().execute_action(sender_id, action_name, output_channel, policy, confidence)
+
+    async def send_proactive(
+        self,
+        sender_id: str,
+        action_or_response_name: str,
+        output_channel: OutputChannel | None = None,
+        *,
+        slots: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        policy: str = "proactive",
+    ) -> list[dict]:
+        """Send a response or run an action in a conversation without a user message.
+
+        For lifecycle messages (bot/triggers) and other server-initiated sends. Under the
+        conversation lock: fetch the tracker (a new session starts if needed), set
+        ``slots``, run exactly this action (unlike ``execute_action``, nothing is
+        predicted after it, which after a proactive message would end in the fallback),
+        close the turn with ``action_listen`` and save. ``metadata`` reaches the action
+        (custom actions get it like Rasa's message metadata) and is stored on its
+        ``ActionExecuted``. With ``idempotency_key``, a conversation that already ran a
+        proactive send with that key returns ``[]`` without running anything, so a retried
+        send (e.g. after a scheduler crash) is harmless. Returns the bot messages sent to
+        ``output_channel`` (a collecting channel when None).
+        """
+        from bot.dialogue.processor import Prediction
+        from bot.shared.constants import ACTION_LISTEN_NAME
+        from bot.shared.events import ActionExecuted, BotUttered, SlotSet
+
+        processor = self._require()
+        channel = output_channel or CollectingOutputChannel()
+        action = processor.action_for(action_or_response_name)  # ActionNotFound (with a fix) if not in the domain
+        action_metadata = dict(metadata or {})
+        if idempotency_key is not None:
+            action_metadata[PROACTIVE_KEY_METADATA] = idempotency_key
+        async with self.lock_store.lock(sender_id):
+            tracker = await processor.fetch_tracker_and_update_session(sender_id, channel)
+            if idempotency_key is not None and any(
+                isinstance(e, ActionExecuted) and (e.metadata or {}).get(PROACTIVE_KEY_METADATA) == idempotency_key
+                for e in tracker.events
+            ):
+                logger.debug("Proactive send %s already in conversation %s; not repeated.", idempotency_key, sender_id)
+                return []
+            before = len(tracker.events)
+            for slot, value in (slots or {}).items():
+                tracker.update(SlotSet(slot, value), processor.domain)
+            prediction = Prediction(action_or_response_name, policy, 1.0, action_metadata=action_metadata or None)
+            await processor.run_action(action, tracker, channel, prediction, metadata=metadata or {})
+            tracker.update(ActionExecuted(ACTION_LISTEN_NAME), processor.domain)
+            await processor.save_tracker(tracker)
+            new_events = list(tracker.events)[before:]
+        messages = []
+        for event in new_events:
+            if isinstance(event, BotUttered):
+                message = {"recipient_id": sender_id, "text": event.text}
+                message.update({k: v for k, v in (event.data or {}).items() if v is not None})
+                messages.append(message)
+        return messages
 
     async def predict_next(self, sender_id: str) -> dict:
         return await self._require().predict_next(sender_id)

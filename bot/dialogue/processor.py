@@ -125,6 +125,25 @@ class MessageProcessor:
             name, self.domain, self.action_endpoint, self.action_executor, knowledge=self.knowledge
         )
 
+    def action_for(self, name: str) -> Any:
+        """The action (or response) ``name`` of this model; ActionNotFound with a fix if unknown."""
+        return self._action(name)
+
+    async def run_action(
+        self,
+        action: Any,
+        tracker: Any,
+        output_channel: OutputChannel,
+        prediction: Prediction,
+        metadata: dict | None = None,
+    ) -> bool:
+        """Run one action on a tracker the caller holds the lock for (proactive sends).
+
+        Same error handling as a predicted action: a failing action gets the
+        fallback reply and the turn goes on. Returns whether to predict another.
+        """
+        return await self._run_action(action, tracker, output_channel, prediction, metadata=metadata)
+
     # ------------------------------------------------------------------ trackers
     async def get_tracker(self, sender_id: str) -> Any:
         """The stored tracker, or a new one with the domain's slots."""

@@ -9,9 +9,11 @@ Configuration in endpoints.yml (all optional)::
 
     triggers:
       file: triggers.yml
-      store_url: sqlite:///triggers.db      # any SQLAlchemy URL
-      queue: redis                          # or sql (the embedded default)
+      store_url: sqlite:///triggers.db      # any SQLAlchemy URL, or redis://... (production)
+      store: redis                          # or sql (default); redis uses `url` unless store_url is redis://
+      queue: redis                          # or sql (the embedded default; needs an SQL store)
       url: redis://127.0.0.1:6379/0
+      prefix: kefu:triggers                 # Redis key prefix (queue and store)
       workers: 1                            # scheduler tasks in this process (0: none)
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bot.triggers.engine import TriggerEngine, tracker_handoff_check
 from bot.triggers.events import BehaviourEvent, EventRejected
 from bot.triggers.journeys import TriggerConfig, load_triggers
 from bot.triggers.queue import Job, RedisJobQueue, SQLJobQueue
+from bot.shared.exceptions import ConfigError
 from bot.triggers.store import DEFAULT_URL, SQLTriggerStore
 
 logger = logging.getLogger(__name__)
@@ -32,7 +35,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BehaviourEvent", "Clock", "EventRejected", "Job", "RedisJobQueue", "SQLJobQueue", "SQLTriggerStore",
     "SystemClock", "TestClock", "TriggerConfig", "TriggerEngine", "create_trigger_engine", "load_triggers",
-    "triggers_settings",
+    "open_store", "triggers_settings",
 ]
 
 
@@ -51,6 +54,20 @@ def triggers_settings(endpoints: Any) -> dict[str, Any]:
     if getattr(section, "type", None) and "queue" not in settings:
         settings["queue"] = section.type
     return settings
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_OPTIONS = ("port", "db", "password", "use_ssl")
+
+
+def open_store(url: str | None = None, *, prefix: str = "kefu:triggers", **redis_options: Any) -> Any:
+    """The trigger store for a URL: ``redis://`` → :class:`RedisTriggerStore`, else SQL."""
+    url = url or DEFAULT_URL
+    if url.startswith(REDIS_SCHEMES):
+        from bot.triggers.redis_store import RedisTriggerStore
+
+        return RedisTriggerStore(url, prefix=prefix, **redis_options)
+    return SQLTriggerStore(url)
 
 
 def default_sender(agent: Any, input_channels: Any = (), default_channel: str | None = None) -> Any:
@@ -93,16 +110,34 @@ def create_trigger_engine(
     if not path.exists():
         return None
     config = load_triggers(path)
+    prefix = str(settings.get("prefix", "kefu:triggers"))
+    options = {k: v for k, v in settings.items() if k in REDIS_OPTIONS}
+    redis_url = str(settings.get("url") or "localhost")
     store_url = str(settings.get("store_url") or DEFAULT_URL)
-    if store_url.startswith("sqlite") and ":///" in store_url and not store_url.split(":///", 1)[1].startswith("/"):
-        store_url = store_url.split(":///", 1)[0] + ":///" + str(root / store_url.split(":///", 1)[1])
-    store = SQLTriggerStore(store_url)
-    if str(settings.get("queue", "sql")).lower() == "redis":
-        options = {k: v for k, v in settings.items() if k in ("port", "db", "password", "use_ssl")}
-        queue: Any = RedisJobQueue(settings.get("url") or "localhost", prefix=str(settings.get("prefix", "kefu:triggers")), **options)
+    store: Any
+    if store_url.startswith(REDIS_SCHEMES) or str(settings.get("store", "sql")).lower() == "redis":
+        from bot.triggers.redis_store import RedisTriggerStore
+
+        url = store_url if store_url.startswith(REDIS_SCHEMES) else redis_url
+        store = RedisTriggerStore(url, prefix=prefix, **options)
     else:
+        if store_url.startswith("sqlite") and ":///" in store_url and not store_url.split(":///", 1)[1].startswith("/"):
+            store_url = store_url.split(":///", 1)[0] + ":///" + str(root / store_url.split(":///", 1)[1])
+        store = SQLTriggerStore(store_url)
+    queue_kind = str(settings.get("queue", "redis" if not isinstance(store, SQLTriggerStore) else "sql")).lower()
+    if queue_kind == "redis":
+        queue_url = settings.get("url") or (store.url if not isinstance(store, SQLTriggerStore) else redis_url)
+        queue: Any = RedisJobQueue(str(queue_url), prefix=prefix, **options)
+    elif isinstance(store, SQLTriggerStore):
         queue = SQLJobQueue(store.engine)
+    else:
+        raise ConfigError("triggers: 'queue: sql' needs an SQL store, but the store is Redis.", "endpoints.yml", None,
+                          "use 'queue: redis' with a Redis store (or an SQL store_url with the SQL queue)")
     if sender is None:
         sender = default_sender(agent, input_channels, settings.get("default_channel"))
     handoff = tracker_handoff_check(agent.tracker_store) if agent is not None else None
-    return TriggerEngine(config, store, queue, sender, clock or SystemClock(), handoff)
+    engine = TriggerEngine(config, store, queue, sender, clock or SystemClock(), handoff,
+                           send_concurrency=int(settings.get("send_concurrency", 8)))
+    logger.info("Trigger engine: %d journeys, %s store, %s queue.", len(config.journeys),
+                "Redis" if not isinstance(store, SQLTriggerStore) else store.engine.dialect.name, queue_kind)
+    return engine

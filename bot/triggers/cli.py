@@ -1,4 +1,4 @@
-"""``python -m bot triggers list|simulate CUSTOMER|report``.
+"""``python -m bot triggers list|simulate CUSTOMER|report|stop-variant|resume-variant``.
 
 ``simulate`` replays one customer's events against the journeys with a test clock and a
 dry-run sender, and prints what would be sent when and why (holds and skips included):
@@ -33,6 +33,19 @@ def add_triggers_parser(subparsers: Any) -> argparse.ArgumentParser:
     rep.add_argument("--store", default=None, help="trigger store URL (default: sqlite:///triggers.db)")
     rep.add_argument("--file", default="triggers.yml", help="journeys file (for variant order)")
     rep.add_argument("--json", action="store_true", help="print JSON")
+    for name, text in (("stop-variant", "Stop an A/B variant (persisted; in-flight sends rerouted or sent)."),
+                       ("resume-variant", "Resume a variant stopped with stop-variant.")):
+        sw = tsub.add_parser(name, help=text)
+        sw.add_argument("journey")
+        sw.add_argument("step")
+        sw.add_argument("variant")
+        sw.add_argument("--store", default=None, help="trigger store URL: SQLAlchemy or redis:// (default: sqlite:///triggers.db)")
+        sw.add_argument("--prefix", default="kefu:triggers", help="Redis key prefix (Redis stores)")
+        sw.add_argument("--file", default="triggers.yml", help="journeys file")
+        if name == "stop-variant":
+            sw.add_argument("--reason", default="", help="why (shown in the report)")
+            sw.add_argument("--in-flight", default="reroute", choices=("reroute", "send"),
+                            help="already-queued sends of the variant: re-route them (default) or send as assigned")
     return p
 
 
@@ -147,6 +160,7 @@ async def simulate(config: Any, events: list[Any], customer: str, days: float = 
 
 
 def run_triggers(args: argparse.Namespace) -> int:
+    from bot.triggers.events import EventRejected
     from bot.triggers.journeys import check_against_domain, load_triggers
 
     command = getattr(args, "triggers_command", None)
@@ -177,17 +191,25 @@ def run_triggers(args: argparse.Namespace) -> int:
             report = asyncio.run(_report(args.store, config))
             print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_report(report))
             return 0
+        if command in ("stop-variant", "resume-variant"):
+            config = load_triggers(args.file)
+            result = asyncio.run(_switch(args, config))
+            print(json.dumps(result, ensure_ascii=False))
+            return 0
     except ConfigError as e:
         print(f"error: {e}")
         return 1
-    print("usage: python -m bot triggers {list,simulate CUSTOMER,report} ...")
+    except EventRejected as e:
+        print(f"error: {e.message}")
+        return 1
+    print("usage: python -m bot triggers {list,simulate CUSTOMER,report,stop-variant,resume-variant} ...")
     return 2
 
 
 async def _store_events(url: str | None, customer: str) -> list[Any]:
-    from bot.triggers.store import DEFAULT_URL, SQLTriggerStore
+    from bot.triggers import open_store
 
-    store = SQLTriggerStore(url or DEFAULT_URL)
+    store = open_store(url)
     try:
         return await store.events_for(customer)
     finally:
@@ -195,11 +217,26 @@ async def _store_events(url: str | None, customer: str) -> list[Any]:
 
 
 async def _report(url: str | None, config: Any) -> dict[str, Any]:
+    from bot.triggers import open_store
     from bot.triggers.report import build_report
-    from bot.triggers.store import DEFAULT_URL, SQLTriggerStore
 
-    store = SQLTriggerStore(url or DEFAULT_URL)
+    store = open_store(url)
     try:
-        return build_report(await store.report_counts(), config)
+        return build_report(await store.report_counts(), config, stops=await store.stopped_variants())
+    finally:
+        await store.close()
+
+
+async def _switch(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    from bot.triggers import open_store
+    from bot.triggers.engine import TriggerEngine
+
+    store = open_store(args.store, prefix=args.prefix)
+    engine = TriggerEngine(config, store, queue=None, sender=None)  # type: ignore[arg-type]
+    try:
+        if args.triggers_command == "stop-variant":
+            return await engine.stop_variant(args.journey, args.step, args.variant, reason=args.reason,
+                                             in_flight=args.in_flight)
+        return await engine.resume_variant(args.journey, args.step, args.variant)
     finally:
         await store.close()

@@ -9,22 +9,64 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from bot.triggers.clock import Clock, SystemClock
 from bot.triggers.events import BehaviourEvent, EventRejected, from_broker_message
 from bot.triggers.guards import HOLD, SKIP, Verdict, consent, expiry, handoff, quiet_hours
-from bot.triggers.journeys import Journey, TriggerConfig, assign_variant, matches
+from bot.triggers.journeys import Journey, Step, TriggerConfig, Variant, assign_variant, matches
 from bot.triggers.queue import Job, JobQueue
 from bot.triggers.senders import Outgoing, Sender
-from bot.triggers.store import Instance, SQLTriggerStore
+from bot.triggers.store import BatchWrites, Instance, Reservation, SentMark, Snapshot, SQLTriggerStore, decision
 
 logger = logging.getLogger(__name__)
 
 HandoffCheck = Callable[[str], Awaitable[bool]]
 SEND_RETRY_S = 60.0
 MAX_SEND_ATTEMPTS = 5
+SEND_TIMEOUT_S = 30.0
+STOPS_TTL_S = 1.0
+IN_FLIGHT_MODES = ("reroute", "send")
+
+
+class SwitchRejected(EventRejected):
+    """A journey/variant switch the caller must fix (unknown name, last running variant)."""
+
+
+async def _many(queue: Any, op: str, items: list[Any]) -> None:
+    """``queue.<op>_many(items)`` when the queue has it, else one call per item."""
+    bulk = getattr(queue, f"{op}_many", None)
+    if bulk is not None:
+        await bulk(items)
+        return
+    single = getattr(queue, op)
+    for item in items:
+        await single(item)
+
+
+@dataclass
+class _Plan:
+    """A batch's pending writes (accumulated, then flushed once)."""
+
+    writes: BatchWrites = field(default_factory=BatchWrites)
+    enqueues: list[Job] = field(default_factory=list)
+    reschedules: list[Job] = field(default_factory=list)
+    acks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    pos: int
+    job: Job
+    instance: Instance
+    journey: Journey
+    index: int
+    step: Step
+    variant: Variant
+    outgoing: Outgoing
+    profile: dict[str, Any]
 
 
 def tracker_handoff_check(tracker_store: Any) -> HandoffCheck:
@@ -76,6 +118,8 @@ class TriggerEngine:
         clock: Clock | None = None,
         is_handoff_open: HandoffCheck | None = None,
         broker: Any = None,
+        send_concurrency: int = 8,
+        send_timeout: float = SEND_TIMEOUT_S,
     ) -> None:
         self.config = config
         self.store = store
@@ -85,6 +129,10 @@ class TriggerEngine:
         self.is_handoff_open = is_handoff_open or _never
         self.broker = broker
         self.settings = config.settings
+        self.send_concurrency = send_concurrency
+        self.send_timeout = send_timeout
+        self._stops: dict[tuple[str, str, str], dict[str, Any]] | None = None
+        self._stops_read_at = 0.0
 
     # ------------------------------------------------------------------ events in
     async def submit(self, events: list[BehaviourEvent]) -> int:
@@ -195,7 +243,9 @@ class TriggerEngine:
             return
         for old in active:  # "always" (and "after" once the wait is over) restart the journey
             await self._exit(old, journey, "reentered", now)
-        variants = {step.name: assign_variant(step, journey.name, event.customer_id).name for step in journey.steps}
+        await self.stops()
+        variants = {step.name: assign_variant(self.effective_step(journey.name, step), journey.name, event.customer_id).name
+                    for step in journey.steps}
         instance = Instance(instance_id, event.customer_id, journey.name, event.timestamp,
                             event.sender_id or event.customer_id, event.as_dict(), variants)
         if not await self.store.create_instance(instance):
@@ -205,20 +255,102 @@ class TriggerEngine:
         await self._enqueue_step(instance, 0, due)
         logger.debug("Customer %s entered journey %s (due %.0f).", event.customer_id, journey.name, due)
 
-    async def _enqueue_step(self, instance: Instance, index: int, due: float) -> None:
-        await self.queue.enqueue(Job(f"{instance.id}:{index}", due, {
+    @staticmethod
+    def _step_job(instance: Instance, index: int, due: float) -> Job:
+        return Job(f"{instance.id}:{index}", due, {
             "instance": instance.id, "journey": instance.journey, "step": index,
-            "customer": instance.customer_id, "first_due": due}))
+            "customer": instance.customer_id, "first_due": due})
+
+    async def _enqueue_step(self, instance: Instance, index: int, due: float) -> None:
+        await self.queue.enqueue(self._step_job(instance, index, due))
+
+    # ------------------------------------------------------------------ variant switches
+    async def stops(self, refresh: bool = False) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """Variants stopped at run time (API/CLI), cached for ``STOPS_TTL_S`` so every worker
+        sees a stop within that long without a store read per job."""
+        if refresh or self._stops is None or time.monotonic() - self._stops_read_at > STOPS_TTL_S:
+            self._stops = await self.store.stopped_variants()
+            self._stops_read_at = time.monotonic()
+        return self._stops
+
+    def effective_step(self, journey: str, step: Step) -> Step:
+        """The step with run-time stops applied (what new assignments choose from)."""
+        stopped = {v for (j, s, v) in (self._stops or {}) if j == journey and s == step.name}
+        if not stopped:
+            return step
+        return replace(step, variants=tuple(replace(v, stopped=True) if v.name in stopped else v for v in step.variants))
+
+    def _locate(self, journey_name: str, step_name: str, variant_name: str | None = None) -> tuple[Journey, Step]:
+        journey = self.config.journey(journey_name)
+        if journey is None:
+            raise SwitchRejected(404, "unknown_journey", f"No journey '{journey_name}' in {self.config.filename}. "
+                                 f"Fix: use one of: {', '.join(j.name for j in self.config.journeys)}.")
+        step = next((s for s in journey.steps if s.name == step_name), None)
+        if step is None:
+            raise SwitchRejected(404, "unknown_step", f"Journey '{journey_name}' has no step '{step_name}'. "
+                                 f"Fix: use one of: {', '.join(s.name for s in journey.steps)}.")
+        if variant_name is not None and step.variant(variant_name) is None:
+            raise SwitchRejected(404, "unknown_variant", f"Step '{journey_name}/{step_name}' has no variant "
+                                 f"'{variant_name}'. Fix: use one of: {', '.join(v.name for v in step.variants)}.")
+        return journey, step
+
+    async def stop_variant(self, journey_name: str, step_name: str, variant_name: str, reason: str = "",
+                           in_flight: str = "reroute") -> dict[str, Any]:
+        """Stop a variant for good (persisted in the store, so it survives restarts).
+
+        New entries are assigned among the remaining running variants (the same
+        deterministic weighted hash, over fewer variants). Sends already queued for the
+        stopped variant are, with ``in_flight="reroute"`` (default), sent with the
+        customer's re-assigned variant when they come due, and a ``reroute`` decision is
+        recorded; with ``"send"`` they go out as assigned. Reserved sends (a retry after a
+        crash) always keep their variant. Raises :class:`SwitchRejected` (404/409/400).
+        """
+        if in_flight not in IN_FLIGHT_MODES:
+            raise SwitchRejected(400, "invalid_in_flight", f"'in_flight' must be one of {', '.join(IN_FLIGHT_MODES)}, "
+                                 f"got {in_flight!r}.")
+        journey, step = self._locate(journey_name, step_name, variant_name)
+        stops = await self.stops(refresh=True)
+        if (journey.name, step.name, variant_name) in stops or step.variant(variant_name).stopped:  # type: ignore[union-attr]
+            return {"journey": journey.name, "step": step.name, "variant": variant_name, "stopped": True,
+                    "already_stopped": True, "running": [v.name for v in self.effective_step(journey.name, step).active_variants()]}
+        running = [v.name for v in self.effective_step(journey.name, step).active_variants() if v.name != variant_name]
+        if not running:
+            raise SwitchRejected(409, "last_variant", f"'{variant_name}' is the last running variant of "
+                                 f"'{journey.name}/{step.name}'. Fix: resume another variant first, or disable the journey.")
+        now = self.clock.now()
+        await self.store.stop_variant(journey.name, step.name, variant_name, now, reason, in_flight)
+        await self.stops(refresh=True)
+        logger.info("Variant %s/%s/%s stopped (in-flight sends: %s).", journey.name, step.name, variant_name, in_flight)
+        return {"journey": journey.name, "step": step.name, "variant": variant_name, "stopped": True,
+                "stopped_at": now, "in_flight": in_flight, "running": running}
+
+    async def resume_variant(self, journey_name: str, step_name: str, variant_name: str) -> dict[str, Any]:
+        journey, step = self._locate(journey_name, step_name, variant_name)
+        resumed = await self.store.resume_variant(journey.name, step.name, variant_name)
+        await self.stops(refresh=True)
+        return {"journey": journey.name, "step": step.name, "variant": variant_name, "stopped": not resumed and bool(
+            step.variant(variant_name).stopped), "resumed": resumed}  # type: ignore[union-attr]
+
+    def _dispatch_variant(self, journey: Journey, step: Step, instance: Instance, snap: Snapshot) -> tuple[Variant, str | None]:
+        """(variant to send, the stopped variant it replaces or None)."""
+        if snap.send_status is not None and snap.send_variant and step.variant(snap.send_variant):
+            return step.variant(snap.send_variant), None  # type: ignore[return-value]
+        assigned = step.variant(instance.variants.get(step.name, ""))
+        if assigned is None:
+            return assign_variant(self.effective_step(journey.name, step), journey.name, instance.customer_id), None
+        stop = (self._stops or {}).get((journey.name, step.name, assigned.name))
+        if stop is not None and stop.get("in_flight", "reroute") == "reroute":
+            return assign_variant(self.effective_step(journey.name, step), journey.name, instance.customer_id), assigned.name
+        return assigned, None
 
     # ------------------------------------------------------------------ dispatch
     async def run_due(self, limit: int = 100) -> list[DispatchResult]:
         """Claim and dispatch up to ``limit`` due jobs; returns what happened to each."""
         now = self.clock.now()
         jobs = await self.queue.claim(now, limit, self.settings.lease)
-        results = []
-        for job in jobs:
-            results.append(await self.dispatch(job))
-        return results
+        if not jobs:
+            return []
+        return await self.dispatch_batch(jobs)
 
     async def drain(self, limit: int = 100) -> list[DispatchResult]:
         """Run until nothing is due at the current clock time (tests, simulate)."""
@@ -245,92 +377,160 @@ class TriggerEngine:
                 except asyncio.TimeoutError:
                     pass
 
-    async def _record(self, job: Job, instance: Instance, step: str, variant: str, verdict: Verdict, now: float) -> None:
-        await self.store.record_decision(send_id=job.id, customer_id=instance.customer_id, journey=instance.journey,
-                                         step=step, variant=variant, kind=verdict.kind, reason=verdict.reason,
-                                         at=now, until=verdict.until)
-
-    async def _next(self, job: Job, instance: Instance, journey: Journey, index: int, profile: dict[str, Any],
-                    completed: bool = False) -> None:
-        if index + 1 < len(journey.steps):
-            tz = self.settings.tz(profile.get("timezone"))
-            base = float(job.data.get("first_due", job.due))
-            await self._enqueue_step(instance, index + 1, journey.steps[index + 1].delay.due(base, tz))
-        elif not completed:
-            await self.store.close_instance(instance.id, "completed", "last_step")
-
     async def dispatch(self, job: Job) -> DispatchResult:
+        return (await self.dispatch_batch([job]))[0]
+
+    async def dispatch_batch(self, jobs: list[Job]) -> list[DispatchResult]:
+        """Dispatch a claimed batch with batched store/queue writes.
+
+        Reads: one snapshot round trip. Writes: one reservation call (caps, atomic), the
+        sends, then one store commit (confirmations, decisions, closes), one enqueue of next
+        steps, one reschedule of holds/retries, one ack. A crash anywhere before the ack
+        leaves the leases to expire: the retry finds ``sent`` (ack only) or ``pending``
+        (resend with the same send id, which idempotent channels and
+        ``Agent.send_proactive`` drop).
+        """
         now = self.clock.now()
+        await self.stops()
+        snaps = await self.store.dispatch_snapshots(
+            [(str(j.data.get("instance")), str(j.data.get("customer")), j.id) for j in jobs])
+        plan = _Plan()
+        results: list[DispatchResult | None] = [None] * len(jobs)
+        candidates: list[_Candidate] = []
+        for pos, (job, snap) in enumerate(zip(jobs, snaps)):
+            result = await self._prepare(pos, job, snap, now, plan, candidates)
+            if result is not None:
+                results[pos] = result
+        statuses = await self.store.reserve_sends(
+            [Reservation(c.job.id, c.instance.customer_id, c.journey.name, c.step.name, c.variant.name,
+                         c.variant.message.name, c.journey.transactional) for c in candidates],
+            now, self.settings.per_day, self.settings.per_week) if candidates else []
+        to_send: list[_Candidate] = []
+        for c, status in zip(candidates, statuses):
+            if status.startswith("frequency_cap"):
+                self._decide(plan, c.job, c.instance, c.step.name, c.variant.name, Verdict.skip(status), now)
+                self._next(plan, c.job, c.instance, c.journey, c.index, c.profile)
+                plan.acks.append(c.job.id)
+                results[c.pos] = DispatchResult(c.job.id, "skip", status)
+            elif status == "sent":  # another worker confirmed it meanwhile
+                self._next(plan, c.job, c.instance, c.journey, c.index, c.profile, completed=True)
+                plan.acks.append(c.job.id)
+                results[c.pos] = DispatchResult(c.job.id, "sent")
+            else:
+                to_send.append(c)
+        for c, outcome in zip(to_send, await self._send_all(to_send)):
+            results[c.pos] = self._after_send(plan, c, outcome, now)
+        await self._flush(plan)
+        return [r for r in results if r is not None]
+
+    async def _prepare(self, pos: int, job: Job, snap: Snapshot, now: float, plan: "_Plan",
+                       candidates: list["_Candidate"]) -> DispatchResult | None:
+        """Everything up to the cap check; a result, or None with a send candidate added."""
         journey = self.config.journey(str(job.data.get("journey")))
-        instance, profile, send_status = await self.store.dispatch_snapshot(
-            str(job.data.get("instance")), str(job.data.get("customer")), job.id)
+        instance, profile = snap.instance, snap.profile
         if journey is None or instance is None or instance.status != "active":
-            await self.queue.ack(job.id)
+            plan.acks.append(job.id)
             return DispatchResult(job.id, "gone", "journey_removed" if journey is None else "instance_closed")
         index = int(job.data.get("step", 0))
         if index >= len(journey.steps):
-            await self.queue.ack(job.id)
+            plan.acks.append(job.id)
             return DispatchResult(job.id, "gone", "step_removed")
         step = journey.steps[index]
-        variant = step.variant(instance.variants.get(step.name, "")) or assign_variant(step, journey.name, instance.customer_id)
-        if send_status == "sent":  # crashed after sending, before the ack
-            await self._next(job, instance, journey, index, profile)
-            await self.queue.ack(job.id)
+        if snap.send_status == "sent":  # crashed after sending, before the ack
+            self._next(plan, job, instance, journey, index, profile)
+            plan.acks.append(job.id)
             return DispatchResult(job.id, "sent", "already_sent")
+        variant, replaced = self._dispatch_variant(journey, step, instance, snap)
         outgoing = Outgoing(job.id, instance.customer_id, instance.sender_id, journey.name, step.name, variant.name,
                             variant.message, resolve_slots(variant.message.slots, instance.entry),
                             journey.transactional, profile)
         verdict = await self._guards(job, journey, step, instance, outgoing, profile, now)
         if verdict.kind == SKIP:
-            await self._record(job, instance, step.name, variant.name, verdict, now)
+            self._decide(plan, job, instance, step.name, variant.name, verdict, now)
             if verdict.reason in ("opted_out", "no_consent"):
-                await self.store.close_instance(instance.id, "exited", verdict.reason)
+                plan.writes.closes.append((instance.id, "exited", verdict.reason))
             else:
-                await self._next(job, instance, journey, index, profile)
-            await self.queue.ack(job.id)
+                self._next(plan, job, instance, journey, index, profile)
+            plan.acks.append(job.id)
             return DispatchResult(job.id, "skip", verdict.reason)
         if verdict.kind == HOLD:
             until = verdict.until if verdict.until and verdict.until > now else now + SEND_RETRY_S
             verdict = Verdict.hold(verdict.reason, until)
-            await self._record(job, instance, step.name, variant.name, verdict, now)
+            self._decide(plan, job, instance, step.name, variant.name, verdict, now)
             data = dict(job.data)
             data.setdefault("held_since", now)
-            await self.queue.reschedule(Job(job.id, until, data))
+            plan.reschedules.append(Job(job.id, until, data))
             return DispatchResult(job.id, "hold", verdict.reason)
-        status = await self.store.reserve_send(
-            send_id=job.id, customer_id=instance.customer_id, journey=journey.name, step=step.name,
-            variant=variant.name, message=variant.message.name, transactional=journey.transactional, at=now,
-            per_day=self.settings.per_day, per_week=self.settings.per_week)
-        if status.startswith("frequency_cap"):
-            skip = Verdict.skip(status)
-            await self._record(job, instance, step.name, variant.name, skip, now)
-            await self._next(job, instance, journey, index, profile)
-            await self.queue.ack(job.id)
-            return DispatchResult(job.id, "skip", status)
-        if status != "sent":
+        if replaced is not None:
+            self._decide(plan, job, instance, step.name, replaced, Verdict("reroute", f"variant_stopped:{variant.name}"), now)
+        candidates.append(_Candidate(pos, job, instance, journey, index, step, variant, outgoing, profile))
+        return None
+
+    async def _send_all(self, candidates: list["_Candidate"]) -> list[Any]:
+        """Send each candidate; an outcome is the path (str) or the exception raised."""
+
+        async def one(c: _Candidate) -> Any:
             try:
-                path = await self.sender.send(outgoing)
+                return await asyncio.wait_for(self.sender.send(c.outgoing), self.send_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a failed send is retried, then recorded
-                return await self._send_failed(job, instance, step.name, variant.name, e, now)
-            last = index + 1 >= len(journey.steps)
-            await self.store.mark_sent(job.id, now, path, complete_instance=instance.id if last else None)
-        await self._next(job, instance, journey, index, profile, completed=status != "sent")
-        await self.queue.ack(job.id)
-        return DispatchResult(job.id, "sent")
+                return e
 
-    async def _send_failed(self, job: Job, instance: Instance, step: str, variant: str, error: Exception,
-                           now: float) -> DispatchResult:
-        attempts = int(job.data.get("attempts", 0)) + 1
-        logger.warning("Trigger send %s failed (attempt %d): %s", job.id, attempts, error)
-        if attempts >= MAX_SEND_ATTEMPTS:
-            await self.store.release_send(job.id)
-            await self._record(job, instance, step, variant, Verdict.skip("send_failed"), now)
-            await self.queue.ack(job.id)
-            return DispatchResult(job.id, "skip", "send_failed")
-        await self.queue.reschedule(Job(job.id, now + SEND_RETRY_S * 2 ** (attempts - 1), {**job.data, "attempts": attempts}))
-        return DispatchResult(job.id, "retry", type(error).__name__)
+        if self.send_concurrency <= 1 or len(candidates) <= 1:
+            return [await one(c) for c in candidates]
+        gate = asyncio.Semaphore(self.send_concurrency)
+
+        async def gated(c: _Candidate) -> Any:
+            async with gate:
+                return await one(c)
+
+        return list(await asyncio.gather(*(gated(c) for c in candidates)))
+
+    def _after_send(self, plan: "_Plan", c: "_Candidate", outcome: Any, now: float) -> DispatchResult:
+        if isinstance(outcome, BaseException):
+            attempts = int(c.job.data.get("attempts", 0)) + 1
+            logger.warning("Trigger send %s failed (attempt %d): %s", c.job.id, attempts, outcome)
+            if attempts >= MAX_SEND_ATTEMPTS:
+                plan.writes.releases.append((c.job.id, c.instance.customer_id))
+                self._decide(plan, c.job, c.instance, c.step.name, c.variant.name, Verdict.skip("send_failed"), now)
+                plan.acks.append(c.job.id)
+                return DispatchResult(c.job.id, "skip", "send_failed")
+            plan.reschedules.append(Job(c.job.id, now + SEND_RETRY_S * 2 ** (attempts - 1),
+                                        {**c.job.data, "attempts": attempts}))
+            return DispatchResult(c.job.id, "retry", type(outcome).__name__)
+        plan.writes.sent.append(SentMark(c.job.id, now, str(outcome) if outcome is not None else None,
+                                         c.instance.customer_id, c.journey.name, c.step.name, c.variant.name))
+        if c.index + 1 >= len(c.journey.steps):
+            plan.writes.completed.append(c.instance.id)
+        self._next(plan, c.job, c.instance, c.journey, c.index, c.profile, completed=True)
+        plan.acks.append(c.job.id)
+        return DispatchResult(c.job.id, "sent")
+
+    def _decide(self, plan: "_Plan", job: Job, instance: Instance, step: str, variant: str, verdict: Verdict,
+                now: float) -> None:
+        plan.writes.decisions.append(decision(
+            send_id=job.id, customer_id=instance.customer_id, journey=instance.journey, step=step, variant=variant,
+            kind=verdict.kind, reason=verdict.reason, at=now, until=verdict.until))
+
+    def _next(self, plan: "_Plan", job: Job, instance: Instance, journey: Journey, index: int, profile: dict[str, Any],
+              completed: bool = False) -> None:
+        if index + 1 < len(journey.steps):
+            tz = self.settings.tz(profile.get("timezone"))
+            base = float(job.data.get("first_due", job.due))
+            plan.enqueues.append(self._step_job(instance, index + 1, journey.steps[index + 1].delay.due(base, tz)))
+        elif not completed:
+            plan.writes.closes.append((instance.id, "completed", "last_step"))
+
+    async def _flush(self, plan: "_Plan") -> None:
+        """Store first, queue after: a crash in between is repaired by the retry (see dispatch_batch)."""
+        await self.store.commit_batch(plan.writes)
+        if plan.enqueues:
+            await _many(self.queue, "enqueue", plan.enqueues)
+        if plan.reschedules:
+            await _many(self.queue, "reschedule", plan.reschedules)
+        if plan.acks:
+            await _many(self.queue, "ack", plan.acks)
 
     async def _guards(self, job: Job, journey: Journey, step: Any, instance: Instance, outgoing: Outgoing,
                       profile: dict[str, Any], now: float) -> Verdict:

@@ -26,6 +26,8 @@ SHOP_EVENT_TYPES = (
     "order_delivered",
     "order_cancelled",
     "return_requested",
+    "exchange_requested",
+    "address_changed",
     "refund_completed",
     "review_posted",
     "subscribed",

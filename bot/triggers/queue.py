@@ -179,6 +179,15 @@ class RedisJobQueue:
     async def reschedule(self, job: Job) -> None:
         await self._call("reschedule", self._reschedule(keys=self.keys, args=[job.id, job.due, job.dumps()]))
 
+    async def reschedule_many(self, jobs: list[Job]) -> None:
+        """Holds and retries of a batch: the script per job, pipelined in one round trip."""
+        if not jobs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                await self._reschedule(keys=self.keys, args=[job.id, job.due, job.dumps()], client=pipe)
+            await self._call("reschedule", pipe.execute())
+
     async def cancel(self, job_ids: list[str]) -> int:
         if not job_ids:
             return 0
@@ -243,18 +252,41 @@ class SQLJobQueue:
                 "ORDER BY due LIMIT :n) RETURNING payload"), {"lease": now + lease_s, "now": now, "n": limit})).all()
         return sorted((Job.loads(r[0]) for r in rows), key=lambda j: j.due)
 
-    async def ack(self, job_id: str) -> None:
+    async def enqueue_many(self, jobs: list[Job]) -> int:
+        """Bulk enqueue in one transaction (existing ids are left alone)."""
         from sqlalchemy import text
 
+        if not jobs:
+            return 0
+        await self._setup()
         async with self.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM trigger_jobs WHERE id = :id"), {"id": job_id})
+            result = await conn.execute(text(
+                "INSERT INTO trigger_jobs (id, due, lease_until, payload) VALUES (:id, :due, NULL, :p) "
+                "ON CONFLICT (id) DO NOTHING"), [{"id": j.id, "due": j.due, "p": j.dumps()} for j in jobs])
+            return max(0, int(result.rowcount or 0))
+
+    async def ack(self, job_id: str) -> None:
+        await self.ack_many([job_id])
+
+    async def ack_many(self, job_ids: list[str]) -> None:
+        from sqlalchemy import text
+
+        if not job_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM trigger_jobs WHERE id = :id"), [{"id": i} for i in job_ids])
 
     async def reschedule(self, job: Job) -> None:
+        await self.reschedule_many([job])
+
+    async def reschedule_many(self, jobs: list[Job]) -> None:
         from sqlalchemy import text
 
+        if not jobs:
+            return
         async with self.engine.begin() as conn:
             await conn.execute(text("UPDATE trigger_jobs SET due = :due, lease_until = NULL, payload = :p WHERE id = :id"),
-                               {"id": job.id, "due": job.due, "p": job.dumps()})
+                               [{"id": j.id, "due": j.due, "p": j.dumps()} for j in jobs])
 
     async def cancel(self, job_ids: list[str]) -> int:
         from sqlalchemy import bindparam, text

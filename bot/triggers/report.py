@@ -18,11 +18,16 @@ def two_proportion_z(conv_a: int, n_a: int, conv_b: int, n_b: int) -> tuple[floa
     return z, math.erfc(abs(z) / math.sqrt(2))
 
 
-def build_report(counts: dict[str, Any], config: Any = None, alpha: float = 0.05) -> dict[str, Any]:
+def build_report(counts: dict[str, Any], config: Any = None, alpha: float = 0.05,
+                 stops: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``stops``: variants stopped at run time (``store.stopped_variants()``), shown per variant
+    (``stopped``, ``stopped_at``, ``in_flight``) and listed under ``stopped_variants``."""
     journeys: dict[str, dict[str, Any]] = {}
+    stops = stops or {}
 
     def journey(name: str) -> dict[str, Any]:
-        return journeys.setdefault(name, {"sends": 0, "conversions": 0, "skips": {}, "holds": {}, "exits": {}, "steps": {}})
+        return journeys.setdefault(name, {"sends": 0, "conversions": 0, "skips": {}, "holds": {}, "exits": {},
+                                          "reroutes": {}, "steps": {}})
 
     conversions = {(j, s, v): n for j, s, v, n in counts["conversions"]}
     for name, step, variant, n in counts["sends"]:
@@ -32,7 +37,7 @@ def build_report(counts: dict[str, Any], config: Any = None, alpha: float = 0.05
         j["conversions"] += conv
         j["steps"].setdefault(step, {})[variant] = {"sends": n, "conversions": conv, "rate": conv / n if n else 0.0}
     for name, kind, reason, n in counts["decisions"]:
-        bucket = {"skip": "skips", "hold": "holds", "exit": "exits"}.get(kind, "skips")
+        bucket = {"skip": "skips", "hold": "holds", "exit": "exits", "reroute": "reroutes"}.get(kind, "skips")
         journey(name)[bucket][reason] = journey(name)[bucket].get(reason, 0) + n
     for name, data in journeys.items():
         data["conversion_rate"] = data["conversions"] / data["sends"] if data["sends"] else 0.0
@@ -42,14 +47,19 @@ def build_report(counts: dict[str, Any], config: Any = None, alpha: float = 0.05
             base = variants[control]
             for variant in order:
                 stats = variants[variant]
-                stats["stopped"] = _stopped(config, name, step, variant)
+                stop = stops.get((name, step, variant))
+                stats["stopped"] = stop is not None or _stopped(config, name, step, variant)
+                if stop is not None:
+                    stats["stopped_at"] = stop.get("stopped_at")
+                    stats["in_flight"] = stop.get("in_flight", "reroute")
                 if variant == control:
                     stats["control"] = True
                     continue
                 z, p = two_proportion_z(base["conversions"], base["sends"], stats["conversions"], stats["sends"])
                 stats["vs_control"] = {"control": control, "z": z, "p_value": p,
                                        "significant": p is not None and p < alpha, "alpha": alpha}
-    return {"journeys": journeys}
+    listed = [{"journey": j, "step": st, "variant": v, **info} for (j, st, v), info in sorted(stops.items())]
+    return {"journeys": journeys, "stopped_variants": listed}
 
 
 def _step(config: Any, journey: str, step: str) -> Any:
@@ -73,8 +83,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = []
     for name, data in sorted(report["journeys"].items()):
         lines.append(f"{name}: {data['sends']} sent, {data['conversions']} converted ({data['conversion_rate']:.1%})")
-        for kind in ("skips", "holds", "exits"):
-            if data[kind]:
+        for kind in ("skips", "holds", "exits", "reroutes"):
+            if data.get(kind):
                 lines.append(f"  {kind}: " + ", ".join(f"{r}={n}" for r, n in sorted(data[kind].items())))
         for step, variants in data["steps"].items():
             for variant, s in variants.items():
@@ -84,4 +94,7 @@ def format_report(report: dict[str, Any]) -> str:
                     extra = f"  vs {vc['control']}: z={vc['z']:.2f} p={vc['p_value']:.3f}{' *' if vc['significant'] else ''}"
                 stop = " (stopped)" if s.get("stopped") else ""
                 lines.append(f"  {step}/{variant}{stop}: {s['sends']} sent, {s['conversions']} converted ({s['rate']:.1%}){extra}")
+    for stop in report.get("stopped_variants", []):
+        lines.append(f"stopped: {stop['journey']}/{stop['step']}/{stop['variant']} (in-flight sends: "
+                     f"{stop.get('in_flight', 'reroute')}){' - ' + stop['reason'] if stop.get('reason') else ''}")
     return "\n".join(lines) or "No trigger sends yet."

@@ -62,32 +62,25 @@ async def _set_slots(agent: Any, outgoing: Outgoing) -> None:
     await agent.append_events(outgoing.sender_id, [SlotSet(k, v) for k, v in outgoing.slots.items()])
 
 
-async def render_through_agent(agent: Any, outgoing: Outgoing, output_channel: Any) -> None:
+async def render_through_agent(agent: Any, outgoing: Outgoing, output_channel: Any, idempotent: bool = True) -> None:
     """Run the step's response or custom action in the customer's conversation, then listen.
 
-    ``agent.execute_action`` predicts further actions after the one it runs (Rasa's
-    ``/execute``), which after a proactive message ends in the fallback response; so the
-    processor runs exactly this action under the conversation lock, with the event's
-    slots set first, and the turn ends with ``action_listen``.
+    ``Agent.send_proactive`` does it under the conversation lock: the event's slots set
+    first, exactly this action (no prediction after it), the turn closed with
+    ``action_listen``; the send id is its idempotency key, so a retry after a crash does
+    not repeat the message in the conversation (``idempotent=False`` where rendering is
+    not the delivery, e.g. WeChat's API call follows it). Agents without it (fakes, older ones)
+    get the slots appended and ``execute_action``.
     """
-    processor = getattr(agent, "processor", None)
-    if processor is None or not hasattr(processor, "_run_action") or not hasattr(agent, "lock_store"):
-        await _set_slots(agent, outgoing)
-        await agent.execute_action(outgoing.sender_id, outgoing.message.name, output_channel)
+    send_proactive = getattr(agent, "send_proactive", None)
+    if send_proactive is not None:
+        await send_proactive(outgoing.sender_id, outgoing.message.name, output_channel, slots=dict(outgoing.slots),
+                             metadata={"trigger": {"journey": outgoing.journey, "step": outgoing.step,
+                                                   "variant": outgoing.variant, "send_id": outgoing.send_id}},
+                             idempotency_key=outgoing.send_id if idempotent else None, policy="TriggerScheduler")
         return
-    from bot.dialogue.processor import Prediction
-    from bot.shared.constants import ACTION_LISTEN_NAME
-    from bot.shared.events import ActionExecuted, SlotSet
-
-    name = outgoing.message.name
-    async with agent.lock_store.lock(outgoing.sender_id):
-        tracker = await processor.fetch_tracker_and_update_session(outgoing.sender_id, output_channel)
-        for slot, value in outgoing.slots.items():
-            tracker.update(SlotSet(slot, value), processor.domain)
-        await processor._run_action(processor._action(name), tracker, output_channel,
-                                    Prediction(name, "TriggerScheduler", 1.0))
-        tracker.update(ActionExecuted(ACTION_LISTEN_NAME), processor.domain)
-        await processor.save_tracker(tracker)
+    await _set_slots(agent, outgoing)
+    await agent.execute_action(outgoing.sender_id, outgoing.message.name, output_channel)
 
 
 class AgentSender:
@@ -155,7 +148,7 @@ class WeChatSender:
         from bot.shared.message import CollectingOutputChannel
 
         collector = CollectingOutputChannel()
-        await render_through_agent(self.agent, outgoing, collector)
+        await render_through_agent(self.agent, outgoing, collector, idempotent=False)
         path = await self.channel.send_proactive(
             self.openid_of(outgoing), collector.messages, template_id=outgoing.message.template,
             template_data={k: {"value": str(v)} for k, v in outgoing.slots.items()})

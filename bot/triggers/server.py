@@ -1,4 +1,5 @@
-"""HTTP routes: ``POST /events`` (behaviour events in) and ``GET /triggers/report``.
+"""HTTP routes: ``POST /events`` (behaviour events in), ``GET /triggers/report`` and
+``POST /triggers/journeys/<journey>/steps/<step>/variants/<variant>/stop|resume``.
 
 ``create_triggers_blueprint(get_engine)``: ``get_engine(request)`` returns the worker's
 :class:`~bot.triggers.engine.TriggerEngine` (``None``: 409). Both routes use the API's
@@ -9,6 +10,7 @@ a rejected request is stored.
 """
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any, Callable
 
@@ -64,6 +66,42 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
         except ValueError as e:
             raise bad_request("'since' must be seconds since the epoch.", "since", "query") from e
         counts = await engine.store.report_counts(since_ts)
-        return response.json(build_report(counts, engine.config))
+        return response.json(build_report(counts, engine.config, stops=await engine.stops(refresh=True)))
+
+    def _switch_body(request: Request) -> dict[str, Any]:
+        if not request.body:
+            return {}
+        try:
+            body = json.loads(request.body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise bad_request(f"Request body is not valid JSON: {e}.", "body", "body") from e
+        if not isinstance(body, dict):
+            raise bad_request("Request body must be a JSON object like {\"reason\": \"...\", \"in_flight\": \"reroute\"}.",
+                              "body", "body")
+        return body
+
+    @bp.post("/triggers/journeys/<journey>/steps/<step>/variants/<variant>/stop")
+    @requires_auth
+    async def stop_variant(request: Request, journey: str, step: str, variant: str) -> Any:
+        """Stop a variant for good; body (optional): ``{"reason": "...", "in_flight": "reroute"|"send"}``."""
+        engine = engine_of(request)
+        body = _switch_body(request)
+        try:
+            result = await engine.stop_variant(journey, step, variant,
+                                               reason=str(body.get("reason") or ""),
+                                               in_flight=str(body.get("in_flight") or "reroute"))
+        except EventRejected as e:
+            raise _rejected(e) from e
+        return response.json(result)
+
+    @bp.post("/triggers/journeys/<journey>/steps/<step>/variants/<variant>/resume")
+    @requires_auth
+    async def resume_variant(request: Request, journey: str, step: str, variant: str) -> Any:
+        engine = engine_of(request)
+        try:
+            result = await engine.resume_variant(journey, step, variant)
+        except EventRejected as e:
+            raise _rejected(e) from e
+        return response.json(result)
 
     return bp

@@ -84,6 +84,23 @@ conversions_t = sa.Table(
     sa.Column("event_id", sa.String(128), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
 )
+variant_states_t = sa.Table(
+    "trigger_variant_states", metadata,
+    sa.Column("journey", sa.String(128), primary_key=True),
+    sa.Column("step", sa.String(128), primary_key=True),
+    sa.Column("variant", sa.String(128), primary_key=True),
+    sa.Column("stopped_at", sa.Float, nullable=False),
+    sa.Column("reason", sa.String(256)),
+    sa.Column("in_flight", sa.String(16), nullable=False, default="reroute"),
+)
+
+_CHUNK = 400  # ids per IN (...) clause; well under SQLite's bound-parameter limit
+_BUSY_RETRIES = 20
+
+
+def _is_busy(error: Exception) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,67 @@ class SendRecord:
     status: str
     reserved_at: float
     sent_at: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the dispatcher needs about one job, read in one batched round trip."""
+
+    instance: Instance | None
+    profile: dict[str, Any]
+    send_status: str | None  # None, "pending" (reserved, unconfirmed) or "sent"
+    send_variant: str | None = None  # the variant a pending/sent reservation recorded
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A send to reserve under the frequency caps (the send id is the idempotency key)."""
+
+    send_id: str
+    customer_id: str
+    journey: str
+    step: str
+    variant: str
+    message: str
+    transactional: bool
+
+
+@dataclass(frozen=True)
+class SentMark:
+    """A confirmed send (the channel accepted it)."""
+
+    send_id: str
+    at: float
+    path: str | None
+    customer_id: str = ""
+    journey: str = ""
+    step: str = ""
+    variant: str = ""
+
+
+@dataclass
+class BatchWrites:
+    """Everything one dispatched batch writes to the store, applied in one transaction
+    (SQL) or one Lua call (Redis) by ``commit_batch``: an accumulator, hence not frozen."""
+
+    sent: list[SentMark] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)  # instance ids whose last step was sent
+    closes: list[tuple[str, str, str]] = field(default_factory=list)  # (instance id, status, reason)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    releases: list[tuple[str, str]] = field(default_factory=list)  # (send id, customer id)
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.completed or self.closes or self.decisions or self.releases)
+
+
+def decision(*, send_id: str, customer_id: str, journey: str, step: str, variant: str, kind: str, reason: str,
+             at: float, until: float | None = None) -> dict[str, Any]:
+    return {"send_id": send_id, "customer_id": customer_id, "journey": journey, "step": step, "variant": variant,
+            "kind": kind, "reason": reason, "at": at, "until": until}
+
+
+def _chunks(items: list[Any], size: int = _CHUNK) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
 
 
 def _sqlite_url(url: str) -> str:
@@ -301,27 +379,8 @@ class SQLTriggerStore:
         with the same send id), ``"sent"`` (nothing to do) or ``"frequency_cap_day"`` /
         ``"frequency_cap_week"``. Transactional sends ignore the caps but count toward them.
         """
-        await self.setup()
-        async with self._write_lock, self.engine.begin() as conn:
-            if not self._is_sqlite:
-                await conn.execute(sa.select(customers_t.c.customer_id).where(
-                    customers_t.c.customer_id == customer_id).with_for_update())
-            row = (await conn.execute(sa.select(sends_t.c.status).where(sends_t.c.send_id == send_id))).first()
-            if row is not None:
-                return str(row.status)
-            if not transactional:
-                for limit, window, reason in ((per_day, 86400.0, "frequency_cap_day"),
-                                              (per_week, 7 * 86400.0, "frequency_cap_week")):
-                    if limit is None:
-                        continue
-                    count = (await conn.execute(sa.select(sa.func.count()).select_from(sends_t).where(
-                        (sends_t.c.customer_id == customer_id) & (sends_t.c.reserved_at > at - window)))).scalar()
-                    if int(count or 0) >= limit:
-                        return reason
-            await conn.execute(sends_t.insert().values(
-                send_id=send_id, customer_id=customer_id, journey=journey, step=step, variant=variant,
-                message=message, transactional=transactional, status="pending", reserved_at=at))
-        return "reserved"
+        return (await self.reserve_sends([Reservation(send_id, customer_id, journey, step, variant, message,
+                                                      transactional)], at, per_day, per_week))[0]
 
     async def mark_sent(self, send_id: str, at: float, path: str | None = None,
                         complete_instance: str | None = None) -> None:
@@ -332,6 +391,167 @@ class SQLTriggerStore:
                 await conn.execute(instances_t.update().where(
                     (instances_t.c.id == complete_instance) & (instances_t.c.status == "active")
                 ).values(status="completed", reason="last_step"))
+
+    # ------------------------------------------------------------------ batched dispatch
+    async def dispatch_snapshots(self, keys: list[tuple[str, str, str]]) -> list[Snapshot]:
+        """``[(instance id, customer id, send id)]`` → snapshots, three queries for the batch."""
+        await self.setup()
+        if not keys:
+            return []
+        instances: dict[str, Any] = {}
+        customers: dict[str, Any] = {}
+        sends: dict[str, Any] = {}
+        async with self.engine.connect() as conn:
+            for part in _chunks(sorted({k[0] for k in keys})):
+                for row in (await conn.execute(sa.select(instances_t).where(instances_t.c.id.in_(part)))).all():
+                    instances[row.id] = row
+            for part in _chunks(sorted({k[1] for k in keys})):
+                for row in (await conn.execute(sa.select(customers_t).where(customers_t.c.customer_id.in_(part)))).all():
+                    customers[row.customer_id] = row
+            for part in _chunks(sorted({k[2] for k in keys})):
+                rows = await conn.execute(sa.select(sends_t.c.send_id, sends_t.c.status, sends_t.c.variant)
+                                          .where(sends_t.c.send_id.in_(part)))
+                for row in rows.all():
+                    sends[row.send_id] = row
+        out = []
+        for instance_id, customer_id, send_id in keys:
+            inst, cust, send = instances.get(instance_id), customers.get(customer_id), sends.get(send_id)
+            profile: dict[str, Any] = {"opted_out": False}
+            if cust is not None:
+                profile = {**json.loads(cust.profile), "opted_out": bool(cust.opted_out)}
+            out.append(Snapshot(self._instance(inst) if inst else None, profile,
+                                str(send.status) if send else None, str(send.variant) if send else None))
+        return out
+
+    async def reserve_sends(self, reservations: list[Reservation], at: float, per_day: int | None,
+                            per_week: int | None) -> list[str]:
+        """:meth:`reserve_send` for a whole batch in one transaction (statuses in order).
+
+        Reservations earlier in the batch count toward the caps of later ones, so two
+        steps for one customer in the same batch cannot both pass a cap of one.
+        """
+        await self.setup()
+        if not reservations:
+            return []
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                return await self._reserve_sends(reservations, at, per_day, per_week)
+            except sa.exc.OperationalError as e:
+                # SQLite: another process committed after this transaction read the caps
+                # (SQLITE_BUSY_SNAPSHOT); nothing was written, so reading again is safe.
+                if attempt + 1 >= _BUSY_RETRIES or not _is_busy(e):
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _reserve_sends(self, reservations: list[Reservation], at: float, per_day: int | None,
+                             per_week: int | None) -> list[str]:
+        customers = sorted({r.customer_id for r in reservations})
+        async with self._write_lock, self.engine.begin() as conn:
+            if self._is_sqlite:
+                # The driver would BEGIN only at the INSERT, after the cap reads: take the
+                # write lock first so workers in other processes cannot interleave.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                for part in _chunks(customers):
+                    await conn.execute(sa.select(customers_t.c.customer_id).where(
+                        customers_t.c.customer_id.in_(part)).with_for_update())
+            existing: dict[str, str] = {}
+            for part in _chunks(sorted({r.send_id for r in reservations})):
+                rows = await conn.execute(sa.select(sends_t.c.send_id, sends_t.c.status).where(sends_t.c.send_id.in_(part)))
+                existing.update({row.send_id: str(row.status) for row in rows.all()})
+            day: dict[str, int] = {}
+            week: dict[str, int] = {}
+            if per_day is not None or per_week is not None:
+                recent_day = sa.func.sum(sa.case((sends_t.c.reserved_at > at - 86400.0, 1), else_=0))
+                for part in _chunks(customers):
+                    rows = await conn.execute(
+                        sa.select(sends_t.c.customer_id, recent_day, sa.func.count())
+                        .where(sends_t.c.customer_id.in_(part) & (sends_t.c.reserved_at > at - 7 * 86400.0))
+                        .group_by(sends_t.c.customer_id))
+                    for cid, n_day, n_week in rows.all():
+                        day[cid], week[cid] = int(n_day or 0), int(n_week or 0)
+            statuses: list[str] = []
+            inserts: list[dict[str, Any]] = []
+            for r in reservations:
+                if r.send_id in existing:
+                    statuses.append(existing[r.send_id])
+                    continue
+                n_day, n_week = day.get(r.customer_id, 0), week.get(r.customer_id, 0)
+                if not r.transactional and per_day is not None and n_day >= per_day:
+                    statuses.append("frequency_cap_day")
+                    continue
+                if not r.transactional and per_week is not None and n_week >= per_week:
+                    statuses.append("frequency_cap_week")
+                    continue
+                day[r.customer_id], week[r.customer_id] = n_day + 1, n_week + 1
+                existing[r.send_id] = "pending"
+                inserts.append({"send_id": r.send_id, "customer_id": r.customer_id, "journey": r.journey,
+                                "step": r.step, "variant": r.variant, "message": r.message,
+                                "transactional": r.transactional, "status": "pending", "reserved_at": at})
+                statuses.append("reserved")
+            if inserts:
+                await conn.execute(sends_t.insert(), inserts)
+        return statuses
+
+    async def commit_batch(self, writes: BatchWrites) -> int:
+        """Apply a batch's confirmations, decisions, instance closes and releases in one transaction.
+
+        Returns how many instances it closed (those still active)."""
+        if not writes:
+            return 0
+        await self.setup()
+        closed = 0
+        async with self._write_lock, self.engine.begin() as conn:
+            if writes.sent:
+                await conn.execute(
+                    sends_t.update().where(sends_t.c.send_id == sa.bindparam("sid"))
+                    .values(status="sent", sent_at=sa.bindparam("at"), path=sa.bindparam("p")),
+                    [{"sid": m.send_id, "at": m.at, "p": m.path} for m in writes.sent])
+            closes = [(i, "completed", "last_step") for i in writes.completed] + list(writes.closes)
+            if closes:
+                result = await conn.execute(
+                    instances_t.update().where((instances_t.c.id == sa.bindparam("iid")) & (instances_t.c.status == "active"))
+                    .values(status=sa.bindparam("st"), reason=sa.bindparam("why")),
+                    [{"iid": i, "st": st, "why": why} for i, st, why in closes])
+                closed = max(0, int(result.rowcount or 0))
+            if writes.decisions:
+                await conn.execute(decisions_t.insert(), writes.decisions)
+            if writes.releases:
+                await conn.execute(sends_t.delete().where((sends_t.c.send_id == sa.bindparam("sid"))
+                                                          & (sends_t.c.status == "pending")),
+                                   [{"sid": sid} for sid, _ in writes.releases])
+        return closed
+
+    # ------------------------------------------------------------------ variant switches
+    async def stop_variant(self, journey: str, step: str, variant: str, at: float, reason: str = "",
+                           in_flight: str = "reroute") -> None:
+        """Persist a variant stop (idempotent: the first stop time is kept)."""
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            exists = (await conn.execute(sa.select(variant_states_t.c.journey).where(
+                (variant_states_t.c.journey == journey) & (variant_states_t.c.step == step)
+                & (variant_states_t.c.variant == variant)))).first()
+            if exists is None:
+                await conn.execute(variant_states_t.insert().values(
+                    journey=journey, step=step, variant=variant, stopped_at=at, reason=reason or None,
+                    in_flight=in_flight))
+
+    async def resume_variant(self, journey: str, step: str, variant: str) -> bool:
+        await self.setup()
+        async with self._write_lock, self.engine.begin() as conn:
+            result = await conn.execute(variant_states_t.delete().where(
+                (variant_states_t.c.journey == journey) & (variant_states_t.c.step == step)
+                & (variant_states_t.c.variant == variant)))
+        return bool(result.rowcount)
+
+    async def stopped_variants(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """``{(journey, step, variant): {"stopped_at", "reason"}}`` for variants stopped at run time."""
+        await self.setup()
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(variant_states_t))).all()
+        return {(r.journey, r.step, r.variant): {"stopped_at": r.stopped_at, "reason": r.reason or "",
+                                                  "in_flight": r.in_flight} for r in rows}
 
     async def release_send(self, send_id: str) -> None:
         """Undo a reservation whose send failed permanently (frees the cap)."""

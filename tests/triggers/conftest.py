@@ -124,3 +124,43 @@ async def sql_queue(store: SQLTriggerStore) -> SQLJobQueue:
 
 def make_engine(store: Any, queue: Any, sender: Any, clock: TestClock, text: str = TEST_TRIGGERS, **kwargs: Any) -> TriggerEngine:
     return TriggerEngine(load_triggers_text(text), store, queue, sender, clock, **kwargs)
+
+
+class Backend:
+    """A store + queue pair on shared data; ``open()`` again simulates a restarted worker."""
+
+    def __init__(self, name: str, tmp_path: Any, redis_url: str | None = None) -> None:
+        self.name = name
+        self.tmp_path = tmp_path
+        self.redis_url = redis_url
+        self._opened: list[Any] = []
+
+    async def open(self) -> tuple[Any, Any]:
+        if self.name == "redis":
+            from bot.triggers.redis_store import RedisTriggerStore
+
+            store: Any = RedisTriggerStore(self.redis_url, prefix="test:triggers")
+            queue: Any = RedisJobQueue(self.redis_url, prefix="test:triggers")
+            self._opened.extend([store, queue])
+        else:
+            store = SQLTriggerStore(f"sqlite+aiosqlite:///{self.tmp_path / 'triggers.db'}")
+            await store.setup()
+            queue = SQLJobQueue(store.engine)
+            self._opened.append(store)
+        return store, queue
+
+    async def close(self) -> None:
+        for thing in reversed(self._opened):
+            try:
+                await thing.close()
+            except Exception:  # noqa: BLE001 - already closed by the test (a "killed" worker)
+                pass
+
+
+@pytest_asyncio.fixture(params=["sql", "redis"])
+async def backend(request: Any, tmp_path: Any) -> AsyncIterator[Backend]:
+    """The embedded default (SQLite store + SQL queue) and production (Redis store + Redis queue)."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    b = Backend(request.param, tmp_path, url)
+    yield b
+    await b.close()

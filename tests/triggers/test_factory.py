@@ -29,3 +29,34 @@ async def test_create_trigger_engine_embedded_defaults(tmp_path):
     await engine.store.setup()
     assert (tmp_path / "triggers.db").exists()
     await engine.store.close()
+
+
+@pytest.mark.asyncio
+async def test_create_trigger_engine_redis_store_and_queue(tmp_path, redis_url):
+    from bot.triggers.queue import RedisJobQueue
+    from bot.triggers.redis_store import RedisTriggerStore
+
+    (tmp_path / "triggers.yml").write_text(TEST_TRIGGERS, encoding="utf-8")
+    engine = create_trigger_engine(None, tmp_path, settings={"store": "redis", "url": redis_url, "prefix": "t:f"})
+    assert isinstance(engine.store, RedisTriggerStore) and isinstance(engine.queue, RedisJobQueue)
+    assert engine.store.prefix == "t:f" and engine.queue.keys[0] == "t:f:due"
+    from bot.triggers.events import BehaviourEvent
+
+    await engine.submit([BehaviourEvent("e1", "cart_item_added", "c1", engine.clock.now())])
+    assert await engine.store.redis.hexists("t:f:ev", "e1")
+    assert (await engine.queue.size())["due"] == 1
+    await engine.queue.close()
+    await engine.store.close()
+    # a redis:// store_url alone selects Redis for both (the queue follows the store)
+    engine = create_trigger_engine(None, tmp_path, settings={"store_url": redis_url})
+    assert isinstance(engine.store, RedisTriggerStore) and isinstance(engine.queue, RedisJobQueue)
+    await engine.queue.close()
+    await engine.store.close()
+
+
+def test_create_trigger_engine_redis_store_with_sql_queue_is_an_error(tmp_path):
+    from bot.shared.exceptions import ConfigError
+
+    (tmp_path / "triggers.yml").write_text(TEST_TRIGGERS, encoding="utf-8")
+    with pytest.raises(ConfigError, match="queue: redis"):
+        create_trigger_engine(None, tmp_path, settings={"store": "redis", "queue": "sql"})
