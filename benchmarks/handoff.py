@@ -86,9 +86,9 @@ async def main(n: int, m: int) -> dict[str, Any]:
                 elif event["type"] == "message" and event["message"]["sender"] == "user" and event.get("agent_id") == agent_id:
                     relayed_at.setdefault(event["message"]["text"], now)
 
-        listeners = [asyncio.create_task(listen(ws, a["id"])) for ws, a in zip(sockets, agents)]
         for ws in sockets:
-            await ws.recv()  # hello
+            await ws.recv()  # hello, before the listeners own recv()
+        listeners = [asyncio.create_task(listen(ws, a["id"])) for ws, a in zip(sockets, agents)]
         sent_at: dict[str, float] = {}
 
         async def shopper(i: int) -> None:
@@ -150,5 +150,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--handoffs", type=int, default=200)
     parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--out", help="merge the figures into this JSON file under --label")
+    parser.add_argument("--label", default="after", help="key for this run in --out (e.g. before/after)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.handoffs, args.agents)), indent=2))
+    result = asyncio.run(main(args.handoffs, args.agents))
+    print(json.dumps(result, indent=2))
+    if args.out:
+        out = Path(args.out)
+        data = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+        data[args.label] = {**result, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "cpu_count": __import__("os").cpu_count()}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

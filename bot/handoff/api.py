@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,22 @@ from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED
 logger = logging.getLogger(__name__)
 
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "connectors" / "static" / "console"
+
+
+_ENCODED: "OrderedDict[int, tuple[dict[str, Any], str]]" = OrderedDict()
+
+
+def _encode(event: dict[str, Any]) -> str:
+    """JSON of a notification, built once however many consoles receive the same event object."""
+    key = id(event)
+    cached = _ENCODED.get(key)
+    if cached is not None and cached[0] is event:
+        return cached[1]
+    text = json.dumps(event, ensure_ascii=False, default=str)
+    _ENCODED[key] = (event, text)  # holding the event keeps its id from being reused meanwhile
+    if len(_ENCODED) > 256:
+        _ENCODED.popitem(last=False)
+    return text
 
 
 def _error(status: int, message: str) -> HTTPResponse:
@@ -58,6 +75,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
                 if not has_role(agent, role):
                     return _error(403, f"Needs the '{role}' role.")
                 await service.start()
+                await service.heartbeat(agent.id)  # an agent using the API is still there
                 try:
                     return await handler(request, agent, *args, **kwargs)
                 except HandoffError as e:
@@ -81,7 +99,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     @bp.get(api + "/me")
     @authed()
     async def me(request: Request, agent: AgentSpec) -> HTTPResponse:
-        return response.json(service.agents[agent.id].public())
+        return response.json(await service.agent_view(agent.id))
 
     @bp.post(api + "/status")
     @authed()
@@ -91,7 +109,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     @bp.get(api + "/agents")
     @authed("supervisor")
     async def agents(request: Request, agent: AgentSpec) -> HTTPResponse:
-        return response.json([s.public() for s in service.agents.values()])
+        return response.json(await service.agent_views())
 
     @bp.post(api + "/agents/<agent_id>/status")
     @authed("supervisor")
@@ -201,11 +219,19 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
                     pass
 
         service.subscribe(listener)
+        interval = max(0.05, service.config.presence_ttl_s / 3) if service.config.presence_ttl_s > 0 else None
         try:
-            await ws.send(json.dumps({"type": "hello", "agent": service.agents[agent.id].public()}))
+            await service.heartbeat(agent.id)
+            await ws.send(json.dumps({"type": "hello", "agent": await service.agent_view(agent.id),
+                                      "left_messages": await service.left_messages_for(agent)},
+                                     ensure_ascii=False, default=str))
             while True:
-                event = await outbox.get()
-                await ws.send(json.dumps(event, ensure_ascii=False, default=str))
+                try:
+                    event = await asyncio.wait_for(outbox.get(), timeout=interval)
+                except asyncio.TimeoutError:  # the open socket is the console's heartbeat
+                    await service.heartbeat(agent.id)
+                    continue
+                await ws.send(_encode(event))
         finally:
             service.unsubscribe(listener)
 

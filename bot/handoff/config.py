@@ -89,12 +89,15 @@ class HandoffConfig:
     store_url: str = "sqlite+aiosqlite:///handoff.db"
     queue: dict[str, Any] = field(default_factory=lambda: {"type": "memory"})
     token_ttl_s: int = 8 * 3600
+    presence_ttl_s: float = 60.0  # a console silent this long (crashed, closed) goes away
     secret: str = ""
     agents: tuple[AgentSpec, ...] = ()
     canned_replies: dict[str, dict[str, str]] = field(default_factory=dict)
     webhook_url: str | None = None
     webhook_token: str | None = None
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
+    # WeChat outside the 48-hour customer-service window: {template_id, data: {key: "{text}"}, url}
+    wechat_template: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, filename: str = "config.yml") -> "HandoffConfig":
@@ -118,7 +121,18 @@ class HandoffConfig:
                     raise ConfigError(f"'handoff.{key}' must be a non-negative integer (0 disables).",
                                       filename=filename, fix=f"Write e.g. '{key}: 3'.")
                 kwargs[key] = value
-            elif key in ("sentiment_threshold", "urgency_threshold", "avg_handle_time_s"):
+            elif key == "wechat_template":
+                if value is not None and (not isinstance(value, dict) or not value.get("template_id")):
+                    raise ConfigError("'handoff.wechat_template' needs a 'template_id'.", filename=filename,
+                                      fix="Write e.g. 'wechat_template: {template_id: AbC123, data: "
+                                          "{first: \"{agent}\", keyword1: \"{text}\"}}'.")
+                kwargs[key] = value
+            elif key == "queue":
+                if not isinstance(value, dict) or value.get("type", "memory") not in ("memory", "redis"):
+                    raise ConfigError("'handoff.queue' must be {type: memory} or {type: redis, url: ...}.",
+                                      filename=filename, fix="Write e.g. 'queue: {type: redis, url: redis://localhost:6379/0}'.")
+                kwargs[key] = dict(value)
+            elif key in ("sentiment_threshold", "urgency_threshold", "avg_handle_time_s", "presence_ttl_s"):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ConfigError(f"'handoff.{key}' must be a number.", filename=filename,
                                       fix=f"Write e.g. '{key}: 0.7'.")
@@ -141,6 +155,10 @@ class HandoffConfig:
             if path.is_file():
                 section = (to_plain(read_yaml_file(path)) or {}).get("handoff") or {}
                 merged.update(section)
+        if "queue" not in merged:
+            redis_url = _redis_from_endpoints(Path(root) / "endpoints.yml")
+            if redis_url:  # several workers share Redis already: share the live queue and presence too
+                merged["queue"] = {"type": "redis", "url": redis_url}
         return cls.from_dict(merged, filename=str(Path(root) / "config.yml"))
 
     def agent(self, agent_id: str) -> AgentSpec | None:
@@ -148,6 +166,27 @@ class HandoffConfig:
 
     def skill_for(self, intent: str | None) -> str:
         return self.skills_by_intent.get(intent or "", self.default_skill)
+
+
+def _redis_from_endpoints(path: Path) -> str | None:
+    """A Redis URL from endpoints.yml's lock_store (else tracker_store/event_broker) when it is Redis."""
+    if not path.is_file():
+        return None
+    from bot.shared.yaml_io import read_yaml_file, to_plain
+
+    data = to_plain(read_yaml_file(path)) or {}
+    for key in ("lock_store", "tracker_store", "event_broker"):
+        section = data.get(key)
+        if not isinstance(section, dict) or str(section.get("type", "")).lower() != "redis":
+            continue
+        url = str(section.get("url") or "localhost")
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            return url
+        password = section.get("password")
+        auth = f":{password}@" if password else ""
+        scheme = "rediss" if section.get("use_ssl") else "redis"
+        return f"{scheme}://{auth}{url}:{int(section.get('port', 6379))}/{int(section.get('db', 0))}"
+    return None
 
 
 def _str_list(value: Any, key: str, filename: str) -> list[str]:

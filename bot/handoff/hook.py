@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.handoff.rules import check_bot_turn, check_user_message
 from bot.handoff.service import HandoffService
+from bot.handoff.store import ACTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +34,11 @@ class HandoffHook:
         if not service.config.enabled:
             return False
         await service.start()
-        conversation = tracker.sender_id
-        active = await service.store.active_for(conversation)
-        if active is not None:
-            await service.relay_user_message(active, tracker)
+        current = await service.store.current_for(tracker.sender_id)
+        if current is not None and current["status"] in ACTIVE:
+            await service.relay_user_message(current, tracker, output_channel)
             return True
-        pending = await service.store.csat_pending_for(conversation)
-        if pending is not None and await service.handle_csat(pending, tracker, output_channel):
+        if current is not None and current.get("csat_pending") and await service.handle_csat(current, tracker, output_channel):
             return True
         if tracker.is_paused():
             return False  # paused by someone else (HTTP API): the processor records, stays silent

@@ -26,6 +26,16 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "en": "Your chat with our agent has ended. How would you rate it (1-5 stars)?",
     },
     "csat_thanks": {"zh": "感谢您的评价！有其他问题随时问我。", "en": "Thanks for your rating! Ask me anything else any time."},
+    "message_left": {
+        "zh": "已收到您的留言，客服上班后（{hours}）会第一时间处理并回复您。",
+        "en": "Got it: your message is saved and an agent will reply first thing when we open ({hours}).",
+    },
+    "undeliverable": {
+        "zh": "无法送达：顾客最近 48 小时内没有发消息（或已达客服消息条数上限），微信只允许发送模板消息（当前可用方式：{path}）。",
+        "en": "Cannot deliver: the shopper has not written in the last 48 hours (or the message limit is reached), "
+              "so WeChat allows only a template message (allowed now: {path}). Fix: configure "
+              "'handoff.wechat_template' in config.yml, or wait until the shopper writes again.",
+    },
     "transferred": {"zh": "已为您转接给 {agent}。", "en": "You have been transferred to {agent}."},
 }
 

@@ -2,9 +2,13 @@
 
 One instance per worker process. SQL (``SQLHandoffStore``) holds every
 handoff, relayed message and audit line; the live queue orders waiting
-handoffs; agents' online/away status and loads are rebuilt from SQL on start.
-Agent consoles subscribe with :meth:`subscribe` (the websocket does) and get
-every change as a small dict.
+handoffs; agents' online/away status (heartbeat TTL) and loads live in a
+``Presence`` and console notifications go through a ``NotificationBus`` --
+both in memory by default, on Redis when ``handoff.queue`` names Redis, so
+every worker routes with the same picture and every console hears every
+change. ``self.agents`` is this worker's cache of that picture, refreshed
+before each routing decision. Agent consoles subscribe with :meth:`subscribe`
+(the websocket does) and get every change as a small dict.
 
 Locking rule: code running inside the processor hook holds the shopper's
 conversation lock, so it updates the tracker in hand and never calls
@@ -24,7 +28,8 @@ from typing import Any, Awaitable, Callable
 
 from bot.handoff import messages as msg
 from bot.handoff.config import AgentSpec, HandoffConfig
-from bot.handoff.queue import InMemoryLiveQueue, create_live_queue, score
+from bot.handoff.presence import InMemoryBus, InMemoryPresence, create_shared_state
+from bot.handoff.queue import InMemoryLiveQueue, score
 from bot.handoff.record import profile_from_shop, sentiment_trend, summarize, transcript_from_tracker
 from bot.handoff.rules import Escalation
 from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore
@@ -36,6 +41,7 @@ ProfileProvider = Callable[[str | None, str], Awaitable[dict[str, Any] | None]]
 ONLINE, AWAY = "online", "away"
 _CSAT_TEXT = re.compile(r"^/?\s*([1-5])\s*(?:星|stars?|★)?\s*$")
 _CSAT_PAYLOAD = re.compile(r'^/(\w+)\s*(\{.*\})?\s*$')
+LEFT_MESSAGE_PRIORITY = 5  # a message left after hours is the first thing the next shift sees
 
 
 class HandoffError(Exception):
@@ -87,17 +93,21 @@ def summary_view(h: dict[str, Any]) -> dict[str, Any]:
                                   "language", "skills", "tags", "agent_id", "customer_id", "after_hours", "csat",
                                   "created_at", "assigned_at", "resolved_at")} | {
         "summary": record.get("summary"), "profile": record.get("profile"),
-        "sentiment_trend": record.get("sentiment_trend"),
+        "sentiment_trend": record.get("sentiment_trend"), "left_messages": record.get("left_messages") or [],
     }
 
 
 class HandoffService:
     def __init__(self, config: HandoffConfig, store: SQLHandoffStore | None = None, queue: Any = None,
                  event_broker: Any = None, agent: Any = None, profile_provider: ProfileProvider | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, presence: Any = None, bus: Any = None) -> None:
         self.config = config
         self.store = store or SQLHandoffStore(config.store_url)
-        self.queue = queue if queue is not None else create_live_queue(config.queue)
+        if queue is None and presence is None and bus is None:
+            queue, presence, bus = create_shared_state(config.queue, config.presence_ttl_s, clock)
+        self.queue = queue if queue is not None else InMemoryLiveQueue()
+        self.presence = presence if presence is not None else InMemoryPresence(config.presence_ttl_s, clock)
+        self.bus = bus if bus is not None else InMemoryBus()
         self.event_broker = event_broker
         self.agent = agent
         self.profile_provider = profile_provider or (
@@ -108,6 +118,7 @@ class HandoffService:
         self.channels: dict[str, Callable[[str], Any]] = {}
         self._route_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -115,22 +126,37 @@ class HandoffService:
         """Rebuild the live queue and agent loads from SQL (server restart with handoffs open)."""
         if self._started:
             return
+        self._started = True
         await self.store.init()
         await self.queue.clear() if isinstance(self.queue, InMemoryLiveQueue) else None
-        for h in await self.store.list((QUEUED,)):
+        for h in await self.store.list((QUEUED,), limit=1_000_000):
             await self.queue.add(h["id"], h["queue"], score(h["priority"], h["created_at"]))
-        for h in await self.store.list((ASSIGNED,)):
-            state = self.agents.get(h["agent_id"] or "")
-            if state is not None:
-                state.active.add(h["id"])
-        self._started = True
+        loads: dict[str, set[str]] = {agent_id: set() for agent_id in self.agents}
+        for h in await self.store.list((ASSIGNED,), limit=1_000_000):
+            if h["agent_id"] in loads:
+                loads[h["agent_id"]].add(h["id"])
+        await self.presence.replace_loads(loads)
+        await self.refresh_agents()
+        await self.bus.start(self._dispatch)
+        if self.config.presence_ttl_s > 0:
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._sweeper = None
         await self.drain()
+        await self.bus.close()
+        await self.presence.close()
         await self.store.close()
         closer = getattr(self.queue, "close", None)
         if closer is not None:
             await closer()
+        self._started = False
 
     async def drain(self) -> None:
         while self._tasks:
@@ -176,7 +202,19 @@ class HandoffService:
         self.listeners.discard(listener)
 
     async def _notify(self, event: dict[str, Any]) -> None:
+        """To every console on every worker (the bus); a bus failure must not fail the caller."""
         event = {"timestamp": self.clock(), **event}
+        try:
+            await self.bus.publish(event)
+        except Exception:
+            logger.exception("Could not publish a %s notification; dispatching locally only.", event.get("type"))
+            await self._dispatch(event)
+
+    async def _dispatch(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "agent_status" and isinstance(event.get("agent"), dict):
+            state = self.agents.get(event["agent"].get("id", ""))
+            if state is not None:  # keep this worker's cache current between refreshes
+                state.status = event["agent"].get("status", state.status)
         for listener in list(self.listeners):
             try:
                 await listener(event)
@@ -274,19 +312,96 @@ class HandoffService:
                        if s.status == ONLINE and queue.partition(":")[0] in s.spec.skills)
         return max(1, math.ceil(position * self.config.avg_handle_time_s / max(1, capacity) / 60))
 
+    # ------------------------------------------------------------------ presence
+    async def refresh_agents(self) -> None:
+        """Pull every agent's status and held handoffs from the (possibly shared) presence."""
+        snapshot = await self.presence.snapshot(list(self.agents))
+        for agent_id, (online, active) in snapshot.items():
+            state = self.agents[agent_id]
+            state.status = ONLINE if online else AWAY
+            state.active = active
+
+    async def agent_view(self, agent_id: str) -> dict[str, Any]:
+        await self.refresh_agents()
+        return self._agent_state(agent_id).public()
+
+    async def agent_views(self) -> list[dict[str, Any]]:
+        await self.refresh_agents()
+        return [s.public() for s in self.agents.values()]
+
+    async def heartbeat(self, agent_id: str) -> bool:
+        """A console is still there: keep its agent online. False: presence lapsed (set the status again)."""
+        return await self.presence.heartbeat(agent_id)
+
+    async def expire_agents(self) -> list[str]:
+        """Agents whose console stopped heart-beating go away; their conversations go back to the queue.
+
+        ``presence.expired`` hands each lapse to exactly one worker, so requeueing happens once.
+        """
+        gone = await self.presence.expired(list(self.agents))
+        for agent_id in gone:
+            logger.info("Agent %s stopped heart-beating; marking away.", agent_id)
+            await self._go_away(agent_id, "requeue_presence_expired")
+            await self._notify({"type": "agent_status", "agent": self.agents[agent_id].public()})
+        if gone:
+            await self.assign_pending()
+        return gone
+
+    async def _sweep_forever(self) -> None:
+        interval = max(0.05, self.config.presence_ttl_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_agents()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Checking agent presence failed; trying again in %.0fs.", interval)
+
+    async def _go_away(self, agent_id: str, action: str) -> None:
+        """Give an agent's conversations back to the queue (best first again)."""
+        state = self._agent_state(agent_id)
+        state.status = AWAY
+        _, active = (await self.presence.snapshot([agent_id]))[agent_id]
+        for handoff_id in sorted(active | state.active):
+            await self.presence.release(agent_id, handoff_id)
+            state.active.discard(handoff_id)
+            h = await self.store.get(handoff_id)
+            if h and await self.store.requeue(handoff_id, from_agent=agent_id):
+                await self.queue.add(handoff_id, h["queue"], score(h["priority"], h["created_at"]))
+                await self.store.audit(agent_id, action, handoff_id, h["conversation_id"])
+                await self._notify({"type": "handoff_queued",
+                                    "handoff": summary_view({**h, "status": QUEUED, "agent_id": None})})
+
     # ------------------------------------------------------------------ routing
-    def _pick(self, queue: str) -> AgentState | None:
+    def _candidates(self, queue: str) -> list[AgentState]:
         eligible = [s for s in self.agents.values() if s.eligible(queue)]
-        return min(eligible, key=lambda s: (s.load / max(1, s.spec.max_concurrent), s.load, s.spec.id), default=None)
+        return sorted(eligible, key=lambda s: (s.load / max(1, s.spec.max_concurrent), s.load, s.spec.id))
+
+    def _pick(self, queue: str) -> AgentState | None:
+        candidates = self._candidates(queue)
+        return candidates[0] if candidates else None
+
+    def _has_capacity(self) -> bool:
+        return any(s.status == ONLINE and s.load < s.spec.max_concurrent for s in self.agents.values())
+
+    async def _reserve_and_assign(self, h: dict[str, Any]) -> AgentState | None:
+        """Least-loaded eligible agent first: reserve a slot (atomic across workers), then the SQL claim."""
+        for agent in self._candidates(h["queue"]):
+            if not await self.presence.reserve(agent.spec.id, h["id"], agent.spec.max_concurrent):
+                continue  # another worker filled this agent, or they just went away
+            if await self.store.try_assign(h["id"], agent.spec.id):
+                await self.queue.remove(h["id"])
+                agent.active.add(h["id"])
+                return agent
+            await self.presence.release(agent.spec.id, h["id"])
+            return None  # another worker or agent took the handoff
+        return None
 
     async def _assign_one(self, h: dict[str, Any]) -> AgentState | None:
         async with self._route_lock:
-            agent = self._pick(h["queue"])
-            if agent is None or not await self.store.try_assign(h["id"], agent.spec.id):
-                return None
-            await self.queue.remove(h["id"])
-            agent.active.add(h["id"])
-            return agent
+            await self.refresh_agents()
+            return await self._reserve_and_assign(h)
 
     async def assign_pending(self) -> int:
         """Give waiting handoffs (best first) to the least-loaded eligible agents."""
@@ -294,20 +409,25 @@ class HandoffService:
             return 0
         done: list[tuple[str, AgentState]] = []
         async with self._route_lock:
-            for handoff_id in await self.queue.ordered():
-                h = await self.store.get(handoff_id)
+            await self.refresh_agents()
+            if not self._has_capacity():
+                return 0  # nobody can take work: no queue scan at all
+            order = await self.queue.ordered()
+            rows = await self.store.get_many(order)
+            hours = self.config.service_hours
+            closed = hours is not None and not hours.is_open(self.clock())
+            for handoff_id in order:
+                h = rows.get(handoff_id)
                 if h is None or h["status"] != QUEUED:
                     await self.queue.remove(handoff_id)
                     continue
-                if h.get("after_hours") and self.config.service_hours and not self.config.service_hours.is_open(self.clock()):
+                if h.get("after_hours") and closed:
                     continue
-                agent = self._pick(h["queue"])
-                if agent is None:
-                    continue
-                if await self.store.try_assign(handoff_id, agent.spec.id):
-                    await self.queue.remove(handoff_id)
-                    agent.active.add(handoff_id)
+                agent = await self._reserve_and_assign(h)
+                if agent is not None:
                     done.append((handoff_id, agent))
+                    if not self._has_capacity():
+                        break
         for handoff_id, agent in done:
             await self._after_assign(handoff_id, agent, tell_shopper=True)
         return len(done)
@@ -324,7 +444,7 @@ class HandoffService:
             await self._say(h, {"text": text}, {"handoff_id": h["id"], "handoff": "notice"})
 
     async def claim(self, handoff_id: str, agent_id: str) -> dict[str, Any]:
-        """Atomic: of two agents claiming at once exactly one gets it; the other 409."""
+        """Atomic: of two agents claiming at once (on any workers) exactly one gets it; the other 409."""
         state = self._agent_state(agent_id)
         h = await self.store.get(handoff_id)
         if h is None:
@@ -333,9 +453,14 @@ class HandoffService:
             raise HandoffError(403, "This handoff is not in your queues.")
         if h["status"] == ASSIGNED and h["agent_id"] == agent_id:
             return h
-        if state.load >= state.spec.max_concurrent and not state.spec.is_supervisor:
+        if h["status"] != QUEUED:
+            raise HandoffError(409, "Another agent already took this conversation.")
+        limit = None if state.spec.is_supervisor else state.spec.max_concurrent
+        if not await self.presence.reserve(agent_id, handoff_id, limit, require_online=False):
+            await self.refresh_agents()
             raise HandoffError(409, f"You already have {state.load} conversations (limit {state.spec.max_concurrent}).")
         if not await self.store.try_assign(handoff_id, agent_id):
+            await self.presence.release(agent_id, handoff_id)
             raise HandoffError(409, "Another agent already took this conversation.")
         await self.queue.remove(handoff_id)
         state.active.add(handoff_id)
@@ -348,15 +473,12 @@ class HandoffService:
         if status not in (ONLINE, AWAY):
             raise HandoffError(400, "status must be 'online' or 'away'.")
         state = self._agent_state(agent_id)
-        state.status = status
-        if status == AWAY:
-            for handoff_id in list(state.active):
-                h = await self.store.get(handoff_id)
-                state.active.discard(handoff_id)
-                if h and await self.store.requeue(handoff_id, from_agent=agent_id):
-                    await self.queue.add(handoff_id, h["queue"], score(h["priority"], h["created_at"]))
-                    await self.store.audit(agent_id, "requeue_away", handoff_id, h["conversation_id"])
-                    await self._notify({"type": "handoff_queued", "handoff": summary_view({**h, "status": QUEUED, "agent_id": None})})
+        if status == ONLINE:
+            await self.presence.set_online(agent_id)
+        else:
+            await self.presence.set_away(agent_id)
+            await self._go_away(agent_id, "requeue_away")
+        await self.refresh_agents()
         await self._notify({"type": "agent_status", "agent": state.public()})
         await self.assign_pending()
         return state.public()
@@ -365,14 +487,14 @@ class HandoffService:
                        to_skill: str | None = None, to_language: str | None = None) -> dict[str, Any]:
         """Owner or supervisor moves a conversation to an agent, or back to a (skill, language) queue."""
         h = await self._owned_or_supervised(handoff_id, actor)
-        previous = self.agents.get(h.get("agent_id") or "")
+        previous = h.get("agent_id")
         if to_agent:
             target = self._agent_state(to_agent)
             if not await self.store.move_to(handoff_id, to_agent):
                 raise HandoffError(409, "The handoff is no longer open.")
             await self.queue.remove(handoff_id)
-            if previous:
-                previous.active.discard(handoff_id)
+            await self._release(previous, handoff_id)
+            await self.presence.reserve(to_agent, handoff_id, None, require_online=False)
             target.active.add(handoff_id)
             await self.store.audit(actor.id, "transfer", handoff_id, h["conversation_id"], f"to agent {to_agent}")
             await self._after_assign(handoff_id, target, tell_shopper=True, text_key="transferred")
@@ -380,13 +502,20 @@ class HandoffService:
             queue = f"{to_skill or h['queue'].partition(':')[0]}:{to_language or h['language']}"
             if not await self.store.requeue(handoff_id, queue=queue):
                 raise HandoffError(409, "The handoff is no longer open.")
-            if previous:
-                previous.active.discard(handoff_id)
+            await self._release(previous, handoff_id)
             await self.queue.add(handoff_id, queue, score(h["priority"], h["created_at"]))
             await self.store.audit(actor.id, "transfer", handoff_id, h["conversation_id"], f"to queue {queue}")
             await self._notify({"type": "handoff_queued", "handoff": summary_view({**h, "queue": queue, "status": QUEUED, "agent_id": None})})
             await self.assign_pending()
         return await self.store.get(handoff_id)  # type: ignore[return-value]
+
+    async def _release(self, agent_id: str | None, handoff_id: str) -> None:
+        if not agent_id:
+            return
+        await self.presence.release(agent_id, handoff_id)
+        state = self.agents.get(agent_id)
+        if state is not None:
+            state.active.discard(handoff_id)
 
     async def _owned_or_supervised(self, handoff_id: str, actor: AgentSpec) -> dict[str, Any]:
         h = await self.store.get(handoff_id)
@@ -399,8 +528,11 @@ class HandoffService:
         return h
 
     # ------------------------------------------------------------------ relay
-    async def relay_user_message(self, h: dict[str, Any], tracker: Any) -> dict[str, Any]:
-        """A shopper message while a human owns (or is about to own) the conversation (hook context)."""
+    async def relay_user_message(self, h: dict[str, Any], tracker: Any, output_channel: Any = None) -> dict[str, Any]:
+        """A shopper message while a human owns (or is about to own) the conversation (hook context).
+
+        After hours the message is also left on the handoff record for the next shift.
+        """
         from bot.shared.events import ConversationPaused
 
         if not tracker.is_paused():  # repair: the SQL row survived a crash the tracker save did not
@@ -412,10 +544,42 @@ class HandoffService:
             h["id"], message_id, "user", latest.text,
             {"intent": (latest.intent or {}).get("name"), "sentiment": parse.get("sentiment")},
             timestamp=latest.timestamp)
+        if created and h.get("after_hours") and h["status"] == QUEUED:
+            h = await self._leave_message(h, row, tracker, output_channel)
         if created:
             await self._notify({"type": "message", "handoff_id": h["id"], "queue": h["queue"],
                                 "agent_id": h.get("agent_id"), "message": row})
         return row
+
+    async def _leave_message(self, h: dict[str, Any], row: dict[str, Any], tracker: Any,
+                             output_channel: Any) -> dict[str, Any]:
+        """Store the message on the record; the first one moves the handoff to the front and is acknowledged."""
+        from bot.shared.events import BotUttered
+
+        record = dict(h.get("record") or {})
+        left = list(record.get("left_messages") or [])
+        first = not left
+        left.append({"text": row["text"], "timestamp": row["timestamp"], "message_id": row["message_id"]})
+        record["left_messages"] = left
+        values: dict[str, Any] = {"record": record}
+        if first:
+            values["priority"] = h["priority"] + LEFT_MESSAGE_PRIORITY
+        await self.store.update(h["id"], **values)
+        h = {**h, **values}
+        if first:
+            await self.queue.add(h["id"], h["queue"], score(h["priority"], h["created_at"]))
+            hours = self.config.service_hours
+            text = msg.text("message_left", h["language"], self.config.messages,
+                            hours=hours.label() if hours else "")
+            tracker.update(BotUttered(text, {}, {"handoff_id": h["id"], "handoff": "message_left"}))
+            await _send(output_channel, tracker.sender_id, {"text": text})
+        return h
+
+    async def left_messages_for(self, actor: AgentSpec) -> list[dict[str, Any]]:
+        """Messages left after hours that this agent may answer, best first (shown when they come online)."""
+        rows = await self.store.list((QUEUED,), after_hours=True)
+        return [summary_view(h) for h in rows
+                if h.get("after_hours") and (h.get("record") or {}).get("left_messages") and self.can_see(actor, h)]
 
     async def agent_reply(self, handoff_id: str, actor: AgentSpec, text: str | None = None,
                           data: dict[str, Any] | None = None, client_id: str | None = None,
@@ -432,6 +596,11 @@ class HandoffService:
         if not text and not data:
             raise HandoffError(400, "Send 'text', 'product' or 'canned'.")
         message_id = client_id or uuid.uuid4().hex
+        output = self._output_for(h.get("channel"), h["conversation_id"])
+        path = await _send_path(output, h["conversation_id"])
+        if path not in (None, "customer_service"):
+            if path != "template" or not self.config.wechat_template:
+                raise HandoffError(409, msg.text("undeliverable", "en", self.config.messages, path=path))
         row, created = await self.store.add_message(handoff_id, message_id, "agent", text, data, agent_id=actor.id)
         if not created:
             return row  # a retried send: already delivered once
@@ -440,13 +609,44 @@ class HandoffService:
             message["text"] = text
         if data:
             message.update(data)
-        await self._say(h, message, {"agent_id": actor.id, "handoff_id": handoff_id})
+        metadata = {"agent_id": actor.id, "handoff_id": handoff_id}
+        if path == "template":
+            row["delivery"] = await self._say_by_template(h, output, message, actor, metadata)
+        else:
+            row["delivery"] = await self._say(h, message, metadata)
         await self._notify({"type": "message", "handoff_id": handoff_id, "queue": h["queue"],
                             "agent_id": h.get("agent_id"), "message": row})
         return row
 
-    async def _say(self, h: dict[str, Any], message: dict[str, Any], metadata: dict[str, Any]) -> None:
-        """Record a bot-side message in the tracker (under its lock) and push it to the shopper."""
+    async def _say_by_template(self, h: dict[str, Any], output: Any, message: dict[str, Any], actor: AgentSpec,
+                               metadata: dict[str, Any]) -> str:
+        """Outside WeChat's customer-service window: the configured template message carries the reply."""
+        from bot.shared.events import BotUttered
+
+        template = dict(self.config.wechat_template or {})
+        values = {"text": message.get("text") or "", "agent": actor.name}
+        data = {}
+        for key, value in (template.get("data") or {"first": "{agent}", "keyword1": "{text}"}).items():
+            try:
+                data[key] = str(value).format(**values)
+            except (KeyError, IndexError, ValueError):
+                data[key] = str(value)
+        if self.agent is not None:
+            await self.agent.append_events(h["conversation_id"], [BotUttered(
+                message.get("text"), {k: v for k, v in message.items() if k != "text"},
+                {**metadata, "delivery": "template"})])
+        try:
+            await output.send_template(h["conversation_id"], template["template_id"], data, template.get("url"))
+        except Exception:
+            logger.exception("Template message to %s failed.", h["conversation_id"])
+            return "failed"
+        return "template"
+
+    async def _say(self, h: dict[str, Any], message: dict[str, Any], metadata: dict[str, Any]) -> str:
+        """Record a bot-side message in the tracker (under its lock) and push it to the shopper.
+
+        Returns ``delivered``, ``failed`` (the channel refused it) or ``recorded`` (no push channel).
+        """
         from bot.shared.events import BotUttered
 
         text = message.get("text")
@@ -456,8 +656,16 @@ class HandoffService:
         output = self._output_for(h.get("channel"), h["conversation_id"])
         if output is None:
             logger.debug("No push channel for %s (%s): recorded only.", h["conversation_id"], h.get("channel"))
-            return
-        await _send(output, h["conversation_id"], message)
+            return "recorded"
+        deliver = getattr(output, "deliver_response", None)
+        if deliver is None:
+            await _send(output, h["conversation_id"], message)
+            return "delivered"
+        try:
+            return "delivered" if await deliver(h["conversation_id"], message) else "failed"
+        except Exception:
+            logger.exception("Could not push a handoff message to %s", h["conversation_id"])
+            return "failed"
 
     async def add_note(self, handoff_id: str, actor: AgentSpec, text: str) -> dict[str, Any]:
         h = await self._visible(handoff_id, actor)
@@ -519,9 +727,7 @@ class HandoffService:
         if not await self.store.resolve(handoff_id):
             raise HandoffError(409, "The handoff is no longer open.")
         await self.queue.remove(handoff_id)
-        owner = self.agents.get(h.get("agent_id") or "")
-        if owner:
-            owner.active.discard(handoff_id)
+        await self._release(h.get("agent_id"), handoff_id)
         await self.store.audit(actor.id, "resolve", handoff_id, h["conversation_id"])
         if self.agent is not None:
             await self.agent.append_events(h["conversation_id"], [ConversationResumed()])
@@ -611,3 +817,16 @@ async def _send(output: Any, recipient: str, message: dict[str, Any]) -> None:
         await output.send_response(recipient, message)
     except Exception:  # the tracker/SQL already hold it; the widget replays from its outbox
         logger.exception("Could not push a handoff message to %s", recipient)
+
+
+async def _send_path(output: Any, recipient: str) -> str | None:
+    """What the channel allows now (WeChat: customer_service / template / none); None: no such rule."""
+    check = getattr(output, "allowed_send_path", None)
+    if check is None:
+        return None
+    try:
+        path = await check(recipient)
+    except Exception:
+        logger.exception("Could not check the send window for %s; trying a normal send.", recipient)
+        return None
+    return str(getattr(path, "value", path))

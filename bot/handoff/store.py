@@ -4,14 +4,23 @@ The SQL rows are the truth: a restarted server rebuilds the live queue and the
 agents' loads from them. State changes are single conditional UPDATEs
 (``WHERE status = 'queued'``), so when two agents claim at once exactly one
 row update succeeds, in one process or many.
+
+SQLite allows one writer at a time; hundreds of concurrent escalations each
+opening a write transaction made SQLite's busy handler sleep-and-retry, which
+was most of the latency under load. Writes in one process therefore queue on
+an asyncio lock (cheap, FIFO) and WAL runs with ``synchronous=NORMAL`` (an
+application or server crash loses nothing; only an OS crash/power cut may drop
+the last commits).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, AsyncIterator
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -88,9 +97,22 @@ class SQLHandoffStore:
             def _pragmas(conn: Any, _: Any) -> None:  # WAL: readers never block the writer
                 cur = conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA busy_timeout=10000")
                 cur.close()
         self._ready = False
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if url.startswith("sqlite") else None
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[Any]:
+        """A write transaction; on SQLite one at a time per process (no busy-handler sleeps)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock:
+            async with self.engine.begin() as conn:
+                yield conn
 
     async def init(self) -> None:
         if self._ready:
@@ -116,9 +138,15 @@ class SQLHandoffStore:
         for key in JSON_COLUMNS:
             if key in row:
                 row[key] = json.dumps(row[key], ensure_ascii=False, default=str)
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(handoffs.insert().values(**row))
-        return await self.get(row["id"])  # type: ignore[return-value]
+        created = {c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
+                   for c in handoffs.columns}
+        created.update(row)
+        for key in JSON_COLUMNS:  # the row as get() would read it, without reading it back
+            created[key] = json.loads(created[key]) if created[key] else ([] if key != "record" else {})
+        created["after_hours"] = bool(created.get("after_hours"))
+        return created
 
     async def get(self, handoff_id: str) -> dict[str, Any] | None:
         await self.init()
@@ -126,8 +154,30 @@ class SQLHandoffStore:
             row = (await conn.execute(handoffs.select().where(handoffs.c.id == handoff_id))).first()
         return _row(row) if row else None
 
+    async def get_many(self, handoff_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Rows by id in a few queries (routing scans the whole queue at once, not one SELECT each)."""
+        await self.init()
+        found: dict[str, dict[str, Any]] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(handoff_ids), 500):
+                chunk = handoff_ids[start:start + 500]
+                for row in (await conn.execute(handoffs.select().where(handoffs.c.id.in_(chunk)))).all():
+                    data = _row(row)
+                    found[data["id"]] = data
+        return found
+
     async def active_for(self, conversation_id: str) -> dict[str, Any] | None:
         return await self._one(sa.and_(handoffs.c.conversation_id == conversation_id, handoffs.c.status.in_(ACTIVE)))
+
+    async def current_for(self, conversation_id: str) -> dict[str, Any] | None:
+        """The open handoff, else the one awaiting a rating: one query per shopper message, not two."""
+        await self.init()
+        where = sa.and_(handoffs.c.conversation_id == conversation_id,
+                        sa.or_(handoffs.c.status.in_(ACTIVE), handoffs.c.csat_pending.is_(True)))
+        async with self.engine.connect() as conn:
+            rows = [_row(r) for r in (await conn.execute(
+                handoffs.select().where(where).order_by(handoffs.c.created_at.desc()))).all()]
+        return next((r for r in rows if r["status"] in ACTIVE), rows[0] if rows else None)
 
     async def csat_pending_for(self, conversation_id: str) -> dict[str, Any] | None:
         return await self._one(sa.and_(handoffs.c.conversation_id == conversation_id, handoffs.c.csat_pending.is_(True)))
@@ -139,9 +189,12 @@ class SQLHandoffStore:
         return _row(row) if row else None
 
     async def list(self, statuses: tuple[str, ...] | None = None, queues: list[str] | None = None,
-                   agent_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+                   agent_id: str | None = None, limit: int = 500,
+                   after_hours: bool | None = None) -> list[dict[str, Any]]:
         await self.init()
         query = handoffs.select()
+        if after_hours is not None:
+            query = query.where(handoffs.c.after_hours.is_(after_hours))
         if statuses:
             query = query.where(handoffs.c.status.in_(statuses))
         if queues is not None:
@@ -157,7 +210,7 @@ class SQLHandoffStore:
         for key in JSON_COLUMNS:
             if key in values:
                 values[key] = json.dumps(values[key], ensure_ascii=False, default=str)
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             result = await conn.execute(handoffs.update().where(where).values(**values))
         return result.rowcount == 1
 
@@ -203,7 +256,7 @@ class SQLHandoffStore:
         row = {"handoff_id": handoff_id, "message_id": message_id, "sender": sender, "agent_id": agent_id,
                "text": text, "data": json.dumps(data or {}, ensure_ascii=False), "timestamp": timestamp or time.time()}
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 result = await conn.execute(messages.insert().values(**row))
                 row["seq"] = result.inserted_primary_key[0]
             row["data"] = data or {}
@@ -224,7 +277,7 @@ class SQLHandoffStore:
     async def audit(self, actor: str, action: str, handoff_id: str | None = None,
                     conversation_id: str | None = None, detail: str = "") -> None:
         await self.init()
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(audit.insert().values(timestamp=time.time(), actor=actor, action=action,
                                                      handoff_id=handoff_id, conversation_id=conversation_id,
                                                      detail=detail))

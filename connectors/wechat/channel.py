@@ -165,6 +165,18 @@ class WeChatOutput(OutputChannel):
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         await self.send_response(recipient_id, {"text": text})
 
+    async def deliver_response(self, recipient_id: str, message: dict[str, Any]) -> bool:
+        """Like :meth:`send_response` but says whether WeChat took it (human-agent replies)."""
+        return await self.channel.deliver(recipient_id, render_bot_messages([message]).messages)
+
+    async def allowed_send_path(self, recipient_id: str) -> SendPath:
+        """The 48-hour customer-service window rule, for senders that must choose (handoff replies)."""
+        return await self.channel.allowed_send_path(recipient_id)
+
+    async def send_template(self, recipient_id: str, template_id: str, data: dict[str, Any],
+                            url: str | None = None) -> dict[str, Any]:
+        return await self.channel.client.send_template(recipient_id, template_id, data, url=url)
+
 
 class WeChatInput(InputChannel):
     """Official Account webhook; see the module docstring for the flow."""

@@ -12,14 +12,16 @@
       note: "Note", canned: "Canned reply…", replyPlaceholder: "Reply to the shopper", profile: "Profile",
       reason: "Reason", waiting: "waiting", position: "#", shopper: "Shopper", bot: "Bot", agent: "Agent",
       noteLabel: "Note", loginFailed: "Wrong agent id or password.", orders: "Orders", ltv: "Lifetime value",
-      cases: "Open after-sales", trend: "Sentiment", none: "—", suggestions: "Suggested answers", rated: "Rating" },
+      cases: "Open after-sales", trend: "Sentiment", none: "—", suggestions: "Suggested answers", rated: "Rating",
+      leftMessage: "Left a message", viaTemplate: "Sent as a template message (outside WeChat's 48-hour window)." },
     zh: { console: "客服工作台", agentId: "客服账号", password: "密码", login: "登录", logout: "退出",
       online: "在线", away: "离开", offline: "未连接", live: "实时", queue: "排队中", mine: "我的会话",
       pick: "请选择一个会话。", claim: "接入", transfer: "转接", resolve: "结束服务", send: "发送",
       note: "备注", canned: "快捷回复…", replyPlaceholder: "回复顾客", profile: "顾客资料",
       reason: "原因", waiting: "等待", position: "#", shopper: "顾客", bot: "机器人", agent: "客服",
       noteLabel: "内部备注", loginFailed: "账号或密码错误。", orders: "订单数", ltv: "累计消费",
-      cases: "未完结售后", trend: "情绪", none: "—", suggestions: "知识库建议", rated: "评分" }
+      cases: "未完结售后", trend: "情绪", none: "—", suggestions: "知识库建议", rated: "评分",
+      leftMessage: "留言", viaTemplate: "已通过模板消息发送（超出微信 48 小时客服消息窗口）。" }
   };
   var state = { token: sessionStorage.getItem("kefu-console-token"), me: null, lang: localStorage.getItem("kefu-console-lang") ||
     ((navigator.language || "en").indexOf("zh") === 0 ? "zh" : "en"), current: null, ws: null, agents: [] };
@@ -90,7 +92,7 @@
     ws.onopen = function () { $("live").textContent = T("live"); $("live").classList.add("on"); refresh(); };
     ws.onmessage = function (m) {
       var ev; try { ev = JSON.parse(m.data); } catch (e) { return; }
-      if (ev.type === "hello") return;
+      if (ev.type === "hello") { state.leftMessages = ev.left_messages || []; return; }
       refreshLists();
       var hid = ev.handoff_id || (ev.handoff && ev.handoff.id);
       if (state.current && hid === state.current) openHandoff(hid, true);
@@ -114,6 +116,7 @@
       li.appendChild(el("span", "who", h.conversation_id.slice(0, 12)));
       li.appendChild(el("span", "reason", h.reason));
       (h.skills || []).forEach(function (s) { li.appendChild(el("span", "tag", s)); });
+      if (h.left_messages && h.left_messages.length) li.appendChild(el("span", "tag left-message", T("leftMessage") + " · " + h.left_messages.length));
       if (queued && h.position) li.appendChild(el("span", "pos", T("position") + h.position));
       li.onclick = function () { openHandoff(h.id, false); };
       ul.appendChild(li);
@@ -193,8 +196,8 @@
     if (text) body.text = text; else body.canned = canned;
     $("reply").value = ""; $("canned").value = "";
     api("POST", "/handoffs/" + encodeURIComponent(state.current) + "/messages", body, 3)
-      .then(function () { openHandoff(state.current, true); })
-      .catch(function () { $("reply").value = text; });
+      .then(function (row) { if (row && row.delivery === "template") alert(T("viaTemplate")); openHandoff(state.current, true); })
+      .catch(function (e) { $("reply").value = text; if (e && e.status && e.status < 500) alert(e.message); });
   }
   function note() {
     var text = $("reply").value.trim(); if (!text || !state.current) return;
