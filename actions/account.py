@@ -5,6 +5,7 @@ import asyncio
 import logging
 import re
 import time
+import uuid
 from typing import Any, Optional
 
 from rasa_sdk import Action, Tracker
@@ -132,7 +133,15 @@ async def recommender(shop: ShopStore) -> Recommender:
 
 
 class ActionRecommend(Action):
-    """Product cards (image, title, price, button) with a text fallback; `recommendation_shown` recorded."""
+    """Product cards (image, title, price, button) with a text fallback; `recommendation_shown` recorded.
+
+    Each list of cards gets a recommendation id (`rec_id`). A card's button sends
+    `/recommendation_clicked{"product": SKU, "rec_id": ..., "rec_position": N}`, so a
+    click comes back as an ordinary message on every channel and
+    `action_recommendation_clicked` records it on the same path (shop outbox → event
+    broker). Cards carry no web links, so no click-tracking redirect route is needed;
+    a channel that adds links should point them at a button payload as well.
+    """
 
     def name(self) -> str:
         return "action_recommend"
@@ -152,25 +161,85 @@ class ActionRecommend(Action):
             if not recs:
                 dispatcher.utter_message(response="utter_recommendation")
                 return []
+            rec_id = uuid.uuid4().hex[:12]
             event = await shop.record_event("recommendation_shown", sender_id=tracker.sender_id,
                                             customer_id=customer.id if customer else None,
-                                            payload={"skus": [r.sku for r in recs]}, now=now())
+                                            payload={"rec_id": rec_id, "skus": [r.sku for r in recs]}, now=now())
         except ShopError as e:
             unavailable(dispatcher, tracker, "recommendation", e)
             return []
         elements, lines = [], []
-        for r in recs:
+        for position, r in enumerate(recs, start=1):
             p = model.products[r.sku]
             reason = _reason(r, model, lang)
             elements.append({"title": p.title(lang), "subtitle": f"{money(p.price_cents)} · {reason}",
                              "image_url": p.images[0] if p.images else None,
-                             "buttons": [{"title": t(lang, "看看", "View"), "payload": f'/product_inquiry{{"product": "{p.sku}"}}'}]})
+                             "buttons": [{"title": t(lang, "看看", "View"), "payload": click_payload(p.sku, rec_id, position)}]})
             lines.append(f"· {p.title(lang)} {money(p.price_cents)}（{reason}）" if lang != "en" else f"· {p.title(lang)} {money(p.price_cents)} ({reason})")
         intro = t(lang, "为您推荐：", "You might like:")
         dispatcher.utter_message(text=intro + "\n" + "\n".join(lines),
                                  attachment={"type": "template", "payload": {"template_type": "generic", "elements": elements}})
         logger.debug("Recommended %s in conversation %s", [r.sku for r in recs], conversation(tracker))
         return [SlotSet("last_shop_event", event)]
+
+
+def click_payload(sku: str, rec_id: str, position: int) -> str:
+    """The card button's payload: which card of which recommendation was clicked."""
+    return f'/recommendation_clicked{{"product": "{sku}", "rec_id": "{rec_id}", "rec_position": {position}}}'
+
+
+_REC_ID_RE = re.compile(r"[0-9a-f]{12}")
+
+
+class ActionRecommendationClicked(Action):
+    """A product card was clicked: record `recommendation_clicked`, then show the product."""
+
+    def name(self) -> str:
+        return "action_recommendation_clicked"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        lang = language(tracker)
+        entities = {e.get("entity"): e.get("value") for e in tracker.latest_message.get("entities") or []}
+        sku = str(entities.get("product") or tracker.get_slot("product") or "")
+        rec_id = str(entities.get("rec_id") or "")
+        try:
+            position = int(entities.get("rec_position"))
+        except (TypeError, ValueError):
+            position = 0
+        shop = get_shop()
+        try:
+            found = await shop.products([sku]) if sku else []
+            if not found:
+                dispatcher.utter_message(response="utter_product_inquiry")
+                return []
+            product = found[0]
+            event = None
+            if _REC_ID_RE.fullmatch(rec_id) and 1 <= position <= 50:
+                customer = await identified_customer(tracker)
+                event = await shop.record_event(
+                    "recommendation_clicked", sender_id=tracker.sender_id,
+                    customer_id=customer.id if customer else None,
+                    payload={"rec_id": rec_id, "product_id": product.sku, "position": position}, now=now())
+            else:
+                logger.info("Card click without a valid recommendation id in conversation %s", conversation(tracker))
+        except ShopError as e:
+            unavailable(dispatcher, tracker, "recommendation click", e)
+            return []
+        dispatcher.utter_message(text=product_text(product, lang), image=product.images[0] if product.images else None)
+        return [SlotSet("product", product.sku)] + ([SlotSet("last_shop_event", event)] if event else [])
+
+
+def product_text(product: Any, lang: str) -> str:
+    """Title, price, sizes and stock of one product."""
+    sizes = "、".join(product.sizes) if lang != "en" else ", ".join(s.replace("码", "") for s in product.sizes)
+    if product.stock <= 0:
+        stock = t(lang, "暂时缺货，可以登记到货提醒。", "Out of stock right now; ask for a restock notice.")
+    elif product.stock < 10:
+        stock = t(lang, f"仅剩 {product.stock} 件。", f"Only {product.stock} left.")
+    else:
+        stock = t(lang, "有货。", "In stock.")
+    return t(lang, f"{product.title(lang)}，{money(product.price_cents)}。" + (f"尺码：{sizes}。" if sizes else "") + stock,
+             f"{product.title(lang)}, {money(product.price_cents)}." + (f" Sizes: {sizes}." if sizes else "") + f" {stock}")
 
 
 def _reason(r: Any, model: Recommender, lang: str) -> str:

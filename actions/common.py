@@ -57,7 +57,7 @@ async def identified_customer(tracker: Tracker) -> Optional[CustomerView]:
     customer = await shop.customer_by_identity(channel, sender)
     if customer is not None:
         return customer
-    verified = tracker.get_slot("verified_order")
+    verified = tracker.get_slot("verified_order") or next(iter(verified_orders(tracker)), None)
     if verified:
         order = await shop.find_order(verified)
         if order is not None:
@@ -65,9 +65,16 @@ async def identified_customer(tracker: Tracker) -> Optional[CustomerView]:
     return None
 
 
+def verified_orders(tracker: Tracker) -> list[str]:
+    """Orders a phone look-up verified in this chat (`rules.phone_lookup_orders`)."""
+    value = tracker.get_slot("verified_orders")
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
 async def owns_order(tracker: Tracker, order: OrderView) -> bool:
-    """Verified for this order: channel identity owns it, or its phone's last 4 digits were confirmed."""
-    if tracker.get_slot("verified_order") == order.id:
+    """Verified for this order: channel identity owns it, its phone's last 4 digits were confirmed,
+    or a verified phone look-up revealed it."""
+    if tracker.get_slot("verified_order") == order.id or order.id in verified_orders(tracker):
         return True
     channel, sender = channel_identity(tracker)
     customer = await get_shop().customer_by_identity(channel, sender)

@@ -7,6 +7,10 @@ the cancel, the new address, the return reason) and sets `pending_change`;
 `action_apply_order_change` then makes the change in one data-layer transaction,
 which also writes the behaviour event to the shop outbox, and returns the event
 to the bot as the `last_shop_event` slot. Replies follow the `language` slot.
+
+Without an order id the form may have collected a phone instead: the shopper's
+recent orders on it are offered as buttons (one order: answered straight away),
+but only once the phone look-up is verified (`rules.phone_lookup_orders`).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import (
     STATUS_TEXT,
     carrier,
+    channel_identity,
     conversation,
     day,
     identified_customer,
@@ -33,21 +38,26 @@ from actions.common import (
     owns_order,
     t,
     unavailable,
+    verified_orders,
 )
-from actions.shop import ShopError, get_shop, mask_address
+from actions.shop import ShopError, get_shop, mask_address, mask_phone
 from actions.shop import rules
 from actions.shop.base import OrderView
 
 logger = logging.getLogger(__name__)
 
 REQUESTS = ("status", "cancel", "change_address", "return", "exchange", "refund")
+# The intent a "which order?" button triggers for each request (payload `/intent{"order_id": ...}`).
+REQUEST_INTENTS = {"status": "order_status", "cancel": "cancel_order", "change_address": "change_address",
+                   "return": "return_request", "exchange": "exchange_request", "refund": "refund_status"}
 REASONS = (("size", "尺码不合适", "wrong size"), ("quality", "质量问题", "quality problem"),
            ("dislike", "不喜欢/与描述不符", "not as expected"), ("other", "其他原因", "other reason"))
 
 
 def _reset() -> list[dict[str, Any]]:
     return [SlotSet(name, None) for name in
-            ("order_id", "order_request", "phone_last4", "pending_change", "return_reason", "verify_attempts")]
+            ("order_id", "order_request", "phone_last4", "pending_change", "return_reason", "verify_attempts",
+             "phone", "recipient_name")]
 
 
 class ActionOrderRequest(Action):
@@ -62,6 +72,8 @@ class ActionOrderRequest(Action):
         request = tracker.get_slot("order_request")
         request = request if request in REQUESTS else "status"
         if not order_id:
+            if tracker.get_slot("phone"):
+                return await self._by_phone(dispatcher, tracker, lang, request)
             dispatcher.utter_message(response="utter_order_request_failed")
             return _reset()
         try:
@@ -76,43 +88,100 @@ class ActionOrderRequest(Action):
         except ShopError as e:
             unavailable(dispatcher, tracker, f"order {request}", e)
             return _reset()
+        return answer(dispatcher, order, request, lang)
+
+    async def _by_phone(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, lang: str, request: str
+    ) -> list[dict[str, Any]]:
+        """Verified phone look-up: one order → answered; several → buttons; unverified → nothing."""
+        phone = str(tracker.get_slot("phone"))
+        shop = get_shop()
         current = now()
-        if request == "status":
-            dispatcher.utter_message(text=status_text(order, lang))
-        elif request == "refund":
-            dispatcher.utter_message(text=refund_text(order, lang))
-        elif request in ("cancel", "change_address"):
-            decision = rules.can_cancel(order) if request == "cancel" else rules.can_change_address(order)
-            if not decision.allowed:
-                dispatcher.utter_message(text=refusal_text(order, decision.code, lang, request))
+        verified = set(verified_orders(tracker))
+        try:
+            owner = await shop.customer_by_identity(*channel_identity(tracker))
+            owns_phone = owner is not None and rules.normalise_phone(owner.phone) == phone
+            if not owns_phone and not (tracker.get_slot("recipient_name") and verified):
+                logger.info("Unverified phone look-up (%s) refused in conversation %s", mask_phone(phone), conversation(tracker))
+                dispatcher.utter_message(response="utter_not_verified_phone")
                 return _reset()
-            if request == "cancel":
-                dispatcher.utter_message(
-                    text=t(lang, f"确认要取消订单 {order.id} 吗？商品：{items(lang, order)}，"
-                                 f"取消后 {money(order.total_cents)} 原路退回，优惠券退还。",
-                           f"Cancel order {order.id} ({items(lang, order)})? {money(order.total_cents)} goes back "
-                           "to your payment method and any coupon is returned."),
-                    buttons=[{"title": t(lang, "确认取消", "Yes, cancel"), "payload": "/affirm"},
-                             {"title": t(lang, "不取消了", "No, keep it"), "payload": "/deny"}])
-            else:
-                dispatcher.utter_message(text=t(
-                    lang, f"订单 {order.id} 还没发货，可以改地址（当前：{mask_address(order.ship_address)}）。请直接发送新的收货地址。",
-                    f"Order {order.id} hasn't shipped, so the address can change (now: {mask_address(order.ship_address)}). "
-                    "Please send the new delivery address."))
-            return [SlotSet("pending_change", True)]
-        else:  # return | exchange
-            decision = rules.can_request_after_sale(order, request, current)
-            if not decision.allowed:
-                dispatcher.utter_message(text=refusal_text(order, decision.code, lang, request))
-                return _reset()
-            word = t(lang, "退货" if request == "return" else "换货", request)
-            dispatcher.utter_message(
-                text=t(lang, f"订单 {order.id} 可以申请{word}（还剩 {decision.days_left} 天）。请问{word}原因是？",
-                       f"Order {order.id} can be sent back for {word} ({decision.days_left} day(s) left). What is the reason?"),
-                buttons=[{"title": t(lang, zh, en), "payload": f'/inform{{"return_reason": "{code}"}}'}
-                         for code, zh, en in REASONS])
-            return [SlotSet("pending_change", True)]
+            orders = await shop.orders_by_phone(phone, since=current - rules.PHONE_LOOKUP_WINDOW, limit=20)
+        except ShopError as e:
+            unavailable(dispatcher, tracker, f"phone look-up for {request}", e)
+            return _reset()
+        if owns_phone:
+            shown = rules.phone_lookup_orders(orders, now=current, customer_id=owner.id)
+        else:
+            shown = [o for o in rules.phone_lookup_orders(orders, now=current, recipient=tracker.get_slot("recipient_name"))
+                     if o.id in verified]
+        if not shown:
+            dispatcher.utter_message(text=t(
+                lang, f"手机号 {mask_phone(phone)} 近 {rules.PHONE_LOOKUP_WINDOW.days} 天没有查到订单。可以提供订单号，或回复“人工”让客服帮您查。",
+                f"I found no orders on {mask_phone(phone)} in the last {rules.PHONE_LOOKUP_WINDOW.days} days. "
+                "Please give the order number, or type 'agent' and a colleague will look."))
+            return _reset()
+        logger.info("Phone look-up (%s) found %d order(s) in conversation %s", mask_phone(phone), len(shown), conversation(tracker))
+        if len(shown) == 1:
+            # the one order becomes the form's order, so a confirmation that follows applies to it
+            return [SlotSet("phone", None), SlotSet("recipient_name", None), SlotSet("order_id", shown[0].id)] + answer(
+                dispatcher, shown[0], request, lang)
+        intent = REQUEST_INTENTS.get(request, "order_status")
+        dispatcher.utter_message(
+            text=t(lang, f"手机号 {mask_phone(phone)} 最近有 {len(shown)} 个订单，您要查哪一个？",
+                   f"There are {len(shown)} recent orders on {mask_phone(phone)}. Which one?"),
+            buttons=[{"title": f"{o.id} {day(lang, o.created_at)} {money(o.total_cents)} {_first_item(o, lang)}",
+                      "payload": f'/{intent}{{"order_id": "{o.id}"}}'} for o in shown])
         return _reset()
+
+
+def _first_item(order: OrderView, lang: str) -> str:
+    if not order.lines:
+        return ""
+    line = order.lines[0]
+    title = line.title_en if lang == "en" else line.title_zh
+    more = len(order.lines) - 1
+    return title + (t(lang, f" 等{more + 1}件", f" +{more}") if more else "")
+
+
+def answer(dispatcher: CollectingDispatcher, order: OrderView, request: str, lang: str) -> list[dict[str, Any]]:
+    """The verified shopper's request on `order`: the answer, or the question before a change."""
+    current = now()
+    if request == "status":
+        dispatcher.utter_message(text=status_text(order, lang))
+    elif request == "refund":
+        dispatcher.utter_message(text=refund_text(order, lang))
+    elif request in ("cancel", "change_address"):
+        decision = rules.can_cancel(order) if request == "cancel" else rules.can_change_address(order)
+        if not decision.allowed:
+            dispatcher.utter_message(text=refusal_text(order, decision.code, lang, request))
+            return _reset()
+        if request == "cancel":
+            dispatcher.utter_message(
+                text=t(lang, f"确认要取消订单 {order.id} 吗？商品：{items(lang, order)}，"
+                             f"取消后 {money(order.total_cents)} 原路退回，优惠券退还。",
+                       f"Cancel order {order.id} ({items(lang, order)})? {money(order.total_cents)} goes back "
+                       "to your payment method and any coupon is returned."),
+                buttons=[{"title": t(lang, "确认取消", "Yes, cancel"), "payload": "/affirm"},
+                         {"title": t(lang, "不取消了", "No, keep it"), "payload": "/deny"}])
+        else:
+            dispatcher.utter_message(text=t(
+                lang, f"订单 {order.id} 还没发货，可以改地址（当前：{mask_address(order.ship_address)}）。请直接发送新的收货地址。",
+                f"Order {order.id} hasn't shipped, so the address can change (now: {mask_address(order.ship_address)}). "
+                "Please send the new delivery address."))
+        return [SlotSet("pending_change", True)]
+    else:  # return | exchange
+        decision = rules.can_request_after_sale(order, request, current)
+        if not decision.allowed:
+            dispatcher.utter_message(text=refusal_text(order, decision.code, lang, request))
+            return _reset()
+        word = t(lang, "退货" if request == "return" else "换货", request)
+        dispatcher.utter_message(
+            text=t(lang, f"订单 {order.id} 可以申请{word}（还剩 {decision.days_left} 天）。请问{word}原因是？",
+                   f"Order {order.id} can be sent back for {word} ({decision.days_left} day(s) left). What is the reason?"),
+            buttons=[{"title": t(lang, zh, en), "payload": f'/inform{{"return_reason": "{code}"}}'}
+                     for code, zh, en in REASONS])
+        return [SlotSet("pending_change", True)]
+    return _reset()
 
 
 class ActionApplyOrderChange(Action):

@@ -1,8 +1,10 @@
-"""Action latency in-process: order look-up and recommendation p50/p99 (ms).
+"""Action latency: order look-up (by id and by phone) and recommendation p50/p99 (ms).
 
-Runs `action_order_request` (status, verified by channel identity) and
-`action_recommend` through rasa_sdk's ActionExecutor, exactly as the in-process
-executor or an action server would, over a full seeded shop (20 000+ orders).
+Runs `action_order_request` (status by order id, and by phone; verified by the
+channel identity) and `action_recommend` over a full seeded shop (20 000+ orders)
+two ways: in-process through rasa_sdk's ActionExecutor (what kefu's in-process
+executor does), and over HTTP against kefu's action server (`python -m bot
+actions`, rasa_sdk webhook protocol) started on 127.0.0.1 — one request at a time.
 Usage: .venv/bin/python benchmarks/action_latency.py [--db shop.db] [--n 300] [--out results/action_latency.json]
 """
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +38,65 @@ def pct(values: list[float], p: float) -> float:
     return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 3)
 
 
+def _cases(domain: dict, sample: list) -> list:
+    def payload(action: str, sender: str, slots: dict) -> dict:
+        latest = {"text": "x", "intent": {"name": "inform", "confidence": 1.0}, "entities": []}
+        return {"next_action": action, "sender_id": sender, "version": "3.6.0", "domain": domain,
+                "tracker": {"sender_id": sender, "slots": {"language": "zh", **slots}, "latest_message": latest,
+                            # the channel identity is read from the latest user event, as in a real tracker
+                            "events": [{"event": "user", "text": "x", "parse_data": latest, "input_channel": "wechat",
+                                        "timestamp": 1.0}], "paused": False, "followup_action": None, "active_loop": {},
+                            "latest_action_name": "action_listen", "latest_input_channel": "wechat"}}
+
+    return [
+        ("order_lookup", lambda s, o, p: payload("action_order_request", s, {"order_id": o, "order_request": "status"})),
+        ("order_lookup_by_phone", lambda s, o, p: payload("action_order_request", s, {"phone": p, "order_request": "status"})),
+        ("recommendation", lambda s, o, p: payload("action_recommend", s, {})),
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def bench_http(url: str, domain: dict, sample: list) -> dict:
+    """The same calls over kefu's action server (a separate process, as in production)."""
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "KEFU_SHOP_URL": url, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "actions", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = {}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+            else:
+                raise RuntimeError("action server did not start")
+            for name, make in _cases(domain, sample):
+                for _ in range(3):
+                    (await client.post("/webhook", json=make(*sample[0]))).raise_for_status()  # warm-up
+                times = []
+                for sender, order_id, phone in sample:
+                    t0 = time.perf_counter()
+                    response = await client.post("/webhook", json=make(sender, order_id, phone))
+                    times.append((time.perf_counter() - t0) * 1000)
+                    response.raise_for_status()
+                results[name] = {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99), "n": len(times)}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    return results
+
+
 async def bench(url: str, n: int) -> dict:
     store = SqlShopStore(url)
     configure_shop(store)
@@ -42,32 +106,30 @@ async def bench(url: str, n: int) -> dict:
     from sqlalchemy import text
 
     with store.engine.connect() as c:
-        owners = c.execute(text("select i.external_id, o.id from channel_identities i join orders o on o.customer_id=i.customer_id")).all()
+        owners = c.execute(text(
+            "select i.external_id, o.id, c.phone from channel_identities i join orders o on o.customer_id=i.customer_id "
+            "join customers c on c.id=i.customer_id")).all()
         n_orders = c.execute(text("select count(*) from orders")).scalar()
     rng = random.Random(1)
-    sample = rng.sample(owners, min(n, len(owners)))
+    sample = [tuple(row) for row in rng.sample(owners, min(n, len(owners)))]
 
-    def payload(action: str, sender: str, slots: dict) -> dict:
-        latest = {"text": "x", "intent": {"name": "inform", "confidence": 1.0}, "entities": []}
-        return {"next_action": action, "sender_id": sender, "version": "3.6.0", "domain": domain,
-                "tracker": {"sender_id": sender, "slots": {"language": "zh", **slots}, "latest_message": latest,
-                            "events": [], "paused": False, "followup_action": None, "active_loop": {},
-                            "latest_action_name": "action_listen", "latest_input_channel": "wechat"}}
-
-    results = {}
-    for name, make in (
-        ("order_lookup", lambda s, o: payload("action_order_request", s, {"order_id": o, "order_request": "status"})),
-        ("recommendation", lambda s, o: payload("action_recommend", s, {})),
-    ):
+    in_process = {}
+    for name, make in _cases(domain, sample):
         await ex.run(make(*sample[0]))  # warm-up (fits the recommender once)
         times = []
-        for sender, order_id in sample:
+        for sender, order_id, phone in sample:
             t0 = time.perf_counter()
-            await ex.run(make(sender, order_id))
+            await ex.run(make(sender, order_id, phone))
             times.append((time.perf_counter() - t0) * 1000)
-        results[name] = {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99), "n": len(times)}
+        in_process[name] = {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99), "n": len(times)}
     await store.close()
-    return {"orders": n_orders, "mode": "in-process (rasa_sdk ActionExecutor)", "results": results, "target_p99_ms": 20}
+    configure_shop(None)
+    over_http = await bench_http(url, domain, sample)
+    return {"orders": n_orders, "results": in_process,
+            "modes": {"in_process": {"how": "rasa_sdk ActionExecutor in this process", "results": in_process},
+                      "action_server": {"how": "POST /webhook to `python -m bot actions` on 127.0.0.1, sequential",
+                                        "results": over_http}},
+            "target_p99_ms": 20, "target_applies_to": "in_process"}
 
 
 def main() -> int:

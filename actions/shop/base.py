@@ -199,6 +199,15 @@ class ShopStore(Protocol):
 
     async def recent_orders(self, customer_id: int, limit: int = 5) -> list[OrderView]: ...
 
+    async def orders_by_phone(
+        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20
+    ) -> list[OrderView]:
+        """Orders shipped to `phone` or placed by the customer with that phone, newest first.
+
+        Callers reveal them only after verification (`rules.phone_lookup_orders`).
+        """
+        ...
+
     async def cancel_order(self, order_id: str, *, sender_id: Optional[str], now: datetime) -> ChangeResult: ...
 
     async def change_address(

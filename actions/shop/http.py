@@ -80,6 +80,14 @@ class HttpShopStore:
         data = await self._call("GET", f"/customers/{int(customer_id)}/orders", params={"limit": limit})
         return [from_json(OrderView, o) for o in data or []]
 
+    async def orders_by_phone(
+        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20
+    ) -> list[OrderView]:
+        params: dict[str, Any] = {"phone": phone, "limit": limit}
+        if since is not None:
+            params["since"] = since.isoformat()
+        return [from_json(OrderView, o) for o in await self._call("GET", "/orders", params=params) or []]
+
     async def coupons(self, customer_id: int) -> list[CouponView]:
         return [from_json(CouponView, c) for c in await self._call("GET", f"/customers/{int(customer_id)}/coupons") or []]
 

@@ -91,7 +91,10 @@ class Product(Base):
 
 class Order(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_customer_created", "customer_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_orders_customer_created", "customer_id", "created_at"),
+        Index("ix_orders_ship_phone", "ship_phone", "created_at"),  # order look-up by phone
+    )
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     status: Mapped[str] = mapped_column(String(24), index=True)

@@ -6,11 +6,13 @@ else. Each decision carries a `code` the actions turn into a reply.
 """
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
-from actions.shop.base import SHOP_TZ, CouponView, OrderView, PointsEntryView
+from actions.shop.base import PHONE_RE, SHOP_TZ, CouponView, OrderView, PointsEntryView
 
 ORDER_STATUSES = ("pending_payment", "paid", "shipped", "delivered", "after_sales", "cancelled", "refunded")
 BEFORE_SHIPMENT = ("pending_payment", "paid")
@@ -22,6 +24,10 @@ NO_EXCHANGE_CATEGORIES = frozenset({"nutrition"})
 POINTS_PER_YUAN = 1
 POINTS_PER_YUAN_OFF = 100
 EXPIRY_WARNING = timedelta(days=30)
+# Order look-up by phone (see `phone_lookup_orders`).
+PHONE_LOOKUP_WINDOW = timedelta(days=180)
+PHONE_LOOKUP_LIMIT = 5
+MAX_VERIFY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -163,3 +169,71 @@ def points_summary(entries: Sequence[PointsEntryView], now: datetime) -> PointsS
     dated = sorted((lot for lot in live if lot[0] is not None), key=lambda lot: lot[0])
     expiring = sum(lot[1] for lot in dated if lot[0] - now <= EXPIRY_WARNING)
     return PointsSummary(balance, expiring, dated[0][0] if dated else None)
+
+
+# --- order look-up by phone -----------------------------------------------------------
+#
+# A phone number is not a secret: it is printed on every parcel and given out
+# freely, so knowing it proves nothing. Before a phone look-up reveals anything,
+# the shopper is verified in one of two ways:
+#   1. the channel identity (e.g. WeChat openid) belongs to the customer whose
+#      account phone is this number: their own orders on it are shown; or
+#   2. the shopper names the order's recipient (收货人) in full, as written on
+#      the order: only the orders on this phone *with that recipient* in the last
+#      PHONE_LOOKUP_WINDOW are shown (at most PHONE_LOOKUP_LIMIT).
+# A surname alone is not enough (the three most common surnames cover about a fifth
+# of China, so three guesses would pass too often). MAX_VERIFY_ATTEMPTS wrong names
+# end the check. The reply to a wrong name is the same whether or not the phone has
+# orders at all, so the check never tells a stranger that a number is a customer.
+# The last 4 digits of the phone cannot be the check here (the shopper just gave
+# the whole number) and SMS codes are out of scope for the bot.
+
+_PHONE_SEPARATORS_RE = re.compile(r"(?<=\d)[\s\-‐－—.·()（）]+(?=\d)")
+_NAME_NOISE_RE = re.compile(r"[\s·•．.,，。、!！?？:：;；'\"“”‘’()（）\-_]+")
+_NAME_PREFIX_RE = re.compile(
+    r"^(?:收货人(?:姓名)?(?:是|叫|为)?|收件人(?:是|叫|为)?|名字(?:是|叫)?|姓名(?:是)?|我叫|我是|叫|是|"
+    r"(?:the\s+)?(?:recipient|name)(?:\s+is)?|my\s+name\s+is|it'?s|i'?m)\s*",
+    re.IGNORECASE,
+)
+
+
+def normalise_phone(text: Optional[str]) -> Optional[str]:
+    """A mainland mobile number as 11 digits (separators and +86/0086 dropped), or None when malformed."""
+    value = unicodedata.normalize("NFKC", str(text or "")).strip()
+    value = _PHONE_SEPARATORS_RE.sub("", value).replace(" ", "")
+    value = re.sub(r"^(?:\+?86|0086)(?=1\d{10}$)", "", value)
+    return value if PHONE_RE.fullmatch(value) else None
+
+
+def normalise_name(text: Optional[str]) -> str:
+    """A recipient name for comparison: NFKC, case-folded, without spaces, dots and lead-ins ("我叫")."""
+    value = unicodedata.normalize("NFKC", str(text or "")).strip()
+    value = _NAME_PREFIX_RE.sub("", value, count=1)
+    return _NAME_NOISE_RE.sub("", value).casefold()
+
+
+def recipient_matches(order: OrderView, name: Optional[str]) -> bool:
+    """The full recipient name of `order`, however it was typed (2 characters at least)."""
+    given = normalise_name(name)
+    return len(given) >= 2 and given == normalise_name(order.ship_name)
+
+
+def phone_lookup_orders(
+    orders: Sequence[OrderView], *, now: datetime, recipient: Optional[str] = None,
+    customer_id: Optional[int] = None,
+) -> list[OrderView]:
+    """The orders a verified phone look-up may reveal, newest first.
+
+    `customer_id` (rule 1: the channel identity owns the phone) keeps that
+    customer's orders; otherwise `recipient` (rule 2) keeps the orders whose
+    recipient it names. With neither, nothing is revealed.
+    """
+    since = now - PHONE_LOOKUP_WINDOW
+    if customer_id is not None:
+        kept = [o for o in orders if o.customer_id == customer_id]
+    elif recipient is not None:
+        kept = [o for o in orders if recipient_matches(o, recipient)]
+    else:
+        return []
+    kept = [o for o in kept if o.created_at >= since]
+    return sorted(kept, key=lambda o: o.created_at, reverse=True)[:PHONE_LOOKUP_LIMIT]

@@ -61,6 +61,9 @@ def make_engine(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     m.Base.metadata.create_all(engine)
+    # Indexes added after a database was first created (create_all skips existing tables).
+    for index in m.Order.__table__.indexes:
+        index.create(engine, checkfirst=True)
 
 
 class SqlShopStore:
@@ -130,6 +133,23 @@ class SqlShopStore:
             return [v for v in (_order_view(s, i) for i in ids) if v is not None]
 
         return await self._run(q, "recent orders")
+
+    async def orders_by_phone(
+        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20
+    ) -> list[OrderView]:
+        def q(s: Session) -> list[OrderView]:
+            # Two indexed look-ups (ship_phone; the phone's customer) instead of one OR that scans.
+            owner = s.execute(select(m.Customer.id).where(m.Customer.phone == phone)).scalar_one_or_none()
+            found: dict[str, datetime] = {}
+            for cond in ([m.Order.ship_phone == phone] + ([m.Order.customer_id == owner] if owner is not None else [])):
+                stmt = select(m.Order.id, m.Order.created_at).where(cond)
+                if since is not None:
+                    stmt = stmt.where(m.Order.created_at >= since)
+                found.update(s.execute(stmt.order_by(m.Order.created_at.desc()).limit(limit)).tuples().all())
+            ids = sorted(found, key=lambda i: found[i], reverse=True)[:limit]
+            return [v for v in (_order_view(s, i) for i in ids) if v is not None]
+
+        return await self._run(q, "orders by phone")
 
     async def coupons(self, customer_id: int) -> list[CouponView]:
         def q(s: Session) -> list[CouponView]:

@@ -74,6 +74,22 @@ async def _start_triggers(app: Sanic, project_root: str) -> None:
     app.ctx.triggers_task = asyncio.get_running_loop().create_task(engine.run_forever(app.ctx.triggers_stop))
 
 
+async def _start_shop_outbox(app: Sanic, project_root: str) -> None:
+    """Relay the shop's behaviour events (outbox) to the event broker, when the project has a shop."""
+    from bot.shop_cli import create_outbox_relay
+
+    app.ctx.shop_outbox = None
+    try:
+        relay = create_outbox_relay(getattr(app.ctx.agent, "event_broker", None), project_root)
+    except Exception:  # a bad `shop:` section must not stop the bot from serving
+        logger.exception("Shop outbox relay not started")
+        return
+    if relay is not None:
+        relay.start()
+        app.ctx.shop_outbox = relay
+        logger.info("Shop outbox relay started (every %.1fs).", relay.interval)
+
+
 def _handoff_service(project_root: str | None, app: Sanic) -> Any:
     """Human handoff (agent API + console) when the project configures ``handoff:``."""
     if project_root is None:
@@ -133,9 +149,13 @@ def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
             await handoff.start()
         if options.project_root is not None:
             await _start_triggers(app, options.project_root)
+            await _start_shop_outbox(app, options.project_root)  # after triggers subscribed
 
     @app.after_server_stop
     async def close_agent(app: Sanic) -> None:
+        relay = getattr(app.ctx, "shop_outbox", None)
+        if relay is not None:
+            await relay.stop()
         engine = getattr(app.ctx, "triggers", None)
         if engine is not None:
             app.ctx.triggers_stop.set()

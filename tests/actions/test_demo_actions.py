@@ -56,7 +56,8 @@ def tracker(text: str, *, slots: Optional[dict[str, Any]] = None, intent: str = 
     latest = {"text": text, "intent": {"name": intent, "confidence": 0.98}, "entities": entities or []}
     all_slots = {"language": "zh", "order_id": None, "order_request": None, "requested_slot": None,
                  "verified_order": None, "phone_last4": None, "verify_attempts": None, "pending_change": None,
-                 "return_reason": None}
+                 "return_reason": None, "phone": None, "recipient_name": None, "verified_orders": None,
+                 "product": None}
     all_slots.update(slots or {})
     return {"sender_id": sender, "slots": all_slots, "latest_message": latest,
             "events": [{"event": "user", "text": text, "parse_data": latest, "input_channel": channel, "timestamp": 2.0}],
@@ -126,8 +127,8 @@ def test_form_asks_phone_digits_only_when_not_owner(executor, domain) -> None:
     stranger = tracker("E20261101001", slots={"order_id": "E20261101001", "requested_slot": "order_id"},
                        sender="stranger", active_loop="order_form")
     events, _ = run(executor, domain, "validate_order_form", stranger)
-    # Required slots as in the domain: the form itself asks the next one, phone_last4.
-    assert "requested_slot" not in slots_of(events)
+    # The validator picks the next slot: the phone digits (a phone look-up's slots are left out).
+    assert slots_of(events)["requested_slot"] == "phone_last4"
     owner = tracker("E20261101001", slots={"order_id": "E20261101001", "requested_slot": "order_id"},
                     sender=OWNER[1], channel=OWNER[0], active_loop="order_form")
     events, _ = run(executor, domain, "validate_order_form", owner)

@@ -67,6 +67,9 @@ class ShopApiServer:
         one = lambda k: q[k][0]  # noqa: E731
         when = lambda: datetime.fromisoformat(body["now"])  # noqa: E731
         match method, parts:
+            case "GET", ["orders"] if "phone" in q:
+                since = datetime.fromisoformat(one("since")) if "since" in q else None
+                return await s.orders_by_phone(one("phone"), since=since, limit=int(one("limit")))
             case "GET", ["orders", oid]:
                 return await s.find_order(oid)
             case "GET", ["customers"] if "phone" in q:
