@@ -28,6 +28,7 @@ CATEGORY_WORDS = {  # shopper words → category code (zh and en)
     "衣": "running_apparel", "shirt": "running_apparel",
 }
 REFIT_SECONDS = 3600
+REFIT_RETRY_SECONDS = 60  # after a failed background refit
 
 
 def category_of(tracker: Tracker) -> Optional[str]:
@@ -118,18 +119,53 @@ class ActionSizeAdvice(Action):
 
 _model: Optional[tuple[float, int, Recommender]] = None
 _model_lock = asyncio.Lock()
+_refit: Optional[asyncio.Task[None]] = None
+
+
+async def _fit(shop: ShopStore) -> Recommender:
+    products = await shop.products()
+    baskets = await shop.baskets()
+    return await asyncio.to_thread(lambda: Recommender(products).fit(baskets))
 
 
 async def recommender(shop: ShopStore) -> Recommender:
-    """The fitted model, refitted hourly (fitting on 20 000 orders takes under a second)."""
-    global _model
+    """The fitted model: fitted once per process and store, then refitted every REFIT_SECONDS.
+
+    Only the first call waits for a fit (about a second on 20 000 orders). When the
+    model is older than REFIT_SECONDS, the current one keeps answering while a new one
+    is fitted in the background, so no shopper waits for a refit; `invalidate_recommender`
+    (after an import, in tests) forces the next call to fit afresh.
+    """
+    global _model, _refit
+    model = _model
+    if model is not None and model[1] == id(shop):
+        if time.monotonic() - model[0] > REFIT_SECONDS and (_refit is None or _refit.done()
+                                                               or _refit.get_loop() is not asyncio.get_running_loop()):
+            _refit = asyncio.get_running_loop().create_task(_refit_in_background(shop), name="kefu-recommender-refit")
+        return model[2]
     async with _model_lock:
-        if _model is None or _model[1] != id(shop) or time.monotonic() - _model[0] > REFIT_SECONDS:
-            products = await shop.products()
-            baskets = await shop.baskets()
-            model = await asyncio.to_thread(lambda: Recommender(products).fit(baskets))
-            _model = (time.monotonic(), id(shop), model)
+        if _model is None or _model[1] != id(shop):
+            _model = (time.monotonic(), id(shop), await _fit(shop))
         return _model[2]
+
+
+async def _refit_in_background(shop: ShopStore) -> None:
+    global _model
+    try:
+        fitted = await _fit(shop)
+    except ShopError as e:  # keep serving the current model; try again in REFIT_RETRY_SECONDS
+        logger.warning("Recommender refit failed, keeping the current model: %s", e)
+        if _model is not None and _model[1] == id(shop):
+            _model = (time.monotonic() - REFIT_SECONDS + REFIT_RETRY_SECONDS, _model[1], _model[2])
+        return
+    if _model is not None and _model[1] == id(shop):
+        _model = (time.monotonic(), id(shop), fitted)
+
+
+def invalidate_recommender() -> None:
+    """Forget the fitted model (the shop's order history or catalogue changed wholesale)."""
+    global _model
+    _model = None
 
 
 class ActionRecommend(Action):

@@ -147,7 +147,9 @@ class ValidateOrderForm(FormValidationAction):
             return {"recipient_name": None}
         current = now()
         try:
-            orders = await get_shop().orders_by_phone(phone, since=current - rules.PHONE_LOOKUP_WINDOW, limit=20)
+            # the rule needs the order rows only (recipient, customer, date): no lines or tracking loaded
+            orders = await get_shop().orders_by_phone(phone, since=current - rules.PHONE_LOOKUP_WINDOW, limit=20,
+                                                      details=False)
         except ShopError as e:
             logger.error("Phone look-up failed for conversation %s: %s", conversation(tracker), e)
             dispatcher.utter_message(response="utter_shop_unavailable")

@@ -105,15 +105,21 @@ class ActionOrderRequest(Action):
                 logger.info("Unverified phone look-up (%s) refused in conversation %s", mask_phone(phone), conversation(tracker))
                 dispatcher.utter_message(response="utter_not_verified_phone")
                 return _reset()
-            orders = await shop.orders_by_phone(phone, since=current - rules.PHONE_LOOKUP_WINDOW, limit=20)
+            if owns_phone:
+                owner_id = owner.id
+
+                def rule(rows: list[OrderView]) -> list[OrderView]:
+                    return rules.phone_lookup_orders(rows, now=current, customer_id=owner_id)
+            else:
+                recipient = tracker.get_slot("recipient_name")
+
+                def rule(rows: list[OrderView]) -> list[OrderView]:
+                    return [o for o in rules.phone_lookup_orders(rows, now=current, recipient=recipient) if o.id in verified]
+            # The rule runs on light rows (no lines or tracking); full views only for the ≤ 5 shown.
+            shown = await shop.orders_by_phone(phone, since=current - rules.PHONE_LOOKUP_WINDOW, limit=20, keep=rule)
         except ShopError as e:
             unavailable(dispatcher, tracker, f"phone look-up for {request}", e)
             return _reset()
-        if owns_phone:
-            shown = rules.phone_lookup_orders(orders, now=current, customer_id=owner.id)
-        else:
-            shown = [o for o in rules.phone_lookup_orders(orders, now=current, recipient=tracker.get_slot("recipient_name"))
-                     if o.id in verified]
         if not shown:
             dispatcher.utter_message(text=t(
                 lang, f"手机号 {mask_phone(phone)} 近 {rules.PHONE_LOOKUP_WINDOW.days} 天没有查到订单。可以提供订单号，或回复“人工”让客服帮您查。",

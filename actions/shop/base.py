@@ -12,7 +12,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 SHOP_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 ORDER_ID_RE = re.compile(r"E\d{11}")
@@ -199,12 +199,21 @@ class ShopStore(Protocol):
 
     async def recent_orders(self, customer_id: int, limit: int = 5) -> list[OrderView]: ...
 
+    async def orders(self, order_ids: Sequence[str]) -> list[OrderView]:
+        """Full views of these orders (unknown ids left out), in the given order, loaded together."""
+        ...
+
     async def orders_by_phone(
-        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20
+        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20, details: bool = True,
+        keep: Optional[Callable[[list[OrderView]], list[OrderView]]] = None,
     ) -> list[OrderView]:
         """Orders shipped to `phone` or placed by the customer with that phone, newest first.
 
         Callers reveal them only after verification (`rules.phone_lookup_orders`).
+        `details=False` may leave out lines, shipment, tracking, refunds and after-sales
+        (the order rows are enough for the rule). `keep` (the rule) is applied to such
+        light rows and only the orders it keeps are returned, with full details: one
+        round trip instead of rows first and `orders()` after.
         """
         ...
 

@@ -7,9 +7,10 @@ round trip, and the merchant API re-checks them in its own transaction.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 from urllib.parse import quote
 
 from actions.shop.base import (
@@ -80,13 +81,22 @@ class HttpShopStore:
         data = await self._call("GET", f"/customers/{int(customer_id)}/orders", params={"limit": limit})
         return [from_json(OrderView, o) for o in data or []]
 
+    async def orders(self, order_ids: Sequence[str]) -> list[OrderView]:
+        """One `GET /orders/{id}` per order, concurrently (the merchant API has no batch route)."""
+        ids = list(dict.fromkeys(order_ids))
+        found = await asyncio.gather(*(self.find_order(i) for i in ids))
+        return [o for o in found if o is not None]
+
     async def orders_by_phone(
-        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20
+        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20, details: bool = True,
+        keep: Optional[Callable[[list[OrderView]], list[OrderView]]] = None,
     ) -> list[OrderView]:
+        """`GET /orders?phone=&since=&limit=`; the merchant answers full views, `details` aside."""
         params: dict[str, Any] = {"phone": phone, "limit": limit}
         if since is not None:
             params["since"] = since.isoformat()
-        return [from_json(OrderView, o) for o in await self._call("GET", "/orders", params=params) or []]
+        orders = [from_json(OrderView, o) for o in await self._call("GET", "/orders", params=params) or []]
+        return keep(orders) if keep is not None else orders
 
     async def coupons(self, customer_id: int) -> list[CouponView]:
         return [from_json(CouponView, c) for c in await self._call("GET", f"/customers/{int(customer_id)}/coupons") or []]

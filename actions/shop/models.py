@@ -186,7 +186,7 @@ class Coupon(Base):
     category: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
-    used_order_id: Mapped[Optional[str]] = mapped_column(String(24), nullable=True)
+    used_order_id: Mapped[Optional[str]] = mapped_column(String(24), nullable=True, index=True)  # restored on cancel
 
 
 class PointsEntry(Base):

@@ -64,42 +64,60 @@ class Recommender:
                     if ca != cb:
                         self.cat_co[ca][cb] += 1
         self._max_pop = max(self.pop.values(), default=1)
+        self._precompute()
         return self
+
+    def _precompute(self) -> None:
+        """The per-item and per-category top lists `recommend` reads, sorted once here, not per call.
+
+        Same `most_common` cuts and the same arithmetic as computed per call before, so
+        scores and rankings are unchanged bit for bit.
+        """
+        self._co_top: dict[str, tuple[tuple[str, float], ...]] = {}
+        for h, row in self.co.items():
+            norm = 1.0 / math.sqrt(self.pop.get(h, 1))
+            self._co_top[h] = tuple((sku, W_CO * count * norm / math.sqrt(self.pop.get(sku, 1)))
+                                    for sku, count in row.most_common(40))
+        self._cat_comp: dict[str, tuple[tuple[str, float, int], ...]] = {}
+        for cat, row in self.cat_co.items():
+            comp_total = sum(row.values()) or 1
+            self._cat_comp[cat] = tuple((comp, n, comp_total) for comp, n in row.most_common(3))
+        self._cat_top: dict[str, tuple[tuple[str, float, float], ...]] = {}
+        for cat, counts in self.cat_pop.items():
+            if counts:
+                top = counts.most_common(1)[0][1]
+                self._cat_top[cat] = tuple((sku, c, top) for sku, c in counts.most_common(15))
+        self._pop_top = tuple((sku, W_POP * c / self._max_pop) for sku, c in self.pop.most_common(30))
 
     def recommend(self, history: Sequence[str], k: int = 10, *, exclude_owned: bool = True) -> list[Recommendation]:
         owned = set(history)
-        scores: dict[str, float] = defaultdict(float)
-        reasons: dict[str, tuple[str, Optional[str], float]] = {}
-
-        def note(sku: str, value: float, reason: str, because: Optional[str] = None) -> None:
-            scores[sku] += value
-            if value > reasons.get(sku, ("", None, 0.0))[2]:
-                reasons[sku] = (reason, because, value)
-
+        scores: dict[str, float] = {}
+        # the strongest single contribution names the reason: sku -> (value, reason, because)
+        reasons: dict[str, tuple[float, str, Optional[str]]] = {}
+        none = (0.0, "", None)
+        # (the loops below are inlined: ~1000 contributions per call)
         for h in owned:
-            row = self.co.get(h)
-            if not row:
-                continue
-            norm = 1.0 / math.sqrt(self.pop.get(h, 1))
-            for sku, count in row.most_common(40):
-                note(sku, W_CO * count * norm / math.sqrt(self.pop.get(sku, 1)), "co_purchase", h)
+            for sku, value in self._co_top.get(h, ()):
+                scores[sku] = scores.get(sku, 0.0) + value
+                if value > reasons.get(sku, none)[0]:
+                    reasons[sku] = (value, "co_purchase", h)
         cats = Counter(self.products[s].category for s in history if s in self.products)
         total = sum(cats.values()) or 1
         affinity: Counter[str] = Counter()
         for cat, n in cats.items():
             affinity[cat] += n / total
-            comp_total = sum(self.cat_co[cat].values()) or 1
-            for comp, m in self.cat_co[cat].most_common(3):
+            for comp, m, comp_total in self._cat_comp.get(cat, ()):
                 affinity[comp] += 0.5 * (n / total) * m / comp_total
         for cat, a in affinity.items():
-            counts = self.cat_pop.get(cat)
-            if not counts:
-                continue
-            top = counts.most_common(1)[0][1]
-            for sku, c in counts.most_common(15):
-                note(sku, W_AFF * a * c / top, "affinity")
-        for sku, c in self.pop.most_common(30):
-            note(sku, W_POP * c / self._max_pop, "popular")
+            for sku, c, top in self._cat_top.get(cat, ()):
+                value = W_AFF * a * c / top
+                scores[sku] = scores.get(sku, 0.0) + value
+                if value > reasons.get(sku, none)[0]:
+                    reasons[sku] = (value, "affinity", None)
+        for sku, value in self._pop_top:
+            scores[sku] = scores.get(sku, 0.0) + value
+            if value > reasons.get(sku, none)[0]:
+                reasons[sku] = (value, "popular", None)
         ranked = []
         for sku, score in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])):
             p = self.products.get(sku)
@@ -107,7 +125,7 @@ class Recommender:
                 continue
             if exclude_owned and sku in owned and p.category not in CONSUMABLES:
                 continue
-            reason, because, _v = reasons[sku]
+            _v, reason, because = reasons[sku]
             ranked.append(Recommendation(sku, round(score, 4), reason, because))
             if len(ranked) == k:
                 break

@@ -4,6 +4,11 @@ Queries are synchronous SQLAlchemy run in a worker thread under a timeout, so a
 slow database never blocks the action server's event loop and a hung one turns
 into `ShopUnavailable` instead of a hung conversation. Every state change is one
 transaction that also writes its behaviour event to the `outbox` table.
+
+Reads are Core statements built once at import (SQLAlchemy compiles each once and
+caches it) on a plain connection, not ORM sessions: the ORM's per-object overhead was
+most of a look-up's time. Full order views are loaded for a batch of orders in three
+statements (`load_orders`), never one query per order or per line/shipment/tracking.
 """
 from __future__ import annotations
 
@@ -13,8 +18,21 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from sqlalchemy import create_engine, event, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import (
+    String,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +57,7 @@ from actions.shop.base import (
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 2.0
+BULK_TIMEOUT_S = 60.0  # whole-history reads for fitting the recommender (no shopper waits on them)
 
 
 def make_engine(url: str) -> Engine:
@@ -62,8 +81,9 @@ def make_engine(url: str) -> Engine:
 def create_schema(engine: Engine) -> None:
     m.Base.metadata.create_all(engine)
     # Indexes added after a database was first created (create_all skips existing tables).
-    for index in m.Order.__table__.indexes:
-        index.create(engine, checkfirst=True)
+    for table in m.Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
 
 
 class SqlShopStore:
@@ -80,15 +100,34 @@ class SqlShopStore:
     # -- plumbing -------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[Session], T], what: str) -> T:
+        """`fn` in an ORM session (the state changes)."""
+
         def work() -> T:
             with self._sessions() as session:
                 return fn(session)
 
+        return await self._in_thread(work, what)
+
+    async def _read(self, fn: Callable[[Connection], T], what: str, *, bulk: bool = False) -> T:
+        """`fn` on a plain connection: the reads use precompiled Core statements, no ORM overhead.
+
+        `bulk` reads (the whole order history or catalogue, for fitting the recommender)
+        are not answers a shopper waits on, so they get BULK_TIMEOUT_S, not `shop: timeout`.
+        """
+
+        def work() -> T:
+            with self.engine.connect() as connection:
+                return fn(connection)
+
+        return await self._in_thread(work, what, max(self.timeout, BULK_TIMEOUT_S) if bulk else self.timeout)
+
+    async def _in_thread(self, work: Callable[[], T], what: str, timeout: Optional[float] = None) -> T:
+        timeout = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(asyncio.to_thread(work), self.timeout)
+            return await asyncio.wait_for(asyncio.to_thread(work), timeout)
         except (TimeoutError, asyncio.TimeoutError) as e:
             raise ShopUnavailable(
-                f"Shop database did not answer '{what}' within {self.timeout:.1f}s ({_safe_url(self.url)}). "
+                f"Shop database did not answer '{what}' within {timeout:.1f}s ({_safe_url(self.url)}). "
                 "Check the database, or raise `shop: timeout` in endpoints.yml."
             ) from e
         except SQLAlchemyError as e:
@@ -103,97 +142,105 @@ class SqlShopStore:
     # -- reads ----------------------------------------------------------------------
 
     async def find_order(self, order_id: str) -> Optional[OrderView]:
-        return await self._run(lambda s: _order_view(s, order_id), "find order")
+        return await self._read(lambda c: load_orders(c, [order_id]).get(order_id), "find order")
+
+    async def orders(self, order_ids: Sequence[str]) -> list[OrderView]:
+        ids = list(dict.fromkeys(order_ids))
+        if not ids:
+            return []
+
+        def q(c: Connection) -> list[OrderView]:
+            found = load_orders(c, ids)
+            return [found[i] for i in ids if i in found]
+
+        return await self._read(q, "orders")
 
     async def customer(self, customer_id: int) -> Optional[CustomerView]:
-        return await self._run(lambda s: _customer_view(s.get(m.Customer, customer_id)), "customer")
+        return await self._read(lambda c: _one_customer(c, _CUSTOMER_BY_ID, {"id": customer_id}), "customer")
 
     async def customer_by_identity(self, channel: str, external_id: str) -> Optional[CustomerView]:
-        def q(s: Session) -> Optional[CustomerView]:
-            row = s.execute(
-                select(m.Customer)
-                .join(m.ChannelIdentity, m.ChannelIdentity.customer_id == m.Customer.id)
-                .where(m.ChannelIdentity.channel == channel, m.ChannelIdentity.external_id == external_id)
-            ).scalar_one_or_none()
-            return _customer_view(row)
-
-        return await self._run(q, "customer by channel identity")
-
-    async def customer_by_phone(self, phone: str) -> Optional[CustomerView]:
-        return await self._run(
-            lambda s: _customer_view(s.execute(select(m.Customer).where(m.Customer.phone == phone)).scalar_one_or_none()),
-            "customer by phone",
+        return await self._read(
+            lambda c: _one_customer(c, _CUSTOMER_BY_IDENTITY, {"channel": channel, "external_id": external_id}),
+            "customer by channel identity",
         )
 
-    async def recent_orders(self, customer_id: int, limit: int = 5) -> list[OrderView]:
-        def q(s: Session) -> list[OrderView]:
-            ids = s.execute(
-                select(m.Order.id).where(m.Order.customer_id == customer_id).order_by(m.Order.created_at.desc()).limit(limit)
-            ).scalars().all()
-            return [v for v in (_order_view(s, i) for i in ids) if v is not None]
+    async def customer_by_phone(self, phone: str) -> Optional[CustomerView]:
+        return await self._read(lambda c: _one_customer(c, _CUSTOMER_BY_PHONE, {"phone": phone}), "customer by phone")
 
-        return await self._run(q, "recent orders")
+    async def recent_orders(self, customer_id: int, limit: int = 5) -> list[OrderView]:
+        def q(c: Connection) -> list[OrderView]:
+            ids = c.execute(_RECENT_ORDER_IDS, {"customer_id": customer_id, "limit": limit}).scalars().all()
+            found = load_orders(c, ids)
+            return [found[i] for i in ids if i in found]
+
+        return await self._read(q, "recent orders")
 
     async def orders_by_phone(
-        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20
+        self, phone: str, *, since: Optional[datetime] = None, limit: int = 20, details: bool = True,
+        keep: Optional[Callable[[list[OrderView]], list[OrderView]]] = None,
     ) -> list[OrderView]:
-        def q(s: Session) -> list[OrderView]:
+        def q(c: Connection) -> list[OrderView]:
             # Two indexed look-ups (ship_phone; the phone's customer) instead of one OR that scans.
-            owner = s.execute(select(m.Customer.id).where(m.Customer.phone == phone)).scalar_one_or_none()
-            found: dict[str, datetime] = {}
-            for cond in ([m.Order.ship_phone == phone] + ([m.Order.customer_id == owner] if owner is not None else [])):
-                stmt = select(m.Order.id, m.Order.created_at).where(cond)
-                if since is not None:
-                    stmt = stmt.where(m.Order.created_at >= since)
-                found.update(s.execute(stmt.order_by(m.Order.created_at.desc()).limit(limit)).tuples().all())
-            ids = sorted(found, key=lambda i: found[i], reverse=True)[:limit]
-            return [v for v in (_order_view(s, i) for i in ids) if v is not None]
+            owner = c.execute(_CUSTOMER_ID_BY_PHONE, {"phone": phone}).scalar_one_or_none()
+            floor = since if since is not None else _EPOCH
+            found: dict[str, Row[Any]] = {}
+            for row in c.execute(_ORDER_ROWS_BY_SHIP_PHONE, {"phone": phone, "since": floor, "limit": limit}):
+                found[row.id] = row
+            if owner is not None:
+                for row in c.execute(_ORDER_ROWS_BY_CUSTOMER, {"customer_id": owner, "since": floor, "limit": limit}):
+                    found[row.id] = row
+            rows = sorted(found.values(), key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
+            light = [_light_order(r) for r in rows]
+            if keep is not None:  # the rule on light rows (in this round trip), then details for the kept ones
+                light = keep(light)
+            if not details:
+                return light
+            full = load_orders(c, [o.id for o in light])
+            return [full[o.id] for o in light if o.id in full]
 
-        return await self._run(q, "orders by phone")
+        return await self._read(q, "orders by phone")
 
     async def coupons(self, customer_id: int) -> list[CouponView]:
-        def q(s: Session) -> list[CouponView]:
-            rows = s.execute(select(m.Coupon).where(m.Coupon.customer_id == customer_id).order_by(m.Coupon.valid_until)).scalars()
+        def q(c: Connection) -> list[CouponView]:
             return [
-                CouponView(c.code, c.title_zh, c.title_en, c.threshold_cents, c.amount_cents, c.valid_from,
-                           c.valid_until, c.category, c.used_order_id)
-                for c in rows
+                CouponView(r.code, r.title_zh, r.title_en, r.threshold_cents, r.amount_cents, r.valid_from,
+                           r.valid_until, r.category, r.used_order_id)
+                for r in c.execute(_COUPONS, {"customer_id": customer_id})
             ]
 
-        return await self._run(q, "coupons")
+        return await self._read(q, "coupons")
 
     async def points(self, customer_id: int) -> list[PointsEntryView]:
-        def q(s: Session) -> list[PointsEntryView]:
-            rows = s.execute(select(m.PointsEntry).where(m.PointsEntry.customer_id == customer_id)).scalars()
-            return [PointsEntryView(p.delta, p.reason, p.created_at, p.expires_at) for p in rows]
+        def q(c: Connection) -> list[PointsEntryView]:
+            return [PointsEntryView(r.delta, r.reason, r.created_at, r.expires_at)
+                    for r in c.execute(_POINTS, {"customer_id": customer_id})]
 
-        return await self._run(q, "points")
+        return await self._read(q, "points")
 
     async def products(self, skus: Optional[Sequence[str]] = None) -> list[ProductView]:
-        def q(s: Session) -> list[ProductView]:
-            stmt = select(m.Product).order_by(m.Product.sku)
-            if skus is not None:
-                stmt = stmt.where(m.Product.sku.in_(list(skus)))
-            return [_product_view(p) for p in s.execute(stmt).scalars()]
+        def q(c: Connection) -> list[ProductView]:
+            if skus is None:
+                rows = c.execute(_ALL_PRODUCTS)
+            else:
+                rows = c.execute(_PRODUCTS_BY_SKU, {"skus": list(skus)})
+            return [_product_view(p) for p in rows]
 
-        return await self._run(q, "products")
+        if skus is not None and not skus:
+            return []
+        return await self._read(q, "products", bulk=skus is None)
 
     async def baskets(self, customer_id: Optional[int] = None) -> list[Basket]:
-        def q(s: Session) -> list[Basket]:
-            stmt = (
-                select(m.Order.customer_id, m.Order.id, m.Order.created_at, m.OrderLine.sku)
-                .join(m.OrderLine, m.OrderLine.order_id == m.Order.id)
-                .where(m.Order.status.not_in(("cancelled", "pending_payment")))
-                .order_by(m.Order.created_at, m.Order.id, m.OrderLine.id)
-            )
-            if customer_id is not None:
-                stmt = stmt.where(m.Order.customer_id == customer_id)
+        def q(c: Connection) -> list[Basket]:
+            if customer_id is None:
+                rows = c.execute(_ALL_BASKET_LINES)
+            else:
+                rows = c.execute(_CUSTOMER_BASKET_LINES, {"customer_id": customer_id})
             out: dict[str, list[Any]] = {}
-            for cid, oid, created, sku in s.execute(stmt):
+            for cid, oid, created, sku in rows:
                 out.setdefault(oid, [cid, oid, created, []])[3].append(sku)
-            return [Basket(c, o, t, tuple(skus)) for c, o, t, skus in out.values()]
+            return [Basket(c_, o, t, tuple(skus)) for c_, o, t, skus in out.values()]
 
-        return await self._run(q, "purchase baskets")
+        return await self._read(q, "purchase baskets", bulk=customer_id is None)
 
     # -- changes (one transaction each, with an outbox event) ------------------------
 
@@ -286,11 +333,11 @@ class SqlShopStore:
     async def record_event(
         self, event: str, *, sender_id: Optional[str], customer_id: Optional[int], payload: dict[str, Any], now: datetime
     ) -> dict[str, Any]:
-        def tx(s: Session) -> dict[str, Any]:
-            with s.begin():
-                return _outbox(s, event, sender_id, customer_id, payload.get("order_id"), now, payload)
+        def tx() -> dict[str, Any]:
+            with self.engine.begin() as c:
+                return _outbox(c, event, sender_id, customer_id, payload.get("order_id"), now, payload)
 
-        return await self._run(tx, f"record {event}")
+        return await self._in_thread(tx, f"record {event}")
 
     # -- outbox relay (used by `bot/shop_cli.forward_outbox`) -------------------------
 
@@ -318,63 +365,159 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _customer_view(row: Optional[m.Customer]) -> Optional[CustomerView]:
-    return CustomerView(row.id, row.name, row.phone) if row is not None else None
+# --- reads: statements built once (compiled once, cached by SQLAlchemy) ----------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_O, _L, _P = m.Order.__table__, m.OrderLine.__table__, m.Product.__table__
+_S, _T = m.Shipment.__table__, m.TrackingEvent.__table__
+_R, _A = m.Refund.__table__, m.AfterSale.__table__
+_C, _I = m.Customer.__table__, m.ChannelIdentity.__table__
+
+_CUSTOMER_COLUMNS = (_C.c.id, _C.c.name, _C.c.phone)
+_CUSTOMER_BY_ID = select(*_CUSTOMER_COLUMNS).where(_C.c.id == bindparam("id"))
+_CUSTOMER_BY_PHONE = select(*_CUSTOMER_COLUMNS).where(_C.c.phone == bindparam("phone"))
+_CUSTOMER_ID_BY_PHONE = select(_C.c.id).where(_C.c.phone == bindparam("phone"))
+_CUSTOMER_BY_IDENTITY = (
+    select(*_CUSTOMER_COLUMNS).join(_I, _I.c.customer_id == _C.c.id)
+    .where(_I.c.channel == bindparam("channel"), _I.c.external_id == bindparam("external_id"))
+)
+
+# The order rows alone (no lines, shipment, tracking): enough to apply the phone look-up rule.
+_ORDER_COLUMNS = tuple(_O.c)
+_ORDER_ROWS_BY_SHIP_PHONE = (
+    select(*_ORDER_COLUMNS).where(_O.c.ship_phone == bindparam("phone"), _O.c.created_at >= bindparam("since"))
+    .order_by(_O.c.created_at.desc()).limit(bindparam("limit"))
+)  # ix_orders_ship_phone (ship_phone, created_at)
+_ORDER_ROWS_BY_CUSTOMER = (
+    select(*_ORDER_COLUMNS).where(_O.c.customer_id == bindparam("customer_id"), _O.c.created_at >= bindparam("since"))
+    .order_by(_O.c.created_at.desc()).limit(bindparam("limit"))
+)  # ix_orders_customer_created (customer_id, created_at)
+_RECENT_ORDER_IDS = (
+    select(_O.c.id).where(_O.c.customer_id == bindparam("customer_id"))
+    .order_by(_O.c.created_at.desc()).limit(bindparam("limit"))
+)
+
+# Full views, eager-loaded for a batch of orders in three statements whatever the batch size:
+# 1. the orders with their latest shipment, 2. their lines with product titles,
+# 3. tracking events of those shipments, refunds and after-sales requests (one UNION ALL).
+_LATEST_SHIPMENT = select(func.max(_S.c.id)).where(_S.c.order_id == _O.c.id).correlate(_O).scalar_subquery()
+_ORDERS_WITH_SHIPMENT = (
+    select(*_ORDER_COLUMNS, _S.c.id.label("shipment_id"), _S.c.carrier, _S.c.tracking_number, _S.c.eta)
+    .select_from(_O.outerjoin(_S, _S.c.id == _LATEST_SHIPMENT))
+    .where(_O.c.id.in_(bindparam("ids", expanding=True)))
+)
+_ORDER_LINES = (
+    select(_L.c.order_id, _L.c.sku, _P.c.title_zh, _P.c.title_en, _P.c.category, _L.c.size, _L.c.colour,
+           _L.c.quantity, _L.c.unit_price_cents)
+    .join(_P, _P.c.sku == _L.c.sku)
+    .where(_L.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_L.c.order_id, _L.c.id)
+)
+# Columns: kind, order id, row id, time, time2, text1, text2, text3, amount. The first SELECT
+# (refunds) types every column, which is what the result types of a UNION are taken from.
+_ORDER_HISTORY = union_all(
+    select(literal_column("'refund'", String).label("kind"), _R.c.order_id, _R.c.id.label("row_id"), _R.c.requested_at.label("time"),
+           _R.c.completed_at.label("time2"), _R.c.status.label("text1"), _R.c.reason.label("text2"),
+           type_coerce(null(), String).label("text3"), _R.c.amount_cents.label("amount"))
+    .where(_R.c.order_id.in_(bindparam("ids", expanding=True))),
+    select(literal_column("'tracking'", String), _S.c.order_id, _T.c.id, _T.c.time, null(), _T.c.text_zh, _T.c.text_en, null(), null())
+    .join(_S, _S.c.id == _T.c.shipment_id)
+    .where(_T.c.shipment_id.in_(bindparam("shipment_ids", expanding=True))),
+    select(literal_column("'after_sale'", String), _A.c.order_id, _A.c.id, _A.c.created_at, null(), _A.c.kind, _A.c.reason,
+           _A.c.status, null())
+    .where(_A.c.order_id.in_(bindparam("ids", expanding=True))),
+)
+
+_COUPONS = select(m.Coupon.__table__).where(m.Coupon.customer_id == bindparam("customer_id")).order_by(m.Coupon.valid_until)
+_POINTS = select(m.PointsEntry.__table__).where(m.PointsEntry.customer_id == bindparam("customer_id"))
+_ALL_PRODUCTS = select(_P).order_by(_P.c.sku)
+_PRODUCTS_BY_SKU = select(_P).where(_P.c.sku.in_(bindparam("skus", expanding=True))).order_by(_P.c.sku)
+_ALL_BASKET_LINES = (
+    select(_O.c.customer_id, _O.c.id, _O.c.created_at, _L.c.sku)
+    .join(_L, _L.c.order_id == _O.c.id)
+    .where(_O.c.status.not_in(("cancelled", "pending_payment")))
+    .order_by(_O.c.created_at, _O.c.id, _L.c.id)
+)
+_CUSTOMER_BASKET_LINES = _ALL_BASKET_LINES.where(_O.c.customer_id == bindparam("customer_id"))
 
 
-def _product_view(p: m.Product) -> ProductView:
-    return ProductView(p.sku, p.category, p.title_zh, p.title_en, p.brand, p.price_cents, p.stock,
-                       tuple(p.sizes or ()), tuple(p.colours or ()), tuple(p.images or ()), dict(p.attributes or {}))
-
-
-def _order_view(s: Session, order_id: str) -> Optional[OrderView]:
-    o = s.get(m.Order, order_id)
-    if o is None:
-        return None
-    lines = tuple(
-        LineView(l.sku, p.title_zh, p.title_en, p.category, l.size, l.colour, l.quantity, l.unit_price_cents)
-        for l, p in s.execute(
-            select(m.OrderLine, m.Product).join(m.Product, m.Product.sku == m.OrderLine.sku)
-            .where(m.OrderLine.order_id == order_id).order_by(m.OrderLine.id)
+def load_orders(c: Connection, order_ids: Sequence[str]) -> dict[str, OrderView]:
+    """Full views of `order_ids` (those that exist) in three statements: no query per order."""
+    ids = list(dict.fromkeys(order_ids))
+    if not ids:
+        return {}
+    orders = {row.id: row for row in c.execute(_ORDERS_WITH_SHIPMENT, {"ids": ids})}
+    if not orders:
+        return {}
+    ids = list(orders)
+    lines: dict[str, list[LineView]] = {i: [] for i in ids}
+    for r in c.execute(_ORDER_LINES, {"ids": ids}):
+        lines[r.order_id].append(LineView(r.sku, r.title_zh, r.title_en, r.category, r.size, r.colour, r.quantity,
+                                          r.unit_price_cents))
+    shipment_ids = [row.shipment_id for row in orders.values() if row.shipment_id is not None]
+    tracking: dict[str, list[Any]] = {i: [] for i in ids}
+    refunds: dict[str, list[Any]] = {i: [] for i in ids}
+    after_sales: dict[str, list[Any]] = {i: [] for i in ids}
+    for r in c.execute(_ORDER_HISTORY, {"ids": ids, "shipment_ids": shipment_ids}):
+        if r.kind == "tracking":
+            tracking[r.order_id].append(r)
+        elif r.kind == "refund":
+            refunds[r.order_id].append(r)
+        else:
+            after_sales[r.order_id].append(r)
+    views = {}
+    for i, o in orders.items():
+        views[i] = _light_order(
+            o, carrier=o.carrier, tracking_number=o.tracking_number, eta=o.eta, lines=tuple(lines[i]),
+            tracking=tuple(TrackingView(t.time, t.text1, t.text2)
+                           for t in sorted(tracking[i], key=lambda t: (t.time, t.row_id))),
+            refunds=tuple(RefundView(r.amount, r.text1, r.time, r.time2, r.text2)
+                          for r in sorted(refunds[i], key=lambda r: r.row_id)),
+            after_sales=tuple(AfterSaleView(a.row_id, a.text1, a.text2, a.text3, a.time)
+                              for a in sorted(after_sales[i], key=lambda a: a.row_id)),
         )
-    )
-    shipment = s.execute(
-        select(m.Shipment).where(m.Shipment.order_id == order_id).order_by(m.Shipment.id.desc()).limit(1)
-    ).scalar_one_or_none()
-    tracking: tuple[TrackingView, ...] = ()
-    if shipment is not None:
-        tracking = tuple(
-            TrackingView(t.time, t.text_zh, t.text_en)
-            for t in s.execute(select(m.TrackingEvent).where(m.TrackingEvent.shipment_id == shipment.id)
-                               .order_by(m.TrackingEvent.time)).scalars()
-        )
-    refunds = tuple(
-        RefundView(r.amount_cents, r.status, r.requested_at, r.completed_at, r.reason)
-        for r in s.execute(select(m.Refund).where(m.Refund.order_id == order_id).order_by(m.Refund.id)).scalars()
-    )
-    after_sales = tuple(
-        AfterSaleView(a.id, a.kind, a.reason, a.status, a.created_at)
-        for a in s.execute(select(m.AfterSale).where(m.AfterSale.order_id == order_id).order_by(m.AfterSale.id)).scalars()
-    )
+    return views
+
+
+def _light_order(o: Any, **details: Any) -> OrderView:
+    """An `OrderView` from an orders row; without `details` it has no lines, shipment or tracking."""
     return OrderView(
         id=o.id, customer_id=o.customer_id, status=o.status, created_at=o.created_at, ship_name=o.ship_name,
         ship_phone=o.ship_phone, ship_address=o.ship_address, total_cents=o.total_cents,
         discount_cents=o.discount_cents, coupon_code=o.coupon_code, paid_at=o.paid_at, shipped_at=o.shipped_at,
-        delivered_at=o.delivered_at, cancelled_at=o.cancelled_at,
-        carrier=shipment.carrier if shipment else None,
-        tracking_number=shipment.tracking_number if shipment else None,
-        eta=shipment.eta if shipment else None,
-        lines=lines, tracking=tracking, refunds=refunds, after_sales=after_sales,
+        delivered_at=o.delivered_at, cancelled_at=o.cancelled_at, **details,
     )
 
 
-def _outbox(s: Session, name: str, sender_id: Optional[str], customer_id: Optional[int], order_id: Optional[str],
-            now: datetime, payload: dict[str, Any]) -> dict[str, Any]:
-    row = m.OutboxEvent(event=name, sender_id=sender_id, customer_id=customer_id, order_id=order_id,
-                        payload=payload, created_at=now)
-    s.add(row)
-    s.flush()
-    return _event_dict(row)
+def _order_view(s: Session, order_id: str) -> Optional[OrderView]:
+    """One full view inside an ORM transaction (the state changes)."""
+    return load_orders(s.connection(), [order_id]).get(order_id)
+
+
+def _one_customer(c: Connection, statement: Any, params: dict[str, Any]) -> Optional[CustomerView]:
+    row = c.execute(statement, params).first()
+    return CustomerView(row.id, row.name, row.phone) if row is not None else None
+
+
+def _product_view(p: Any) -> ProductView:
+    return ProductView(p.sku, p.category, p.title_zh, p.title_en, p.brand, p.price_cents, p.stock,
+                       tuple(p.sizes or ()), tuple(p.colours or ()), tuple(p.images or ()), dict(p.attributes or {}))
+
+
+def _outbox(s: Session | Connection, name: str, sender_id: Optional[str], customer_id: Optional[int],
+            order_id: Optional[str], now: datetime, payload: dict[str, Any]) -> dict[str, Any]:
+    """Write one outbox event in the caller's transaction (a Core insert: no ORM flush)."""
+    result = s.execute(insert(m.OutboxEvent.__table__).values(
+        event=name, sender_id=sender_id, customer_id=customer_id, order_id=order_id, payload=payload, created_at=now))
+    return {
+        "event": name,
+        "sender_id": sender_id,
+        "timestamp": now.timestamp(),
+        "customer_id": customer_id,
+        "order_id": order_id,
+        "data": dict(payload or {}),
+        "outbox_id": result.inserted_primary_key[0],
+    }
 
 
 def _event_dict(row: m.OutboxEvent) -> dict[str, Any]:

@@ -190,3 +190,138 @@ def test_relay_publishes_to_redis_streams(project: Path, redis_url: str) -> None
     entries = asyncio.run(scenario())
     assert len(entries) == 2
     assert "return_requested" in "".join(str(v) for _, fields in entries for v in fields.values())
+
+
+# --- end to end: a shop state change ends a running journey in a real TriggerEngine -------
+
+POST_PURCHASE = """
+settings:
+  timezone: Asia/Shanghai
+  quiet_hours: {start: "21:00", end: "09:00"}
+  frequency_caps: {per_day: 3, per_week: 5}
+journeys:
+  post_purchase:          # as triggers.yml `complementary_products`
+    entry: {event: order_delivered}
+    exit_on:
+      - {event: return_requested, match: [order_id]}
+      - {event: order_cancelled, match: [order_id]}
+    steps:
+      - name: suggest
+        delay: 3d
+        response: utter_trigger_recommendation
+"""
+
+
+def returnable_order(db: Path) -> tuple[str, int, str]:
+    """A delivered order inside the 7-day return window at NOW with a returnable line, its customer,
+    and another order of that customer (whose journey must go on)."""
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as c:
+        order_id, customer = c.execute(text(
+            "select o.id, o.customer_id from orders o where o.status = 'delivered' and o.delivered_at >= :since "
+            "and exists (select 1 from order_lines l join products p on p.sku = l.sku where l.order_id = o.id "
+            "and p.category not in ('socks', 'nutrition')) "
+            "and not exists (select 1 from refunds r where r.order_id = o.id) "
+            "and (select count(*) from orders x where x.customer_id = o.customer_id) > 1 order by o.id"),
+            {"since": "2026-11-17 00:00:00"}).first()
+        other = c.execute(text("select id from orders where customer_id = :c and id != :o order by id"),
+                          {"c": customer, "o": order_id}).scalar()
+    engine.dispose()
+    return order_id, customer, other
+
+
+def test_return_requested_in_the_shop_ends_the_post_purchase_journey(project: Path, tmp_path: Path) -> None:
+    """Shop transaction → outbox → OutboxRelay → in-process broker → TriggerEngine: the journey exits."""
+    from actions.shop.sql import SqlShopStore
+    from bot.triggers.clock import TestClock
+    from bot.triggers.engine import TriggerEngine
+    from bot.triggers.journeys import load_triggers_text
+    from bot.triggers.queue import SQLJobQueue
+    from bot.triggers.store import SQLTriggerStore
+    from tests.triggers.conftest import RecordingSender
+
+    db = project / "shop.db"
+    returned, customer, other = returnable_order(db)
+
+    async def scenario() -> dict[str, object]:
+        seen: dict[str, object] = {}
+        clock = TestClock(NOW.timestamp() - 3600)
+        store = SQLTriggerStore(f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}")
+        await store.setup()
+        sender = RecordingSender()
+        engine = TriggerEngine(load_triggers_text(POST_PURCHASE), store, SQLJobQueue(store.engine), sender, clock)
+        broker = InProcessEventBroker()
+        engine.attach(broker)
+        relay = create_outbox_relay(broker, project)  # the server's relay, on the same broker
+
+        await broker.publish({"event": "order_delivered", "event_id": f"delivered-{returned}",
+                              "customer_id": str(customer), "order_id": returned, "timestamp": clock.now()})
+        seen["entered"] = await store.instances_for(str(customer), "post_purchase", status="active")
+
+        # a return of another order of the same customer does not end this journey (match: [order_id])
+        engine_db = create_engine(f"sqlite:///{db}")
+        with engine_db.begin() as c:
+            c.execute(text("insert into outbox (event, sender_id, customer_id, order_id, payload, created_at) "
+                           "values ('return_requested', 'shopper', :c, :o, '{}', '2026-11-23 01:00:00.000000')"),
+                      {"c": customer, "o": other})
+        engine_db.dispose()
+        seen["other_forwarded"] = await relay.relay_once()
+        seen["after_other"] = await store.instances_for(str(customer), "post_purchase", status="active")
+
+        shop = SqlShopStore(f"sqlite:///{db}")  # what action_apply_order_change does for a return
+        seen["result"] = await shop.request_after_sale(returned, "return", "size", sender_id="shopper", now=NOW)
+        await shop.close()
+        seen["forwarded"] = await relay.relay_once()
+        await relay.stop()
+
+        clock.advance(4 * 24 * 3600)  # past the step's 3-day delay: an exited journey sends nothing
+        await engine.drain()
+        seen["final"] = await store.instances_for(str(customer), "post_purchase")
+        seen["exits"] = [(d["kind"], d["reason"]) for d in await store.decisions_for(str(customer)) if d["kind"] == "exit"]
+        seen["sent"] = sender.to(str(customer))
+        await store.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert [i.entry["properties"]["order_id"] for i in seen["entered"]] == [returned]
+    assert seen["other_forwarded"] == 1 and len(seen["after_other"]) == 1
+    assert seen["result"].ok and seen["result"].event["event"] == "return_requested"
+    assert seen["forwarded"] == 1
+    (final,) = seen["final"]
+    assert final.status == "exited"
+    assert seen["exits"] == [("exit", "exit:return_requested")]
+    assert seen["sent"] == []
+    assert unpublished(db) == 0
+
+
+def test_without_the_return_the_post_purchase_journey_sends(project: Path, tmp_path: Path) -> None:
+    """The control for the test above: the same journey, no return → the suggestion goes out."""
+    from bot.triggers.clock import TestClock
+    from bot.triggers.engine import TriggerEngine
+    from bot.triggers.journeys import load_triggers_text
+    from bot.triggers.queue import SQLJobQueue
+    from bot.triggers.store import SQLTriggerStore
+    from tests.triggers.conftest import RecordingSender
+
+    returned, customer, _ = returnable_order(project / "shop.db")
+
+    async def scenario() -> list:
+        clock = TestClock(NOW.timestamp() - 3600)
+        store = SQLTriggerStore(f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}")
+        await store.setup()
+        sender = RecordingSender()
+        engine = TriggerEngine(load_triggers_text(POST_PURCHASE), store, SQLJobQueue(store.engine), sender, clock)
+        broker = InProcessEventBroker()
+        engine.attach(broker)
+        await broker.publish({"event": "order_delivered", "event_id": f"delivered-{returned}",
+                              "customer_id": str(customer), "order_id": returned, "timestamp": clock.now()})
+        relay = create_outbox_relay(broker, project)
+        await relay.relay_once()
+        await relay.stop()
+        clock.advance(4 * 24 * 3600)
+        await engine.drain()
+        await store.close()
+        return sender.to(str(customer))
+
+    sent = asyncio.run(scenario())
+    assert len(sent) == 1 and sent[0].journey == "post_purchase"

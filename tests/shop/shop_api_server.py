@@ -69,7 +69,7 @@ class ShopApiServer:
         match method, parts:
             case "GET", ["orders"] if "phone" in q:
                 since = datetime.fromisoformat(one("since")) if "since" in q else None
-                return await s.orders_by_phone(one("phone"), since=since, limit=int(one("limit")))
+                return await s.orders_by_phone(one("phone"), since=since, limit=int(one("limit")) if "limit" in q else 20)
             case "GET", ["orders", oid]:
                 return await s.find_order(oid)
             case "GET", ["customers"] if "phone" in q:

@@ -116,14 +116,14 @@ def test_sql_store_slow_database_times_out(shop_url: str, monkeypatch) -> None:
     s = SqlShopStore(shop_url, timeout=0.05)
     import actions.shop.sql as sql
 
-    original = sql._order_view
+    original = sql.load_orders
 
-    def slow(session, order_id):
+    def slow(connection, order_ids):
         import time
         time.sleep(0.3)
-        return original(session, order_id)
+        return original(connection, order_ids)
 
-    monkeypatch.setattr(sql, "_order_view", slow)
+    monkeypatch.setattr(sql, "load_orders", slow)
     with pytest.raises(ShopUnavailable, match="within 0.1s|within 0.0s|did not answer"):
         run(s.find_order("E20261101001"))
 
@@ -138,3 +138,86 @@ def test_http_store_wrong_token_and_server_down(shop_url: str) -> None:
         base = server.base_url
     with pytest.raises(ShopUnavailable, match="unreachable"):
         run(HttpShopStore(base, token="right", timeout=0.5).find_order("E20261101001"))
+
+
+def test_store_orders_keeps_the_given_order_and_drops_unknown_ids(store) -> None:
+    s, _ = store
+    found = run(s.orders(["E20261120004", "E99999999999", "E20261101001", "E20261120004"]))
+    assert [o.id for o in found] == ["E20261120004", "E20261101001"]
+    assert found[0] == run(s.find_order("E20261120004"))  # the same full view as one by one
+    assert run(s.orders([])) == []
+
+
+def test_store_orders_by_phone_light_rows_are_the_same_orders(store) -> None:
+    s, url = store
+    phone = scalar(url, "select ship_phone from orders group by ship_phone order by count(*) desc, ship_phone limit 1")
+    full = run(s.orders_by_phone(phone, limit=20))
+    light = run(s.orders_by_phone(phone, limit=20, details=False))
+    assert len(full) >= 2
+    assert [(o.id, o.customer_id, o.ship_name, o.created_at) for o in light] == \
+        [(o.id, o.customer_id, o.ship_name, o.created_at) for o in full]
+    assert all(o.lines for o in full)
+
+
+def test_sql_store_light_phone_rows_carry_no_lines(shop_url: str) -> None:
+    s = SqlShopStore(shop_url)
+    light = run(s.orders_by_phone("13812345678", limit=20, details=False))
+    run(s.close())
+    assert light and all(o.lines == () and o.tracking == () and o.carrier is None for o in light)
+
+
+def test_sql_store_loads_any_number_of_orders_in_three_statements(shop_url: str) -> None:
+    """No query per order (N+1): the order rows with the latest shipment, lines, history."""
+    from sqlalchemy import event
+
+    s = SqlShopStore(shop_url)
+    engine = create_engine(shop_url)
+    with engine.connect() as c:
+        ids = [r[0] for r in c.execute(text("select order_id from shipments order by order_id limit 12"))]
+    engine.dispose()
+    statements: list[str] = []
+    event.listen(s.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    one = run(s.orders(ids[:1]))
+    assert len(statements) == 3
+    statements.clear()
+    many = run(s.orders(ids))
+    assert len(statements) == 3 and len(many) == 12
+    assert all(o.tracking_number and o.tracking for o in many)  # shipments and tracking came along
+    assert many[0] == one[0]
+    run(s.close())
+
+
+def test_sql_store_bulk_reads_are_not_cut_by_the_shopper_timeout(shop_url: str, monkeypatch) -> None:
+    """Fitting the recommender reads the whole history: a short `shop: timeout` must not fail it."""
+    import actions.shop.sql as sql
+
+    s = SqlShopStore(shop_url, timeout=0.05)
+    original = sql.SqlShopStore._in_thread
+    timeouts: list[float] = []
+
+    async def spy(self, work, what, timeout=None):
+        timeouts.append(self.timeout if timeout is None else timeout)
+        return await original(self, work, what, timeout)
+
+    monkeypatch.setattr(sql.SqlShopStore, "_in_thread", spy)
+    assert run(s.baskets()) and run(s.products())
+    assert timeouts == [sql.BULK_TIMEOUT_S, sql.BULK_TIMEOUT_S]
+    run(s.baskets(1))
+    assert timeouts[-1] == 0.05  # a shopper's own history keeps the short timeout
+    run(s.close())
+
+
+def test_store_orders_by_phone_keep_applies_the_rule_and_returns_full_views(store) -> None:
+    s, url = store
+    phone = scalar(url, "select ship_phone from orders group by ship_phone order by count(*) desc, ship_phone limit 1")
+    seen: list[list] = []
+
+    def newest_two(rows: list) -> list:
+        seen.append(rows)
+        return rows[:2]
+
+    kept = run(s.orders_by_phone(phone, limit=20, keep=newest_two))
+    everything = run(s.orders_by_phone(phone, limit=20))
+    assert [o.id for o in seen[0]] == [o.id for o in everything]
+    assert kept == everything[:2] and all(o.lines for o in kept)
+    assert run(s.orders_by_phone(phone, limit=20, keep=lambda rows: [])) == []
