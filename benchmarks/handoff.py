@@ -1,23 +1,41 @@
 """Handoff benchmark: N simultaneous escalations, M agents, all on 127.0.0.1.
 
-Starts a real kefu server (REST channel + handoff API + websocket) on a free
-port with the tests' handoff bot, opens one console websocket per agent, then
-N shoppers say "human" at once over HTTP. Measures:
-- escalation -> agent notification: from the shopper's POST to the
-  ``handoff_assigned`` event reaching that agent's websocket;
-- shopper -> agent relay: shopper POST to the ``message`` event on the websocket;
-- agent -> shopper relay: agent POST /messages until the reply is in the tracker
-  and pushed (the POST returns after the push).
+Two processes, so the load generator's own HTTP/websocket work never shares
+the server's event loop (an earlier in-process version spent ~9 s of the
+server's CPU on the clients' connection-pool checks):
 
-    .venv/bin/python benchmarks/handoff.py --handoffs 200 --agents 20
+- the **server** (``--serve``, started by this script as a subprocess): a real
+  kefu app (REST channel + handoff API + console websocket) on a free port,
+  the tests' handoff bot, SQLite handoff store; with ``--profile`` it runs under
+  cProfile and writes the top functions next to the results;
+- the **load generator** (this process): one console websocket per agent,
+  then N shoppers say "human" at once over HTTP.
+
+Measured (all clocks in the load process):
+- escalation -> agent notification: shopper's POST to the ``handoff_assigned``
+  event reaching that agent's websocket;
+- shopper -> agent relay: shopper POST to the ``message`` event on the websocket;
+- agent -> shopper relay: agent ``POST /messages`` round trip; it returns after
+  the reply is stored, appended to the tracker and pushed on the shopper's
+  channel (REST shoppers have no push channel, so "pushed" is a no-op here).
+
+``os.getloadavg()`` is recorded at start and end: on a shared machine the
+figures only compare across runs with similar load.
+
+    .venv/bin/python benchmarks/handoff.py --handoffs 200 --agents 20 \
+        --out benchmarks/results/handoff.json --label after
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
+import resource
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PROJECT = ROOT / "tests" / "handoff" / "data" / "project"
+SECRET = "bench-secret-0123456789abcdef0123456789"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -34,22 +53,29 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
 
 
-async def main(n: int, m: int) -> dict[str, Any]:
-    import httpx
-    import websockets
+def agent_specs(n: int, m: int) -> list[dict[str, Any]]:
+    return [{"id": f"a{i}", "name": f"A{i}", "password": "pw", "skills": ["general", "after_sales"],
+             "languages": ["en", "zh"], "max_concurrent": max(1, -(-n // m))} for i in range(m)]
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---------------------------------------------------------------------- server process
+async def serve(model: str, db: str, port: int, n: int, m: int, stats_path: str, profile_path: str | None) -> None:
+    """The kefu server alone in this process until SIGTERM; then CPU time (and profile) to files."""
+    import cProfile
+    import pstats
 
     from bot.agent import Agent
     from bot.handoff import HandoffConfig, install_handoff
-    from bot.model.training import train
     from bot.server.app import create_app
     from connectors.rest import RestInput
 
-    tmp = Path(tempfile.mkdtemp(prefix="kefu-handoff-bench-"))
-    model = train(root=PROJECT, out=tmp / "models").model_path
-    agents = [{"id": f"a{i}", "name": f"A{i}", "password": "pw", "skills": ["general", "after_sales"],
-               "languages": ["en", "zh"], "max_concurrent": max(1, -(-n // m))} for i in range(m)]
-    config = HandoffConfig.from_dict({"agents": agents, "store_url": f"sqlite+aiosqlite:///{tmp / 'handoff.db'}",
-                                      "secret": "bench-secret-0123456789abcdef0123456789", "sentiment_threshold": -2.0})
+    config = HandoffConfig.from_dict({"agents": agent_specs(n, m), "store_url": f"sqlite+aiosqlite:///{db}",
+                                      "secret": SECRET, "sentiment_threshold": -2.0})
     agent = Agent(action_package=None)
     await agent.load_model(model)
     app = create_app(agent, input_channels=[RestInput()])
@@ -60,16 +86,42 @@ async def main(n: int, m: int) -> dict[str, Any]:
 
     service = install_handoff(app, agent, config, profile_provider=no_profile)
     await service.start()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
     await server.startup()
-    serve = asyncio.create_task(server.serve_forever())
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    # thread_time: the event loop's own CPU; on a loaded machine wall time mostly shows waiting for a core
+    profiler = cProfile.Profile(time.thread_time) if profile_path else None
+    cpu0 = _cpu_s()
+    if profiler is not None:
+        profiler.enable()
+    serving = asyncio.create_task(server.serve_forever())
+    print("READY", flush=True)
+    await stop.wait()
+    if profiler is not None:
+        profiler.disable()
+    cpu = _cpu_s() - cpu0
+    server.close()
+    serving.cancel()
+    await service.close()
+    Path(stats_path).write_text(json.dumps({"server_cpu_s": round(cpu, 2)}), encoding="utf-8")
+    if profiler is not None and profile_path:
+        with open(profile_path, "w", encoding="utf-8") as f:
+            stats = pstats.Stats(profiler, stream=f)
+            stats.sort_stats("tottime").print_stats(40)
+            stats.sort_stats("cumulative").print_stats(60)
+
+
+# ---------------------------------------------------------------------- load process
+async def load(port: int, n: int, m: int) -> dict[str, Any]:
+    import httpx
+    import websockets
+
+    agents = agent_specs(n, m)
     base = f"http://127.0.0.1:{port}"
     assigned_at: dict[str, float] = {}
     relayed_at: dict[str, float] = {}
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=400)) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=400)) as client:
         tokens = {}
         for spec in agents:
             r = await client.post("/handoff/api/login", json={"agent_id": spec["id"], "password": "pw"})
@@ -99,7 +151,7 @@ async def main(n: int, m: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         await asyncio.gather(*(shopper(i) for i in range(n)))
         escalate_wall = time.perf_counter() - t0
-        while len(assigned_at) < n and time.perf_counter() - t0 < 60:
+        while len(assigned_at) < n and time.perf_counter() - t0 < 120:
             await asyncio.sleep(0.01)
         notify = [(assigned_at[s] - sent_at[s]) * 1000 for s in assigned_at]
 
@@ -112,30 +164,30 @@ async def main(n: int, m: int) -> dict[str, Any]:
 
         await asyncio.gather(*(shopper_says(i) for i in range(n)))
         t1 = time.perf_counter()
-        while len(relayed_at) < n and time.perf_counter() - t1 < 60:
+        while len(relayed_at) < n and time.perf_counter() - t1 < 120:
             await asyncio.sleep(0.01)
         to_agent = [(relayed_at[t] - relay_sent[t]) * 1000 for t in relayed_at]
 
-        rows = await service.store.list(("assigned",))
         to_shopper: list[float] = []
+        mine: list[tuple[str, str]] = []
+        for spec in agents:
+            r = await client.get("/handoff/api/handoffs", params={"status": "mine"},
+                                 headers={"Authorization": f"Bearer {tokens[spec['id']]}"})
+            mine += [(h["id"], spec["id"]) for h in r.json()]
 
-        async def reply(h: dict[str, Any]) -> None:
+        async def reply(handoff_id: str, agent_id: str) -> None:
             start = time.perf_counter()
-            r = await client.post(f"/handoff/api/handoffs/{h['id']}/messages",
-                                  headers={"Authorization": f"Bearer {tokens[h['agent_id']]}"},
-                                  json={"text": "hello from the agent", "client_id": f"b-{h['id']}"})
+            r = await client.post(f"/handoff/api/handoffs/{handoff_id}/messages",
+                                  headers={"Authorization": f"Bearer {tokens[agent_id]}"},
+                                  json={"text": "hello from the agent", "client_id": f"b-{handoff_id}"})
             if r.status_code == 200:
                 to_shopper.append((time.perf_counter() - start) * 1000)
 
-        await asyncio.gather(*(reply(h) for h in rows))
+        await asyncio.gather(*(reply(h, a) for h, a in mine))
         for task in listeners:
             task.cancel()
         for ws in sockets:
             await ws.close()
-    server.close()
-    await server.wait_closed()
-    serve.cancel()
-    await service.close()
 
     def stats(values: list[float]) -> dict[str, Any]:
         return {"count": len(values), "median_ms": round(statistics.median(values), 1) if values else None,
@@ -146,19 +198,71 @@ async def main(n: int, m: int) -> dict[str, Any]:
             "relay_agent_to_shopper": stats(to_shopper)}
 
 
+def run(n: int, m: int, profile_path: str | None = None) -> dict[str, Any]:
+    """Train the tiny bot, start the server process, drive it from this one, stop it."""
+    from bot.model.training import train
+
+    tmp = Path(tempfile.mkdtemp(prefix="kefu-handoff-bench-"))
+    model = train(root=PROJECT, out=tmp / "models").model_path
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stats_path = tmp / "server.json"
+    cmd = [sys.executable, __file__, "--serve", "--model", str(model), "--db", str(tmp / "handoff.db"),
+           "--port", str(port), "--handoffs", str(n), "--agents", str(m), "--stats", str(stats_path)]
+    if profile_path:
+        cmd += ["--profile", profile_path]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if line.strip() == "READY":
+                break
+        else:
+            raise RuntimeError(f"The benchmark server exited early (code {server.wait()}).")
+        load_start = os.getloadavg()
+        cpu0 = _cpu_s()
+        result = asyncio.run(load(port, n, m))
+        result["load_generator_cpu_s"] = round(_cpu_s() - cpu0, 2)
+        result["load_average_at_start"] = [round(x, 2) for x in load_start]
+        result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    if stats_path.is_file():
+        result.update(json.loads(stats_path.read_text(encoding="utf-8")))
+    result["processes"] = "server and load generator in separate processes"
+    return result
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--handoffs", type=int, default=200)
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--out", help="merge the figures into this JSON file under --label")
     parser.add_argument("--label", default="after", help="key for this run in --out (e.g. before/after)")
+    parser.add_argument("--note", help="a note stored with this run in --out")
+    parser.add_argument("--profile", help="run the server under cProfile; write its top functions here")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stats", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = asyncio.run(main(args.handoffs, args.agents))
+    if args.serve:
+        asyncio.run(serve(args.model, args.db, args.port, args.handoffs, args.agents, args.stats, args.profile))
+        sys.exit(0)
+    result = run(args.handoffs, args.agents, args.profile)
     print(json.dumps(result, indent=2))
     if args.out:
         out = Path(args.out)
         data = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
-        data[args.label] = {**result, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "cpu_count": __import__("os").cpu_count()}
+        entry = {**result, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count()}
+        if args.note:
+            entry["note"] = args.note
+        data[args.label] = entry
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
         outbox: asyncio.Queue = asyncio.Queue(maxsize=1000)
 
         async def listener(event: dict[str, Any]) -> None:
-            handoff = event.get("handoff") or {"queue": event.get("queue"), "agent_id": event.get("agent_id")}
-            if event["type"] == "agent_status" or service.can_see(agent, handoff):
+            if service.wants(agent, event):
                 try:
                     outbox.put_nowait(event)
                 except asyncio.QueueFull:  # a stuck console reloads its lists via the API
@@ -225,13 +225,19 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
             await ws.send(json.dumps({"type": "hello", "agent": await service.agent_view(agent.id),
                                       "left_messages": await service.left_messages_for(agent)},
                                      ensure_ascii=False, default=str))
+            beat = time.monotonic()
             while True:
                 try:
                     event = await asyncio.wait_for(outbox.get(), timeout=interval)
-                except asyncio.TimeoutError:  # the open socket is the console's heartbeat
+                except asyncio.TimeoutError:
+                    event = None
+                # The open socket is the console's heartbeat, idle or busy: a console receiving
+                # events non-stop for longer than the TTL must not be expired and requeued.
+                if interval is not None and time.monotonic() - beat >= interval:
+                    beat = time.monotonic()
                     await service.heartbeat(agent.id)
-                    continue
-                await ws.send(_encode(event))
+                if event is not None:
+                    await ws.send(_encode(event))
         finally:
             service.unsubscribe(listener)
 

@@ -239,6 +239,21 @@ class HandoffService:
         state = self.agents.get(spec.id)
         return state is not None and h.get("queue") in state.queues()
 
+    def wants(self, spec: AgentSpec, event: dict[str, Any]) -> bool:
+        """Whether ``spec``'s console gets this notification.
+
+        Lists (queued/assigned/resolved, agent status) go to everyone who can see the queue; the
+        messages and notes of a conversation an agent owns go to that agent and supervisors only,
+        not to every agent of the queue (with 20 agents that was 20 websocket sends per message).
+        """
+        kind = event.get("type")
+        if kind == "agent_status":
+            return True
+        if kind in ("message", "note") and event.get("agent_id"):
+            return spec.is_supervisor or event["agent_id"] == spec.id
+        handoff = event.get("handoff") or {"queue": event.get("queue"), "agent_id": event.get("agent_id")}
+        return self.can_see(spec, handoff)
+
     def _agent_state(self, agent_id: str) -> AgentState:
         state = self.agents.get(agent_id)
         if state is None:
@@ -269,35 +284,56 @@ class HandoffService:
             "summary": summarize(transcript, escalation.reason, language), "priority": priority,
             "skills": tags, "after_hours": after_hours,
         }
-        h = await self.store.create({
-            "conversation_id": tracker.sender_id, "channel": channel, "status": QUEUED, "reason": escalation.reason,
-            "priority": priority, "queue": f"{skill}:{language}", "language": language, "skills": tags,
-            "tags": [], "customer_id": str(profile["customer_id"]) if profile else None, "after_hours": after_hours,
-            "record": record, "notes": [], "created_at": now,
-        })
-        await self.queue.add(h["id"], h["queue"], score(priority, now))
+        values = {
+            "id": uuid.uuid4().hex, "conversation_id": tracker.sender_id, "channel": channel, "status": QUEUED,
+            "reason": escalation.reason, "priority": priority, "queue": f"{skill}:{language}", "language": language,
+            "skills": tags, "tags": [], "customer_id": str(profile["customer_id"]) if profile else None,
+            "after_hours": after_hours, "record": record, "notes": [], "created_at": now,
+        }
+        # Reserve an agent before the row exists, so the row is written once, already assigned
+        # (one SQL write per escalation instead of insert + conditional update + queue add/remove).
+        assigned_to = await self._reserve_agent(values) if not after_hours and self.config.auto_assign else None
+        if assigned_to is not None:
+            values.update(status=ASSIGNED, agent_id=assigned_to.spec.id, assigned_at=self.clock())
+        try:
+            h = await self.store.create(values)
+        except Exception:
+            if assigned_to is not None:
+                await self._release(assigned_to.spec.id, values["id"])
+            raise
         tracker.update(ConversationPaused())
-        await self._publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail)
-        await self._notify({"type": "handoff_queued", "handoff": summary_view(h)})
-        if self.config.webhook_url:
-            self._spawn(self._webhook(h))
-        assigned_to = None
-        if not after_hours and self.config.auto_assign:
-            assigned_to = await self._assign_one(h)
-        if after_hours:
-            text = msg.text("after_hours", language, self.config.messages, hours=hours.label() if hours else "")
-        elif assigned_to is not None:
+        if assigned_to is not None:
+            # The agent hears first; broker events and the shopper's notice follow.
+            await self._notify({"type": "handoff_assigned", "handoff": summary_view(h),
+                                "agent_id": assigned_to.spec.id})
+            await self._publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail)
+            await self._publish("handoff_assigned", h, agent_id=assigned_to.spec.id)
             text = msg.text("assigned", language, self.config.messages, agent=assigned_to.spec.name)
         else:
-            position = await self.queue.position(h["id"]) or 1
-            text = msg.text("queued", language, self.config.messages, ahead=position - 1,
-                            wait=self.estimated_wait_minutes(h["queue"], position))
-        event = BotUttered(text, {}, {"handoff_id": h["id"], "handoff": "notice"})
-        tracker.update(event)
+            await self.queue.add(h["id"], h["queue"], score(priority, now))
+            await self._publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail)
+            await self._notify({"type": "handoff_queued", "handoff": summary_view(h)})
+            if after_hours:
+                text = msg.text("after_hours", language, self.config.messages, hours=hours.label() if hours else "")
+            else:
+                position = await self.queue.position(h["id"]) or 1
+                text = msg.text("queued", language, self.config.messages, ahead=position - 1,
+                                wait=self.estimated_wait_minutes(h["queue"], position))
+        if self.config.webhook_url:
+            self._spawn(self._webhook(h))
+        tracker.update(BotUttered(text, {}, {"handoff_id": h["id"], "handoff": "notice"}))
         await _send(output_channel, tracker.sender_id, {"text": text})
-        if assigned_to is not None:
-            await self._after_assign(h["id"], assigned_to, tell_shopper=False)
-        return await self.store.get(h["id"])  # type: ignore[return-value]
+        return h
+
+    async def _reserve_agent(self, h: dict[str, Any]) -> AgentState | None:
+        """The least-loaded eligible agent with a slot reserved for ``h`` (atomic across workers), or None."""
+        async with self._route_lock:
+            await self.refresh_agents()
+            for agent in self._candidates(h["queue"]):
+                if await self.presence.reserve(agent.spec.id, h["id"], agent.spec.max_concurrent):
+                    agent.active.add(h["id"])
+                    return agent
+        return None
 
     def _skill_for(self, tracker: Any) -> str:
         for event in reversed(list(tracker.events)):
@@ -398,16 +434,11 @@ class HandoffService:
             return None  # another worker or agent took the handoff
         return None
 
-    async def _assign_one(self, h: dict[str, Any]) -> AgentState | None:
-        async with self._route_lock:
-            await self.refresh_agents()
-            return await self._reserve_and_assign(h)
-
     async def assign_pending(self) -> int:
         """Give waiting handoffs (best first) to the least-loaded eligible agents."""
         if not self.config.auto_assign:
             return 0
-        done: list[tuple[str, AgentState]] = []
+        done: list[tuple[dict[str, Any], AgentState]] = []
         async with self._route_lock:
             await self.refresh_agents()
             if not self._has_capacity():
@@ -425,20 +456,22 @@ class HandoffService:
                     continue
                 agent = await self._reserve_and_assign(h)
                 if agent is not None:
-                    done.append((handoff_id, agent))
+                    done.append(({**h, "status": ASSIGNED, "agent_id": agent.spec.id, "assigned_at": self.clock()},
+                                 agent))
                     if not self._has_capacity():
                         break
-        for handoff_id, agent in done:
-            await self._after_assign(handoff_id, agent, tell_shopper=True)
+        for h, agent in done:
+            await self._after_assign(h["id"], agent, tell_shopper=True, h=h)
         return len(done)
 
     async def _after_assign(self, handoff_id: str, agent: AgentState, tell_shopper: bool,
-                            text_key: str = "assigned") -> None:
-        h = await self.store.get(handoff_id)
+                            text_key: str = "assigned", h: dict[str, Any] | None = None) -> None:
+        """Tell the agent first (console), then the broker and the shopper. ``h``: the row when known."""
+        h = h if h is not None else await self.store.get(handoff_id)
         if h is None:
             return
-        await self._publish("handoff_assigned", h, agent_id=agent.spec.id)
         await self._notify({"type": "handoff_assigned", "handoff": summary_view(h), "agent_id": agent.spec.id})
+        await self._publish("handoff_assigned", h, agent_id=agent.spec.id)
         if tell_shopper:
             text = msg.text(text_key, h["language"], self.config.messages, agent=agent.spec.name)
             await self._say(h, {"text": text}, {"handoff_id": h["id"], "handoff": "notice"})
