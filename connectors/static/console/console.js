@@ -93,9 +93,8 @@
     ws.onmessage = function (m) {
       var ev; try { ev = JSON.parse(m.data); } catch (e) { return; }
       if (ev.type === "hello") { state.leftMessages = ev.left_messages || []; return; }
-      refreshLists();
       var hid = ev.handoff_id || (ev.handoff && ev.handoff.id);
-      if (state.current && hid === state.current) openHandoff(hid, true);
+      scheduleRefresh(state.current && hid === state.current);
     };
     ws.onclose = function () {
       $("live").textContent = T("offline"); $("live").classList.remove("on");
@@ -103,6 +102,18 @@
     };
   }
 
+  // A burst of websocket events (many handoffs at once) costs one round of list requests.
+  var pending = { timer: null, current: false };
+  function scheduleRefresh(current) {
+    pending.current = pending.current || current;
+    if (pending.timer) return;
+    pending.timer = setTimeout(function () {
+      var reopen = pending.current;
+      pending.timer = null; pending.current = false;
+      refreshLists();
+      if (reopen && state.current) openHandoff(state.current, true);
+    }, 200);
+  }
   function refresh() { if (!state.token || !state.me) return; refreshLists(); if (state.current) openHandoff(state.current, true); }
   function refreshLists() {
     api("GET", "/handoffs?status=queued").then(function (rows) { renderList($("queue"), rows, true); }).catch(function () {});
