@@ -11,11 +11,14 @@ batch: claim → snapshot read → guards → cap reservation → send (a no-op 
 channel I/O) → one store commit → enqueue next/ack, with 1 and 4 worker processes, for
 the SQLite store + SQL queue and the Redis store + Redis queue; plus lateness with 4
 workers while jobs come due at ``--full-rate`` per second. Instances and jobs are seeded
-directly (bulk), not through ``submit``.
+directly (bulk), not through ``submit``. "Workers" are separate processes (as the server's
+``--workers`` gives); ``4_tasks`` is the same four engines as tasks on one event loop, for
+comparison. ``os.getloadavg()`` is recorded around each run: the figures depend on it.
+``--profile N`` runs cProfile over one Redis worker dispatching N jobs and prints the top.
 
 Usage: .venv/bin/python benchmarks/trigger_scheduler.py [--jobs 1000000] [--redis-url URL]
        [--lateness-rate 5000] [--lateness-seconds 20] [--engine-jobs 2000] [--out results/trigger_scheduler.json]
-       [--full-jobs 20000] [--full-rate 2000] [--full-seconds 10] [--only-full]
+       [--full-jobs 20000] [--full-rate 2000] [--full-seconds 10] [--only-full] [--profile 10000]
 Without --redis-url a throwaway redis-server is started (tests/redis_server.py).
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -227,6 +231,42 @@ def _full_process(kind: str, target: str, deadline: float, stop_when_empty: bool
     out.put(asyncio.run(_full_worker(kind, target, deadline, stop_when_empty)))
 
 
+async def _full_tasks(kind: str, target: str, tasks: int, deadline: float) -> int:
+    results = await asyncio.gather(*(_full_worker(kind, target, deadline, True) for _ in range(tasks)))
+    return sum(r[0] for r in results)
+
+
+def run_full_tasks(kind: str, target: str, tasks: int, deadline: float) -> tuple[int, float]:
+    """``tasks`` engines as tasks on one event loop in one process (what ``workers`` is not)."""
+    start = time.perf_counter()
+    sent = asyncio.run(_full_tasks(kind, target, tasks, deadline))
+    return sent, time.perf_counter() - start
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def profile(url: str, n: int, top: int = 25) -> None:
+    """cProfile of one Redis worker dispatching ``n`` seeded jobs (prints the top by own time)."""
+    import cProfile
+    import pstats
+
+    asyncio.run(_reset("redis", url))
+    past = time.time() - 10
+    asyncio.run(_seed("redis", url, n, lambda i: past))
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.enable()
+    sent, _ = asyncio.run(_full_worker("redis", url, time.time() + 300, True))
+    prof.disable()
+    elapsed = time.perf_counter() - start
+    print(f"profiled: {sent} sends in {elapsed:.1f}s = {sent / elapsed:.0f}/s (cProfile overhead included), "
+          f"load {loadavg()}")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    asyncio.run(_reset("redis", url))
+
+
 def run_full(kind: str, target: str, workers: int, deadline: float, stop_when_empty: bool) -> tuple[int, dict[str, float], float]:
     ctx = mp.get_context("fork")
     out = ctx.Queue()
@@ -259,31 +299,38 @@ async def _reset(kind: str, target: str) -> None:
 
 def full_path(url: str, n: int, rate: int, seconds: int) -> dict:
     """Full dispatch path per backend: throughput with 1 and 4 workers, lateness under load."""
-    out: dict = {"batch": FULL_BATCH, "channel": "no-op (no channel I/O)"}
+    out: dict = {"batch": FULL_BATCH, "channel": "no-op (no channel I/O)", "workers": "processes",
+                 "loadavg_start": loadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, target in (("sqlite", f"{tmp}/full.db"), ("redis", url)):
             res: dict = {}
-            for workers in (1, 4):
+            for workers, mode in ((1, "workers"), (4, "workers"), (4, "tasks")):
                 asyncio.run(_reset(kind, target))
                 past = time.time() - 10
                 asyncio.run(_seed(kind, target, n, lambda i: past))
-                sent, _, elapsed = run_full(kind, target, workers, time.time() + 300, True)
-                res[f"{workers}_workers_jobs_per_s"] = round(sent / elapsed)
-                res[f"{workers}_workers_sent"] = sent
-                print(f"full path {kind}, {workers} worker(s): {sent} sends in {elapsed:.1f}s = {sent / elapsed:.0f}/s",
-                      flush=True)
+                load = loadavg()
+                if mode == "workers":
+                    sent, _, elapsed = run_full(kind, target, workers, time.time() + 300, True)
+                else:
+                    sent, elapsed = run_full_tasks(kind, target, workers, time.time() + 300)
+                res[f"{workers}_{mode}_jobs_per_s"] = round(sent / elapsed)
+                res[f"{workers}_{mode}_sent"] = sent
+                res[f"{workers}_{mode}_loadavg"] = load
+                print(f"full path {kind}, {workers} {mode}: {sent} sends in {elapsed:.1f}s = {sent / elapsed:.0f}/s "
+                      f"(load {load})", flush=True)
             asyncio.run(_reset(kind, target))
             total = rate * seconds
             t0 = time.time() + 10
             asyncio.run(_seed(kind, target, total, lambda i: t0 + i / rate))
             sent, sent_at, _ = run_full(kind, target, 4, t0 + seconds + 10, False)
             late = [sent_at[f"c{i}"] - (t0 + i / rate) for i in range(total) if f"c{i}" in sent_at]
-            res["lateness_4_workers"] = {"rate_per_s": rate, "jobs": total, "sent": sent,
+            res["lateness_4_workers"] = {"rate_per_s": rate, "jobs": total, "sent": sent, "loadavg": loadavg(),
                                          "p50_ms": round(pct(late, 50) * 1000, 1), "p99_ms": round(pct(late, 99) * 1000, 1),
                                          "max_ms": round(max(late) * 1000, 1) if late else None}
             print(f"full path {kind}, lateness at {rate}/s with 4 workers: {res['lateness_4_workers']}", flush=True)
             asyncio.run(_reset(kind, target))
             out[kind] = res
+    out["loadavg_end"] = loadavg()
     return out
 
 
@@ -299,6 +346,7 @@ def main() -> None:
     parser.add_argument("--full-rate", type=int, default=2000, help="jobs/s coming due in the full-path lateness run")
     parser.add_argument("--full-seconds", type=int, default=10)
     parser.add_argument("--only-full", action="store_true", help="skip the queue-only runs")
+    parser.add_argument("--profile", type=int, default=0, help="only cProfile one Redis worker over N jobs")
     args = parser.parse_args()
 
     server = None
@@ -309,6 +357,9 @@ def main() -> None:
         server = RedisServer().start()
         url = server.url
     try:
+        if args.profile:
+            profile(url, args.profile)
+            return
         if args.only_full:
             results = {"cores": mp.cpu_count(), "full_path": full_path(url, args.full_jobs, args.full_rate, args.full_seconds)}
             print(json.dumps(results, indent=2))

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from bot.triggers.clock import Clock, SystemClock
 from bot.triggers.events import BehaviourEvent, EventRejected, from_broker_message
-from bot.triggers.guards import HOLD, SKIP, Verdict, consent, expiry, handoff, quiet_hours
+from bot.triggers.guards import HOLD, SKIP, QuietWindows, Verdict, consent, expiry, handoff
 from bot.triggers.journeys import Journey, Step, TriggerConfig, Variant, assign_variant, matches
 from bot.triggers.queue import Job, JobQueue
 from bot.triggers.senders import Outgoing, Sender
@@ -29,6 +29,9 @@ MAX_SEND_ATTEMPTS = 5
 SEND_TIMEOUT_S = 30.0
 STOPS_TTL_S = 1.0
 IN_FLIGHT_MODES = ("reroute", "send")
+
+
+_SEND = Verdict.send()
 
 
 class SwitchRejected(EventRejected):
@@ -133,6 +136,26 @@ class TriggerEngine:
         self.send_timeout = send_timeout
         self._stops: dict[tuple[str, str, str], dict[str, Any]] | None = None
         self._stops_read_at = 0.0
+        self._journeys: dict[str, Journey] = {}
+        self._journeys_of: TriggerConfig | None = None
+        self._tzs: dict[str | None, Any] = {}
+        self._quiet = QuietWindows(self.settings)
+        self._effective: dict[tuple[str, str, int], tuple[Step, Step]] = {}
+        self._effective_of: Any = None
+
+    def _journey(self, name: str) -> Journey | None:
+        """``config.journey`` by dict (rebuilt if ``config`` is replaced), not a scan per job."""
+        if self._journeys_of is not self.config:
+            self._journeys = {j.name: j for j in self.config.journeys}
+            self._journeys_of = self.config
+        return self._journeys.get(name)
+
+    def _tz(self, name: str | None) -> Any:
+        """The customer's zone, resolved once per name (``settings.tz`` per job was a hot spot)."""
+        tz = self._tzs.get(name)
+        if tz is None:
+            tz = self._tzs[name] = self.settings.tz(name)
+        return tz
 
     # ------------------------------------------------------------------ events in
     async def submit(self, events: list[BehaviourEvent]) -> int:
@@ -178,7 +201,7 @@ class TriggerEngine:
         now = self.clock.now()
         await self.store.update_profile(customer_id, {"opted_out_reason": reason}, now, opted_out=True)
         for instance in await self.store.instances_for(customer_id, status="active"):
-            journey = self.config.journey(instance.journey)
+            journey = self._journey(instance.journey)
             if journey is not None:
                 await self._exit(instance, journey, "opted_out", now)
 
@@ -200,7 +223,7 @@ class TriggerEngine:
 
     async def _exits(self, event: BehaviourEvent, now: float) -> None:
         for instance in await self.store.instances_for(event.customer_id, status="active"):
-            journey = self.config.journey(instance.journey)
+            journey = self._journey(instance.journey)
             if journey is None:
                 continue
             for condition in journey.exits:
@@ -250,7 +273,7 @@ class TriggerEngine:
                             event.sender_id or event.customer_id, event.as_dict(), variants)
         if not await self.store.create_instance(instance):
             return  # the same event processed twice
-        tz = self.settings.tz(profile.get("timezone"))
+        tz = self._tz(profile.get("timezone"))
         due = journey.steps[0].delay.due(event.timestamp, tz)
         await self._enqueue_step(instance, 0, due)
         logger.debug("Customer %s entered journey %s (due %.0f).", event.customer_id, journey.name, due)
@@ -274,11 +297,20 @@ class TriggerEngine:
         return self._stops
 
     def effective_step(self, journey: str, step: Step) -> Step:
-        """The step with run-time stops applied (what new assignments choose from)."""
-        stopped = {v for (j, s, v) in (self._stops or {}) if j == journey and s == step.name}
-        if not stopped:
-            return step
-        return replace(step, variants=tuple(replace(v, stopped=True) if v.name in stopped else v for v in step.variants))
+        """The step with run-time stops applied (what new assignments choose from); memoised
+        per stops read, since a batch asks for the same few steps thousands of times."""
+        stops = self._stops or {}
+        if self._effective_of is not stops:
+            self._effective, self._effective_of = {}, stops
+        key = (journey, step.name, id(step))
+        found = self._effective.get(key)
+        if found is not None and found[0] is step:
+            return found[1]
+        stopped = {v for (j, s, v) in stops if j == journey and s == step.name}
+        result = step if not stopped else replace(
+            step, variants=tuple(replace(v, stopped=True) if v.name in stopped else v for v in step.variants))
+        self._effective[key] = (step, result)
+        return result
 
     def _locate(self, journey_name: str, step_name: str, variant_name: str | None = None) -> tuple[Journey, Step]:
         journey = self.config.journey(journey_name)
@@ -391,9 +423,15 @@ class TriggerEngine:
         ``Agent.send_proactive`` drop).
         """
         now = self.clock.now()
-        await self.stops()
-        snaps = await self.store.dispatch_snapshots(
-            [(str(j.data.get("instance")), str(j.data.get("customer")), j.id) for j in jobs])
+        keys = [(str(j.data.get("instance")), str(j.data.get("customer")), j.id) for j in jobs]
+        reads = getattr(self.store, "dispatch_reads", None)
+        if reads is not None:  # snapshots and stops in one round trip
+            batch = await reads(keys)
+            snaps: Any = batch.snapshots
+            self._stops, self._stops_read_at = batch.stops, time.monotonic()
+        else:
+            await self.stops()
+            snaps = await self.store.dispatch_snapshots(keys)
         plan = _Plan()
         results: list[DispatchResult | None] = [None] * len(jobs)
         candidates: list[_Candidate] = []
@@ -426,7 +464,7 @@ class TriggerEngine:
     async def _prepare(self, pos: int, job: Job, snap: Snapshot, now: float, plan: "_Plan",
                        candidates: list["_Candidate"]) -> DispatchResult | None:
         """Everything up to the cap check; a result, or None with a send candidate added."""
-        journey = self.config.journey(str(job.data.get("journey")))
+        journey = self._journey(str(job.data.get("journey")))
         instance, profile = snap.instance, snap.profile
         if journey is None or instance is None or instance.status != "active":
             plan.acks.append(job.id)
@@ -471,7 +509,8 @@ class TriggerEngine:
 
         async def one(c: _Candidate) -> Any:
             try:
-                return await asyncio.wait_for(self.sender.send(c.outgoing), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):  # no task per send, unlike wait_for
+                    return await self.sender.send(c.outgoing)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a failed send is retried, then recorded
@@ -516,7 +555,7 @@ class TriggerEngine:
     def _next(self, plan: "_Plan", job: Job, instance: Instance, journey: Journey, index: int, profile: dict[str, Any],
               completed: bool = False) -> None:
         if index + 1 < len(journey.steps):
-            tz = self.settings.tz(profile.get("timezone"))
+            tz = self._tz(profile.get("timezone"))
             base = float(job.data.get("first_due", job.due))
             plan.enqueues.append(self._step_job(instance, index + 1, journey.steps[index + 1].delay.due(base, tz)))
         elif not completed:
@@ -534,22 +573,22 @@ class TriggerEngine:
 
     async def _guards(self, job: Job, journey: Journey, step: Any, instance: Instance, outgoing: Outgoing,
                       profile: dict[str, Any], now: float) -> Verdict:
-        tz = self.settings.tz(profile.get("timezone"))
-        checks = (
-            lambda: consent(profile),
-            lambda: expiry(now, float(job.data.get("first_due", job.due)), step.expires, job.data.get("held_since"), self.settings),
-        )
-        for check in checks:
-            verdict = check()
-            if verdict is not None:
-                return verdict
+        """consent → expiry → handoff → quiet hours → channel (see :mod:`guards`)."""
+        verdict = consent(profile)
+        if verdict is not None:
+            return verdict
+        data = job.data
+        verdict = expiry(now, float(data.get("first_due", job.due)), step.expires, data.get("held_since"), self.settings)
+        if verdict is not None:
+            return verdict
         verdict = handoff(await self.is_handoff_open(instance.sender_id), now, self.settings)
         if verdict is not None:
             return verdict
-        verdict = quiet_hours(now, tz, self.settings)
-        if verdict is not None:
-            return verdict
+        if not self._quiet.off:
+            verdict = self._quiet(now, self._tz(profile.get("timezone")))
+            if verdict is not None:
+                return verdict
         verdict = await self.sender.check(outgoing)
         if verdict is not None:
             return verdict
-        return Verdict.send()
+        return _SEND

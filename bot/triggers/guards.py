@@ -94,3 +94,41 @@ def quiet_hours(now: float, tz: Any, settings: TriggerSettings) -> Verdict | Non
     if until is None:
         return None
     return Verdict.hold("quiet_hours", until)
+
+
+class QuietWindows:
+    """:func:`quiet_hours` per time zone, remembered while its answer cannot change.
+
+    A batch of thousands of jobs mostly shares a handful of time zones; converting each
+    job's ``now`` to local time was most of the guards' cost. An answer is kept until the
+    quiet window it is in ends, or until the next window starts (at most an hour, so a
+    DST change or a settings mistake never sticks), and only for ``now`` at or after the
+    time it was computed (a test clock may go back).
+    """
+
+    MAX_VALID_S = 3600.0
+
+    def __init__(self, settings: TriggerSettings) -> None:
+        self.settings = settings
+        self.off = settings.quiet_start == settings.quiet_end
+        self._cache: dict[Any, tuple[float, float, float | None]] = {}  # tz -> (from, until, quiet end)
+
+    def __call__(self, now: float, tz: Any) -> Verdict | None:
+        if self.off:
+            return None
+        cached = self._cache.get(tz)
+        if cached is None or not cached[0] <= now < cached[1]:
+            cached = self._compute(now, tz)
+            self._cache[tz] = cached
+        return None if cached[2] is None else Verdict.hold("quiet_hours", cached[2])
+
+    def _compute(self, now: float, tz: Any) -> tuple[float, float, float | None]:
+        until = quiet_hours_end(now, tz, self.settings)
+        if until is not None:
+            return now, min(until, now + self.MAX_VALID_S), until
+        local = datetime.fromtimestamp(now, tz)
+        start = dtime(*self.settings.quiet_start)
+        begins = datetime.combine(local.date(), start, tz).timestamp()
+        if begins <= now:
+            begins = datetime.combine(local.date() + timedelta(days=1), start, tz).timestamp()
+        return now, min(begins, now + self.MAX_VALID_S), None

@@ -88,29 +88,49 @@ local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local lease_until = ARGV[3]
 local out = {}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
-for _, id in ipairs(expired) do
-  local p = redis.call('HGET', KEYS[3], id)
-  if p then
-    redis.call('ZADD', KEYS[2], lease_until, id)
-    table.insert(out, p)
-  else
-    redis.call('ZREM', KEYS[2], id)
-  end
+local function each(cmd, key, items, step)
+  for lo = 1, #items, step do redis.call(cmd, key, unpack(items, lo, math.min(#items, lo + step - 1))) end
 end
+-- Lease the ids whose payload still exists (bulk HMGET/ZADD, not one call per job);
+-- returns the ids without a payload (cancelled meanwhile).
+local function take(ids)
+  local leases, gone = {}, {}
+  for lo = 1, #ids, 1000 do
+    local payloads = redis.call('HMGET', KEYS[3], unpack(ids, lo, math.min(#ids, lo + 999)))
+    for j = 1, #payloads do
+      local id = ids[lo + j - 1]
+      if payloads[j] then
+        leases[#leases + 1] = lease_until
+        leases[#leases + 1] = id
+        out[#out + 1] = payloads[j]
+      else
+        gone[#gone + 1] = id
+      end
+    end
+  end
+  each('ZADD', KEYS[2], leases, 2000)
+  return gone
+end
+each('ZREM', KEYS[2], take(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)), 1000)
 local left = limit - #out
 if left > 0 then
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, left)
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', KEYS[1], id)
-    local p = redis.call('HGET', KEYS[3], id)
-    if p then
-      redis.call('ZADD', KEYS[2], lease_until, id)
-      table.insert(out, p)
-    end
-  end
+  each('ZREM', KEYS[1], ids, 1000)
+  take(ids)
 end
-return out
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
+# Acknowledge a batch: ARGV[1] is a JSON array of job ids (one packed argument, one reply).
+_ACK_MANY = """
+local ids = cjson.decode(ARGV[1])
+for lo = 1, #ids, 1000 do
+  local part = {unpack(ids, lo, math.min(#ids, lo + 999))}
+  redis.call('ZREM', KEYS[2], unpack(part))
+  redis.call('ZREM', KEYS[1], unpack(part))
+  redis.call('HDEL', KEYS[3], unpack(part))
+end
+return #ids
 """
 
 _RESCHEDULE = """
@@ -139,6 +159,7 @@ class RedisJobQueue:
         self._enqueue_many = self.redis.register_script(_ENQUEUE_MANY)
         self._claim = self.redis.register_script(_CLAIM)
         self._reschedule = self.redis.register_script(_RESCHEDULE)
+        self._ack_many = self.redis.register_script(_ACK_MANY)
 
     async def _call(self, what: str, coro: Any) -> Any:
         try:
@@ -162,7 +183,8 @@ class RedisJobQueue:
 
     async def claim(self, now: float, limit: int, lease_s: float) -> list[Job]:
         raw = await self._call("claim", self._claim(keys=self.keys, args=[now, limit, now + lease_s]))
-        return [Job.loads(p) for p in raw]
+        # One JSON text for the batch: one reply to parse and one decode, not one per job.
+        return [Job(j["id"], float(j["due"]), j.get("data") or {}) for j in json.loads(raw)]
 
     async def ack(self, job_id: str) -> None:
         await self.ack_many([job_id])
@@ -170,11 +192,8 @@ class RedisJobQueue:
     async def ack_many(self, job_ids: list[str]) -> None:
         if not job_ids:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys[1], *job_ids)
-            pipe.zrem(self.keys[0], *job_ids)
-            pipe.hdel(self.keys[2], *job_ids)
-            await self._call("acknowledge", pipe.execute())
+        await self._call("acknowledge", self._ack_many(keys=self.keys, args=[
+            json.dumps(list(job_ids), ensure_ascii=False, separators=(",", ":"))]))
 
     async def reschedule(self, job: Job) -> None:
         await self._call("reschedule", self._reschedule(keys=self.keys, args=[job.id, job.due, job.dumps()]))
@@ -273,8 +292,14 @@ class SQLJobQueue:
 
         if not job_ids:
             return
+        from sqlalchemy import bindparam
+
+        # One statement per 400 ids (under SQLite's parameter limit), not one execution per id.
+        stmt = text("DELETE FROM trigger_jobs WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+        ids = list(job_ids)
         async with self.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM trigger_jobs WHERE id = :id"), [{"id": i} for i in job_ids])
+            for lo in range(0, len(ids), 400):
+                await conn.execute(stmt, {"ids": ids[lo:lo + 400]})
 
     async def reschedule(self, job: Job) -> None:
         await self.reschedule_many([job])

@@ -144,6 +144,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class BatchReads:
+    """Everything the guards of a claimed batch read, in one round trip: a snapshot per job
+    (in order) and the variants stopped at run time (``stopped_variants()``)."""
+
+    snapshots: tuple[Snapshot, ...]
+    stops: dict[tuple[str, str, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Reservation:
     """A send to reserve under the frequency caps (the send id is the idempotency key)."""
 
@@ -394,34 +403,41 @@ class SQLTriggerStore:
 
     # ------------------------------------------------------------------ batched dispatch
     async def dispatch_snapshots(self, keys: list[tuple[str, str, str]]) -> list[Snapshot]:
-        """``[(instance id, customer id, send id)]`` → snapshots, three queries for the batch."""
+        """``[(instance id, customer id, send id)]`` → snapshots (see :meth:`dispatch_reads`)."""
+        return list((await self.dispatch_reads(keys)).snapshots)
+
+    async def dispatch_reads(self, keys: list[tuple[str, str, str]]) -> BatchReads:
+        """Snapshots and variant stops of a batch: one SELECT per table with ``IN (...)`` on one
+        connection; each profile and instance body is decoded once per batch."""
         await self.setup()
-        if not keys:
-            return []
         instances: dict[str, Any] = {}
-        customers: dict[str, Any] = {}
+        profiles: dict[str, dict[str, Any]] = {}
         sends: dict[str, Any] = {}
         async with self.engine.connect() as conn:
-            for part in _chunks(sorted({k[0] for k in keys})):
-                for row in (await conn.execute(sa.select(instances_t).where(instances_t.c.id.in_(part)))).all():
-                    instances[row.id] = row
-            for part in _chunks(sorted({k[1] for k in keys})):
-                for row in (await conn.execute(sa.select(customers_t).where(customers_t.c.customer_id.in_(part)))).all():
-                    customers[row.customer_id] = row
-            for part in _chunks(sorted({k[2] for k in keys})):
-                rows = await conn.execute(sa.select(sends_t.c.send_id, sends_t.c.status, sends_t.c.variant)
-                                          .where(sends_t.c.send_id.in_(part)))
-                for row in rows.all():
-                    sends[row.send_id] = row
+            stop_rows = (await conn.execute(sa.select(variant_states_t))).all()
+            if keys:
+                for part in _chunks(sorted({k[0] for k in keys})):
+                    for row in (await conn.execute(sa.select(instances_t).where(instances_t.c.id.in_(part)))).all():
+                        instances[row.id] = self._instance(row)
+                for part in _chunks(sorted({k[1] for k in keys})):
+                    rows = await conn.execute(sa.select(customers_t.c.customer_id, customers_t.c.profile,
+                                                        customers_t.c.opted_out).where(customers_t.c.customer_id.in_(part)))
+                    for cid, body, opted in rows.all():
+                        profiles[cid] = {**json.loads(body), "opted_out": bool(opted)}
+                for part in _chunks(sorted({k[2] for k in keys})):
+                    rows = await conn.execute(sa.select(sends_t.c.send_id, sends_t.c.status, sends_t.c.variant)
+                                              .where(sends_t.c.send_id.in_(part)))
+                    for sid, status, variant in rows.all():
+                        sends[sid] = (str(status), str(variant))
+        absent = {"opted_out": False}
         out = []
         for instance_id, customer_id, send_id in keys:
-            inst, cust, send = instances.get(instance_id), customers.get(customer_id), sends.get(send_id)
-            profile: dict[str, Any] = {"opted_out": False}
-            if cust is not None:
-                profile = {**json.loads(cust.profile), "opted_out": bool(cust.opted_out)}
-            out.append(Snapshot(self._instance(inst) if inst else None, profile,
-                                str(send.status) if send else None, str(send.variant) if send else None))
-        return out
+            send = sends.get(send_id)
+            out.append(Snapshot(instances.get(instance_id), profiles.get(customer_id, absent),
+                                send[0] if send else None, send[1] if send else None))
+        stops = {(r.journey, r.step, r.variant): {"stopped_at": r.stopped_at, "reason": r.reason or "",
+                                                   "in_flight": r.in_flight} for r in stop_rows}
+        return BatchReads(tuple(out), stops)
 
     async def reserve_sends(self, reservations: list[Reservation], at: float, per_day: int | None,
                             per_week: int | None) -> list[str]:

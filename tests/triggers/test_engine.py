@@ -188,12 +188,14 @@ async def test_dispatch_writes_once_per_batch(backend, sender, clock):
 
         setattr(obj, name, wrapper)
 
-    for name in ("dispatch_snapshots", "reserve_sends", "commit_batch", "mark_sent", "record_decision"):
+    for name in ("dispatch_reads", "dispatch_snapshots", "stopped_variants", "reserve_sends", "commit_batch",
+                 "mark_sent", "record_decision"):
         spy(store, name)
     spy(queue, "ack_many")
     results = await engine.run_due(limit=100)
     assert len(results) == 30 and {r.outcome for r in results} == {"sent"}
-    assert calls == {"dispatch_snapshots": 1, "reserve_sends": 1, "commit_batch": 1, "ack_many": 1}
+    # one read round trip for the batch (snapshots and variant stops together)
+    assert calls == {"dispatch_reads": 1, "reserve_sends": 1, "commit_batch": 1, "ack_many": 1}
     assert len(await store.sends_for("b7")) == 1
 
 
