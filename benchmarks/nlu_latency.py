@@ -7,10 +7,16 @@ pipeline, e.g. the demo's config.yml with ``--project .``), starts
 ``python -m bot run`` on 127.0.0.1, then measures:
 
 - single client, one short message at a time: median / p90 / p99 latency;
-- ``--clients`` concurrent clients for ``--seconds``: parses per second, p50/p99;
+- ``--clients`` concurrent clients (one run per number given) for ``--seconds``:
+  parses per second, p50/p99;
 - the server process's resident memory after loading and after the load test.
 
-    .venv/bin/python benchmarks/nlu_latency.py --requests 300 --clients 16 --seconds 20
+Every request text is unique (a running number is appended to one of the shop
+messages), so the sentence encoder's cache of recent texts never serves a repeat:
+the figures are for new messages. ``KEFU_PARSE_BATCH_SIZE=0`` in the environment
+turns the server's micro-batching off (bot/nlu/batching.py) for a comparison.
+
+    .venv/bin/python benchmarks/nlu_latency.py --requests 300 --clients 16 32 --seconds 20
     .venv/bin/python benchmarks/nlu_latency.py --config my_config.yml --name ngram_only
 
 Results are printed and written to benchmarks/results/nlu_latency.json.
@@ -72,6 +78,11 @@ MESSAGES = [
 ]
 
 
+def message(i: int) -> str:
+    """The i-th request text: a shop message made unique by a running number."""
+    return f"{MESSAGES[i % len(MESSAGES)]} {10000 + i}"
+
+
 def free_port() -> int:
     import socket
 
@@ -99,17 +110,39 @@ def rss_mb(pid: int) -> float:
     return round(total / 1024, 1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process and its children (workers), in seconds.
+
+    On a shared, overloaded machine wall-clock latency mostly measures the other
+    jobs; server CPU per parse is the load-independent cost figure.
+    """
+    total = 0
+    pids = [pid]
+    try:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))
     return ordered[k]
 
 
-async def single_client(url: str, n: int) -> list[float]:
+async def single_client(url: str, n: int, offset: int = 0) -> list[float]:
     latencies = []
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(n):
-            text = MESSAGES[i % len(MESSAGES)]
+            text = message(offset + i)
             t0 = time.perf_counter()
             r = await client.post(url + "/model/parse", json={"text": text})
             latencies.append(1000 * (time.perf_counter() - t0))
@@ -117,18 +150,18 @@ async def single_client(url: str, n: int) -> list[float]:
     return latencies
 
 
-async def concurrent_clients(url: str, clients: int, seconds: float) -> tuple[int, list[float], int]:
+async def concurrent_clients(url: str, clients: int, seconds: float, offset: int = 0) -> tuple[int, list[float], int]:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
 
     async def one(cid: int, client: httpx.AsyncClient) -> None:
         nonlocal errors
-        i = cid
+        i = offset + cid * 1_000_000
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
             try:
-                r = await client.post(url + "/model/parse", json={"text": MESSAGES[i % len(MESSAGES)]})
+                r = await client.post(url + "/model/parse", json={"text": message(i)})
                 if r.status_code != 200:
                     errors += 1
             except httpx.HTTPError:
@@ -187,10 +220,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         raise RuntimeError("server not ready in 180 s")
                     await asyncio.sleep(0.25)
             start_s = time.monotonic() - started
-            await single_client(url, 20)  # warm-up
+            await single_client(url, 20, offset=50_000_000)  # warm-up
             rss_loaded = rss_mb(proc.pid)
+            cpu0 = cpu_seconds(proc.pid)
             single = await single_client(url, args.requests)
-            count, conc, errors = await concurrent_clients(url, args.clients, args.seconds)
+            single_cpu = cpu_seconds(proc.pid) - cpu0
+            concurrent = []
+            for k, clients in enumerate(args.clients):
+                cpu0 = cpu_seconds(proc.pid)
+                count, conc, errors = await concurrent_clients(url, clients, args.seconds, offset=(k + 1) * 100_000_000)
+                server_cpu = cpu_seconds(proc.pid) - cpu0
+                concurrent.append({
+                    "clients": clients,
+                    "seconds": args.seconds,
+                    "requests": count,
+                    "errors": errors,
+                    "parses_per_second": round(count / args.seconds, 1),
+                    "median_ms": round(statistics.median(conc), 2) if conc else None,
+                    "p99_ms": round(percentile(conc, 0.99), 2) if conc else None,
+                    "server_cpu_ms_per_parse": round(1000 * server_cpu / max(count, 1), 2),
+                })
             rss_after = rss_mb(proc.pid)
         finally:
             os.killpg(proc.pid, signal.SIGINT)
@@ -202,6 +251,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "project": str(project.relative_to(REPO_ROOT) if project.is_relative_to(REPO_ROOT) else project),
             "config": args.config or "kefu best pipeline (see KEFU_CONFIG in this file)",
             "workers": args.workers,
+            "parse_batch_size": os.environ.get("KEFU_PARSE_BATCH_SIZE", "default (32)"),
+            "unique_texts": True,
             "train_seconds": round(train_s, 1),
             "server_start_seconds": round(start_s, 1),
             "single": {
@@ -209,16 +260,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "median_ms": round(statistics.median(single), 2),
                 "p90_ms": round(percentile(single, 0.90), 2),
                 "p99_ms": round(percentile(single, 0.99), 2),
+                "server_cpu_ms_per_parse": round(1000 * single_cpu / max(len(single), 1), 2),
             },
-            "concurrent": {
-                "clients": args.clients,
-                "seconds": args.seconds,
-                "requests": count,
-                "errors": errors,
-                "parses_per_second": round(count / args.seconds, 1),
-                "median_ms": round(statistics.median(conc), 2) if conc else None,
-                "p99_ms": round(percentile(conc, 0.99), 2) if conc else None,
-            },
+            "concurrent": concurrent[0] if len(concurrent) == 1 else concurrent,
             "server_rss_mb_loaded": rss_loaded,
             "server_rss_mb_after_load_test": rss_after,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -233,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default=str(TINYSHOP))
     parser.add_argument("--config", default=None, help="config.yml to train with (default: kefu's best pipeline)")
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--name", default="kefu_best", help="key of this run in the results file")

@@ -191,8 +191,7 @@ class Agent:
     async def parse_message(self, text: str) -> dict:
         if not isinstance(text, str):
             raise InvalidRequest("'text' must be a string.")
-        processor = self._require()
-        return await processor._offload(processor._parse_sync, text)
+        return await self._require().parse_text(text)
 
     async def get_tracker(self, sender_id: str) -> Any:
         """The whole conversation (all sessions), for the HTTP API; created if missing."""

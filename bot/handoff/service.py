@@ -33,6 +33,7 @@ from bot.handoff.queue import InMemoryLiveQueue, score
 from bot.handoff.record import profile_from_shop, sentiment_trend, summarize, transcript_from_tracker
 from bot.handoff.rules import Escalation
 from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore
+from bot.nlu.language import conversation_language
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +77,7 @@ class AgentState:
 
 
 def language_of(tracker: Any) -> str:
-    lang = None
-    try:
-        lang = tracker.get_slot("language")
-    except Exception:
-        lang = None
-    if not lang and tracker.latest_message is not None:
-        lang = (tracker.latest_message.parse_data or {}).get("language")
-    return "en" if lang and str(lang).startswith("en") else "zh"
+    return conversation_language(tracker)
 
 
 def summary_view(h: dict[str, Any]) -> dict[str, Any]:

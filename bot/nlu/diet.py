@@ -35,14 +35,42 @@ MAX_SEQUENCE_LENGTH = 256  # tokens seen by the transformer; longer messages are
 
 
 
+#: training sets at least this big may use a second intra-op thread (see ``training_threads``)
+LARGE_TRAINING_SET = 5000
+
+
+def training_threads(n_examples: int) -> int:
+    """Intra-op threads for training on ``n_examples``.
+
+    Measured: for demo-size data a 2nd thread made DIET 5-9x slower on a loaded
+    2-core box (spin-waiting on tiny matrices). A 2-layer 256-wide transformer step
+    on a 256-example batch was as likely slower as faster with 2 threads while the
+    load average was ~10 on 2 cores (2026-11-23). So: one thread, unless the data
+    is large (Banking77-size: batches of 256 long enough to split) and the machine
+    is otherwise idle (1-minute load average below half a core per core); then
+    all cores, at most 2. ``KEFU_TORCH_THREADS`` overrides both.
+    """
+    if os.environ.get("KEFU_TORCH_THREADS"):
+        return int(os.environ["KEFU_TORCH_THREADS"])
+    cores = os.cpu_count() or 1
+    if n_examples < LARGE_TRAINING_SET or cores < 2:
+        return 1
+    try:
+        idle = os.getloadavg()[0] < 0.5 * cores
+    except OSError:
+        idle = False
+    return min(2, cores) if idle else 1
+
+
 @contextlib.contextmanager
-def torch_threads() -> Any:
-    """Run torch on ``KEFU_TORCH_THREADS`` threads (default 1).
+def torch_threads(wanted: int | None = None) -> Any:
+    """Run torch on ``wanted`` threads (default: ``KEFU_TORCH_THREADS`` or 1).
 
     The matrices here are tiny: on a shared 2-core machine extra intra-op
     threads mostly spin-wait (measured 5x slower with 2 threads under load).
     """
-    wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
+    if wanted is None:
+        wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
     before = torch.get_num_threads()
     if wanted > 0 and wanted != before:
         torch.set_num_threads(wanted)
@@ -485,8 +513,16 @@ class DIETClassifier(Component):
             for key, tagset in self.tag_sets.items():
                 names = token_tags(toks, m.entities, key, bilou)
                 tags[key].append([tagset.index(t) if t in tagset else 0 for t in names])
+        # featurised once, before the epoch loop; COO once too, so each epoch's batches
+        # only concatenate index arrays
+        for a in arrays:
+            for key in ("seq_sparse", "sent_sparse"):
+                if a[key] is not None:
+                    a[key] = a[key].tocoo()
         self.model = DIETModel(self.dims, len(self.intents), self.tag_sets, cfg)
-        with torch_threads():
+        threads = training_threads(len(arrays))
+        logger.debug("DIET trains %d examples on %d torch thread(s).", len(arrays), threads)
+        with torch_threads(threads):
             self._fit(arrays, intent_ids, tags)
 
     def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.nlu.base import ENTITIES, INTENT, INTENT_RANKING, Component, PipelineContext
+from bot.nlu.featurizers import SentenceEmbeddingFeaturizer
 from bot.nlu.language import detect_language
 from bot.nlu.registry import check_options, resolve_component
 from bot.nlu.response_selector import RESPONSE_SELECTOR
@@ -193,6 +194,44 @@ class NLUPipeline:
             if message.get(URGENCY):
                 result[URGENCY] = message.get(URGENCY)
         return self.enrich(result)
+
+    def prepare_batch(self, texts: list[str]) -> None:
+        """Embed many texts in one encoder call before they are parsed one by one.
+
+        Sentence encoders are several times faster per text in batches (USE: ~5x
+        at 16 texts); each component's own ``encode([text])`` then hits the
+        encoder's cache (bot/embeddings.py), so results equal unbatched parses.
+        """
+        work = [processable_text(clean_text(t))[:MAX_PARSE_CHARS] for t in texts]
+        if not work:
+            return
+        for component in self.components:
+            prepare = getattr(component, "prepare_batch", None)
+            if prepare is not None:
+                prepare(work)
+            elif isinstance(component, SentenceEmbeddingFeaturizer):
+                component._encoder().encode([t or " " for t in work])
+
+    def parse_batch(self, texts: list[str | None], return_exceptions: bool = False) -> list[Any]:
+        """``parse`` of every text, sharing one encoder call (see ``prepare_batch``).
+
+        With ``return_exceptions`` a failing text yields its exception in its slot
+        and the others still get their results.
+        """
+        try:
+            self.prepare_batch([clean_text(t) for t in texts])
+        except Exception as e:  # noqa: BLE001 - each parse below embeds on its own
+            logger.warning("Batch embedding failed (%s); parsing %d texts one by one.", e, len(texts))
+        results: list[Any] = []
+        for text in texts:
+            try:
+                results.append(self.parse(text))
+            except Exception as e:  # noqa: BLE001 - isolate one bad message from the batch
+                if not return_exceptions:
+                    raise
+                logger.exception("Parsing one message of a batch failed.")
+                results.append(e)
+        return results
 
     def enrich(self, parsed: dict[str, Any]) -> dict[str, Any]:
         """Add ``sentiment``, ``urgency`` and ``language`` where missing (also for ``/intent`` messages)."""

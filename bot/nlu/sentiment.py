@@ -328,6 +328,12 @@ class SentimentClassifier(Component):
             })
         return out
 
+    def prepare_batch(self, texts: list[str]) -> None:
+        """Embed a micro-batch in one encoder call; ``process`` then hits the encoder's cache."""
+        texts = [_clip(t) for t in texts if t.strip()]
+        if texts and self.coef is not None and self.config["use_sentence_embedding"]:
+            self._embed(texts)
+
     def process(self, message: Message) -> None:
         text = message.text or ""
         sentiment = self.predict([text])[0] if text.strip() else {"label": "neutral", "score": 0.0, "confidence": 1.0}

@@ -13,6 +13,7 @@ import logging
 from typing import Any, Callable
 
 from bot.dialogue.actions.action import Action, create_bot_utterance, generate_response
+from bot.nlu.language import conversation_language
 from bot.shared.events import BotUttered, Event, FollowupAction, SlotSet
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,6 @@ logger = logging.getLogger(__name__)
 ACTION_ANSWER_FAQ_NAME = "action_answer_faq"
 FAQ_ID_ENTITY = "faq_id"
 FAQ_INTENT = "faq"
-LANGUAGE_SLOT = "language"
 UNANSWERED_SLOT = "kb_unanswered"  # counted when the domain declares it (float/any slot)
 CLARIFY_TEXT = {"zh": "您是想问:", "en": "Did you mean:"}
 NO_ANSWER_TEXT = {"zh": "抱歉，这个问题我暂时回答不了，可以换个说法，或输入「人工」联系客服。",
@@ -40,16 +40,6 @@ def _latest_text_and_faq_id(tracker: Any) -> tuple[str, str | None]:
         if e.get("entity") == FAQ_ID_ENTITY and e.get("value"):
             return text, str(e["value"])
     return text, None
-
-
-def _language(tracker: Any, text: str) -> str:
-    from bot.nlu.language import detect_language
-
-    lang = tracker.get_slot(LANGUAGE_SLOT) if hasattr(tracker, "get_slot") else None
-    if lang in ("zh", "en"):
-        return lang
-    parse = getattr(tracker.latest_message, "parse_data", None) or {}
-    return parse.get("language") or detect_language(text)
 
 
 def _domain_has_slot(domain: Any, name: str) -> bool:
@@ -92,7 +82,7 @@ class ActionAnswerFAQ(Action):
     async def run(self, output_channel: Any, nlg: Any, tracker: Any, domain: Any,
                   metadata: dict[str, Any] | None = None) -> list[Event]:
         text, faq_id = _latest_text_and_faq_id(tracker)
-        language = _language(tracker, text)
+        language = conversation_language(tracker, text)
         holder = self._holder()
         if holder is None:
             logger.warning("action_answer_faq ran but no knowledge base is loaded; falling back.")
@@ -161,7 +151,7 @@ async def try_answer_from_kb(knowledge: Any, tracker: Any, domain: Any, nlg: Any
     if holder is None:
         return None
     text, _ = _latest_text_and_faq_id(tracker)
-    kb, result = await holder.asearch(text, _language(tracker, text))
+    kb, result = await holder.asearch(text, conversation_language(tracker, text))
     if result.outcome == "no_answer":
         return None
     return await ActionAnswerFAQ(holder).events_for_result(kb, result, output_channel, nlg, tracker, domain)
