@@ -24,7 +24,8 @@ from typing import Any, AsyncIterator
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.stores.sql import create_async_sql_engine
 
 from bot.shared.exceptions import StoreError
 
@@ -88,18 +89,9 @@ def _row(row: Any) -> dict[str, Any]:
 
 class SQLHandoffStore:
     def __init__(self, url: str = "sqlite+aiosqlite:///handoff.db") -> None:
-        if url.startswith("sqlite:///"):
-            url = url.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
-        self.url = url
-        self.engine: AsyncEngine = create_async_engine(url)
-        if url.startswith("sqlite"):
-            @sa.event.listens_for(self.engine.sync_engine, "connect")
-            def _pragmas(conn: Any, _: Any) -> None:  # WAL: readers never block the writer
-                cur = conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=10000")
-                cur.close()
+        # WAL: readers never block the writer; a longer busy timeout for agent bursts.
+        self.engine, self.url = create_async_sql_engine(url, busy_timeout_ms=10000, filename="config.yml")
+        url = self.url
         self._ready = False
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if url.startswith("sqlite") else None
 

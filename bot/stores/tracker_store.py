@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bot.shared.tracker import DialogueStateTracker
     from bot.stores.event_broker import EventBroker
 
+from bot.stores.sql import ASYNC_DRIVERS, async_sql_url, create_async_sql_engine  # noqa: F401 (re-exported)
+
 logger = logging.getLogger(__name__)
 
 SESSION_STARTED = "session_started"
@@ -237,26 +239,6 @@ class InMemoryTrackerStore(TrackerStore):
 
 
 # --- SQL -------------------------------------------------------------------------
-ASYNC_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-    "postgresql+psycopg2": "postgresql+asyncpg",
-    "mysql": "mysql+aiomysql",
-    "mysql+pymysql": "mysql+aiomysql",
-}
-
-
-def async_sql_url(url: str) -> str:
-    """Swap a sync driver for its asyncio twin (``sqlite://`` → ``sqlite+aiosqlite://``)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigError(
-            f"'{url}' is not an SQLAlchemy database URL.",
-            "endpoints.yml",
-            fix="Use e.g. 'sqlite:///kefu.db' or 'postgresql://user:pass@host/db'.",
-        )
-    return f"{ASYNC_DRIVERS.get(scheme.lower(), scheme)}://{rest}"
 
 
 def sql_url_from_rasa_keys(
@@ -319,42 +301,13 @@ class SQLTrackerStore(TrackerStore):
         engine_kwargs: Optional[dict[str, Any]] = None,
     ) -> None:
         super().__init__(domain, event_broker)
-        from sqlalchemy.ext.asyncio import create_async_engine
         import sqlalchemy as sa
 
-        self.url = async_sql_url(url)
-        options = dict(engine_kwargs or {})
-        is_sqlite = self.url.startswith("sqlite")
-        if is_sqlite and self._sqlite_in_memory(self.url):
-            from sqlalchemy.pool import StaticPool
-
-            options.setdefault("poolclass", StaticPool)
-        self.engine = create_async_engine(self.url, **options)
-        if is_sqlite:
-            self._configure_sqlite()
+        self.engine, self.url = create_async_sql_engine(url, engine_kwargs)
         self.metadata = sa.MetaData()
         self.events = _events_table(self.metadata, table_name)
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
-
-    @staticmethod
-    def _sqlite_in_memory(url: str) -> bool:
-        path = url.partition("://")[2]
-        return path in ("", "/", "/:memory:") or "mode=memory" in path
-
-    def _configure_sqlite(self) -> None:
-        from sqlalchemy import event
-
-        in_memory = self._sqlite_in_memory(self.url)
-
-        @event.listens_for(self.engine.sync_engine, "connect")
-        def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
-            cursor.close()
 
     async def _ensure_schema(self) -> None:
         if self._schema_ready:

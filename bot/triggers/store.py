@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.stores.sql import create_async_sql_engine
 
 from bot.shared.exceptions import StoreError
 from bot.triggers.events import BehaviourEvent
@@ -203,39 +205,14 @@ def _chunks(items: list[Any], size: int = _CHUNK) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
 
 
-def _sqlite_url(url: str) -> str:
-    if url.startswith("sqlite:///") or url == "sqlite://":
-        return url.replace("sqlite:", "sqlite+aiosqlite:", 1)
-    return url
-
-
-def _sqlite_pragmas(engine: AsyncEngine) -> None:
-    """WAL + synchronous=NORMAL: readers never block the scheduler's writes, and a commit
-    does not wait for an fsync (a power cut may lose the last commits, never corrupt)."""
-
-    @sa.event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
-        cursor.close()
-
-
 class SQLTriggerStore:
     """Everything the scheduler and the report need, in SQL tables prefixed ``trigger_``."""
 
     def __init__(self, url: str = DEFAULT_URL, engine: AsyncEngine | None = None) -> None:
-        self.url = _sqlite_url(url)
         if engine is None:
-            options: dict[str, Any] = {}
-            if ":memory:" in self.url or self.url.endswith("sqlite+aiosqlite://"):
-                from sqlalchemy.pool import StaticPool
-
-                options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-            engine = create_async_engine(self.url, **options)
-            if engine.dialect.name == "sqlite" and ":memory:" not in self.url:
-                _sqlite_pragmas(engine)
+            engine, self.url = create_async_sql_engine(url, filename="endpoints.yml")
+        else:
+            self.url = str(engine.url)
         self.engine = engine
         self._ready = False
         # SQLite serialises writers anyway; this keeps cap checks atomic inside one process
