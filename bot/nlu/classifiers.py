@@ -14,6 +14,7 @@ from bot.nlu.base import (
     FEATURES, INTENT, INTENT_RANKING, Component, Features, PipelineContext, ranking_from_scores, softmax,
 )
 from bot.shared.constants import DEFAULT_NLU_FALLBACK_INTENT_NAME
+from bot.shared.exceptions import ConfigError
 from bot.shared.training_data.nlu import Message, TrainingData
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,55 @@ def sentence_vector(message: Message, normalize: bool = False) -> tuple[Any, boo
     return stacked, stacked.nnz > 0 and bool(np.any(stacked.data))
 
 
+def stratified_holdout(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(fit indices, validation indices): ``fraction`` of every class with ≥ 3 examples held out.
+
+    Small classes stay entirely in the fit part so no intent disappears from training.
+    """
+    import random
+
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    rng = random.Random(seed)
+    fit, val = [], []
+    for label in sorted(by_label):
+        idx = list(by_label[label])
+        rng.shuffle(idx)
+        k = int(round(len(idx) * fraction)) if len(idx) >= 3 else 0
+        k = min(k, len(idx) - 2) if k else 0
+        val.extend(idx[:k])
+        fit.extend(idx[k:])
+    return sorted(fit), sorted(val)
+
+
+def choose_threshold(confidences: np.ndarray, predicted: list[str], gold: list[str], oos: str) -> dict[str, Any]:
+    """Confidence below which a prediction becomes ``oos``, maximising held-out accuracy.
+
+    Accuracy over all held-out examples (oos counts as one more intent) is the figure a
+    shop bot lives with; ties go to the lower threshold (fewer in-scope messages lost).
+    """
+    gold_arr = np.asarray(gold, dtype=object)
+    pred_arr = np.asarray(predicted, dtype=object)
+    best: dict[str, Any] = {"threshold": 0.0, "accuracy": -1.0}
+    for t in np.round(np.arange(0.0, 0.96, 0.01), 2):
+        pred = np.where(np.asarray(confidences) < t, oos, pred_arr)
+        acc = float(np.mean(pred == gold_arr)) if len(gold_arr) else 0.0
+        if acc > best["accuracy"] + 1e-12:
+            best = {"threshold": float(t), "accuracy": round(acc, 4)}
+    return best
+
+
 class LogisticRegressionClassifier(Component):
-    """scikit-learn logistic regression on sentence features (class_weight balanced)."""
+    """scikit-learn logistic regression on sentence features (class_weight balanced).
+
+    kefu options beyond Rasa's: ``normalize_features`` (unit-length block per
+    featurizer), ``C`` as a list (chosen on a stratified held-out part of the
+    training data, then refit on all of it, the candidates fitted on parallel
+    threads), and ``out_of_scope_intent`` with ``out_of_scope_threshold`` (a
+    float, or ``auto`` to pick it on the held-out part): a prediction whose
+    confidence is below the threshold becomes the out-of-scope intent.
+    """
 
     name = "LogisticRegressionClassifier"
     defaults: dict[str, Any] = {
@@ -63,17 +111,91 @@ class LogisticRegressionClassifier(Component):
         "C": 1.0,
         # kefu: scale every featurizer's block to unit length before stacking
         "normalize_features": False,
+        "class_weight": "balanced",
+        "validation_fraction": 0.1,
+        "out_of_scope_intent": None,
+        "out_of_scope_threshold": None,
+        "n_jobs": 2,
     }
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         super().__init__(config, context)
+        grid = self.config["C"] if isinstance(self.config["C"], list) else [self.config["C"]]
+        threshold = self.config["out_of_scope_threshold"]
+        try:
+            self.c_grid = [float(c) for c in grid]
+            if not self.c_grid or min(self.c_grid) <= 0:
+                raise ValueError("C must be positive")
+            if threshold not in (None, "auto"):
+                threshold = float(threshold)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(
+                f"LogisticRegressionClassifier: invalid C {self.config['C']!r} or out_of_scope_threshold "
+                f"{self.config['out_of_scope_threshold']!r} ({e}).",
+                context.config_file,
+                fix="Use a positive number or a list of them for C (e.g. [3, 10, 30]), "
+                "and a number in [0, 1] or 'auto' for out_of_scope_threshold.",
+            ) from e
+        if threshold is not None and not self.config["out_of_scope_intent"]:
+            raise ConfigError(
+                "LogisticRegressionClassifier: out_of_scope_threshold needs out_of_scope_intent.",
+                context.config_file,
+                fix="Name the intent of your out-of-scope examples, e.g. out_of_scope_intent: out_of_scope.",
+            )
         self.classes: list[str] = []
         self.coef: np.ndarray | None = None
         self.intercept: np.ndarray | None = None
+        self.threshold: float | None = threshold if isinstance(threshold, float) else None
+        #: what the held-out selection saw (persisted, for reports)
+        self.selection: dict[str, Any] = {}
+
+    def _fit(self, x: Any, y: list[str], C: float) -> Any:
+        from sklearn.linear_model import LogisticRegression
+        from threadpoolctl import threadpool_limits
+
+        clf = LogisticRegression(
+            max_iter=int(self.config["max_iter"]), solver=self.config["solver"], tol=float(self.config["tol"]),
+            random_state=self.config["random_state"], class_weight=self.config["class_weight"], C=C,
+        )
+        # lbfgs on small data: BLAS threads only thrash, most of all on shared 2-core machines
+        with threadpool_limits(1):
+            clf.fit(x, y)
+        return clf
+
+    def _select(self, x: Any, y: list[str]) -> float:
+        """Best C (and the auto threshold) on a stratified held-out part of the data."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        fit_idx, val_idx = stratified_holdout(y, float(self.config["validation_fraction"]), int(self.config["random_state"] or 0))
+        if not val_idx:
+            logger.warning("Too little data to hold out a validation part; using C=%s.", self.c_grid[0])
+            return self.c_grid[0]
+        x_fit, x_val = x[fit_idx], x[val_idx]
+        y_fit, y_val = [y[i] for i in fit_idx], [y[i] for i in val_idx]
+        # scipy's lbfgs and the sparse products release the GIL for most of a fit
+        with ThreadPoolExecutor(max(1, min(int(self.config["n_jobs"] or 1), len(self.c_grid)))) as pool:
+            fitted = list(pool.map(lambda c: self._fit(x_fit, y_fit, c), self.c_grid))
+        scores = {}
+        probas = {}
+        for C, clf in zip(self.c_grid, fitted):
+            probas[C] = clf.predict_proba(x_val)
+            pred = clf.classes_[np.argmax(probas[C], axis=1)]
+            scores[C] = float(np.mean(pred == np.asarray(y_val, dtype=object)))
+        best_C = max(self.c_grid, key=lambda c: (scores[c], -c))
+        self.selection = {"validation_size": len(val_idx), "accuracy_by_C": scores, "C": best_C}
+        if self.config["out_of_scope_threshold"] == "auto":
+            oos = str(self.config["out_of_scope_intent"])
+            proba = probas[best_C]
+            classes = fitted[self.c_grid.index(best_C)].classes_
+            chosen = choose_threshold(proba.max(axis=1), [str(c) for c in classes[proba.argmax(axis=1)]], y_val, oos)
+            self.threshold = chosen["threshold"]
+            self.selection["out_of_scope"] = chosen
+            if oos not in y_val:
+                logger.warning("No '%s' examples held out: the out-of-scope threshold only guards in-scope accuracy.", oos)
+        logger.info("LogisticRegressionClassifier selection: %s", self.selection)
+        return best_C
 
     def train(self, training_data: TrainingData, messages: list[Message]) -> None:
-        from sklearn.linear_model import LogisticRegression
-
         usable = [m for m in messages if m.intent]
         labels = sorted({m.intent for m in usable})
         if not labels:
@@ -84,15 +206,9 @@ class LogisticRegressionClassifier(Component):
         norm = bool(self.config["normalize_features"])
         x = sp.vstack([sentence_vector(m, norm)[0] for m in usable], format="csr")
         y = [m.intent for m in usable]
-        clf = LogisticRegression(
-            max_iter=int(self.config["max_iter"]), solver=self.config["solver"], tol=float(self.config["tol"]),
-            random_state=self.config["random_state"], class_weight="balanced", C=float(self.config["C"]),
-        )
-        from threadpoolctl import threadpool_limits
-
-        # lbfgs on small data: BLAS threads only thrash, most of all on shared 2-core machines
-        with threadpool_limits(1):
-            clf.fit(x, y)
+        need_selection = len(self.c_grid) > 1 or self.config["out_of_scope_threshold"] == "auto"
+        C = self._select(x, y) if need_selection else self.c_grid[0]
+        clf = self._fit(x, y, C)
         self.classes = [str(c) for c in clf.classes_]
         self.coef = np.asarray(clf.coef_, dtype=np.float64)
         self.intercept = np.asarray(clf.intercept_, dtype=np.float64)
@@ -146,6 +262,10 @@ class LogisticRegressionClassifier(Component):
             message.set(INTENT_RANKING, [])
             return
         intent, ranking = ranking_from_scores(self.classes, probs, int(self.config["ranking_length"]))
+        oos = self.config["out_of_scope_intent"]
+        if self.threshold is not None and intent["name"] != oos and intent["confidence"] < self.threshold:
+            # the ranking keeps the model's own scores; only the decision changes
+            intent = {"name": oos, "confidence": float(intent["confidence"])}
         message.set(INTENT, intent)
         message.set(INTENT_RANKING, ranking)
 
@@ -153,6 +273,9 @@ class LogisticRegressionClassifier(Component):
         (path / "classes.json").write_text(json.dumps(self.classes, ensure_ascii=False), encoding="utf-8")
         if self.coef is not None and self.intercept is not None:
             np.savez(path / "weights.npz", coef=self.coef, intercept=self.intercept)
+        if self.threshold is not None or self.selection:
+            state = {"threshold": self.threshold, "selection": self.selection}
+            (path / "selection.json").write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, config: dict[str, Any], context: PipelineContext, path: Path) -> "LogisticRegressionClassifier":
@@ -161,6 +284,9 @@ class LogisticRegressionClassifier(Component):
         if (path / "weights.npz").exists():
             with np.load(path / "weights.npz") as w:
                 c.coef, c.intercept = w["coef"], w["intercept"]
+        if (path / "selection.json").exists():
+            state = json.loads((path / "selection.json").read_text(encoding="utf-8"))
+            c.threshold, c.selection = state.get("threshold"), state.get("selection") or {}
         return c
 
 
