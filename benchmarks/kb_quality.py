@@ -2,14 +2,16 @@
 
 Variants (each a KnowledgeConfig): dense only, lexical only, the previous hybrid (best phrasing
 per entry, no adapter), + entry score mixing (best + mean of top-3 phrasings), + the embedding
-adapter (bot/knowledge/adapter.py), the default (all of it). Every variant is measured on
+adapter (bot/knowledge/adapter.py), the default without the pinyin signal, the default (all of it).
+Every variant but the default pins pinyin_weight 0 (the pinyin signal came last). Every variant is measured on
   * leave-phrasings-out on the KB itself (5 folds: the fold's phrasings are removed from the KB,
     the adapter is trained without them, and they are the queries) - what settings are chosen on;
   * benchmarks/data/kb_heldout_queries.yml and kb_heldout_queries_2.yml (written before tuning).
 ``--compare-kb DIR`` adds the same figures for another KB folder (e.g. the KB before new phrasings).
 ``--afqmc`` adds FAQ retrieval on ../shared/benchmarks/faq_pairs_afqmc (eval only, not shipped).
 Writes benchmarks/results/kb_quality.json.
-Usage: python benchmarks/kb_quality.py [--variants default,hybrid_max] [--loo] [--afqmc 2000]
+``--pinyin-sweep`` adds leave-phrasings-out figures for pinyin weights / n-gram ranges (how they were chosen).
+Usage: python benchmarks/kb_quality.py [--variants default,hybrid_max] [--loo] [--afqmc 2000] [--pinyin-sweep]
 """
 from __future__ import annotations
 
@@ -30,14 +32,15 @@ HELDOUT = {
 }
 VARIANTS = {
     "previous_default": dict(dense_weight=0.8, lexical_weight=0.2, lexical_ngram_min=1, entry_max_weight=1.0,
-                             adapter=False),  # the defaults before the adapter / entry-score change
-    "dense_only": dict(dense_weight=1.0, lexical_weight=0.0, entry_max_weight=1.0, adapter=False),
-    "lexical_only": dict(dense_weight=0.0, lexical_weight=1.0, entry_max_weight=1.0, adapter=False),
-    "hybrid_max": dict(entry_max_weight=1.0, adapter=False),
-    "hybrid_maxmean": dict(adapter=False),
-    "dense_adapter": dict(dense_weight=1.0, lexical_weight=0.0, entry_max_weight=1.0),
-    "hybrid_max_adapter": dict(entry_max_weight=1.0),
-    "default": {},  # adapter + best/top-3 entry score + 0.7 dense / 0.3 lexical (char 2-3-grams)
+                             adapter=False, pinyin_weight=0.0),  # the defaults before the adapter / entry-score change
+    "dense_only": dict(dense_weight=1.0, lexical_weight=0.0, entry_max_weight=1.0, adapter=False, pinyin_weight=0.0),
+    "lexical_only": dict(dense_weight=0.0, lexical_weight=1.0, entry_max_weight=1.0, adapter=False, pinyin_weight=0.0),
+    "hybrid_max": dict(entry_max_weight=1.0, adapter=False, pinyin_weight=0.0),
+    "hybrid_maxmean": dict(adapter=False, pinyin_weight=0.0),
+    "dense_adapter": dict(dense_weight=1.0, lexical_weight=0.0, entry_max_weight=1.0, pinyin_weight=0.0),
+    "hybrid_max_adapter": dict(entry_max_weight=1.0, pinyin_weight=0.0),
+    "default_no_pinyin": dict(pinyin_weight=0.0),  # the defaults before the pinyin signal
+    "default": {},  # adapter + best/top-3 entry score + 0.7 dense / 0.3 lexical (char 2-3-grams + pinyin 3-5-grams)
 }
 AFQMC_NOTE = (
     "AFQMC FAQ view: 16,764 one-phrasing entries incl. 5,000 distractors, Alipay domain. Positive pairs are not "
@@ -85,6 +88,98 @@ def leave_phrasings_out(entries, cfg, encoder, cache, folds: int = 5) -> dict:
     return out
 
 
+def _lpo_folds(entries, folds: int = 5):
+    """(kept entries, held-out phrasing queries) per fold, the same split as ``leave_phrasings_out``."""
+    rng = random.Random(0)
+    assignment = {(e.id, lang, q): rng.randrange(folds) for e in entries for lang, q in e.phrasings()}
+    for f in range(folds):
+        kept, queries = [], []
+        for e in entries:
+            qs = {}
+            for lang, texts in e.questions.items():
+                keep = tuple(q for q in texts if assignment[(e.id, lang, q)] != f)
+                out = [q for q in texts if assignment[(e.id, lang, q)] == f]
+                if not keep and out:
+                    keep, out = (out[0],), out[1:]
+                qs[lang] = keep
+                queries += [{"topic": e.id, "text": q, "language": lang} for q in out]
+            kept.append(replace(e, questions=qs))
+        yield kept, queries
+
+
+def homophone_typos(queries, entries, seed: int = 0) -> list[dict]:
+    """Each Chinese query with one character swapped for a homophone (same toneless pinyin).
+
+    The noise model of a pinyin IME slip, built from the KB alone: substitutes are characters
+    that occur in the KB's own phrasings (common characters), so no held-out text is involved.
+    """
+    from pypinyin import Style, lazy_pinyin
+
+    chars = sorted({c for e in entries for lang, q in e.phrasings() for c in q if "\u4e00" <= c <= "\u9fff"})
+    by_sound: dict[str, list[str]] = {}
+    for c in chars:
+        by_sound.setdefault(lazy_pinyin(c, style=Style.NORMAL)[0], []).append(c)
+    rng = random.Random(seed)
+    out = []
+    for q in queries:
+        if q["language"] != "zh":
+            continue
+        text = q["text"]
+        spots = [i for i, c in enumerate(text) if len(by_sound.get(lazy_pinyin(c, style=Style.NORMAL)[0] if
+                                                                      "\u4e00" <= c <= "\u9fff" else "", [])) > 1]
+        if not spots:
+            continue
+        i = rng.choice(spots)
+        alts = [c for c in by_sound[lazy_pinyin(text[i], style=Style.NORMAL)[0]] if c != text[i]]
+        out.append({**q, "text": text[:i] + rng.choice(alts) + text[i + 1:]})
+    return out
+
+
+def pinyin_sweep(entries, encoder, cache, settings: list[tuple[float, int, int]]) -> dict:
+    """Leave-phrasings-out recall for pinyin settings (weight, n-gram min, max) on clean and typo'd queries.
+
+    Per fold the KB (index, adapter) is built once; each setting only swaps the lexical signal, since
+    it changes nothing else. Calibration is fixed: it does not change rankings.
+    """
+    from bot.knowledge.base import KnowledgeBase
+    from bot.knowledge.config import KnowledgeConfig
+    from bot.knowledge.evaluate import evaluate
+    from bot.knowledge.lexical import LexicalSignal
+
+    base_cfg = KnowledgeConfig(calibration=(4.6, 6.6, -3.4))
+    acc: dict = {}
+    confusions: dict = {}
+    for kept, queries in _lpo_folds(entries):
+        kb0 = KnowledgeBase.build(kept, base_cfg, encoder, vector_cache=cache)
+        typos = homophone_typos(queries, entries)
+        for w, lo, hi in settings:
+            cfg = base_cfg.with_updates(pinyin_weight=w, pinyin_ngram_min=lo, pinyin_ngram_max=hi)
+            kb = KnowledgeBase(kb0.entries, cfg, encoder, kb0.index, LexicalSignal.from_config(cfg).fit(kb0.phrase_text),
+                               kb0.phrase_entry, kb0.phrase_text, kb0.phrase_lang, kb0.calibration, kb0.metadata,
+                               kb0.adapter)
+            key = f"w{w}_n{lo}-{hi}"
+            for split, qs in (("clean", queries), ("zh_homophone_typos", typos)):
+                report = evaluate(kb, qs)
+                for lang, m in report["by_language"].items():
+                    slot = acc.setdefault(key, {}).setdefault(f"{split}_{lang}", {"queries": 0, "r1": 0.0, "r3": 0.0})
+                    slot["queries"] += m["queries"]
+                    slot["r1"] += m["recall@1"] * m["queries"]
+                    slot["r3"] += m["recall@3"] * m["queries"]
+                if split == "clean" and w == settings[0][0]:
+                    for miss in report["misses"]:
+                        pair = f"{miss['topic']} -> {miss['predicted'][0] if miss['predicted'] else '-'}"
+                        confusions[pair] = confusions.get(pair, 0) + 1
+    out = {key: {name: {"queries": v["queries"], "recall@1": round(v["r1"] / v["queries"], 4),
+                        "recall@3": round(v["r3"] / v["queries"], 4)} for name, v in splits.items()}
+           for key, splits in acc.items()}
+    for key, splits in out.items():
+        print(key, " ".join(f"{n} {m['recall@1']:.3f}/{m['recall@3']:.3f}" for n, m in sorted(splits.items())),
+              flush=True)
+    top = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:15])
+    print("confusions (first setting, clean):", top, flush=True)
+    return {"settings": out, "confusions_first_setting": top}
+
+
 def afqmc(encoder, n_queries: int, dense_weight: float) -> dict:
     """FAQ retrieval on the AFQMC view: 16.8k one-phrasing entries (incl. 5k distractors)."""
     from bot.knowledge.base import KnowledgeBase
@@ -124,7 +219,9 @@ def main() -> int:
     ap.add_argument("--kb", default=str(ROOT / "knowledge_base"))
     ap.add_argument("--compare-kb", default=None, help="another KB folder measured the same way (e.g. before)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--loo", default="previous_default,hybrid_maxmean,default", help="variants also measured leave-phrasings-out")
+    ap.add_argument("--pinyin-sweep", action="store_true",
+                    help="leave-phrasings-out sweep of pinyin_weight / n-gram range (clean + homophone-typo queries)")
+    ap.add_argument("--loo", default="previous_default,hybrid_maxmean,default_no_pinyin,default", help="variants also measured leave-phrasings-out")
     ap.add_argument("--afqmc", type=int, default=0, help="also measure AFQMC FAQ retrieval with N sampled queries")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/kb_quality.json"))
     ap.add_argument("--afqmc-only", action="store_true", help="only (re)measure AFQMC, keep the rest of --out")
@@ -174,6 +271,16 @@ def main() -> int:
                             f"en {lo['en']['recall@1']:.3f}/{lo['en']['recall@3']:.3f}")
             print(" | ".join(line), flush=True)
         results["kbs"][kb_name] = block
+    if args.pinyin_sweep:
+        entries = load_entries(args.kb).entries
+        settings = [(0.0, 3, 5)] + [(w, lo, hi) for lo, hi in ((2, 4), (3, 5), (2, 5), (3, 4))
+                                    for w in (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)]
+        results["pinyin_sweep"] = {"note": "leave-phrasings-out on the KB (5 folds); zh_homophone_typos: each zh "
+                                           "held-out phrasing with one character swapped for a KB character of the "
+                                           "same toneless pinyin. Chosen: the best clean + typo zh recall@1.",
+                                   **pinyin_sweep(entries, encoder, {}, settings)}
+    elif "pinyin_sweep" in previous:
+        results["pinyin_sweep"] = previous["pinyin_sweep"]
     if args.afqmc:
         results["afqmc"] = afqmc(encoder, args.afqmc, KnowledgeConfig().dense_weight)
     elif "afqmc" in previous:

@@ -21,7 +21,7 @@ from bot.knowledge.adapter import ADAPTER_FILE, AdapterError, AdapterSettings, E
 from bot.knowledge.config import KnowledgeConfig
 from bot.knowledge.entries import Answer, Entry, content_hash
 from bot.knowledge.index import DenseIndex, index_kind
-from bot.knowledge.lexical import CharNgramIndex, normalize
+from bot.knowledge.lexical import LexicalSignal, normalize
 from bot.shared.exceptions import BotError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class KnowledgeBase:
         config: KnowledgeConfig,
         encoder: Any,
         index: DenseIndex | None,
-        lexical: CharNgramIndex,
+        lexical: LexicalSignal,
         phrase_entry: np.ndarray,
         phrase_text: list[str],
         phrase_lang: list[str],
@@ -173,7 +173,7 @@ class KnowledgeBase:
             if adapter is not None:
                 vectors = adapter.apply(vectors)
         index = DenseIndex.build(vectors, config) if len(phrase_text) else None
-        lexical = CharNgramIndex(config.lexical_ngram_min, config.lexical_ngram_max).fit(phrase_text)
+        lexical = LexicalSignal.from_config(config).fit(phrase_text)
         dim = int(vectors.shape[1]) if len(phrase_text) else 0
         metadata = {
             "format": FORMAT_VERSION,
@@ -216,7 +216,7 @@ class KnowledgeBase:
             rng = np.random.default_rng(0)
             sample = np.arange(n) if n <= self.config.calibration_sample else rng.choice(
                 n, self.config.calibration_sample, replace=False)
-            pairs = ((int(self.phrase_entry[p]), self._rank(vectors[p], self.lexical.matrix[p], exclude=int(p)))
+            pairs = ((int(self.phrase_entry[p]), self._rank(vectors[p], self.lexical.row(int(p)), exclude=int(p)))
                      for p in sample)
         for truth, ranked in pairs:
             for eidx, hybrid, margin, *_ in ranked[:5]:
@@ -254,7 +254,7 @@ class KnowledgeBase:
             texts = [self.phrase_text[i] for i in train]
             sub = KnowledgeBase(self.entries, self.config.with_updates(exact_max=max(self.config.exact_max, n)),
                                 self.encoder, DenseIndex.build(vecs[train], self.config.with_updates(exact_max=n)),
-                                CharNgramIndex(self.config.lexical_ngram_min, self.config.lexical_ngram_max).fit(texts),
+                                LexicalSignal.from_config(self.config).fit(texts),
                                 self.phrase_entry[train], texts, [self.phrase_lang[i] for i in train],
                                 self.calibration, {}, adapter)
             for p in test:
@@ -439,7 +439,7 @@ class KnowledgeBase:
                 raise KnowledgeIndexError(str(e)) from e
             if adapter.digest != meta["adapter"]:
                 raise KnowledgeIndexError(f"{directory / ADAPTER_FILE}: does not match the index (digest changed).")
-        lexical = CharNgramIndex(config.lexical_ngram_min, config.lexical_ngram_max).fit(phrase_text)
+        lexical = LexicalSignal.from_config(config).fit(phrase_text)
         calibration = tuple(config.calibration or meta.get("calibration") or DEFAULT_CALIBRATION)
         return cls(entries, config, encoder, index, lexical, np.asarray(phrase_entry, dtype=np.int64), phrase_text,
                    phrase_lang, calibration, meta, adapter)

@@ -26,6 +26,13 @@ class KnowledgeConfig:
     lexical_weight: float = 0.3
     lexical_ngram_min: int = 2
     lexical_ngram_max: int = 3
+    # Chinese queries: lexical = (1 - pinyin_weight) * char cosine + pinyin_weight * cosine of char
+    # n-grams over the toneless pinyin (homophone typos 在/再, 货/获); 0 turns it off. English unchanged.
+    # 0.8 and 3-5-grams chosen by leave-phrasings-out on the demo KB, clean and with homophone typos
+    # (benchmarks/kb_quality.py --pinyin-sweep; a flat plateau for weights 0.5-1.0).
+    pinyin_weight: float = 0.8
+    pinyin_ngram_min: int = 3
+    pinyin_ngram_max: int = 5
     lexical_full_max: int = 20000  # above this many phrasings the lexical signal only reranks dense hits
     rerank_depth: int = 64  # dense phrasing hits reranked when the lexical signal is not exhaustive
     # entry score = entry_max_weight * best phrasing + (1 - it) * mean of the entry's top-k phrasings
@@ -79,6 +86,10 @@ class KnowledgeConfig:
         if not 0.0 <= cfg.entry_max_weight <= 1.0 or cfg.entry_top_k < 1:
             raise ConfigError("knowledge.entry_max_weight must be in [0, 1] and entry_top_k >= 1.", filename, line,
                               fix="Use entry_max_weight: 0.5 and entry_top_k: 3 (1.0 scores an entry by its best phrasing).")
+        if not 0.0 <= cfg.pinyin_weight <= 1.0 or not 1 <= cfg.pinyin_ngram_min <= cfg.pinyin_ngram_max:
+            raise ConfigError("knowledge.pinyin_weight must be in [0, 1] and 1 <= pinyin_ngram_min <= pinyin_ngram_max.",
+                              filename, line, fix="Use pinyin_weight: 0.3, pinyin_ngram_min: 2, pinyin_ngram_max: 4 "
+                                                  "(pinyin_weight: 0 turns the pinyin signal off).")
         if not 0.0 <= cfg.clarify_threshold <= cfg.answer_threshold <= 1.0:
             raise ConfigError("knowledge thresholds must satisfy 0 <= clarify_threshold <= answer_threshold <= 1.",
                               filename, line, fix="Lower clarify_threshold or raise answer_threshold.")
