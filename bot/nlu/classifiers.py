@@ -231,7 +231,8 @@ class LogisticRegressionClassifier(Component):
                 continue
             m = f.sentence
             if sp.issparse(m):
-                m = sp.csr_matrix(m)
+                if m.format != "csr":
+                    m = sp.csr_matrix(m)
                 cols, vals = m.indices.astype(np.int64), m.data.astype(np.float64)
             else:
                 arr = np.asarray(m, dtype=np.float64).reshape(-1)

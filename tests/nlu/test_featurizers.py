@@ -117,3 +117,22 @@ def test_e5_encoder_calls_the_engine_with_one_openmp_thread_after_torch(monkeypa
     assert encoder.encode([f"where is order {i}" for i in range(20)]).shape == (20, 384)
     assert seen and set(seen) == {1}
     assert global_max_threads() == outside  # torch's own setting is restored after the call
+
+
+def test_count_rows_csr_matches_scipy_coo_construction() -> None:
+    import random
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bot.nlu.featurizers import count_rows_csr
+
+    rng = random.Random(3)
+    rows = [[rng.randrange(12) for _ in range(rng.randrange(6))] for _ in range(9)] + [[]]
+    r = [i for i, cols in enumerate(rows) for _ in cols]
+    c = [col for cols in rows for col in cols]
+    expected = sp.csr_matrix((np.ones(len(c), dtype=np.float32), (r, c)), shape=(len(rows), 12), dtype=np.float32)
+    got = count_rows_csr(rows, 12)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.array_equal(got.toarray(), expected.toarray())
+    assert got.has_sorted_indices and got.nnz == expected.nnz  # duplicates summed into counts
