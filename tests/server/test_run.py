@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def test_serve_with_two_workers_answers_from_both(tmp_path):
     env = {**os.environ, "KEFU_TEST_PORT": str(port), "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
         [sys.executable, str(script)], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         pids: set[str] = set()
@@ -116,9 +117,14 @@ def test_serve_with_two_workers_answers_from_both(tmp_path):
         assert len(pids) == 2, f"expected answers from 2 workers, got {pids}"
         assert str(proc.pid) not in pids  # the agent lives in workers, not the manager
     finally:
-        proc.terminate()
+        # The whole process group: a worker must not outlive the test if the manager is killed.
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
