@@ -228,6 +228,11 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis restarted: resubscribe and go on
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # redis-py may turn a cancellation mid-read into a connection error:
+                    # stop as asked instead of resubscribing forever.
+                    raise asyncio.CancelledError from None
                 logger.warning("Handoff notification subscription lost; resubscribing.", exc_info=True)
                 await asyncio.sleep(0.5)
                 try:

@@ -121,6 +121,13 @@ def test_presence_concurrent_routing_never_overfills_an_agent(config_factory: An
 def test_presence_expires_without_heartbeat_and_requeues_once(config_factory: Any, redis_url: str) -> None:
     async def scenario() -> None:
         a, b = await two_workers(redis_config(config_factory, redis_url, presence_ttl_s=0.4))
+        try:
+            await expire_scenario(a, b)
+        finally:
+            await a.close()
+            await b.close()
+
+    async def expire_scenario(a: Any, b: Any) -> None:
         await a.set_status("alice", "online")
         await b.set_status("sue", "online")
         h = await escalate(a, "crash", language="zh")  # only alice speaks zh
@@ -144,8 +151,6 @@ def test_presence_expires_without_heartbeat_and_requeues_once(config_factory: An
         audit = [r for r in await a.store.audit_log(handoff_id=h["id"]) if r["action"] == "requeue_presence_expired"]
         assert len(audit) == 1  # both workers sweep; exactly one requeued it
         assert not await a.heartbeat("alice")  # a late beat does not revive an expired agent
-        await a.close()
-        await b.close()
 
     asyncio.run(scenario())
 
