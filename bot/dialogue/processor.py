@@ -109,31 +109,13 @@ class MessageProcessor:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, fn, *args)
 
-    def _action(self, name: str) -> Any:
+    def action_for(self, name: str) -> Any:
+        """The action (or response) ``name`` of this model; ActionNotFound with a fix if unknown."""
         from bot.dialogue.actions import action_for_name_or_text
 
         return action_for_name_or_text(
             name, self.domain, self.action_endpoint, self.action_executor, knowledge=self.knowledge
         )
-
-    def action_for(self, name: str) -> Any:
-        """The action (or response) ``name`` of this model; ActionNotFound with a fix if unknown."""
-        return self._action(name)
-
-    async def run_action(
-        self,
-        action: Any,
-        tracker: Any,
-        output_channel: OutputChannel,
-        prediction: Prediction,
-        metadata: dict | None = None,
-    ) -> bool:
-        """Run one action on a tracker the caller holds the lock for (proactive sends).
-
-        Same error handling as a predicted action: a failing action gets the
-        fallback reply and the turn goes on. Returns whether to predict another.
-        """
-        return await self._run_action(action, tracker, output_channel, prediction, metadata=metadata)
 
     # ------------------------------------------------------------------ trackers
     async def get_tracker(self, sender_id: str) -> Any:
@@ -166,8 +148,8 @@ class MessageProcessor:
         tracker = await self.get_tracker(sender_id)
         if not tracker.events or self._has_session_expired(tracker):
             logger.debug("Starting a new session for conversation %s", sender_id)
-            await self._run_action(
-                self._action(ACTION_SESSION_START_NAME),
+            await self.run_action(
+                self.action_for(ACTION_SESSION_START_NAME),
                 tracker,
                 output_channel or CollectingOutputChannel(),
                 Prediction(ACTION_SESSION_START_NAME, None, 1.0),
@@ -287,7 +269,7 @@ class MessageProcessor:
 
     async def _run_action_extract_slots(self, tracker: Any, output_channel: OutputChannel | None) -> None:
         try:
-            action = self._action(ACTION_EXTRACT_SLOTS)
+            action = self.action_for(ACTION_EXTRACT_SLOTS)
         except BotError:
             return
         channel = output_channel or CollectingOutputChannel()
@@ -350,12 +332,12 @@ class MessageProcessor:
                 break
             prediction = await self.predict_next_action(tracker)
             try:
-                action = self._action(prediction.action_name)
+                action = self.action_for(prediction.action_name)
             except BotError as e:
                 logger.error("Predicted action '%s' cannot be run: %s", prediction.action_name, e)
-                action = self._action(ACTION_LISTEN_NAME)
+                action = self.action_for(ACTION_LISTEN_NAME)
                 prediction = Prediction(ACTION_LISTEN_NAME, prediction.policy_name, prediction.confidence)
-            should_predict_another = await self._run_action(action, tracker, channel, prediction)
+            should_predict_another = await self.run_action(action, tracker, channel, prediction)
             num_predicted += 1
         if should_predict_another and num_predicted >= self.max_number_of_predictions:
             logger.warning(
@@ -382,7 +364,7 @@ class MessageProcessor:
             except Exception:  # a broken channel must not lose the tracker update
                 logger.exception("Output channel %s failed to deliver a message to %s", channel.name(), tracker.sender_id)
 
-    async def _run_action(
+    async def run_action(
         self,
         action: Any,
         tracker: Any,
@@ -390,6 +372,11 @@ class MessageProcessor:
         prediction: Prediction,
         metadata: dict | None = None,
     ) -> bool:
+        """Run one action on a tracker the caller holds the lock for (also proactive sends).
+
+        A failing action gets the fallback reply and the turn goes on. Returns whether
+        to predict another action.
+        """
         name = action.name()
         try:
             action_metadata = metadata if metadata is not None else prediction.action_metadata
@@ -476,7 +463,7 @@ class MessageProcessor:
         async with self.lock_store.lock(sender_id):
             tracker = await self.fetch_tracker_and_update_session(sender_id, output_channel)
             prediction = Prediction(action_name, policy, confidence if confidence is not None else 1.0)
-            should_continue = await self._run_action(self._action(action_name), tracker, output_channel, prediction)
+            should_continue = await self.run_action(self.action_for(action_name), tracker, output_channel, prediction)
             if should_continue:
                 await self._predict_and_execute_next_actions(tracker, output_channel)
             await self.save_tracker(tracker)
