@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,17 +88,22 @@ def _worker_process(url: str, stop_when_empty: bool, deadline: float, lateness: 
     out.put(asyncio.run(_drain_worker(url, stop_when_empty, deadline, lateness)))
 
 
-def run_workers(url: str, workers: int, stop_when_empty: bool, deadline: float, lateness: bool) -> tuple[int, list[float], float]:
+def _in_processes(target: Any, args: tuple, workers: int) -> tuple[list[Any], float]:
+    """Run ``target(*args, out)`` in ``workers`` forked processes; (their results, wall seconds)."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker_process, args=(url, stop_when_empty, deadline, lateness, out)) for _ in range(workers)]
+    procs = [ctx.Process(target=target, args=(*args, out)) for _ in range(workers)]
     start = time.perf_counter()
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    elapsed = time.perf_counter() - start
+    return results, time.perf_counter() - start
+
+
+def run_workers(url: str, workers: int, stop_when_empty: bool, deadline: float, lateness: bool) -> tuple[int, list[float], float]:
+    results, elapsed = _in_processes(_worker_process, (url, stop_when_empty, deadline, lateness), workers)
     return sum(r[0] for r in results), [x for r in results for x in r[1]], elapsed
 
 
@@ -268,19 +274,11 @@ def profile(url: str, n: int, top: int = 25) -> None:
 
 
 def run_full(kind: str, target: str, workers: int, deadline: float, stop_when_empty: bool) -> tuple[int, dict[str, float], float]:
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_full_process, args=(kind, target, deadline, stop_when_empty, out)) for _ in range(workers)]
-    start = time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [out.get() for _ in procs]
-    for p in procs:
-        p.join()
+    results, elapsed = _in_processes(_full_process, (kind, target, deadline, stop_when_empty), workers)
     sent_at: dict[str, float] = {}
     for _, times in results:
         sent_at.update(times)
-    return sum(r[0] for r in results), sent_at, time.perf_counter() - start
+    return sum(r[0] for r in results), sent_at, elapsed
 
 
 async def _reset(kind: str, target: str) -> None:
