@@ -62,21 +62,8 @@ def leave_phrasings_out(entries, cfg, encoder, cache, folds: int = 5) -> dict:
     from bot.knowledge.base import KnowledgeBase
     from bot.knowledge.evaluate import evaluate
 
-    rng = random.Random(0)
-    assignment = {(e.id, lang, q): rng.randrange(folds) for e in entries for lang, q in e.phrasings()}
     rows = []
-    for f in range(folds):
-        kept, queries = [], []
-        for e in entries:
-            qs = {}
-            for lang, texts in e.questions.items():
-                keep = tuple(q for q in texts if assignment[(e.id, lang, q)] != f)
-                out = [q for q in texts if assignment[(e.id, lang, q)] == f]
-                if not keep and out:  # an entry keeps at least one phrasing per language
-                    keep, out = (out[0],), out[1:]
-                qs[lang] = keep
-                queries += [{"topic": e.id, "text": q, "language": lang} for q in out]
-            kept.append(replace(e, questions=qs))
+    for kept, queries in _lpo_folds(entries, folds):
         kb = KnowledgeBase.build(kept, cfg, encoder, vector_cache=cache)
         rows.append(evaluate(kb, queries))
     out = {}
@@ -99,7 +86,7 @@ def _lpo_folds(entries, folds: int = 5):
             for lang, texts in e.questions.items():
                 keep = tuple(q for q in texts if assignment[(e.id, lang, q)] != f)
                 out = [q for q in texts if assignment[(e.id, lang, q)] == f]
-                if not keep and out:
+                if not keep and out:  # an entry keeps at least one phrasing per language
                     keep, out = (out[0],), out[1:]
                 qs[lang] = keep
                 queries += [{"topic": e.id, "text": q, "language": lang} for q in out]
