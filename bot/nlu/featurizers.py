@@ -260,17 +260,20 @@ class RegexFeaturizer(Component):
         if not self.patterns:
             return
         tokens = tokens_of(message)
-        seq = np.zeros((len(tokens), len(self.patterns)), dtype=np.float32)
-        sent = np.zeros((1, len(self.patterns)), dtype=np.float32)
+        # column ids per token and for the sentence, built as CSR directly (see count_rows_csr)
+        seq_rows: list[list[int]] = [[] for _ in tokens]
+        sent_row: list[int] = []
         for j, regex in enumerate(self._compiled):
             for m in regex.finditer(message.text):
                 if m.end() == m.start():
                     continue
-                sent[0, j] = 1.0
+                if not sent_row or sent_row[-1] != j:
+                    sent_row.append(j)
                 for i, t in enumerate(tokens):
-                    if t.start < m.end() and t.end > m.start():
-                        seq[i, j] = 1.0
-        add_features(message, Features("sparse", self.name, sp.csr_matrix(seq), sp.csr_matrix(sent)))
+                    if t.start < m.end() and t.end > m.start() and (not seq_rows[i] or seq_rows[i][-1] != j):
+                        seq_rows[i].append(j)
+        n = len(self.patterns)
+        add_features(message, Features("sparse", self.name, count_rows_csr(seq_rows, n), count_rows_csr([sent_row], n)))
 
     def persist(self, path: Path) -> None:
         _write_json(path / "patterns.json", self.patterns)
