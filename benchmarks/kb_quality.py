@@ -6,7 +6,8 @@ adapter (bot/knowledge/adapter.py), the default without the pinyin signal, the d
 Every variant but the default pins pinyin_weight 0 (the pinyin signal came last). Every variant is measured on
   * leave-phrasings-out on the KB itself (5 folds: the fold's phrasings are removed from the KB,
     the adapter is trained without them, and they are the queries) - what settings are chosen on;
-  * benchmarks/data/kb_heldout_queries.yml and kb_heldout_queries_2.yml (written before tuning).
+  * benchmarks/data/kb_heldout_queries.yml and kb_heldout_queries_2.yml (written before tuning),
+    each alone and both as one set (heldout_all).
 ``--compare-kb DIR`` adds the same figures for another KB folder (e.g. the KB before new phrasings).
 ``--afqmc`` adds FAQ retrieval on ../shared/benchmarks/faq_pairs_afqmc (eval only, not shipped).
 Writes benchmarks/results/kb_quality.json.
@@ -220,6 +221,7 @@ def main() -> int:
         Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         return 0
     queries = {name: load_queries(path) for name, path in HELDOUT.items()}
+    queries["heldout_all"] = [q for name in HELDOUT for q in queries[name]]  # both files as one set
     previous = {}
     if Path(args.out).exists():
         previous = json.loads(Path(args.out).read_text(encoding="utf-8"))
