@@ -91,16 +91,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    """VmRSS of the process and its children (workers), in MB."""
-    total = 0
+def process_tree(pid: int) -> list[int]:
+    """The process and its direct children (the server's workers)."""
     pids = [pid]
     try:
         children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
         pids += [int(c) for c in children]
     except OSError:
         pass
-    for p in pids:
+    return pids
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of the process and its children (workers), in MB."""
+    total = 0
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -117,13 +122,7 @@ def cpu_seconds(pid: int) -> float:
     jobs; server CPU per parse is the load-independent cost figure.
     """
     total = 0
-    pids = [pid]
-    try:
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
-    for p in pids:
+    for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
