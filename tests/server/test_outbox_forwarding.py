@@ -230,9 +230,9 @@ def returnable_order(db: Path) -> tuple[str, int, str]:
     return order_id, customer, other
 
 
-def test_return_requested_in_the_shop_ends_the_post_purchase_journey(project: Path, tmp_path: Path) -> None:
-    """Shop transaction → outbox → OutboxRelay → in-process broker → TriggerEngine: the journey exits."""
-    from actions.shop.sql import SqlShopStore
+async def post_purchase_engine(tmp_path: Path) -> tuple:
+    """(clock, store, sender, engine, broker): a real TriggerEngine running POST_PURCHASE on a SQLite
+    store, attached to an in-process broker, with a test clock an hour before NOW and a recording sender."""
     from bot.triggers.clock import TestClock
     from bot.triggers.engine import TriggerEngine
     from bot.triggers.journeys import load_triggers_text
@@ -240,22 +240,35 @@ def test_return_requested_in_the_shop_ends_the_post_purchase_journey(project: Pa
     from bot.triggers.store import SQLTriggerStore
     from tests.triggers.conftest import RecordingSender
 
+    clock = TestClock(NOW.timestamp() - 3600)
+    store = SQLTriggerStore(f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}")
+    await store.setup()
+    sender = RecordingSender()
+    engine = TriggerEngine(load_triggers_text(POST_PURCHASE), store, SQLJobQueue(store.engine), sender, clock)
+    broker = InProcessEventBroker()
+    engine.attach(broker)
+    return clock, store, sender, engine, broker
+
+
+async def deliver(broker: InProcessEventBroker, clock, order_id: str, customer: int) -> None:
+    """The shop's order_delivered event for ``order_id``, published at the clock's now."""
+    await broker.publish({"event": "order_delivered", "event_id": f"delivered-{order_id}",
+                          "customer_id": str(customer), "order_id": order_id, "timestamp": clock.now()})
+
+
+def test_return_requested_in_the_shop_ends_the_post_purchase_journey(project: Path, tmp_path: Path) -> None:
+    """Shop transaction → outbox → OutboxRelay → in-process broker → TriggerEngine: the journey exits."""
+    from actions.shop.sql import SqlShopStore
+
     db = project / "shop.db"
     returned, customer, other = returnable_order(db)
 
     async def scenario() -> dict[str, object]:
         seen: dict[str, object] = {}
-        clock = TestClock(NOW.timestamp() - 3600)
-        store = SQLTriggerStore(f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}")
-        await store.setup()
-        sender = RecordingSender()
-        engine = TriggerEngine(load_triggers_text(POST_PURCHASE), store, SQLJobQueue(store.engine), sender, clock)
-        broker = InProcessEventBroker()
-        engine.attach(broker)
+        clock, store, sender, engine, broker = await post_purchase_engine(tmp_path)
         relay = create_outbox_relay(broker, project)  # the server's relay, on the same broker
 
-        await broker.publish({"event": "order_delivered", "event_id": f"delivered-{returned}",
-                              "customer_id": str(customer), "order_id": returned, "timestamp": clock.now()})
+        await deliver(broker, clock, returned, customer)
         seen["entered"] = await store.instances_for(str(customer), "post_purchase", status="active")
 
         # a return of another order of the same customer does not end this journey (match: [order_id])
@@ -296,25 +309,11 @@ def test_return_requested_in_the_shop_ends_the_post_purchase_journey(project: Pa
 
 def test_without_the_return_the_post_purchase_journey_sends(project: Path, tmp_path: Path) -> None:
     """The control for the test above: the same journey, no return → the suggestion goes out."""
-    from bot.triggers.clock import TestClock
-    from bot.triggers.engine import TriggerEngine
-    from bot.triggers.journeys import load_triggers_text
-    from bot.triggers.queue import SQLJobQueue
-    from bot.triggers.store import SQLTriggerStore
-    from tests.triggers.conftest import RecordingSender
-
     returned, customer, _ = returnable_order(project / "shop.db")
 
     async def scenario() -> list:
-        clock = TestClock(NOW.timestamp() - 3600)
-        store = SQLTriggerStore(f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}")
-        await store.setup()
-        sender = RecordingSender()
-        engine = TriggerEngine(load_triggers_text(POST_PURCHASE), store, SQLJobQueue(store.engine), sender, clock)
-        broker = InProcessEventBroker()
-        engine.attach(broker)
-        await broker.publish({"event": "order_delivered", "event_id": f"delivered-{returned}",
-                              "customer_id": str(customer), "order_id": returned, "timestamp": clock.now()})
+        clock, store, sender, engine, broker = await post_purchase_engine(tmp_path)
+        await deliver(broker, clock, returned, customer)
         relay = create_outbox_relay(broker, project)
         await relay.relay_once()
         await relay.stop()
