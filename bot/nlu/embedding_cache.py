@@ -206,13 +206,13 @@ class EmbeddingCache:
             return
         gen = self._generation
         rows = [(text_key(t), np.ascontiguousarray(v, dtype=np.float32).tobytes(), gen) for t, v in zip(texts, vectors)]
-        touched_keys = [(gen, text_key(t)) for t in touched]
+        touched_rows = [(gen, text_key(t), gen) for t in touched]
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany("INSERT OR REPLACE INTO vectors (key, vec, added) VALUES (?, ?, ?)", rows)
                 self._conn.executemany("UPDATE vectors SET added = ? WHERE key = ? AND added < ?",
-                                       [(g, k, g) for g, k in touched_keys])
+                                       touched_rows)
                 (count,) = self._conn.execute("SELECT count(*) FROM vectors").fetchone()
                 if count > MAX_ROWS:
                     self._conn.execute(
@@ -250,14 +250,10 @@ def embed_with_cache(
     distinct = list(dict.fromkeys(texts))
     found = cache.lookup(distinct) if cache is not None else {}
     todo = [t for t in distinct if t not in found]
-    rows: dict[str, np.ndarray] = dict(found)
-    if todo:
-        fresh = np.asarray(encode(todo), dtype=np.float32).reshape(len(todo), -1)
-        rows.update(zip(todo, fresh))
-        if cache is not None:
-            cache.store(todo, fresh, touched=found)
-    elif cache is not None and found:
-        cache.store([], np.zeros((0, 0), dtype=np.float32), touched=found)
+    fresh = np.asarray(encode(todo), dtype=np.float32).reshape(len(todo), -1) if todo else np.zeros((0, 0), np.float32)
+    rows: dict[str, np.ndarray] = {**found, **dict(zip(todo, fresh))}
+    if cache is not None and distinct:
+        cache.store(todo, fresh, touched=found)  # new rows, and the reused ones marked recently used
     if not texts:
         return np.zeros((0, 0), dtype=np.float32), CacheStats(0, 0)
     return np.stack([rows[t] for t in texts]), CacheStats(len(found), len(todo))

@@ -1,6 +1,8 @@
 """Featurizers: count vectors, regex, lexical-syntactic and sentence embeddings."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 import logging
 import re
@@ -420,15 +422,11 @@ class SentenceEmbeddingFeaturizer(Component):
     def _encoder(self) -> Any:
         return get_encoder(self._model_name(), self.config.get("cache_dir"), self.context.root_dir)
 
-    def _batch_size(self, encoder: Any) -> int:
+    def _encode_batched(self, encoder: Any, texts: list[str]) -> np.ndarray:
         size = int(self.config["batch_size"])
         if getattr(encoder, "workers", 1) > 1:
             # threaded encoders (e5-small) split a call over the cores: give them big calls
             size = max(size, 512)
-        return size
-
-    def _encode_batched(self, encoder: Any, texts: list[str]) -> np.ndarray:
-        size = self._batch_size(encoder)
         return np.concatenate([encoder.encode(texts[i : i + size]) for i in range(0, len(texts), size)])
 
     def train(self, training_data: TrainingData, messages: list[Message]) -> None:
@@ -441,28 +439,15 @@ class SentenceEmbeddingFeaturizer(Component):
         if self.config.get("embedding_cache", True) and self.context.root_dir is not None and texts:
             dim = int(np.asarray(encoder.encode([" "])).reshape(1, -1).shape[1])
             cache = open_cache(self.context.root_dir, model, dim)
-        if cache is None:
-            self._train_without_cache(encoder, messages)
-            self.cache_stats = {"reused": 0, "embedded": len(set(texts))}
-        else:
-            with cache:
-                vectors, stats = embed_with_cache(texts, lambda todo: self._encode_batched(encoder, todo), cache)
-            for m, v in zip(messages, vectors):
-                add_features(m, Features("dense", self.name, None, v.reshape(1, -1)))
-            self.cache_stats = stats.as_dict()
+        with cache or contextlib.nullcontext():
+            vectors, stats = embed_with_cache(texts, lambda todo: self._encode_batched(encoder, todo), cache)
+        for m, v in zip(messages, vectors):
+            add_features(m, Features("dense", self.name, None, v.reshape(1, -1)))
+        self.cache_stats = stats.as_dict()
         logger.info(
             "Sentence embeddings (%s): %d reused from the cache, %d embedded%s",
-            model, self.cache_stats["reused"], self.cache_stats["embedded"],
-            "" if cache is not None else " (cache off)",
+            model, stats.reused, stats.embedded, "" if cache is not None else " (cache off)",
         )
-
-    def _train_without_cache(self, encoder: Any, messages: list[Message]) -> None:
-        size = self._batch_size(encoder)
-        for i in range(0, len(messages), size):
-            chunk = messages[i : i + size]
-            vectors = encoder.encode([m.text or " " for m in chunk])
-            for m, v in zip(chunk, vectors):
-                add_features(m, Features("dense", self.name, None, v.reshape(1, -1)))
 
     def process(self, message: Message) -> None:
         vector = self._encoder().encode([message.text or " "])[0]
