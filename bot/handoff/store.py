@@ -23,11 +23,9 @@ import uuid
 from typing import Any, AsyncIterator
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
-from bot.stores.sql import create_async_sql_engine
-
-from bot.shared.exceptions import StoreError
+from bot.stores.sql import create_async_sql_engine, create_tables
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +107,8 @@ class SQLHandoffStore:
     async def init(self) -> None:
         if self._ready:
             return
-        try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        except SQLAlchemyError as e:
-            raise StoreError(f"Cannot open the handoff store at {self.url}: {e}. Fix: check 'handoff.store_url' "
-                             "in config.yml/endpoints.yml and that its folder exists.") from e
+        await create_tables(self.engine, metadata, "handoff store",
+                            "check 'handoff.store_url' in config.yml/endpoints.yml and that its folder exists.")
         self._ready = True
 
     async def close(self) -> None:

@@ -78,3 +78,17 @@ def create_async_sql_engine(
             cursor.close()
 
     return engine, async_url
+
+
+async def create_tables(engine: Any, metadata: Any, what: str, fix: str) -> None:
+    """Create ``metadata``'s missing tables; any failure is a StoreError naming the store and the fix.
+
+    The URL in the message is SQLAlchemy's repr, which masks a password.
+    """
+    from bot.shared.exceptions import StoreError
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+    except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, OSError
+        raise StoreError(f"Could not open the {what} at '{engine.url!r}': {e}. Fix: {fix}") from e

@@ -34,7 +34,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from bot.shared.tracker import DialogueStateTracker
     from bot.stores.event_broker import EventBroker
 
-from bot.stores.sql import ASYNC_DRIVERS, async_sql_url, create_async_sql_engine  # noqa: F401 (re-exported)
+from bot.stores.sql import (  # noqa: F401 (ASYNC_DRIVERS, async_sql_url re-exported)
+    ASYNC_DRIVERS,
+    async_sql_url,
+    create_async_sql_engine,
+    create_tables,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -315,15 +320,9 @@ class SQLTrackerStore(TrackerStore):
         async with self._schema_lock:
             if self._schema_ready:
                 return
-            try:
-                async with self.engine.begin() as connection:
-                    await connection.run_sync(self.metadata.create_all)
-            except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, OSError
-                raise StoreError(
-                    f"Could not open the SQL tracker store at '{self.engine.url!r}': {e}. "
-                    f"Fix: check tracker_store.url in endpoints.yml and that the database "
-                    f"is reachable and writable."
-                ) from e
+            await create_tables(self.engine, self.metadata, "SQL tracker store",
+                                "check tracker_store.url in endpoints.yml and that the database is reachable "
+                                "and writable.")
             self._schema_ready = True
 
     def _session_start_id(self, sender_id: str) -> Any:

@@ -15,9 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.stores.sql import create_async_sql_engine
-
-from bot.shared.exceptions import StoreError
+from bot.stores.sql import create_async_sql_engine, create_tables
 from bot.triggers.events import BehaviourEvent
 
 logger = logging.getLogger(__name__)
@@ -223,12 +221,7 @@ class SQLTriggerStore:
     async def setup(self) -> None:
         if self._ready:
             return
-        try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        except Exception as e:
-            raise StoreError(f"Could not create the trigger tables at {self.url.split('@')[-1]}: {e}. "
-                             "Fix: check the triggers store url.") from e
+        await create_tables(self.engine, metadata, "trigger store", "check the triggers store url.")
         self._ready = True
 
     async def close(self) -> None:
