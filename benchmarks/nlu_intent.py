@@ -219,17 +219,19 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
         parsed.append(pipeline.parse(t)["intent"])
         parse_ms.append(1000 * (time.perf_counter() - t0))
     test_s = sum(parse_ms) / 1000
+    gold = [label for _, label in test_rows]
     pred = [i["name"] for i in parsed]
     raw_metrics = None
     curve = None
     if threshold is not None:
-        gold = [label for _, label in test_rows]
-        raw_metrics = metrics(gold, pred, spec.get("oos"))
-        pred = [spec["oos"] if i["confidence"] < threshold["threshold"] else i["name"] for i in parsed]
+        oos = spec["oos"]
+        raw_metrics = metrics(gold, pred, oos)
+        pred = thresholded(parsed, threshold["threshold"], oos)
+        at = threshold["oos_recall_70"]["threshold"]
+        threshold["oos_recall_70"]["test"] = metrics(gold, thresholded(parsed, at, oos), oos)
         curve = []
         for k in range(0, 91, 10):
-            p = [spec["oos"] if i["confidence"] < k / 100 else i["name"] for i in parsed]
-            m = metrics(gold, p, spec["oos"])
+            m = metrics(gold, thresholded(parsed, k / 100, oos), oos)
             curve.append({"threshold": k / 100, "in_scope_accuracy": m["in_scope_accuracy"], "oos_recall": m["oos_recall"]})
     result = {
         "dataset": dataset,
@@ -238,7 +240,7 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
         "train_examples": len(train_rows),
         "train_subset_per_class": per_class,
         "test_examples": len(test_rows),
-        **metrics([label for _, label in test_rows], pred, spec.get("oos")),
+        **metrics(gold, pred, spec.get("oos")),
         "train_seconds": round(train_s, 1),
         # CPU seconds of all threads: unlike wall time, not inflated by other jobs on the machine
         "train_cpu_seconds": round(train_cpu_s, 1),
@@ -251,20 +253,22 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
     if pipeline_name != "rasa":
         result["C"] = C
     if threshold is not None:
-        gold = [label for _, label in test_rows]
-        at = threshold["oos_recall_70"]["threshold"]
-        threshold["oos_recall_70"]["test"] = metrics(
-            gold, [spec["oos"] if i["confidence"] < at else i["name"] for i in parsed], spec["oos"])
         result["oos_threshold"] = threshold
         result["without_oos_threshold"] = raw_metrics
         result["test_tradeoff_curve"] = curve
     return result
 
 
+def thresholded(parsed: list[dict[str, Any]], threshold: float, oos: str) -> list[str]:
+    """Predicted intents with every confidence below ``threshold`` turned into ``oos``."""
+    return [oos if i["confidence"] < threshold else i["name"] for i in parsed]
+
+
 def oos_threshold(pipeline: Any, val_rows: list[tuple[str, str]], oos: str) -> dict[str, Any]:
     """Confidence below which a prediction becomes ``oos``, chosen on validation data.
 
-    Maximises the mean of in-scope accuracy and oos recall (both matter for a shop bot).
+    Maximises the mean of in-scope accuracy and oos recall (both matter for a shop bot);
+    ``oos_recall_70`` is the lowest threshold whose validation oos recall is ≥ 70 %.
     """
     parsed = [pipeline.parse(t)["intent"] for t, _ in val_rows]
     gold = [label for _, label in val_rows]
@@ -272,8 +276,7 @@ def oos_threshold(pipeline: Any, val_rows: list[tuple[str, str]], oos: str) -> d
     target: dict[str, Any] = {}
     for k in range(0, 96, 2):
         t = k / 100
-        pred = [oos if i["confidence"] < t else i["name"] for i in parsed]
-        m = metrics(gold, pred, oos)
+        m = metrics(gold, thresholded(parsed, t, oos), oos)
         balanced = (m["in_scope_accuracy"] + m["oos_recall"]) / 2
         if not best or balanced > best["val_balanced"]:
             best = {"threshold": t, "val_balanced": round(balanced, 4), "val": m}
