@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bot.dialogue.hooks import ProcessorHook
 from bot.dialogue.processor import MessageProcessor
 from bot.model.loader import LoadedModel
 from bot.shared.exceptions import InvalidRequest, ModelNotFound
@@ -52,7 +53,7 @@ class Agent:
         self.processor: MessageProcessor | None = None
         self._action_executor: Any = None
         self._swap_lock = asyncio.Lock()
-        self.hooks: list[Any] = []
+        self.hooks: list[ProcessorHook] = []
         self.training_jobs = 0
 
     # ------------------------------------------------------------------ construction
@@ -162,8 +163,12 @@ class Agent:
             kb.start_watching()
         logger.info("Model %s is live.", new_model.model_id)
 
-    def add_hook(self, hook: Any) -> None:
-        """Register a processor hook (see ``MessageProcessor.hooks``); kept across model swaps."""
+    def add_hook(self, hook: ProcessorHook) -> None:
+        """Register a processor hook (``bot/dialogue/hooks.py``); kept across model swaps."""
+        if not isinstance(hook, ProcessorHook):
+            missing = [m for m in ("after_user_message", "after_turn") if not callable(getattr(hook, m, None))]
+            raise TypeError(f"{type(hook).__name__} is not a processor hook: it lacks {', '.join(missing)}. "
+                            "Fix: implement both methods of bot.dialogue.hooks.ProcessorHook.")
         self.hooks.append(hook)
         if self.processor is not None and hook not in self.processor.hooks:
             self.processor.hooks.append(hook)

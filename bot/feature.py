@@ -4,10 +4,11 @@ A feature is built from the project's configuration when a worker's app is built
 (cheap: no connections, no models), contributes HTTP routes, processor hooks and
 background tasks, and is started once the worker's agent is ready. The server
 composes features from one explicit table (``bot/server/features.py``) and owns
-their life cycle: it mounts :meth:`Feature.blueprints`, registers
-:meth:`Feature.hooks` on the agent (in table order, see ``bot/dialogue/hooks.py``),
-calls :meth:`Feature.start`, runs :meth:`Feature.tasks` until shutdown, then calls
-:meth:`Feature.stop` in reverse order. Features never reach into ``app.ctx``;
+their life cycle: it mounts :meth:`Feature.blueprints` when the app is built; once
+the agent is ready it calls every :meth:`Feature.start` (table order), then registers
+every :meth:`Feature.hooks` on the agent (table order, see ``bot/dialogue/hooks.py``),
+then runs :meth:`Feature.tasks` until shutdown; at shutdown it signals the tasks,
+waits for them, and calls :meth:`Feature.stop` in reverse table order. Features never reach into ``app.ctx``;
 what they need at start arrives in :class:`FeatureContext`.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
 class ProjectSettings:
     """What a feature is built from: the project's files, read once per worker."""
 
-    root: Path
+    root: Path | None  # None: the server runs without a project folder (tests, embedding)
     config: dict[str, Any] = field(default_factory=dict)  # config.yml as plain data
     endpoints: "Endpoints | None" = None  # endpoints.yml
     enable_api: bool = True  # management routes (``--enable-api``) are mounted
@@ -73,7 +74,7 @@ class Feature(Protocol):
         ...
 
     def hooks(self) -> Sequence["ProcessorHook"]:
-        """Processor hooks, registered on the agent before :meth:`start`."""
+        """Processor hooks, registered on the agent after every feature's :meth:`start`."""
         ...
 
     def tasks(self) -> Sequence[BackgroundTask]:

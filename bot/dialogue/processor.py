@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from bot.dialogue.hooks import ProcessorHook
 from bot.shared.constants import (
     ACTION_DEFAULT_FALLBACK_NAME,
     ACTION_EXTRACT_SLOTS,
@@ -81,7 +82,7 @@ class MessageProcessor:
         executor: Executor | None = None,
         on_circuit_break: Callable[..., Any] | None = None,
         knowledge: Any | None = None,
-        hooks: list[Any] | None = None,
+        hooks: list[ProcessorHook] | None = None,
     ) -> None:
         from bot.shared.nlg import TemplatedNaturalLanguageGenerator
 
@@ -98,11 +99,9 @@ class MessageProcessor:
         self.executor = executor
         self.on_circuit_break = on_circuit_break
         self.knowledge = knowledge
-        # Extension points (handoff, triggers, metrics): objects with optional async
-        # ``after_user_message(processor, tracker, output_channel) -> bool`` (True: the
-        # hook handled the turn, the bot predicts nothing) and
-        # ``after_turn(processor, tracker, output_channel)``.
-        self.hooks: list[Any] = list(hooks or [])
+        # Extension points (handoff, triggers, metrics): see bot/dialogue/hooks.py for
+        # the protocol and the rule (every hook runs; any True skips the prediction).
+        self.hooks: list[ProcessorHook] = list(hooks or [])
 
     # ------------------------------------------------------------------ helpers
     async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -213,12 +212,10 @@ class MessageProcessor:
         return self._collected(message.output_channel)
 
     async def _run_hooks(self, name: str, tracker: Any, output_channel: OutputChannel | None) -> bool:
-        """Run every hook's ``name`` method; a failing hook is logged, never fatal."""
+        """Run every hook's ``name`` method, in order; the rule is in ``bot/dialogue/hooks.py``."""
         handled = False
         for hook in self.hooks:
-            method = getattr(hook, name, None)
-            if method is None:
-                continue
+            method = hook.after_user_message if name == "after_user_message" else hook.after_turn
             try:
                 result = await method(self, tracker, output_channel or CollectingOutputChannel())
             except Exception:

@@ -15,7 +15,7 @@ import uuid
 from functools import reduce
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence
 
 from sanic import Request, Sanic, response
 from sanic.exceptions import PayloadTooLarge
@@ -34,6 +34,8 @@ from connectors.base import DEFAULT_WEBHOOK_ROUTE, InputChannel, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from bot.agent import Agent
+    from bot.feature import Feature
+    from bot.server.lifecycle import AgentFactory
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +209,9 @@ def create_app(
     enable_api: bool = True,
     webhook_route: str | None = DEFAULT_WEBHOOK_ROUTE,
     root_handler: RouteHandler | None = None,
+    project_root: str | Path | None = None,
+    agent_factory: "AgentFactory | None" = None,
+    features: "Sequence[Feature] | None" = None,
 ) -> Sanic:
     """Build the Sanic app serving the HTTP API and the input channels.
 
@@ -214,6 +219,11 @@ def create_app(
     False serves only ``/`` and the channel webhooks, like ``rasa run`` without
     ``--enable-api``. ``name`` must be fixed when several worker processes
     serve the same app; by default every app gets a unique name.
+
+    Features (knowledge base, handoff, triggers, ...) come from the server's feature
+    table for ``project_root`` (``bot/server/features.py``) unless ``features`` is
+    given; ``agent_factory`` creates the agent when the worker starts (instead of
+    ``agent``). See ``bot/server/lifecycle.py``.
     """
     app = Sanic(name or _unique_app_name())
     app.config.REQUEST_MAX_SIZE = int(request_max_size)
@@ -259,9 +269,12 @@ def create_app(
     register(input_channels, app, on_new_message, webhook_route)
     if enable_api:
         add_api_routes(app)
-        from bot.knowledge.server import create_knowledge_blueprint
+    from bot.server.features import FeatureSet, build_features, project_settings
+    from bot.server.lifecycle import install_lifecycle
 
-        app.blueprint(create_knowledge_blueprint(lambda req: getattr(getattr(req.app.ctx, "agent", None), "knowledge", None)))
+    settings = project_settings(project_root, enable_api)
+    feature_set = FeatureSet(features) if features is not None else build_features(settings)
+    install_lifecycle(app, feature_set, settings, agent_factory)
     return app
 
 

@@ -9,27 +9,22 @@ function or a ``functools.partial`` of one, not a lambda or closure.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
+from typing import Any
 
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from bot.server.app import DEFAULT_REQUEST_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, create_app
+from bot.server.lifecycle import AgentFactory
 from connectors.base import InputChannel
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bot.agent import Agent
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SERVER_PORT = 5005
 APP_NAME = "kefu"
-
-AgentFactory = Callable[[], Union["Agent", Awaitable["Agent"]]]
 
 
 @dataclass(frozen=True)
@@ -49,74 +44,14 @@ class ServerOptions:
     project_root: str | None = None
 
 
-async def _create_agent(agent_factory: AgentFactory) -> "Agent":
-    agent = agent_factory()
-    if inspect.isawaitable(agent):
-        agent = await agent
-    return agent
-
-
-async def _start_triggers(app: Sanic, project_root: str) -> None:
-    """Lifecycle journeys (triggers.yml): consume behaviour events, run the scheduler."""
-    import asyncio
-
-    from bot.triggers import create_trigger_engine
-    from bot.triggers.hooks import OptOutHook
-
-    agent = app.ctx.agent
-    engine = create_trigger_engine(agent, project_root, input_channels=list(app.ctx.input_channels))
-    app.ctx.triggers = engine
-    if engine is None:
-        return
-    engine.attach(agent.event_broker)
-    agent.add_hook(OptOutHook(engine))
-    app.ctx.triggers_stop = asyncio.Event()
-    app.ctx.triggers_task = asyncio.get_running_loop().create_task(engine.run_forever(app.ctx.triggers_stop))
-
-
-async def _start_shop_outbox(app: Sanic, project_root: str) -> None:
-    """Relay the shop's behaviour events (outbox) to the event broker, when the project has a shop."""
-    from bot.shop_cli import create_outbox_relay
-
-    app.ctx.shop_outbox = None
-    try:
-        relay = create_outbox_relay(getattr(app.ctx.agent, "event_broker", None), project_root)
-    except Exception:  # a bad `shop:` section must not stop the bot from serving
-        logger.exception("Shop outbox relay not started")
-        return
-    if relay is not None:
-        relay.start()
-        app.ctx.shop_outbox = relay
-        logger.info("Shop outbox relay started (every %.1fs).", relay.interval)
-
-
-def _handoff_service(project_root: str | None, app: Sanic) -> Any:
-    """Human handoff (agent API + console) when the project configures ``handoff:``."""
-    if project_root is None:
-        return None
-    from bot.handoff import HandoffConfig, HandoffService
-    from bot.handoff.api import create_handoff_blueprint
-    from bot.shared.yaml_io import read_yaml_file, to_plain
-    from pathlib import Path
-
-    configured = any(
-        (to_plain(read_yaml_file(p)) or {}).get("handoff") is not None
-        for p in (Path(project_root) / "config.yml", Path(project_root) / "endpoints.yml")
-        if p.is_file()
-    )
-    if not configured:
-        return None
-    service = HandoffService(HandoffConfig.from_project(project_root))
-    service.register_input_channels(list(getattr(app.ctx, "input_channels", []) or []))
-    app.blueprint(create_handoff_blueprint(service))
-    app.ctx.handoff = service
-    return service
-
-
 def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
-    """The app of one worker; its agent is created when the worker starts serving."""
+    """The app of one worker; its agent is created when the worker starts serving.
+
+    Features and their life cycle are composed by ``create_app`` from the server's
+    feature table (``bot/server/features.py``, ``bot/server/lifecycle.py``).
+    """
     cors = options.cors_origins
-    app = create_app(
+    return create_app(
         None,
         input_channels=options.input_channels,
         auth_token=options.auth_token,
@@ -127,60 +62,10 @@ def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
         response_timeout=options.response_timeout,
         name=options.app_name,
         enable_api=options.enable_api,
+        project_root=options.project_root,
+        agent_factory=agent_factory,
         **options.app_kwargs,
     )
-
-    handoff = _handoff_service(options.project_root, app)
-    if options.enable_api:
-        from bot.triggers.server import create_triggers_blueprint
-
-        app.blueprint(create_triggers_blueprint(lambda request: getattr(request.app.ctx, "triggers", None)))
-    app.ctx.triggers = None
-
-    @app.before_server_start
-    async def load_agent(app: Sanic) -> None:
-        app.ctx.agent = await _create_agent(agent_factory)
-        logger.info("Agent ready (model: %s).", getattr(app.ctx.agent, "model_path", None))
-        if handoff is not None:
-            from bot.handoff import HandoffHook
-
-            handoff.bind_agent(app.ctx.agent)
-            app.ctx.agent.add_hook(HandoffHook(handoff))
-            await handoff.start()
-        if options.project_root is not None:
-            await _start_triggers(app, options.project_root)
-            await _start_shop_outbox(app, options.project_root)  # after triggers subscribed
-
-    @app.after_server_stop
-    async def close_agent(app: Sanic) -> None:
-        relay = getattr(app.ctx, "shop_outbox", None)
-        if relay is not None:
-            await relay.stop()
-        engine = getattr(app.ctx, "triggers", None)
-        if engine is not None:
-            app.ctx.triggers_stop.set()
-            try:
-                await app.ctx.triggers_task
-            finally:
-                await engine.queue.close()
-                await engine.store.close()
-        for component in [handoff, *getattr(app.ctx, "input_channels", [])]:
-            close_fn = getattr(component, "close", None)
-            if close_fn is not None:
-                try:
-                    result = close_fn()
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:  # closing must not hide the agent's own shutdown
-                    logger.exception("Closing %s failed", type(component).__name__)
-        agent = getattr(app.ctx, "agent", None)
-        close = getattr(agent, "close", None)
-        if close is not None:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
-
-    return app
 
 
 def serve(

@@ -42,3 +42,6 @@ class OptOutHook:
         chinese = any("\u4e00" <= ch <= "\u9fff" for ch in text or "")
         await output_channel.send_text_message(tracker.sender_id, CONFIRMATION_ZH if chinese else CONFIRMATION_EN)
         return True
+
+    async def after_turn(self, processor: Any, tracker: Any, output_channel: Any) -> None:
+        return None

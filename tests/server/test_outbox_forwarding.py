@@ -85,7 +85,7 @@ def _app(project: Path, name: str) -> Sanic:
             if len(agent.received) >= int(request.args.get("n", 1)):
                 break
             await asyncio.sleep(0.05)
-        relay = request.app.ctx.shop_outbox
+        relay = request.app.ctx.features["shop_outbox"].relay
         return json_response({"events": [e["event"] for e in agent.received],
                               "running": relay is not None and not relay.task.done()})
 
@@ -99,14 +99,14 @@ def test_server_relays_outbox_events_to_the_broker_and_stops_cleanly(project: Pa
     assert response.json["running"] is True
     assert response.json["events"] == ["order_cancelled", "address_changed", "return_requested"]
     assert unpublished(project / "shop.db") == 0
-    relay = app.ctx.shop_outbox
+    relay = app.ctx.features["shop_outbox"].relay
     assert relay.task.done() and not relay.task.cancelled()  # stopped on shutdown, not killed
 
 
 def test_project_without_shop_gets_no_relay(tmp_path: Path) -> None:
     app = _app(tmp_path, "kefu-outbox-none")
     _, response = app.test_client.get("/test/outbox", params={"n": 0})
-    assert response.status == 200 and app.ctx.shop_outbox is None
+    assert response.status == 200 and app.ctx.features["shop_outbox"].relay is None
 
 
 def test_outbox_interval_zero_turns_the_relay_off(project: Path) -> None:

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from bot.server.app import create_app
-from bot.triggers.server import create_triggers_blueprint
+from bot.feature import ProjectSettings
+from bot.triggers.feature import TriggersFeature
 from tests.triggers.conftest import make_engine
 
 pytestmark = pytest.mark.asyncio
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.asyncio
 @pytest.fixture
 def app_and_engine(store, sql_queue, sender, clock):
     engine = make_engine(store, sql_queue, sender, clock)
-    app = create_app(agent=None, auth_token="secret")
-    app.blueprint(create_triggers_blueprint(lambda request: engine))
+    app = create_app(agent=None, auth_token="secret",
+                     features=[TriggersFeature(ProjectSettings(root=None), engine=engine)])
     return app, engine
 
 

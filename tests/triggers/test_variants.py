@@ -84,11 +84,12 @@ async def test_stop_variant_rejects_unknown_names_and_the_last_variant(backend, 
 @pytest.mark.asyncio
 async def test_stop_variant_over_http(store, sql_queue, sender, clock):
     from bot.server.app import create_app
-    from bot.triggers.server import create_triggers_blueprint
+    from bot.feature import ProjectSettings
+    from bot.triggers.feature import TriggersFeature
 
     engine = make_engine(store, sql_queue, sender, clock)
-    app = create_app(agent=None, auth_token="secret")
-    app.blueprint(create_triggers_blueprint(lambda request: engine))
+    app = create_app(agent=None, auth_token="secret",
+                     features=[TriggersFeature(ProjectSettings(root=None), engine=engine)])
     url = "/triggers/journeys/welcome/steps/hello/variants/B/stop"
     _, res = await app.asgi_client.post(url, content=json.dumps({"reason": "bad"}))
     assert res.status == 401 and await store.stopped_variants() == {}

@@ -1,0 +1,49 @@
+"""Human handoff as a server feature: the agent API and console, the escalation hook.
+
+Built when config.yml or endpoints.yml has a ``handoff:`` section. The console and
+the agent API have their own login, so the routes are mounted with or without
+``--enable-api``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from bot.feature import BaseFeature, FeatureContext, FeatureHealth, ProjectSettings
+from bot.handoff.config import HandoffConfig
+from bot.handoff.hook import HandoffHook
+from bot.handoff.service import HandoffService
+
+
+class HandoffFeature(BaseFeature):
+    name = "handoff"
+
+    def __init__(self, service: HandoffService) -> None:
+        self.service = service
+        self._started = False
+
+    def blueprints(self) -> Sequence[Any]:
+        from bot.handoff.api import create_handoff_blueprint
+
+        return (create_handoff_blueprint(self.service),)
+
+    def hooks(self) -> Sequence[Any]:
+        return (HandoffHook(self.service),)
+
+    async def start(self, context: FeatureContext) -> None:
+        self.service.bind_agent(context.agent)
+        self.service.outputs = context.outputs
+        await self.service.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.service.close()
+
+    def health(self) -> FeatureHealth:
+        return FeatureHealth(ok=self._started, detail={"agents": len(self.service.agents)})
+
+
+def handoff_feature(settings: ProjectSettings) -> HandoffFeature | None:
+    if settings.root is None or settings.section("handoff") is None:
+        return None
+    return HandoffFeature(HandoffService(HandoffConfig.from_project(settings.root)))

@@ -1,0 +1,64 @@
+"""Lifecycle journeys as a server feature: ``POST /events``, the report and variant
+routes, the chat opt-out hook and the scheduler loop.
+
+The routes exist whenever the management API is enabled (answering 409 when the
+project has no ``triggers.yml``); the engine is built when the worker's agent is
+ready, from ``triggers.yml`` and the ``triggers:`` section of endpoints.yml.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from bot.feature import BackgroundTask, BaseFeature, FeatureContext, FeatureHealth, ProjectSettings
+from bot.triggers.hooks import OptOutHook
+
+logger = logging.getLogger(__name__)
+
+
+class TriggersFeature(BaseFeature):
+    name = "triggers"
+
+    def __init__(self, settings: ProjectSettings, engine: Any = None) -> None:
+        """``engine``: a ready engine to serve instead of building one at start (tests, tools)."""
+        self.settings = settings
+        self.engine: Any = engine
+
+    def blueprints(self) -> Sequence[Any]:
+        if not self.settings.enable_api:
+            return ()
+        from bot.triggers.server import create_triggers_blueprint
+
+        return (create_triggers_blueprint(lambda request: self.engine),)
+
+    async def start(self, context: FeatureContext) -> None:
+        if self.engine is not None or self.settings.root is None:
+            return
+        from bot.triggers import create_trigger_engine
+
+        self.engine = create_trigger_engine(context.agent, self.settings.root, outputs=context.outputs)
+        if self.engine is not None:
+            self.engine.attach(context.agent.event_broker)
+
+    def hooks(self) -> Sequence[Any]:
+        return (OptOutHook(self.engine),) if self.engine is not None else ()
+
+    def tasks(self) -> Sequence[BackgroundTask]:
+        return (self.engine.run_forever,) if self.engine is not None else ()
+
+    async def stop(self) -> None:
+        if self.engine is None:
+            return
+        try:
+            await self.engine.queue.close()
+        finally:
+            await self.engine.store.close()
+
+    def health(self) -> FeatureHealth:
+        return FeatureHealth(detail={"engine": self.engine is not None})
+
+
+def triggers_feature(settings: ProjectSettings) -> TriggersFeature | None:
+    if settings.root is None and not settings.enable_api:
+        return None
+    return TriggersFeature(settings)
