@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from bot.nlu.language import detect_language
@@ -15,10 +15,56 @@ from bot.nlu.language import detect_language
 logger = logging.getLogger(__name__)
 
 INTENT_MESSAGE_PREFIX = "/"
-INTENT_MESSAGE_PATTERN = re.compile(
-    r"^\s*/(?P<intent>[^{@\s][^{@]*)(?P<confidence>@[0-9.]+)?\s*(?P<entities>\{.*\})?(?P<rest>.*?)\s*$",
-    re.DOTALL,
-)
+_DIGITS = frozenset("0123456789.")
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """Spans of ``/intent@conf{entities}rest`` in the original text."""
+
+    intent: str
+    confidence: str | None
+    entities: str | None
+    entities_start: int
+    entities_end: int
+    rest: str
+
+
+def _split_intent_message(text: str) -> _Parts | None:
+    """One left-to-right pass (linear in ``len(text)``, unlike a backtracking regex).
+
+    Same reading as Rasa's pattern ``/(intent)(@conf)?\\s*({.*})?(rest)\\s*``: the intent runs
+    to the first ``{`` or ``@``; ``@`` + digits/dots is the confidence; entities run from
+    the next ``{`` (after optional spaces) to the *last* ``}``; anything else is ``rest``.
+    """
+    n = len(text)
+    i = len(text) - len(text.lstrip())
+    if i >= n or text[i] != INTENT_MESSAGE_PREFIX:
+        return None
+    i += 1
+    if i >= n or text[i] in "{@" or text[i].isspace():
+        return None
+    end = i
+    while end < n and text[end] not in "{@":
+        end += 1
+    intent, i = text[i:end], end
+    confidence = None
+    if i + 1 < n and text[i] == "@" and text[i + 1] in _DIGITS:
+        end = i + 1
+        while end < n and text[end] in _DIGITS:
+            end += 1
+        confidence, i = text[i:end], end
+    j = i
+    while j < n and text[j].isspace():
+        j += 1
+    entities, start, stop = None, -1, -1
+    if j < n and text[j] == "{":
+        last = text.rfind("}", j)
+        if last != -1:
+            entities, start, stop, i = text[j:last + 1], j, last + 1, last + 1
+    if entities is None:
+        i = j
+    return _Parts(intent, confidence, entities, start, stop, text[i:].rstrip())
 
 
 def is_intent_message(text: str | None) -> bool:
@@ -56,25 +102,25 @@ def parse_intent_message(
     if not is_intent_message(text):
         return None
     assert text is not None
-    match = INTENT_MESSAGE_PATTERN.match(text)
+    match = _split_intent_message(text)
     if match is None:
         return None
-    intent = match.group("intent").strip()
+    intent = match.intent.strip()
     if not intent:
         return None
     if domain_intents is not None and intent not in set(domain_intents):
         logger.warning("Intent '%s' in message %r is not in the domain; treating it as text.", intent, text)
         return None
     confidence = 1.0
-    if match.group("confidence"):
+    if match.confidence:
         try:
-            confidence = float(match.group("confidence")[1:])
+            confidence = float(match.confidence[1:])
         except ValueError:
             logger.warning("Invalid confidence in %r; using 1.0.", text)
         confidence = min(max(confidence, 0.0), 1.0)
-    if match.group("rest").strip():
-        logger.warning("Ignoring unparsed trailing text %r in intent message.", match.group("rest"))
-    entities = _entities(match.group("entities"), match.start("entities"), match.end("entities"), text)
+    if match.rest.strip():
+        logger.warning("Ignoring unparsed trailing text %r in intent message.", match.rest[:200])
+    entities = _entities(match.entities, match.entities_start, match.entities_end, text)
     parsed_intent = {"name": intent, "confidence": confidence}
     return {
         "text": text,

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from bot.nlu.regex_interpreter import parse_intent_message
+import re as _re
+import signal as _signal
+
+from hypothesis import given, settings, strategies as st
+
+from bot.nlu.regex_interpreter import _split_intent_message, parse_intent_message
 
 
 def test_parse_intent_message_plain_intent_confidence_one():
@@ -42,3 +47,43 @@ def test_parse_intent_message_unknown_domain_intent_is_none():
 def test_parse_intent_message_bad_json_keeps_intent_without_entities():
     result = parse_intent_message('/inform{"order_id": E1}')
     assert result["intent"]["name"] == "inform" and result["entities"] == []
+
+
+# --- the parser is linear and reads exactly what Rasa's pattern reads --------------------
+
+# Rasa's (and kefu's earlier) backtracking pattern, kept here as the reference reading.
+_REFERENCE = _re.compile(
+    r"^\s*/(?P<intent>[^{@\s][^{@]*)(?P<confidence>@[0-9.]+)?\s*(?P<entities>\{.*\})?(?P<rest>.*?)\s*$",
+    _re.DOTALL,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet='/{}@.0123 ab"\n:', max_size=30))
+def test_split_intent_message_reads_like_rasas_pattern(text):
+    expected = _REFERENCE.match(text)
+    got = _split_intent_message(text)
+    if expected is None:
+        assert got is None
+        return
+    assert got is not None
+    assert (got.intent, got.confidence, got.entities, got.rest) == (
+        expected.group("intent"), expected.group("confidence"), expected.group("entities"), expected.group("rest"))
+    if got.entities is not None:
+        assert (got.entities_start, got.entities_end) == (expected.start("entities"), expected.end("entities"))
+
+
+def test_intent_message_parser_is_linear_on_adversarial_input():
+    """``/a@`` + many spaces + ``x`` took quadratic time in the regex (1.8 s at 16 000 spaces)."""
+    def too_slow(*_):
+        raise AssertionError("parsing 2 MB of adversarial input did not finish in 20 s: not linear")
+
+    previous = _signal.signal(_signal.SIGALRM, too_slow)
+    _signal.alarm(20)
+    try:
+        for text in ("/a@" + " " * 2_000_000 + "x", "/a" + " " * 2_000_000 + "{" + " " * 1000 + "x",
+                     "/a{" + "}" * 2_000_000):
+            assert parse_intent_message(text) is not None
+    finally:
+        _signal.alarm(0)
+        _signal.signal(_signal.SIGALRM, previous)
