@@ -22,11 +22,24 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def require_shared(path: Path) -> Path:
+    """A folder of ``../shared`` (public data the repository does not ship).
+
+    Missing on a fresh clone: the test is skipped with the reason. Under ``CI=true`` it
+    is required, so CI never passes by skipping.
+    """
+    if path.exists():
+        return path
+    message = (f"{path} not found: these tests use the public Rasa projects and data sets in ../shared/, "
+               "which a clone of this repository alone does not have")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (required under CI=true)")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def rasa_examples() -> Path:
-    if not RASA_EXAMPLES.is_dir():
-        pytest.fail(f"Rasa example projects not found at {RASA_EXAMPLES} (../shared/ is required)")
-    return RASA_EXAMPLES
+    return require_shared(RASA_EXAMPLES)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import pytest
 
 from bot.shared.exceptions import UnknownComponentError
 from bot.shared.yaml_io import read_yaml_file, to_plain
-from tests.conftest import RASA_EXAMPLES
+from tests.conftest import RASA_EXAMPLES, require_shared
 from tests.integration.conftest import OWN_PROJECTS, ProjectCase, TrainedProject
 
 # -- config edits (copies only) --------------------------------------------------------
@@ -54,6 +54,11 @@ def duckling_config(config: dict[str, Any]) -> None:
 
 def concertbot_config(config: dict[str, Any]) -> None:
     """Unchanged: Rasa's options that kefu does not use (``max_training_samples``) are accepted."""
+
+
+@pytest.fixture(autouse=True)
+def _needs_rasa_examples() -> None:
+    require_shared(RASA_EXAMPLES)
 
 
 INITIAL = ProjectCase("initial_project", RASA_EXAMPLES / "initial_project_rasa_3.6.21",
