@@ -99,7 +99,7 @@ def test_api_rejects_bad_password_expired_and_forged_tokens(stack: Any) -> None:
     assert res.status == 401
     expired, _ = issue_token(service.config, service.config.agent("alice"), now=0)
     _, res = app.test_client.get("/handoff/api/me", headers=auth(expired))
-    assert res.status == 401 and "expired" in res.json["error"]
+    assert res.status == 401 and "expired" in res.json["message"]
     forged = jwt.encode({"sub": "sue", "role": "supervisor", "exp": 2**33, "aud": "kefu-handoff"}, "x", algorithm="HS256")
     _, res = app.test_client.get("/handoff/api/agents", headers=auth(forged))
     assert res.status == 401
