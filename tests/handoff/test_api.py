@@ -117,3 +117,14 @@ def test_api_console_page_is_served(stack: Any) -> None:
     assert res.status == 200
     _, res = app.test_client.get("/console/../../../bot/agent.py")
     assert res.status == 404
+
+
+def test_api_handoff_errors_use_the_server_error_body(stack: Any) -> None:
+    app, _, _ = stack
+    alice = login(app, "alice")
+    _, res = app.test_client.post("/handoff/api/handoffs/no-such-id/claim", headers=auth(alice))
+    assert res.status == 404
+    assert res.json["status"] == "failure" and res.json["code"] == 404 and res.json["reason"] == "NotFound"
+    assert res.json["message"] == "No handoff 'no-such-id'."
+    _, res = app.test_client.post("/handoff/api/login", json={"agent_id": "alice", "password": "nope"})
+    assert res.json["reason"] == "NotAuthenticated" and res.json["message"] == "Wrong agent id or password."
