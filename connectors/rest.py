@@ -17,8 +17,8 @@ import httpx
 from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
-from bot.server.errors import bad_request
-from bot.server.utils import bool_arg, json_body
+from bot.web.errors import bad_request
+from bot.web.requests import bool_arg, json_body
 from bot.shared.exceptions import ConfigError
 from connectors.base import CollectingOutputChannel, InputChannel, OnNewMessage, UserMessage
 

@@ -52,7 +52,7 @@ from typing import Any, Iterable, Optional, Protocol
 from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
-from bot.server.errors import ErrorResponse, bad_request
+from bot.web.errors import ErrorResponse, bad_request
 from bot.shared.exceptions import ConfigError
 from connectors.base import InputChannel, OnNewMessage, OutputChannel, UserMessage
 

@@ -3,6 +3,9 @@
 Every route but login needs ``Authorization: Bearer <token>`` (the websocket
 takes ``?token=``). Agents see the handoffs of their queues and their own;
 supervisors and admins see all. Transcript reads and exports are audited.
+Failures answer with the server's one error body (``bot/web/errors.py``):
+``HandoffError(status, message)`` is registered there by type, so a refusal is
+``{"status": "failure", "code": status, "reason": "Conflict", "message": ...}``.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,8 @@ from bot.handoff.auth import has_role, issue_token, verify_token
 from bot.handoff.config import AgentSpec
 from bot.handoff.service import HandoffError, HandoffService, summary_view
 from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED
+from bot.web.auth import bearer_token
+from bot.web.errors import ErrorResponse, bad_request, register_error
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +49,12 @@ def _encode(event: dict[str, Any]) -> str:
     return text
 
 
-def _error(status: int, message: str) -> HTTPResponse:
-    return response.json({"error": message, "status": status}, status=status)
+def _not_logged_in(message: str) -> ErrorResponse:
+    return ErrorResponse(HTTPStatus.UNAUTHORIZED, "NotAuthenticated", message)
 
 
 def _token(request: Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.args.get("token")
+    return bearer_token(request) or request.args.get("token")
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -64,6 +66,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handoff") -> Blueprint:
+    register_error(HandoffError)  # its own .status; the reason names it (NotFound, Conflict, ...)
     bp = Blueprint(f"kefu_handoff_{id(service)}")
     api = url_prefix + "/api"
 
@@ -72,15 +75,12 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
             async def inner(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
                 agent = verify_token(service.config, _token(request))
                 if agent is None:
-                    return _error(401, "Not logged in or the token expired. Fix: POST /handoff/api/login again.")
+                    raise _not_logged_in("Not logged in or the token expired. Fix: POST /handoff/api/login again.")
                 if not has_role(agent, role):
-                    return _error(403, f"Needs the '{role}' role.")
+                    raise ErrorResponse(HTTPStatus.FORBIDDEN, "NotAuthorized", f"Needs the '{role}' role.")
                 await service.start()
                 await service.heartbeat(agent.id)  # an agent using the API is still there
-                try:
-                    return await handler(request, agent, *args, **kwargs)
-                except HandoffError as e:
-                    return _error(e.status, e.message)
+                return await handler(request, agent, *args, **kwargs)
             inner.__name__ = handler.__name__
             return inner
         return wrap
@@ -90,7 +90,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
         data = _body(request)
         spec = service.config.agent(str(data.get("agent_id", "")))
         if spec is None or not spec.check_password(str(data.get("password", ""))):
-            return _error(401, "Wrong agent id or password.")
+            raise _not_logged_in("Wrong agent id or password.")
         await service.start()
         token, expires = issue_token(service.config, spec)
         await service.store.audit(spec.id, "login")
@@ -175,7 +175,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     async def note(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         text = _body(request).get("text")
         if not isinstance(text, str) or not text.strip():
-            return _error(400, "Send {'text': '<note>'}.")
+            raise bad_request("Send {'text': '<note>'}.", "text")
         return response.json(await service.add_note(handoff_id, agent, text))
 
     @bp.post(api + "/handoffs/<handoff_id>/tags")
@@ -183,7 +183,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     async def tags(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         values = _body(request).get("tags")
         if not isinstance(values, list):
-            return _error(400, "Send {'tags': ['refund', ...]}.")
+            raise bad_request("Send {'tags': ['refund', ...]}.", "tags")
         return response.json(summary_view(await service.set_tags(handoff_id, agent, values)))
 
     @bp.get(api + "/handoffs/<handoff_id>/suggestions")
@@ -250,7 +250,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     async def console_file(request: Request, name: str) -> HTTPResponse:
         path = (CONSOLE_DIR / name).resolve()
         if CONSOLE_DIR not in path.parents or not path.is_file():
-            return _error(404, f"No console file '{name}'.")
+            raise ErrorResponse(HTTPStatus.NOT_FOUND, "NotFound", f"No console file '{name}'.")
         return await response.file(path, headers={"Cache-Control": "no-cache"})
 
     return bp

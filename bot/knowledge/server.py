@@ -1,4 +1,4 @@
-"""HTTP routes for the knowledge base (a Sanic blueprint, auth from bot/server/auth.py).
+"""HTTP routes for the knowledge base (a Sanic blueprint, auth from bot/web/auth.py).
 
 ``create_knowledge_blueprint(get_holder)``: ``get_holder(request)`` returns the
 worker's ``KnowledgeHolder`` (or ``None``: 409). Routes: POST /knowledge/reload,
@@ -14,8 +14,8 @@ from sanic import Blueprint, Request, response
 
 from bot.knowledge.loader import entries_to_csv, entries_to_yaml
 from bot.knowledge.store import KnowledgeStore
-from bot.server.auth import requires_auth
-from bot.server.errors import ErrorResponse, bad_request
+from bot.web.auth import requires_auth
+from bot.web.errors import ErrorResponse, bad_request
 from bot.shared.exceptions import ConfigError
 
 HolderGetter = Callable[[Request], Any]

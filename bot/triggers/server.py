@@ -3,7 +3,7 @@
 
 ``create_triggers_blueprint(get_engine)``: ``get_engine(request)`` returns the worker's
 :class:`~bot.triggers.engine.TriggerEngine` (``None``: 409). Both routes use the API's
-token/JWT auth (bot/server/auth.py). Bad events are answered with Rasa's error body, a
+token/JWT auth (bot/web/auth.py). Bad events are answered with Rasa's error body, a
 ``reason`` code (``unknown_event_type``, ``missing_customer``, ``future_timestamp``,
 ``duplicate_event_id``, ``payload_too_large``, ...) and the offending index; nothing of
 a rejected request is stored.
@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from sanic import Blueprint, Request, response
 
-from bot.server.auth import requires_auth
-from bot.server.errors import ErrorResponse, bad_request
+from bot.web.auth import requires_auth
+from bot.web.errors import ErrorResponse, bad_request
 from bot.triggers.events import MAX_BODY_BYTES, EventRejected, parse_body
 from bot.triggers.report import build_report
 

@@ -99,7 +99,7 @@ def test_api_rejects_bad_password_expired_and_forged_tokens(stack: Any) -> None:
     assert res.status == 401
     expired, _ = issue_token(service.config, service.config.agent("alice"), now=0)
     _, res = app.test_client.get("/handoff/api/me", headers=auth(expired))
-    assert res.status == 401 and "expired" in res.json["error"]
+    assert res.status == 401 and "expired" in res.json["message"]
     forged = jwt.encode({"sub": "sue", "role": "supervisor", "exp": 2**33, "aud": "kefu-handoff"}, "x", algorithm="HS256")
     _, res = app.test_client.get("/handoff/api/agents", headers=auth(forged))
     assert res.status == 401
@@ -117,3 +117,14 @@ def test_api_console_page_is_served(stack: Any) -> None:
     assert res.status == 200
     _, res = app.test_client.get("/console/../../../bot/agent.py")
     assert res.status == 404
+
+
+def test_api_handoff_errors_use_the_server_error_body(stack: Any) -> None:
+    app, _, _ = stack
+    alice = login(app, "alice")
+    _, res = app.test_client.post("/handoff/api/handoffs/no-such-id/claim", headers=auth(alice))
+    assert res.status == 404
+    assert res.json["status"] == "failure" and res.json["code"] == 404 and res.json["reason"] == "NotFound"
+    assert res.json["message"] == "No handoff 'no-such-id'."
+    _, res = app.test_client.post("/handoff/api/login", json={"agent_id": "alice", "password": "nope"})
+    assert res.json["reason"] == "NotAuthenticated" and res.json["message"] == "Wrong agent id or password."

@@ -43,7 +43,7 @@
     if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
     return fetch(API + path, opts).then(function (res) {
       if (res.status === 401) { logout(); throw new Error("unauthorized"); }
-      return res.json().then(function (data) { if (!res.ok) { var e = new Error(data.error || res.status); e.status = res.status; throw e; } return data; });
+      return res.json().then(function (data) { if (!res.ok) { var e = new Error(data.message || res.status); e.status = res.status; throw e; } return data; });
     }, function (err) {
       if (retries > 0) return new Promise(function (r) { setTimeout(r, 500); }).then(function () { return api(method, path, body, retries - 1); });
       throw err;
@@ -54,7 +54,7 @@
     ev.preventDefault();
     fetch(API + "/login", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ agent_id: $("agent-id").value.trim(), password: $("password").value }) })
-      .then(function (res) { return res.json().then(function (d) { if (!res.ok) throw new Error(d.error); return d; }); })
+      .then(function (res) { return res.json().then(function (d) { if (!res.ok) throw new Error(d.message); return d; }); })
       .then(function (d) { state.token = d.token; sessionStorage.setItem("kefu-console-token", d.token); start(); })
       .catch(function () { $("login-error").textContent = T("loginFailed"); });
   }

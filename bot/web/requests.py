@@ -1,4 +1,4 @@
-"""Request parsing helpers shared by the API routes and the channels.
+"""Request parsing helpers shared by the API routes, the channels and the feature blueprints.
 
 Each helper turns a malformed request into a 400 that names the parameter and
 where it was expected (``details: {"parameter", "in"}``), as Rasa does.
@@ -10,7 +10,10 @@ from typing import Any
 
 from sanic import Request
 
-from bot.server.errors import bad_request
+from bot.web.errors import bad_request
+
+JSON_CONTENT_TYPE = "application/json"
+YAML_CONTENT_TYPE = "application/x-yaml"
 
 
 def json_body(request: Request, expect: type | tuple[type, ...] | None = dict) -> Any:
@@ -66,3 +69,8 @@ def float_arg(request: Request, name: str) -> float | None:
             name,
             "query",
         ) from e
+
+
+def accepts_json(request: Request) -> bool:
+    """Whether the ``Accept`` header asks for JSON."""
+    return JSON_CONTENT_TYPE in (request.headers.get("Accept") or "")

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 import jwt
 from sanic import Request
 
-from bot.server.errors import DOCS_URL, ErrorResponse
+from bot.web.errors import DOCS_URL, ErrorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def not_authorized() -> ErrorResponse:
     )
 
 
-def _bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, ``None`` without one."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -69,7 +70,7 @@ def jwt_payload(request: Request, config: AuthConfig) -> dict[str, Any] | None:
     """The verified JWT payload, or ``None`` when absent or invalid."""
     if not config.jwt_secret:
         return None
-    token = _bearer_token(request)
+    token = bearer_token(request)
     if token is None:
         return None
     try:

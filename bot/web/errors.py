@@ -10,6 +10,7 @@ traceback or text to the client (it is logged instead).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -64,16 +65,59 @@ def bad_request(message: str, parameter: str | None = None, where: str = "body")
     return ErrorResponse(HTTPStatus.BAD_REQUEST, "BadRequest", message, details)
 
 
-def no_model_loaded() -> ErrorResponse:
-    """Rasa's 409 for routes that need a loaded model."""
-    return ErrorResponse(
-        HTTPStatus.CONFLICT,
-        "Conflict",
-        "No agent loaded. To continue processing, a model of a trained agent needs "
-        "to be loaded. Fix: train a model (python -m bot train) and load it with "
-        "PUT /model or start the server with --model.",
-        help_url=DOCS_URL,
-    )
+@dataclass(frozen=True)
+class ErrorRule:
+    """How one exception type reaches the client (one row of the map below).
+
+    ``status`` None takes the exception's own integer ``status`` attribute;
+    ``reason`` None names the status (``NotFound``, ``Conflict``, ...). The
+    exception's text is shown: only deliberate, user-facing errors get a rule.
+    """
+
+    exception: type[BaseException]
+    status: int | None = None
+    reason: str | None = None
+
+    def response(self, exception: BaseException) -> ErrorResponse:
+        status = int(self.status if self.status is not None else getattr(exception, "status"))
+        return ErrorResponse(status, self.reason or _status_reason(status), str(exception))
+
+
+def _status_reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        return "Error"
+
+
+# The one exception -> status map; the first rule whose type matches wins, so
+# subclasses come before their bases.
+ERROR_RULES: tuple[ErrorRule, ...] = (
+    ErrorRule(ModelNotFound, HTTPStatus.NOT_FOUND, "ModelNotFound"),
+    ErrorRule(ActionNotFound, HTTPStatus.NOT_FOUND, "ActionNotFound"),
+    # ConfigError and its subclasses are ValueErrors too: a bad domain or
+    # training payload sent by the client is the client's to fix.
+    ErrorRule(InvalidRequest, HTTPStatus.BAD_REQUEST, "BadRequest"),
+    ErrorRule(ValueError, HTTPStatus.BAD_REQUEST, "BadRequest"),
+    ErrorRule(LockError, HTTPStatus.SERVICE_UNAVAILABLE, "LockError"),
+    ErrorRule(StoreError, HTTPStatus.SERVICE_UNAVAILABLE, "StoreError"),
+)
+
+# Rules of feature packages, which bot/web cannot import (see register_error).
+_REGISTERED: dict[type[BaseException], ErrorRule] = {}
+
+
+def register_error(
+    exception: type[BaseException], *, status: int | None = None, reason: str | None = None
+) -> None:
+    """Add a feature's exception type to the map (before the built-in rules).
+
+    The feature registers where it builds its routes, e.g.
+    ``register_error(HandoffError)`` in ``create_handoff_blueprint``: without
+    ``status`` the exception must carry an integer ``status`` attribute. Registering
+    a type again replaces its rule, so building many apps is harmless.
+    """
+    _REGISTERED[exception] = ErrorRule(exception, status, reason)
 
 
 def as_error_response(exception: BaseException) -> ErrorResponse:
@@ -95,23 +139,10 @@ def as_error_response(exception: BaseException) -> ErrorResponse:
         if status >= 500:
             return ErrorResponse(status, "ServerError", "An internal server error occurred.")
         return ErrorResponse(status, type(exception).__name__, str(exception))
-    if isinstance(exception, ModelNotFound):
-        return ErrorResponse(HTTPStatus.NOT_FOUND, "ModelNotFound", str(exception))
-    if isinstance(exception, ActionNotFound):
-        return ErrorResponse(HTTPStatus.NOT_FOUND, "ActionNotFound", str(exception))
-    if isinstance(exception, (InvalidRequest, ValueError)):
-        # ConfigError and its subclasses are ValueErrors too: a bad domain or
-        # training payload sent by the client is the client's to fix.
-        return ErrorResponse(HTTPStatus.BAD_REQUEST, "BadRequest", str(exception))
-    if isinstance(exception, LockError):
-        return ErrorResponse(
-            HTTPStatus.SERVICE_UNAVAILABLE, "LockError", str(exception)
-        )
-    if isinstance(exception, StoreError):
-        return ErrorResponse(
-            HTTPStatus.SERVICE_UNAVAILABLE, "StoreError", str(exception)
-        )
-    if isinstance(exception, BotError):
+    for rule in (*_REGISTERED.values(), *ERROR_RULES):
+        if isinstance(exception, rule.exception):
+            return rule.response(exception)
+    if isinstance(exception, BotError):  # any other deliberate error: its text, a 500
         return ErrorResponse(
             HTTPStatus.INTERNAL_SERVER_ERROR, type(exception).__name__, str(exception)
         )
