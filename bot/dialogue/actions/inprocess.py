@@ -10,7 +10,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.dialogue.actions.action import Action
+from bot.dialogue.actions.base import Action
 from bot.dialogue.actions.remote import action_call_payload, events_from_result
 from bot.shared.events import Event
 from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection, ConfigError
