@@ -120,8 +120,7 @@ class Agent:
         if not (pkg_dir.is_dir() or pkg_dir.with_suffix(".py").is_file()):
             logger.info("No '%s' package in %s: custom actions need an action server.", self.action_package, root)
             return None
-        _import_from_project(self.action_package, root)
-        return create_executor(self.action_package)
+        return create_executor(self.action_package, project_root=root)
 
     async def load_model(self, model_path: str | Path) -> None:
         """Load an archive (or the newest in a folder) and swap it in atomically."""
@@ -345,24 +344,6 @@ def _limit_torch_threads() -> None:
     wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
     if wanted > 0:
         torch.set_num_threads(wanted)
-
-
-def _import_from_project(package: str, root: Path) -> None:
-    """Make ``package`` import from ``root`` (not from another project loaded earlier)."""
-    import importlib
-    import sys
-
-    top = package.split(".")[0]
-    loaded = sys.modules.get(top)
-    if loaded is not None:
-        origin = Path(getattr(loaded, "__file__", "") or "").resolve()
-        if root not in origin.parents:
-            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-                del sys.modules[name]
-    if str(root) in sys.path:
-        sys.path.remove(str(root))
-    sys.path.insert(0, str(root))
-    importlib.invalidate_caches()
 
 
 async def create_agent_for_server(
