@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.dialogue.processor import MessageProcessor
 from bot.model.loader import LoadedModel
+from bot.shared.concurrency import run_blocking
 from bot.shared.exceptions import InvalidRequest, ModelNotFound
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 
@@ -127,13 +128,12 @@ class Agent:
         from bot.model.archive import resolve_model_path
 
         path = resolve_model_path(model_path)
-        loop = asyncio.get_running_loop()
-        new_model = await loop.run_in_executor(self._executor, LoadedModel.load, path, self.project_root)
+        new_model = await run_blocking(LoadedModel.load, path, self.project_root, executor=self._executor)
         if new_model.knowledge is not None:
             new_model.knowledge.executor = self._executor
         async with self._swap_lock:
             if self._action_executor is None:
-                self._action_executor = await loop.run_in_executor(None, self._make_action_executor)
+                self._action_executor = await run_blocking(self._make_action_executor)
             if hasattr(self.tracker_store, "domain"):
                 self.tracker_store.domain = new_model.domain
             processor = MessageProcessor(
@@ -308,7 +308,6 @@ class Agent:
 
         root = Path(project_root or self.project_root)
         force = bool(kwargs.get("force", kwargs.get("force_training", False)))
-        loop = asyncio.get_running_loop()
         self.training_jobs += 1
         try:
             source = root
@@ -316,7 +315,7 @@ class Agent:
                 source = Path(tempfile.mkdtemp(prefix="kefu-train-req-"))
                 _write_training_payload(payload, source)
             out = kwargs.get("out", root / "models")
-            result = await loop.run_in_executor(None, lambda: train_model(source, out=out, force=force))
+            result = await run_blocking(train_model, source, out=out, force=force)
         finally:
             self.training_jobs -= 1
         return str(result.model_path)
