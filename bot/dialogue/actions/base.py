@@ -2,8 +2,10 @@
 
 An action never talks to the user directly: bot messages come back as ``BotUttered``
 events and the processor sends them on the output channel, then applies all events
-to the tracker (Rasa's ``rasa/core/actions/action.py``). This module imports no
-concrete action: the concrete ones import it, and only :mod:`.factory` imports them.
+to the tracker (Rasa's ``rasa/core/actions/action.py``). This module imports no other
+module of the package: the concrete actions import it, :mod:`.factory` imports them, and
+actions that run others by name get the factory as an :data:`ActionLookup` instead of
+importing it (tests/dialogue/actions/test_import_graph.py keeps the graph acyclic).
 """
 from __future__ import annotations
 
