@@ -16,6 +16,7 @@ from typing import Any
 from bot.dialogue.hooks import ProcessorHook
 from bot.dialogue.processor import MessageProcessor
 from bot.model.loader import LoadedModel
+from bot.shared.concurrency import run_blocking
 from bot.shared.exceptions import InvalidRequest, ModelNotFound
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 
@@ -121,21 +122,19 @@ class Agent:
         if not (pkg_dir.is_dir() or pkg_dir.with_suffix(".py").is_file()):
             logger.info("No '%s' package in %s: custom actions need an action server.", self.action_package, root)
             return None
-        _import_from_project(self.action_package, root)
-        return create_executor(self.action_package)
+        return create_executor(self.action_package, project_root=root)
 
     async def load_model(self, model_path: str | Path) -> None:
         """Load an archive (or the newest in a folder) and swap it in atomically."""
         from bot.model.archive import resolve_model_path
 
         path = resolve_model_path(model_path)
-        loop = asyncio.get_running_loop()
-        new_model = await loop.run_in_executor(self._executor, LoadedModel.load, path, self.project_root)
+        new_model = await run_blocking(LoadedModel.load, path, self.project_root, executor=self._executor)
         if new_model.knowledge is not None:
             new_model.knowledge.executor = self._executor
         async with self._swap_lock:
             if self._action_executor is None:
-                self._action_executor = await loop.run_in_executor(None, self._make_action_executor)
+                self._action_executor = await run_blocking(self._make_action_executor)
             if hasattr(self.tracker_store, "domain"):
                 self.tracker_store.domain = new_model.domain
             processor = MessageProcessor(
@@ -314,7 +313,6 @@ class Agent:
 
         root = Path(project_root or self.project_root)
         force = bool(kwargs.get("force", kwargs.get("force_training", False)))
-        loop = asyncio.get_running_loop()
         self.training_jobs += 1
         try:
             source = root
@@ -322,7 +320,7 @@ class Agent:
                 source = Path(tempfile.mkdtemp(prefix="kefu-train-req-"))
                 _write_training_payload(payload, source)
             out = kwargs.get("out", root / "models")
-            result = await loop.run_in_executor(None, lambda: train_model(source, out=out, force=force))
+            result = await run_blocking(train_model, source, out=out, force=force)
         finally:
             self.training_jobs -= 1
         return str(result.model_path)
@@ -350,24 +348,6 @@ def _limit_torch_threads() -> None:
     wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
     if wanted > 0:
         torch.set_num_threads(wanted)
-
-
-def _import_from_project(package: str, root: Path) -> None:
-    """Make ``package`` import from ``root`` (not from another project loaded earlier)."""
-    import importlib
-    import sys
-
-    top = package.split(".")[0]
-    loaded = sys.modules.get(top)
-    if loaded is not None:
-        origin = Path(getattr(loaded, "__file__", "") or "").resolve()
-        if root not in origin.parents:
-            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-                del sys.modules[name]
-    if str(root) in sys.path:
-        sys.path.remove(str(root))
-    sys.path.insert(0, str(root))
-    importlib.invalidate_caches()
 
 
 async def create_agent_for_server(

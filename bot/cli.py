@@ -246,8 +246,7 @@ async def _shell(args: argparse.Namespace) -> int:
 def cmd_actions(args: argparse.Namespace) -> int:
     from bot.action_server import run_action_server
 
-    sys.path.insert(0, os.getcwd())
-    run_action_server(args.actions, port=args.port, host=args.host)
+    run_action_server(args.actions, port=args.port, host=args.host, project_root=os.getcwd())
     return 0
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bot.dialogue.hooks import ProcessorHook
+from bot.shared.concurrency import run_blocking
 from bot.shared.constants import (
     ACTION_DEFAULT_FALLBACK_NAME,
     ACTION_EXTRACT_SLOTS,
@@ -105,8 +106,7 @@ class MessageProcessor:
 
     # ------------------------------------------------------------------ helpers
     async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, fn, *args)
+        return await run_blocking(fn, *args, executor=self.executor)
 
     def action_for(self, name: str) -> Any:
         """The action (or response) ``name`` of this model; ActionNotFound with a fix if unknown."""

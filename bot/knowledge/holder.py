@@ -17,6 +17,7 @@ from typing import Any
 from bot.knowledge.base import KBResult, KnowledgeBase
 from bot.knowledge.config import KnowledgeConfig
 from bot.knowledge.loader import kb_files, load_entries
+from bot.shared.concurrency import run_blocking
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ class KnowledgeHolder:
                 "problems": loaded.problems, "metadata": new.metadata}
 
     async def reload(self, strict: bool = True) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.reload_sync, strict)
+        return await run_blocking(self.reload_sync, strict, executor=self.executor)
 
     # ------------------------------------------------------------------ queries
     def search(self, text: str, language: str | None = None, top_k: int = 5) -> KBResult:
@@ -77,8 +77,7 @@ class KnowledgeHolder:
     async def asearch(self, text: str, language: str | None = None, top_k: int = 5) -> tuple[KnowledgeBase, KBResult]:
         """Search off the event loop; returns the base it used (for answers)."""
         kb = self.current
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.executor, kb.search, text, language, top_k)
+        result = await run_blocking(kb.search, text, language, top_k, executor=self.executor)
         return kb, result
 
     # ------------------------------------------------------------------ development watcher

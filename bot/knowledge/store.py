@@ -6,7 +6,6 @@ a failed validation changes nothing. Note: rewriting a YAML file drops its comme
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 from bot.knowledge.entries import Entry
 from bot.knowledge.holder import KnowledgeHolder
 from bot.knowledge.loader import entry_from_dict, load_entries, write_entries_file
+from bot.shared.concurrency import run_blocking
 from bot.shared.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class KnowledgeStore:
         return False
 
     async def put(self, entry_id: str, data: dict[str, Any]) -> tuple[Entry, bool]:
-        return await asyncio.get_running_loop().run_in_executor(self.holder.executor, self.put_sync, entry_id, data)
+        return await run_blocking(self.put_sync, entry_id, data, executor=self.holder.executor)
 
     async def delete(self, entry_id: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self.holder.executor, self.delete_sync, entry_id)
+        return await run_blocking(self.delete_sync, entry_id, executor=self.holder.executor)

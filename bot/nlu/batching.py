@@ -24,6 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from bot.shared.concurrency import run_blocking
 from bot.shared.exceptions import ConfigError, ModelNotFound
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class ParseBatcher:
         self._queue: deque[tuple[str, asyncio.Future[Any]]] = deque()
         self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: set[asyncio.Task[list[Any]]] = set()  # the loop keeps only weak references
         #: sizes of the batches run so far (bounded; for tests and diagnostics)
         self.batch_sizes: deque[int] = deque(maxlen=1000)
 
@@ -115,7 +117,9 @@ class ParseBatcher:
                 return
             self._in_flight += 1
             self.batch_sizes.append(len(batch))
-            work = loop.run_in_executor(self.executor, self._run, [t for t, _ in batch])
+            work = loop.create_task(run_blocking(self._run, [t for t, _ in batch], executor=self.executor))
+            self._running.add(work)
+            work.add_done_callback(self._running.discard)
             work.add_done_callback(lambda done, batch=batch: self._finish(loop, batch, done))
 
     def _run(self, texts: list[str]) -> list[Any]:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Union
 
 from bot.shared import constants as C
 from bot.shared.exceptions import ActionNotFound, InvalidDomain
@@ -109,6 +109,35 @@ class _Part(NamedTuple):
     sources: dict[tuple, Source]
 
 
+class _PartReader:
+    """One domain document being read: its sections, file name and the lines found so far."""
+
+    def __init__(self, raw: dict[str, Any], filename: str | None) -> None:
+        self.raw = raw
+        self.filename = filename
+        self.sources: dict[tuple, Source] = {}
+
+    def loc(self, node: Any, key: Any = None, index: int | None = None) -> Source:
+        return (self.filename, line_of(node, key=key, index=index))
+
+    def err(self, msg: str, where: Source, fix: str | None = None) -> InvalidDomain:
+        return InvalidDomain(msg, where[0], where[1], fix)
+
+    def section(self, key: str, kind: type) -> Any:
+        """The section's value (empty when absent), or an error naming its line and wrong type."""
+        value = self.raw.get(key)
+        if value is None:
+            return kind()
+        if not isinstance(value, kind):
+            raise self.err(
+                f"The `{key}` section must be a {'list' if kind is list else 'mapping'}, "
+                f"got {type(value).__name__}.",
+                self.loc(self.raw, key=key),
+                fix=f"See {DOCS_URL_DOMAINS} for the format of `{key}`.",
+            )
+        return value
+
+
 def _read_part(raw: Any, filename: str | None) -> _Part:
     """Validate one domain document's shape and remember where things are."""
     if raw is None:
@@ -122,50 +151,37 @@ def _read_part(raw: Any, filename: str | None) -> _Part:
             fix=f"Start the file with `version: \"{LATEST_TRAINING_DATA_FORMAT_VERSION}\"` "
             f"and sections like `intents:`.",
         )
-    sources: dict[tuple, Source] = {}
-
-    def loc(node: Any, key: Any = None, index: int | None = None) -> Source:
-        return (filename, line_of(node, key=key, index=index))
-
-    def err(msg: str, where: Source, fix: str | None = None) -> InvalidDomain:
-        return InvalidDomain(msg, where[0], where[1], fix)
-
+    ctx = _PartReader(raw, filename)
     for key in raw:
         if str(key) not in KNOWN_TOP_LEVEL_KEYS:
             logger.warning(
                 "%s: unknown top-level key '%s' in the domain is ignored (known keys: %s).",
-                _fmt(loc(raw, key=key)), key, ", ".join(sorted(KNOWN_TOP_LEVEL_KEYS)),
+                _fmt(ctx.loc(raw, key=key)), key, ", ".join(sorted(KNOWN_TOP_LEVEL_KEYS)),
             )
     _check_version(raw, filename)
+    for read_section in _SECTION_READERS.values():  # in this order: the first error wins
+        read_section(ctx)
+    data = plain_data(raw)
+    data.pop("duplicates", None)
+    return _Part(data, ctx.sources)
 
-    def section(key: str, kind: type) -> Any:
-        value = raw.get(key)
-        if value is None:
-            return kind()
-        if not isinstance(value, kind):
-            raise err(
-                f"The `{key}` section must be a {'list' if kind is list else 'mapping'}, "
-                f"got {type(value).__name__}.",
-                loc(raw, key=key),
-                fix=f"See {DOCS_URL_DOMAINS} for the format of `{key}`.",
-            )
-        return value
 
-    # intents -------------------------------------------------------------
-    intents = section(KEY_INTENTS, list)
+def _read_intents(ctx: _PartReader) -> None:
+    """Names (or `name: {use_entities, ...}`), unique."""
+    intents = ctx.section(KEY_INTENTS, list)
     seen: dict[str, Source] = {}
     for i, intent in enumerate(intents):
-        where = loc(intents, index=i)
+        where = ctx.loc(intents, index=i)
         if isinstance(intent, dict):
             if len(intent) != 1:
-                raise err(
+                raise ctx.err(
                     "Each intent entry must be a name or a single `name: {properties}` mapping.",
                     where,
                     fix="Put each intent on its own `- ` line.",
                 )
             name, props = next(iter(intent.items()))
             if not isinstance(props, dict):
-                raise err(
+                raise ctx.err(
                     f"The intent '{name}' cannot have value `{props}`.",
                     where,
                     fix="If you placed a ':' after the intent's name without properties, "
@@ -177,29 +193,31 @@ def _read_part(raw: Any, filename: str | None) -> _Part:
         elif isinstance(intent, (str, int, float, bool)) and intent is not None:
             name = str(intent)
         else:
-            raise err(f"Invalid intent entry `{intent}`.", where, fix="List intent names as strings.")
+            raise ctx.err(f"Invalid intent entry `{intent}`.", where, fix="List intent names as strings.")
         name = str(name)
         if name in seen:
-            raise err(
+            raise ctx.err(
                 f"Intents are not unique! Found intent '{name}' more than once "
                 f"(first at line {seen[name][1]}).",
                 where,
                 fix="Rename or remove the duplicate intent.",
             )
         seen[name] = where
-        sources[(KEY_INTENTS, name)] = where
+        ctx.sources[(KEY_INTENTS, name)] = where
 
-    # entities ------------------------------------------------------------
-    entities = section(KEY_ENTITIES, list)
-    seen = {}
+
+def _read_entities(ctx: _PartReader) -> None:
+    """Names (or `name: {roles, groups}`), unique."""
+    entities = ctx.section(KEY_ENTITIES, list)
+    seen: dict[str, Source] = {}
     for i, entity in enumerate(entities):
-        where = loc(entities, index=i)
+        where = ctx.loc(entities, index=i)
         if isinstance(entity, dict):
             if len(entity) != 1:
-                raise err("Each entity entry must be a name or a single `name: {roles/groups}` mapping.", where)
+                raise ctx.err("Each entity entry must be a name or a single `name: {roles/groups}` mapping.", where)
             name, props = next(iter(entity.items()))
             if not isinstance(props, dict):
-                raise err(
+                raise ctx.err(
                     f"The entity '{name}' cannot have value `{props}`.",
                     where,
                     fix="If you placed a ':' after the entity's name without roles/groups, "
@@ -207,41 +225,45 @@ def _read_part(raw: Any, filename: str | None) -> _Part:
                 )
             for sub in (ENTITY_ROLES_KEY, ENTITY_GROUPS_KEY):
                 if sub in props and not isinstance(props[sub], list):
-                    raise err(f"The {sub} of entity '{name}' must be a list.", where)
+                    raise ctx.err(f"The {sub} of entity '{name}' must be a list.", where)
         elif isinstance(entity, str):
             name = entity
         else:
-            raise err(
+            raise ctx.err(
                 f"Invalid domain. Entity is invalid, type of entity '{entity}' not supported: "
                 f"'{type(entity).__name__}'.",
                 where,
             )
         name = str(name)
         if name in seen:
-            raise err(f"Duplicate entity '{name}' in the domain.", where, fix="Remove the duplicate entity.")
+            raise ctx.err(f"Duplicate entity '{name}' in the domain.", where, fix="Remove the duplicate entity.")
         seen[name] = where
-        sources[(KEY_ENTITIES, name)] = where
+        ctx.sources[(KEY_ENTITIES, name)] = where
 
-    # slots ---------------------------------------------------------------
-    slots = section(KEY_SLOTS, dict)
+
+def _read_slots(ctx: _PartReader) -> None:
+    """Each slot validated by ``Slot.from_dict``; mapping lines remembered."""
+    slots = ctx.section(KEY_SLOTS, dict)
     for name, definition in slots.items():
-        where = loc(slots, key=name)
-        sources[(KEY_SLOTS, str(name))] = where
-        Slot.from_dict(str(name), definition, filename, where[1])  # validates type + mappings
+        where = ctx.loc(slots, key=name)
+        ctx.sources[(KEY_SLOTS, str(name))] = where
+        Slot.from_dict(str(name), definition, ctx.filename, where[1])  # validates type + mappings
         mappings = definition.get(C.SLOT_MAPPINGS) if isinstance(definition, dict) else None
         if isinstance(mappings, list):
             for j, _ in enumerate(mappings):
-                sources[(KEY_SLOTS, str(name), C.SLOT_MAPPINGS, j)] = loc(mappings, index=j)
+                ctx.sources[(KEY_SLOTS, str(name), C.SLOT_MAPPINGS, j)] = ctx.loc(mappings, index=j)
 
-    # forms ---------------------------------------------------------------
-    forms = section(KEY_FORMS, dict)
+
+def _read_forms(ctx: _PartReader) -> None:
+    """`required_slots` lists (Rasa 3), optional `ignored_intents`."""
+    forms = ctx.section(KEY_FORMS, dict)
     for name, form in forms.items():
-        where = loc(forms, key=name)
-        sources[(KEY_FORMS, str(name))] = where
+        where = ctx.loc(forms, key=name)
+        ctx.sources[(KEY_FORMS, str(name))] = where
         if form is None:
             continue
         if not isinstance(form, dict):
-            raise err(
+            raise ctx.err(
                 f"The contents of form '{name}' must be a mapping, got {type(form).__name__}.",
                 where,
                 fix="Write `required_slots:` followed by a list of slot names.",
@@ -249,7 +271,7 @@ def _read_part(raw: Any, filename: str | None) -> _Part:
         if not form:
             continue  # `my_form: {}`: a form without slots (Rasa accepts it)
         if REQUIRED_SLOTS_KEY not in form:
-            raise err(
+            raise ctx.err(
                 f"The form '{name}' has no `{REQUIRED_SLOTS_KEY}` key.",
                 where,
                 fix=f"List the slots the form fills under `{REQUIRED_SLOTS_KEY}:` "
@@ -257,99 +279,122 @@ def _read_part(raw: Any, filename: str | None) -> _Part:
             )
         required = form.get(REQUIRED_SLOTS_KEY) or []
         if not isinstance(required, list):
-            raise err(
+            raise ctx.err(
                 f"The slots for form '{name}' were specified as '{type(required).__name__}'. "
                 f"They need to be a list of slot names.",
-                loc(form, key=REQUIRED_SLOTS_KEY),
+                ctx.loc(form, key=REQUIRED_SLOTS_KEY),
                 fix="Rasa 3 format: `required_slots: [slot_a, slot_b]`; move slot mappings "
                 "to the `slots:` section.",
             )
         for j, slot_name in enumerate(required):
             if not isinstance(slot_name, str):
-                raise err(
+                raise ctx.err(
                     f"Required slot #{j + 1} of form '{name}' must be a slot name.",
-                    loc(required, index=j),
+                    ctx.loc(required, index=j),
                 )
-            sources[(KEY_FORMS, str(name), REQUIRED_SLOTS_KEY, slot_name)] = loc(required, index=j)
+            ctx.sources[(KEY_FORMS, str(name), REQUIRED_SLOTS_KEY, slot_name)] = ctx.loc(required, index=j)
         ignored = form.get(IGNORED_INTENTS)
         if ignored is not None and not isinstance(ignored, (list, str)):
-            raise err(f"`{IGNORED_INTENTS}` of form '{name}' must be an intent or a list.", loc(form, key=IGNORED_INTENTS))
+            raise ctx.err(f"`{IGNORED_INTENTS}` of form '{name}' must be an intent or a list.", ctx.loc(form, key=IGNORED_INTENTS))
         unknown = set(map(str, form)) - {REQUIRED_SLOTS_KEY, IGNORED_INTENTS}
         if unknown:
             logger.warning("%s: form '%s' has unknown keys %s (ignored).", _fmt(where), name, sorted(unknown))
 
-    # responses -----------------------------------------------------------
-    responses = section(KEY_RESPONSES, dict)
+
+def _read_responses(ctx: _PartReader) -> None:
+    """Non-empty lists of variations, each checked."""
+    responses = ctx.section(KEY_RESPONSES, dict)
     for name, variations in responses.items():
-        where = loc(responses, key=name)
-        sources[(KEY_RESPONSES, str(name))] = where
+        where = ctx.loc(responses, key=name)
+        ctx.sources[(KEY_RESPONSES, str(name))] = where
         if not isinstance(variations, list) or not variations:
-            raise err(
+            raise ctx.err(
                 f"Response '{name}' must be a non-empty list of variations.",
                 where,
                 fix=f"Write `{name}:` followed by `- text: \"...\"`.",
             )
         for j, variation in enumerate(variations):
-            v_where = loc(variations, index=j)
-            sources[(KEY_RESPONSES, str(name), j)] = v_where
+            v_where = ctx.loc(variations, index=j)
+            ctx.sources[(KEY_RESPONSES, str(name), j)] = v_where
             _check_variation(str(name), variation, v_where)
 
-    # actions -------------------------------------------------------------
-    actions = section(KEY_ACTIONS, list)
-    seen = {}
+
+def _read_actions(ctx: _PartReader) -> None:
+    """Names (or `name: {send_domain: ...}`), unique."""
+    actions = ctx.section(KEY_ACTIONS, list)
+    seen: dict[str, Source] = {}
     for i, action in enumerate(actions):
-        where = loc(actions, index=i)
+        where = ctx.loc(actions, index=i)
         if isinstance(action, dict):
             if len(action) != 1:
-                raise err("Each action entry must be a name or a single `name: {send_domain: ...}`.", where)
+                raise ctx.err("Each action entry must be a name or a single `name: {send_domain: ...}`.", where)
             name, props = next(iter(action.items()))
             if props is not None and not isinstance(props, dict):
-                raise err(f"The properties of action '{name}' must be a mapping.", where)
+                raise ctx.err(f"The properties of action '{name}' must be a mapping.", where)
         elif isinstance(action, str):
             name = action
         else:
-            raise err(f"Invalid action entry `{action}`.", where, fix="List action names as strings.")
+            raise ctx.err(f"Invalid action entry `{action}`.", where, fix="List action names as strings.")
         name = str(name)
         if name in seen:
-            raise err(
+            raise ctx.err(
                 f"Duplicate action '{name}' in the domain (first at line {seen[name][1]}).",
                 where,
                 fix="Remove the duplicate action.",
             )
         seen[name] = where
-        sources[(KEY_ACTIONS, name)] = where
+        ctx.sources[(KEY_ACTIONS, name)] = where
 
-    e2e = section(KEY_E2E_ACTIONS, list)
+
+def _read_e2e_actions(ctx: _PartReader) -> None:
+    """Bot texts of end-to-end stories."""
+    e2e = ctx.section(KEY_E2E_ACTIONS, list)
     if any(not isinstance(a, str) for a in e2e):
-        raise err("`e2e_actions` must be a list of texts.", loc(raw, key=KEY_E2E_ACTIONS))
+        raise ctx.err("`e2e_actions` must be a list of texts.", ctx.loc(ctx.raw, key=KEY_E2E_ACTIONS))
 
-    # session config ------------------------------------------------------
-    session = raw.get(SESSION_CONFIG_KEY)
+
+def _read_session_config(ctx: _PartReader) -> None:
+    """Expiry in minutes (>= 0) and slot carry-over (bool)."""
+    session = ctx.raw.get(SESSION_CONFIG_KEY)
     if session is not None:
-        where = loc(raw, key=SESSION_CONFIG_KEY)
+        where = ctx.loc(ctx.raw, key=SESSION_CONFIG_KEY)
         if not isinstance(session, dict):
-            raise err("`session_config` must be a mapping.", where)
+            raise ctx.err("`session_config` must be a mapping.", where)
         expiry = session.get(SESSION_EXPIRATION_TIME_KEY)
         if expiry is not None and (isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or expiry < 0):
-            raise err(
+            raise ctx.err(
                 f"`{SESSION_EXPIRATION_TIME_KEY}` must be a number of minutes >= 0, got `{expiry}`.",
-                loc(session, key=SESSION_EXPIRATION_TIME_KEY),
+                ctx.loc(session, key=SESSION_EXPIRATION_TIME_KEY),
                 fix="Use e.g. `session_expiration_time: 60` (0 disables sessions).",
             )
         carry = session.get(CARRY_OVER_SLOTS_KEY)
         if carry is not None and not isinstance(carry, bool):
-            raise err(
+            raise ctx.err(
                 f"`{CARRY_OVER_SLOTS_KEY}` must be true or false.",
-                loc(session, key=CARRY_OVER_SLOTS_KEY),
+                ctx.loc(session, key=CARRY_OVER_SLOTS_KEY),
             )
-        sources[(SESSION_CONFIG_KEY,)] = where
-    config = raw.get(KEY_CONFIG)
-    if config is not None and not isinstance(config, dict):
-        raise err("`config` must be a mapping.", loc(raw, key=KEY_CONFIG))
+        ctx.sources[(SESSION_CONFIG_KEY,)] = where
 
-    data = plain_data(raw)
-    data.pop("duplicates", None)
-    return _Part(data, sources)
+
+def _read_config(ctx: _PartReader) -> None:
+    """A mapping (Rasa's `store_entities_as_slots`), not checked further."""
+    config = ctx.raw.get(KEY_CONFIG)
+    if config is not None and not isinstance(config, dict):
+        raise ctx.err("`config` must be a mapping.", ctx.loc(ctx.raw, key=KEY_CONFIG))
+
+
+_SECTION_READERS: dict[str, Callable[[_PartReader], None]] = {
+    KEY_INTENTS: _read_intents,
+    KEY_ENTITIES: _read_entities,
+    KEY_SLOTS: _read_slots,
+    KEY_FORMS: _read_forms,
+    KEY_RESPONSES: _read_responses,
+    KEY_ACTIONS: _read_actions,
+    KEY_E2E_ACTIONS: _read_e2e_actions,
+    SESSION_CONFIG_KEY: _read_session_config,
+    KEY_CONFIG: _read_config,
+}
+"""Each top-level section's checks (the version is checked before them)."""
 
 
 def _check_variation(name: str, variation: Any, where: Source) -> None:

@@ -353,3 +353,9 @@ def test_domain_slots_for_entities(shop: Domain) -> None:
     )
     # `city`'s mapping is conditioned on an active loop, so only `size` is filled
     assert [(e.key, e.value) for e in events] == [("size", "M")]
+
+
+def test_domain_section_readers_cover_every_known_section() -> None:
+    from bot.shared.domain import _SECTION_READERS, KEY_TRAINING_DATA_FORMAT_VERSION, KNOWN_TOP_LEVEL_KEYS
+
+    assert set(_SECTION_READERS) == KNOWN_TOP_LEVEL_KEYS - {KEY_TRAINING_DATA_FORMAT_VERSION}

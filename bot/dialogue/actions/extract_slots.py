@@ -8,16 +8,12 @@ each may restrict ``intent`` / ``not_intent`` and carry ``conditions``
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.dialogue.actions.action import (
-    Action,
-    custom_action,
-    executor_knows,
-    intent_name_of,
-    latest_entity_values,
-)
+from bot.dialogue.actions.base import Action, executor_knows, intent_name_of, latest_entity_values
+from bot.dialogue.actions.custom import custom_action
 from bot.shared import constants as c
 from bot.shared.events import BotUttered, Event, SlotSet
 from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection
@@ -70,6 +66,43 @@ def slot_by_name(domain: Domain, name: str) -> Any:
         if slot.name == name:
             return slot
     return None
+
+
+def form_required_slots(domain: Domain, form_name: str) -> list[str]:
+    """The form's ``required_slots`` from the domain."""
+    getter = getattr(domain, "required_slots_for_form", None)
+    if callable(getter):
+        return list(getter(form_name))
+    form = (getattr(domain, "forms", None) or {}).get(form_name) or {}
+    return list(form.get("required_slots") or [])
+
+
+def slot_mappings(domain: Domain, slot_name: str) -> list[dict[str, Any]]:
+    """The slot's mappings (dicts only)."""
+    slot = slot_by_name(domain, slot_name)
+    return [m for m in (getattr(slot, "mappings", None) or []) if isinstance(m, dict)]
+
+
+def mapping_key(mapping: dict[str, Any]) -> str:
+    """A mapping as a comparable string (mappings are dicts, not hashable)."""
+    return json.dumps(mapping, sort_keys=True, default=str)
+
+
+def unique_entity_mappings(domain: Domain, form_name: str) -> set[str]:
+    """Keys of the ``from_entity`` mappings that fill exactly one of the form's slots."""
+    unique: set[str] = set()
+    duplicate: set[str] = set()
+    for slot_name in form_required_slots(domain, form_name):
+        for mapping in slot_mappings(domain, slot_name):
+            if mapping.get(c.MAPPING_TYPE) != FROM_ENTITY:
+                continue
+            key = mapping_key(mapping)
+            if key in unique:
+                unique.remove(key)
+                duplicate.add(key)
+            elif key not in duplicate:
+                unique.add(key)
+    return unique
 
 
 def form_ignored_intents(domain: Domain, form_name: str | None) -> list[str]:
@@ -227,17 +260,14 @@ class ActionExtractSlots(Action):
         self, slot_name: str, mapping: dict, tracker, domain
     ) -> bool:
         """A non-unique entity mapping must not fill a form slot that isn't requested."""
-        from bot.dialogue.actions.forms import FormAction
-
         if mapping.get(c.MAPPING_TYPE) != FROM_ENTITY:
             return False
         form_name = tracker.active_loop_name
         if not form_name or tracker.get_slot(c.REQUESTED_SLOT) == slot_name:
             return False
-        form = FormAction(form_name, self._action_endpoint, self._executor)
-        if slot_name not in form.required_slots(domain):
+        if slot_name not in form_required_slots(domain, form_name):
             return False
-        return not form.entity_mapping_is_unique(mapping, domain)
+        return mapping_key(mapping) not in unique_entity_mappings(domain, form_name)
 
     def _has_validation_action(self, domain) -> bool:
         name = c.ACTION_VALIDATE_SLOT_MAPPINGS

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any, Callable
 
-from bot.dialogue.actions.action import Action, create_bot_utterance, generate_response
+from bot.dialogue.actions.base import Action, create_bot_utterance, generate_response
 from bot.nlu.language import conversation_language
 from bot.shared.events import BotUttered, Event, FollowupAction, SlotSet
 

@@ -10,12 +10,20 @@ interruption; the form resumes when predicted again.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.dialogue.actions.action import action_for_name_or_text, custom_action, executor_knows
-from bot.dialogue.actions.extract_slots import FROM_ENTITY, active_loop_of, slot_by_name
+from bot.dialogue.actions.base import ActionLookup, executor_knows
+from bot.dialogue.actions.custom import custom_action
+from bot.dialogue.actions.extract_slots import (
+    FROM_ENTITY,
+    ActionExtractSlots,
+    active_loop_of,
+    form_required_slots,
+    mapping_key,
+    slot_mappings,
+    unique_entity_mappings,
+)
 from bot.dialogue.actions.loops import LoopAction
 from bot.shared import constants as c
 from bot.shared.events import ActionExecuted, ActionExecutionRejected, ActiveLoop, Event, SlotSet
@@ -29,12 +37,18 @@ logger = logging.getLogger(__name__)
 
 
 class FormAction(LoopAction):
-    """Executes a form defined under ``forms:`` in the domain."""
+    """Executes a form defined under ``forms:`` in the domain.
 
-    def __init__(self, form_name: str, action_endpoint: Any = None, executor: Any = None) -> None:
+    ``lookup`` (the factory) resolves the ``utter_ask_*`` / ``action_ask_*`` the domain declares.
+    """
+
+    def __init__(
+        self, form_name: str, action_endpoint: Any = None, executor: Any = None, *, lookup: ActionLookup
+    ) -> None:
         self._form_name = form_name
         self.action_endpoint = action_endpoint
         self.executor = executor
+        self._lookup = lookup
         self._unique_entity_mappings: set[str] | None = None
 
     def name(self) -> str:
@@ -44,36 +58,15 @@ class FormAction(LoopAction):
 
     def required_slots(self, domain: Domain) -> list[str]:
         """The form's ``required_slots`` from the domain."""
-        getter = getattr(domain, "required_slots_for_form", None)
-        if callable(getter):
-            return list(getter(self.name()))
-        form = (getattr(domain, "forms", None) or {}).get(self.name()) or {}
-        return list(form.get("required_slots") or [])
+        return form_required_slots(domain, self.name())
 
     def get_mappings_for_slot(self, slot_name: str, domain: Domain) -> list[dict[str, Any]]:
-        slot = slot_by_name(domain, slot_name)
-        return [m for m in (getattr(slot, "mappings", None) or []) if isinstance(m, dict)]
-
-    def _create_unique_entity_mappings(self, domain: Domain) -> set[str]:
-        """``from_entity`` mappings that fill exactly one of the form's slots."""
-        unique: set[str] = set()
-        duplicate: set[str] = set()
-        for slot_name in self.required_slots(domain):
-            for mapping in self.get_mappings_for_slot(slot_name, domain):
-                if mapping.get(c.MAPPING_TYPE) != FROM_ENTITY:
-                    continue
-                key = json.dumps(mapping, sort_keys=True, default=str)
-                if key in unique:
-                    unique.remove(key)
-                    duplicate.add(key)
-                elif key not in duplicate:
-                    unique.add(key)
-        return unique
+        return slot_mappings(domain, slot_name)
 
     def entity_mapping_is_unique(self, mapping: dict[str, Any], domain: Domain) -> bool:
         if self._unique_entity_mappings is None:
-            self._unique_entity_mappings = self._create_unique_entity_mappings(domain)
-        return json.dumps(mapping, sort_keys=True, default=str) in self._unique_entity_mappings
+            self._unique_entity_mappings = unique_entity_mappings(domain, self.name())
+        return mapping_key(mapping) in self._unique_entity_mappings
 
     def get_slot_to_fill(self, tracker: DialogueStateTracker) -> str | None:
         """The requested slot, if it belongs to this form (not to a previous one)."""
@@ -230,7 +223,7 @@ class FormAction(LoopAction):
             logger.debug("No action or response found to ask for slot '%s'.", slot_name)
             return []
         if name in domain.action_names_or_texts:
-            action = action_for_name_or_text(name, domain, self.action_endpoint, self.executor)
+            action = self._lookup(name, domain)
         else:
             action = custom_action(name, self.action_endpoint, self.executor)
         return await action.run(output_channel, nlg, tracker, domain)
@@ -273,8 +266,6 @@ class FormAction(LoopAction):
 
     async def activate(self, output_channel, nlg, tracker, domain) -> list[Event]:
         """Extract slots as the active form (``from_trigger_intent``) and validate pre-filled ones."""
-        from bot.dialogue.actions.extract_slots import ActionExtractSlots
-
         active = tracker.copy()
         active.update(ActiveLoop(self.name()), domain)
         extraction = await ActionExtractSlots(self.action_endpoint, self.executor).run(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.dialogue.actions.action import Action
+from bot.dialogue.actions.base import Action
+from bot.dialogue.actions.project_package import load_action_package
 from bot.dialogue.actions.remote import action_call_payload, events_from_result
 from bot.shared.events import Event
 from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection, ConfigError
@@ -23,16 +25,25 @@ logger = logging.getLogger(__name__)
 DEFAULT_ACTIONS_PACKAGE = "actions"
 
 
-def create_executor(package: str = DEFAULT_ACTIONS_PACKAGE) -> ActionExecutor:
+def create_executor(
+    package: str = DEFAULT_ACTIONS_PACKAGE, project_root: str | Path | None = None
+) -> ActionExecutor:
     """A rasa_sdk executor with every action of ``package`` registered.
 
-    rasa_sdk calls ``sys.exit`` when a package fails to import; here that becomes a
-    ``ConfigError`` that names the package and the import error.
+    With ``project_root`` the package is loaded from that folder without touching
+    ``sys.path`` (:func:`~.project_package.load_action_package`); without it, it is
+    imported by name from ``sys.path``. rasa_sdk calls ``sys.exit`` when a package fails
+    to import; here that becomes a ``ConfigError`` that names the package and the error.
     """
     from rasa_sdk.executor import ActionExecutor
 
     try:
-        module = importlib.import_module(package)
+        if project_root is not None:
+            module = load_action_package(package, project_root)
+        else:
+            module = importlib.import_module(package)
+    except ConfigError:
+        raise
     except Exception as e:
         raise ConfigError(
             f"Cannot import the custom actions package '{package}': {type(e).__name__}: {e}",

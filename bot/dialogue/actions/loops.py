@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bot.dialogue.actions.action import Action
+from bot.dialogue.actions.base import Action
 from bot.shared.events import ActiveLoop, Event
 
 if TYPE_CHECKING:

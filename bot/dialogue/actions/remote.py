@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bot.dialogue.actions.action import Action, create_bot_utterance, generate_response
+from bot.dialogue.actions.base import Action, create_bot_utterance, generate_response
 from bot.shared.events import Event
 from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection
 

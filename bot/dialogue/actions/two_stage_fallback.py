@@ -5,24 +5,29 @@ import copy
 import time
 from typing import Any
 
-from bot.dialogue.actions.action import action_for_name_or_text, intent_name_of, last_event_for
+from bot.dialogue.actions.base import ActionLookup, intent_name_of, last_event_for
 from bot.dialogue.actions.loops import LoopAction
 from bot.shared import constants as c
 from bot.shared.events import ActionExecuted, ActiveLoop, Event, UserUttered, UserUtteranceReverted
 
 
 class TwoStageFallbackAction(LoopAction):
-    """Rasa's TwoStageFallbackAction."""
+    """Rasa's TwoStageFallbackAction.
 
-    def __init__(self, action_endpoint: Any = None, executor: Any = None) -> None:
+    It runs the affirmation, rephrase and fallback actions by name through ``lookup``
+    (the factory, so a user's own action of that name wins).
+    """
+
+    def __init__(self, action_endpoint: Any = None, executor: Any = None, *, lookup: ActionLookup) -> None:
         self._action_endpoint = action_endpoint
         self._executor = executor
+        self._lookup = lookup
 
     def name(self) -> str:
         return c.ACTION_TWO_STAGE_FALLBACK_NAME
 
     async def _run_named(self, name: str, output_channel, nlg, tracker, domain) -> list[Event]:
-        action = action_for_name_or_text(name, domain, self._action_endpoint, self._executor)
+        action = self._lookup(name, domain)
         return await action.run(output_channel, nlg, tracker, domain)
 
     async def do(self, output_channel, nlg, tracker, domain, events_so_far) -> list[Event]:

@@ -4,14 +4,11 @@ import logging
 
 import pytest
 
-from bot.dialogue.actions.action import (
-    ActionBotResponse,
-    ActionRetrieveResponse,
-    ActionSessionStart,
-    action_for_name_or_text,
-)
+from bot.dialogue.actions.defaults import ActionSessionStart
+from bot.dialogue.actions.factory import action_for_name_or_text
 from bot.dialogue.actions.forms import FormAction
 from bot.dialogue.actions.remote import RemoteAction
+from bot.dialogue.actions.responses import ActionBotResponse, ActionRetrieveResponse
 from bot.shared import constants as c
 from bot.shared.events import (
     ActionExecuted,

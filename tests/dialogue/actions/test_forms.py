@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dialogue.actions.action import action_for_name_or_text
+from bot.dialogue.actions.factory import action_for_name_or_text
 from bot.dialogue.actions.extract_slots import ActionExtractSlots
 from bot.dialogue.actions.forms import FormAction
 from bot.dialogue.actions.inprocess import create_executor

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.dialogue.actions.action import action_for_name_or_text
+from bot.dialogue.actions.factory import action_for_name_or_text
 from bot.dialogue.actions.extract_slots import ActionExtractSlots
 from bot.dialogue.actions.inprocess import create_executor
 from bot.shared import constants as c

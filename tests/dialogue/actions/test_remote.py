@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.dialogue.actions.action import action_for_name_or_text
+from bot.dialogue.actions.factory import action_for_name_or_text
 from bot.dialogue.actions.inprocess import InProcessAction, create_executor
 from bot.dialogue.actions.remote import RemoteAction, action_call_payload
 from bot.shared.events import ActionExecuted, BotUttered, SlotSet, UserUttered
