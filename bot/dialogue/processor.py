@@ -10,7 +10,6 @@ CPU-bound work (NLU, policy prediction) runs in a thread pool, never on the loop
 """
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import time
