@@ -60,11 +60,12 @@ async def _start_triggers(app: Sanic, project_root: str) -> None:
     """Lifecycle journeys (triggers.yml): consume behaviour events, run the scheduler."""
     import asyncio
 
+    from bot.shared.outputs import OutputRegistry
     from bot.triggers import create_trigger_engine
     from bot.triggers.hooks import OptOutHook
 
     agent = app.ctx.agent
-    engine = create_trigger_engine(agent, project_root, input_channels=list(app.ctx.input_channels))
+    engine = create_trigger_engine(agent, project_root, outputs=OutputRegistry.from_channels(app.ctx.input_channels))
     app.ctx.triggers = engine
     if engine is None:
         return
