@@ -17,6 +17,7 @@ from sanic import Blueprint, Request
 
 from bot.shared.exceptions import ConfigError, UnknownComponentError
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
+from bot.shared.outputs import ChannelCapabilities
 
 if TYPE_CHECKING:  # pragma: no cover
     from sanic import Sanic
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUILTIN_CHANNELS",
+    "ChannelCapabilities",
     "CollectingOutputChannel",
     "DEFAULT_WEBHOOK_ROUTE",
     "InputChannel",
@@ -76,6 +78,22 @@ class InputChannel:
         """Where bot messages go when a conversation is driven from outside
         (``?output_channel=<name>`` on the conversations API); ``None`` collects."""
         return None
+
+    # -- OutputProvider (bot.shared.outputs): reaching a shopper outside a request ---------
+    def capabilities(self) -> ChannelCapabilities:
+        """What this channel can do when kefu speaks first (agent replies, trigger sends).
+
+        By default a channel can push exactly when its class overrides
+        :meth:`get_output_channel` (a custom channel with its own output keeps reaching its
+        shoppers); channels that answer only inside a request (REST) say ``push=False`` and
+        the server's output registry leaves them out. Override to declare more (WeChat).
+        """
+        overridden = type(self).get_output_channel is not InputChannel.get_output_channel
+        return ChannelCapabilities(label=self.name(), push=overridden)
+
+    def output_for(self, recipient_id: str) -> OutputChannel | None:
+        """An output that reaches ``recipient_id`` now; ``None`` when this channel cannot push."""
+        return self.get_output_channel() if self.capabilities().push else None
 
     def get_metadata(self, request: Request) -> dict[str, Any] | None:
         """Channel-specific metadata attached to the ``UserMessage``."""

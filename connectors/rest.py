@@ -20,7 +20,7 @@ from sanic.response import HTTPResponse
 from bot.web.errors import bad_request
 from bot.web.requests import bool_arg, json_body
 from bot.shared.exceptions import ConfigError
-from connectors.base import CollectingOutputChannel, InputChannel, OnNewMessage, UserMessage
+from connectors.base import ChannelCapabilities, CollectingOutputChannel, InputChannel, OnNewMessage, UserMessage
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ class RestInput(InputChannel):
     @classmethod
     def name(cls) -> str:
         return "rest"
+
+    def capabilities(self) -> ChannelCapabilities:
+        """Answers only inside the request: agent replies and trigger sends for a REST (or
+        callback) conversation are recorded in it, not pushed, so the output registry leaves
+        this channel out (callback's URL could take pushes; it has not so far)."""
+        return ChannelCapabilities(label=self.name(), push=False)
 
     async def _extract_sender(self, request: Request) -> str | None:
         sender = request_body(request).get("sender")

@@ -29,12 +29,18 @@ class ChannelCapabilities:
     """What a channel can do when kefu speaks first.
 
     ``label`` names the channel in send/skip reasons (``widget_not_mounted``,
-    ``wechat_unsubscribed``). ``send_window`` is True when the channel restricts
-    sends per recipient (the output then has ``allowed_send_path(recipient)``);
-    ``templates`` when it can send template messages (``send_template(...)``);
-    ``renders_then_sends`` when a proactive message is rendered into a collector
-    first and delivered by the channel's own API call (``send_proactive``),
-    rather than pushed by the output channel while the action runs.
+    ``wechat_unsubscribed``). ``push`` False: the channel answers only inside a request
+    (REST) and :meth:`OutputRegistry.from_channels` leaves it out. ``send_window`` is True
+    when the channel restricts sends per recipient (the output is then a
+    :class:`WindowedOutput`: ``allowed_send_path(recipient)`` → a ``SEND_*`` value);
+    ``templates`` when it can send template messages (a :class:`TemplateOutput`:
+    ``send_template(...)``); ``renders_then_sends`` when a proactive message is rendered
+    into a collector first and delivered by the channel's own API call — the output is then
+    a :class:`ProactiveOutput` whose ``send_proactive(recipient, messages, template_id=...)``
+    picks the path itself and returns the ``SEND_*`` value it used — rather than pushed by
+    the output channel while the action runs. ``recipient_key`` names the customer-profile
+    field holding this channel's recipient id when it differs from the conversation's
+    sender id (WeChat: ``wechat_openid``).
     """
 
     label: str
@@ -42,6 +48,36 @@ class ChannelCapabilities:
     send_window: bool = False
     templates: bool = False
     renders_then_sends: bool = False
+    recipient_key: str | None = None
+
+
+@runtime_checkable
+class WindowedOutput(Protocol):
+    """The output of a channel with ``send_window``: which path reaches ``recipient_id`` now."""
+
+    async def allowed_send_path(self, recipient_id: str) -> str:
+        """``SEND_DIRECT``, ``SEND_TEMPLATE`` or ``SEND_NONE`` (a ``str`` enum is fine)."""
+        ...
+
+
+@runtime_checkable
+class TemplateOutput(Protocol):
+    """The output of a channel with ``templates``."""
+
+    async def send_template(self, recipient_id: str, template_id: str, data: dict[str, Any],
+                            url: str | None = None) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ProactiveOutput(Protocol):
+    """The output of a channel with ``renders_then_sends``."""
+
+    async def send_proactive(self, recipient_id: str, messages: list[dict[str, Any]],
+                             template_id: str | None = None, template_data: dict[str, Any] | None = None,
+                             url: str | None = None) -> str:
+        """Send rendered ``messages`` on the path allowed now (the template outside the window
+        when ``template_id`` is given); returns the ``SEND_*`` value used."""
+        ...
 
 
 @runtime_checkable
@@ -67,8 +103,8 @@ class OutputRegistry:
 
     @classmethod
     def from_channels(cls, channels: Iterable[Any]) -> "OutputRegistry":
-        """Every input channel that is also an :class:`OutputProvider` registers itself."""
-        return cls(c for c in channels if isinstance(c, OutputProvider))
+        """Every input channel that is an :class:`OutputProvider` and can push registers itself."""
+        return cls(c for c in channels if isinstance(c, OutputProvider) and c.capabilities().push)
 
     def register(self, provider: OutputProvider) -> None:
         self._providers[provider.name()] = provider

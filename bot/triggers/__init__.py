@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.triggers.clock import Clock, SystemClock, TestClock
 from bot.triggers.engine import TriggerEngine, tracker_handoff_check
@@ -28,7 +28,11 @@ from bot.triggers.events import BehaviourEvent, EventRejected
 from bot.triggers.journeys import TriggerConfig, load_triggers
 from bot.triggers.queue import Job, RedisJobQueue, SQLJobQueue
 from bot.shared.exceptions import ConfigError
+from bot.shared.outputs import OutputRegistry
 from bot.triggers.store import DEFAULT_URL, SQLTriggerStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bot.triggers.senders import ChannelSender
 
 logger = logging.getLogger(__name__)
 
@@ -70,25 +74,17 @@ def open_store(url: str | None = None, *, prefix: str = "kefu:triggers", **redis
     return SQLTriggerStore(url)
 
 
-def default_sender(agent: Any, input_channels: Any = (), default_channel: str | None = None) -> Any:
-    """Route by the customer's ``channel`` profile field to the mounted channels.
+def default_sender(agent: Any, outputs: OutputRegistry | None = None, default_channel: str | None = None) -> ChannelSender:
+    """Route by the customer's ``channel`` profile field to the server's output registry.
 
-    ``socketio`` → the widget (outbox: delivered when the widget next opens), ``wechat`` →
-    客服/template messages under the 48 h rule; without channels, the agent alone (the
-    message is recorded in the conversation, e.g. for the REST channel to poll).
+    Each registered channel's capabilities decide how (the widget: its outbox, delivered
+    when the widget next opens; WeChat: 客服/template messages under the 48 h rule); without
+    channels, the agent alone (the message is recorded in the conversation, e.g. for the
+    REST channel to poll). See :class:`bot.triggers.senders.ChannelSender`.
     """
-    from bot.triggers.senders import AgentSender, RoutingSender, WeChatSender, WidgetSender
+    from bot.triggers.senders import ChannelSender
 
-    senders: dict[str, Any] = {}
-    for channel in input_channels or ():
-        name = channel.name() if callable(getattr(channel, "name", None)) else str(getattr(channel, "name", ""))
-        if name == "socketio" and hasattr(channel, "get_output_channel_for"):
-            senders["socketio"] = WidgetSender(agent, channel.get_output_channel_for)
-        elif name == "wechat" and hasattr(channel, "send_proactive"):
-            senders["wechat"] = WeChatSender(agent, channel)
-    senders.setdefault("agent", AgentSender(agent))
-    default = default_channel or next(iter(k for k in senders if k != "agent"), "agent")
-    return RoutingSender(senders, default)
+    return ChannelSender(agent, outputs, default_channel)
 
 
 def create_trigger_engine(
@@ -97,12 +93,13 @@ def create_trigger_engine(
     settings: dict[str, Any] | None = None,
     sender: Any = None,
     clock: Clock | None = None,
-    input_channels: Any = (),
+    outputs: OutputRegistry | None = None,
 ) -> TriggerEngine | None:
     """Build the engine for a server/worker; ``None`` when there is no triggers file.
 
-    Nothing connects here: the store creates its tables and Redis connects on first use,
-    inside the running loop.
+    ``outputs`` is the server's registry of channels that can reach a shopper (see
+    :mod:`bot.shared.outputs`); None sends through the agent alone. Nothing connects here:
+    the store creates its tables and Redis connects on first use, inside the running loop.
     """
     root = Path(project_root)
     settings = settings if settings is not None else triggers_settings(getattr(agent, "endpoints", None))
@@ -134,7 +131,7 @@ def create_trigger_engine(
         raise ConfigError("triggers: 'queue: sql' needs an SQL store, but the store is Redis.", "endpoints.yml", None,
                           "use 'queue: redis' with a Redis store (or an SQL store_url with the SQL queue)")
     if sender is None:
-        sender = default_sender(agent, input_channels, settings.get("default_channel"))
+        sender = default_sender(agent, outputs, settings.get("default_channel"))
     handoff = tracker_handoff_check(agent.tracker_store) if agent is not None else None
     engine = TriggerEngine(config, store, queue, sender, clock or SystemClock(), handoff,
                            send_concurrency=int(settings.get("send_concurrency", 8)))

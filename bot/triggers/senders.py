@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, cast
 
+from bot.shared.message import CollectingOutputChannel
+from bot.shared.outputs import (
+    SEND_NONE,
+    SEND_TEMPLATE,
+    ChannelCapabilities,
+    OutputProvider,
+    OutputRegistry,
+    ProactiveOutput,
+    WindowedOutput,
+)
 from bot.triggers.guards import Verdict
 from bot.triggers.journeys import Message
 
@@ -97,81 +107,80 @@ class AgentSender:
         return None
 
     async def send(self, outgoing: Outgoing) -> str:
-        from bot.shared.message import CollectingOutputChannel
-
         channel = self.output_channel_for(outgoing) if self.output_channel_for else None
         await render_through_agent(self.agent, outgoing, channel or CollectingOutputChannel())
         return "agent"
 
 
-class WidgetSender:
-    """The web widget (connectors/socketio.py): pushed into the session's outbox, so a
-    shopper who is not online gets it when the widget next opens."""
+AGENT = "agent"  # the pseudo-channel: the agent alone records the message in the conversation
 
-    def __init__(self, agent: Any, channel_for: Callable[[str], Any] | None = None) -> None:
+
+class ChannelSender:
+    """Routes by the customer's ``channel`` profile field to the output registry, by capabilities.
+
+    ``agent`` (or a customer whose channel is the default ``agent``) goes through
+    :class:`AgentSender`; a channel the registry lacks is skipped (``no_channel``). For a
+    registered channel, its :class:`~bot.shared.outputs.ChannelCapabilities` decide, with
+    reasons and paths named by its ``label``: no output for the recipient →
+    ``<label>_not_mounted``; ``send_window`` → ``<label>_unsubscribed`` when nothing may be
+    sent, ``<label>_window_closed`` when only a template may and the step has none;
+    ``renders_then_sends`` → rendered into a collector, then ``send_proactive`` (path
+    ``<label>_<send path>``, e.g. ``wechat_template``); otherwise pushed through the output
+    while the step runs (path ``<label>``, e.g. ``widget``: the outbox keeps it for a
+    closed widget).
+    """
+
+    def __init__(self, agent: Any, outputs: OutputRegistry | None = None, default_channel: str | None = None) -> None:
         self.agent = agent
-        if channel_for is None:
-            from connectors.socketio import get_output_channel_for
+        self.outputs = outputs if outputs is not None else OutputRegistry()
+        self.fallback = AgentSender(agent)
+        self.default = default_channel or next(iter(self.outputs.names()), AGENT)
 
-            channel_for = get_output_channel_for
-        self.channel_for = channel_for
+    def _route(self, outgoing: Outgoing) -> tuple[str, OutputProvider | None]:
+        channel = str(outgoing.profile.get("channel") or self.default)
+        return channel, self.outputs.provider(channel)
 
-    async def check(self, outgoing: Outgoing) -> Verdict | None:
-        if self.channel_for(outgoing.sender_id) is None:
-            return Verdict.skip("widget_not_mounted")
-        return None
-
-    async def send(self, outgoing: Outgoing) -> str:
-        await render_through_agent(self.agent, outgoing, self.channel_for(outgoing.sender_id))
-        return "widget"
-
-
-class WeChatSender:
-    """WeChat: 客服 messages inside the 48 h window, the step's template outside it,
-    nothing after the shopper unsubscribed (connectors/wechat/policy.py)."""
-
-    def __init__(self, agent: Any, channel: Any, openid_of: Callable[[Outgoing], str] | None = None) -> None:
-        self.agent = agent
-        self.channel = channel
-        self.openid_of = openid_of or (lambda o: str(o.profile.get("wechat_openid") or o.sender_id))
+    @staticmethod
+    def recipient(outgoing: Outgoing, capabilities: ChannelCapabilities) -> str:
+        """The channel's recipient id: its profile field when it declares one, else the sender id."""
+        key = capabilities.recipient_key
+        return str((outgoing.profile.get(key) if key else None) or outgoing.sender_id)
 
     async def check(self, outgoing: Outgoing) -> Verdict | None:
-        path = await self.channel.allowed_send_path(self.openid_of(outgoing))
-        value = getattr(path, "value", str(path))
-        if value == "none":
-            return Verdict.skip("wechat_unsubscribed")
-        if value == "template" and not outgoing.message.template:
-            return Verdict.skip("wechat_window_closed")
-        return None
-
-    async def send(self, outgoing: Outgoing) -> str:
-        from bot.shared.message import CollectingOutputChannel
-
-        collector = CollectingOutputChannel()
-        await render_through_agent(self.agent, outgoing, collector, idempotent=False)
-        path = await self.channel.send_proactive(
-            self.openid_of(outgoing), collector.messages, template_id=outgoing.message.template,
-            template_data={k: {"value": str(v)} for k, v in outgoing.slots.items()})
-        return f"wechat_{getattr(path, 'value', path)}"
-
-
-class RoutingSender:
-    """Picks a sender by the customer's ``channel`` profile field (default otherwise)."""
-
-    def __init__(self, senders: dict[str, Sender], default: str) -> None:
-        self.senders = senders
-        self.default = default
-
-    def _pick(self, outgoing: Outgoing) -> Sender | None:
-        return self.senders.get(str(outgoing.profile.get("channel") or self.default))
-
-    async def check(self, outgoing: Outgoing) -> Verdict | None:
-        sender = self._pick(outgoing)
-        if sender is None:
+        channel, provider = self._route(outgoing)
+        if provider is None:
+            return await self.fallback.check(outgoing) if channel == AGENT else Verdict.skip("no_channel")
+        caps = provider.capabilities()
+        if not caps.push:
             return Verdict.skip("no_channel")
-        return await sender.check(outgoing)
+        recipient = self.recipient(outgoing, caps)
+        output = provider.output_for(recipient)
+        if output is None:
+            return Verdict.skip(f"{caps.label}_not_mounted")
+        if caps.send_window:
+            path = await cast(WindowedOutput, output).allowed_send_path(recipient)
+            if path == SEND_NONE:
+                return Verdict.skip(f"{caps.label}_unsubscribed")
+            if path == SEND_TEMPLATE and not (caps.templates and outgoing.message.template):
+                return Verdict.skip(f"{caps.label}_window_closed")
+        return None
 
     async def send(self, outgoing: Outgoing) -> str:
-        sender = self._pick(outgoing)
-        assert sender is not None
-        return await sender.send(outgoing)
+        channel, provider = self._route(outgoing)
+        if provider is None:  # only the agent passes check() without a provider
+            return await self.fallback.send(outgoing)
+        caps = provider.capabilities()
+        recipient = self.recipient(outgoing, caps)
+        output = provider.output_for(recipient)
+        if output is None:
+            raise RuntimeError(f"Channel '{channel}' has no output for customer {outgoing.customer_id!r} "
+                               "(send() without a passing check()).")
+        if caps.renders_then_sends:
+            collector = CollectingOutputChannel()
+            await render_through_agent(self.agent, outgoing, collector, idempotent=False)
+            path = await cast(ProactiveOutput, output).send_proactive(
+                recipient, collector.messages, template_id=outgoing.message.template,
+                template_data={k: {"value": str(v)} for k, v in outgoing.slots.items()})
+            return f"{caps.label}_{getattr(path, 'value', path)}"
+        await render_through_agent(self.agent, outgoing, output)
+        return caps.label

@@ -22,6 +22,7 @@ from sanic.response import HTTPResponse
 
 from bot.shared.exceptions import ConfigError
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
+from bot.shared.outputs import ChannelCapabilities
 from connectors.base import InputChannel, OnNewMessage
 from connectors.wechat.client import DEFAULT_API_BASE, WeChatAPIError, WeChatClient
 from connectors.wechat.crypto import MessageCrypto, WeChatCryptoError, check_signature, decode_aes_key
@@ -43,6 +44,8 @@ __all__ = ["WeChatConfig", "WeChatInput", "WeChatOutput"]
 MODES = ("plaintext", "compatible", "safe")
 WECHAT_TIMEOUT = 5.0
 REQUIRED_KEYS = ("app_id", "app_secret", "token")
+WECHAT_CAPABILITIES = ChannelCapabilities(label="wechat", send_window=True, templates=True,
+                                          renders_then_sends=True, recipient_key="wechat_openid")
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,13 @@ class WeChatOutput(OutputChannel):
                             url: str | None = None) -> dict[str, Any]:
         return await self.channel.client.send_template(recipient_id, template_id, data, url=url)
 
+    async def send_proactive(self, recipient_id: str, messages: list[dict[str, Any]],
+                             template_id: str | None = None, template_data: dict[str, Any] | None = None,
+                             url: str | None = None) -> SendPath:
+        """Rendered bot messages on the path WeChat allows now (see :meth:`WeChatInput.send_proactive`)."""
+        return await self.channel.send_proactive(recipient_id, messages, template_id=template_id,
+                                                 template_data=template_data, url=url)
+
 
 class WeChatInput(InputChannel):
     """Official Account webhook; see the module docstring for the flow."""
@@ -247,6 +257,16 @@ class WeChatInput(InputChannel):
         return await self.policy.allowed_send_path(openid)
 
     def get_output_channel(self) -> OutputChannel:
+        return WeChatOutput(self)
+
+    # --- OutputProvider (bot.shared.outputs) ------------------------------------------------------
+    def capabilities(self) -> ChannelCapabilities:
+        """The 48-hour 客服 window per openid, template messages outside it, and proactive
+        messages rendered first, then sent by one API call (``WeChatOutput.send_proactive``)."""
+        return WECHAT_CAPABILITIES
+
+    def output_for(self, recipient_id: str) -> WeChatOutput:
+        """Any openid: the output asks WeChat's rules per send (``allowed_send_path``)."""
         return WeChatOutput(self)
 
     async def drain(self) -> None:

@@ -21,7 +21,7 @@ pytest.importorskip("aiohttp")  # python-socketio's asyncio client needs it
 from bot.server.app import create_app  # noqa: E402
 from bot.shared.exceptions import ConfigError  # noqa: E402
 from bot.shared.message import UserMessage  # noqa: E402
-from connectors import socketio as channel_module  # noqa: E402
+from bot.shared.outputs import OutputRegistry  # noqa: E402
 from connectors.base import create_input_channels  # noqa: E402
 from connectors.socketio import InMemoryOutbox, SocketIOInput  # noqa: E402
 
@@ -271,7 +271,7 @@ async def test_socketio_reconnect_replays_only_missed_messages() -> None:
         await client.sio.disconnect()
 
         # while the widget is closed: an agent reply and a proactive message
-        out = channel_module.get_output_channel_for(sid)
+        out = OutputRegistry.from_channels([channel]).output_for("socketio", sid)
         assert out is not None
         await out.send_response(sid, {"text": "Agent Li here, how can I help?"})
         await channel.get_output_channel().send_response(sid, {"text": "Your order shipped."})
@@ -300,12 +300,13 @@ async def test_socketio_reconnect_replays_only_missed_messages() -> None:
 
 @pytest.mark.asyncio
 async def test_socketio_push_reaches_every_open_socket_of_the_session() -> None:
-    async with serving(persistent()) as url:
+    channel = persistent()
+    async with serving(channel) as url:
         tab1, tab2, other = Client(), Client(), Client()
         for c, s in ((tab1, "s-push"), (tab2, "s-push"), (other, "s-other")):
             await c.connect(url)
             await c.session(s)
-        out = channel_module.get_output_channel_for("s-push")
+        out = OutputRegistry.from_channels([channel]).output_for("socketio", "s-push")
         await out.send_response("ignored-recipient", {"text": "An agent joined."})
         for c in (tab1, tab2):
             assert (await c.wait_for("bot_uttered", 1))[0]["text"] == "An agent joined."

@@ -37,7 +37,7 @@ async def test_redis_outbox_seq_trim_find_and_ttl(redis_url: str) -> None:
     assert await box.find("s1", "m-a") is None
     assert (await box.find("s1", "m-c"))["seq"] == 3
     assert await box.after("other", 0) == []
-    ttl = await box._redis().ttl("kefu:outbox:s1:log")
+    ttl = await box._redis().ttl("kefu:outbox:{s1}:log")
     assert 0 < ttl <= 60
 
 
@@ -104,3 +104,25 @@ async def test_history_survives_restart_and_retry_is_deduplicated_across_workers
         assert retry["status"] == "duplicate" and retry["seq"] == history[0]["seq"]
         assert [m.text for m in agent.messages] == ["hello"]  # handled once
         await again.sio.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_redis_outbox_append_keys_share_one_cluster_slot(redis_url: str) -> None:
+    """Redis Cluster runs the append script only if all its keys hash to one slot."""
+    import redis.asyncio as aioredis
+    from redis.crc import key_slot
+
+    box = RedisOutbox(redis_url)
+    for session in ("s1", "widget-7f3a", "a:b@c.d"):
+        keys = box.keys(session).script_keys()
+        assert len({key_slot(k.encode()) for k in keys}) == 1, keys
+        assert all(f"{{{session}}}" in k for k in keys)
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.flushdb()
+        await box.append("s-slot", {"text": "hi"})
+        touched = sorted(await client.keys("*"))  # everything the script wrote
+        assert touched == sorted(box.keys("s-slot").script_keys())
+        assert len({key_slot(k.encode()) for k in touched}) == 1
+    finally:
+        await client.aclose()

@@ -32,6 +32,22 @@ async def test_create_trigger_engine_embedded_defaults(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_create_trigger_engine_routes_through_the_output_registry(tmp_path):
+    from bot.shared.outputs import OutputRegistry
+    from bot.triggers.senders import ChannelSender
+    from connectors.rest import RestInput
+    from connectors.socketio import SocketIOInput
+
+    (tmp_path / "triggers.yml").write_text(TEST_TRIGGERS, encoding="utf-8")
+    widget = SocketIOInput(session_persistence=True)
+    outputs = OutputRegistry.from_channels([RestInput(), widget])
+    engine = create_trigger_engine(None, tmp_path, settings={"default_channel": "socketio"}, outputs=outputs)
+    assert isinstance(engine.sender, ChannelSender)
+    assert engine.sender.outputs is outputs and engine.sender.default == "socketio"
+    await engine.store.close()
+
+
+@pytest.mark.asyncio
 async def test_create_trigger_engine_redis_store_and_queue(tmp_path, redis_url):
     from bot.triggers.queue import RedisJobQueue
     from bot.triggers.redis_store import RedisTriggerStore

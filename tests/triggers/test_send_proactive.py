@@ -15,7 +15,8 @@ from bot.shared.events import ActionExecuted, BotUttered, UserUttered
 from bot.shared.exceptions import BotError
 from bot.shared.message import CollectingOutputChannel
 from bot.triggers.journeys import Message
-from bot.triggers.senders import AgentSender, Outgoing, WeChatSender
+from bot.shared.outputs import OutputRegistry
+from bot.triggers.senders import AgentSender, ChannelSender, Outgoing
 
 PROJECT = Path(__file__).resolve().parents[1] / "data" / "projects" / "turnbot"
 
@@ -117,8 +118,20 @@ async def test_wechat_sender_renders_again_on_retry(agent):
             self.sent.append([m["text"] for m in messages])
             return SendPath.CUSTOMER_SERVICE
 
+    from connectors.wechat.channel import WECHAT_CAPABILITIES
+
+    class Provider:
+        def name(self):
+            return "wechat"
+
+        def capabilities(self):
+            return WECHAT_CAPABILITIES
+
+        def output_for(self, recipient_id):
+            return wechat
+
     wechat = FakeWeChat()
-    sender = WeChatSender(agent, wechat)
+    sender = ChannelSender(agent, OutputRegistry([Provider()]))
     await sender.send(_outgoing("w:0"))
     await sender.send(_outgoing("w:0"))
     assert wechat.sent == [["Hello Di!"], ["Hello Di!"]]

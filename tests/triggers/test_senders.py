@@ -1,10 +1,16 @@
-"""Senders: through the agent (slots from the event, then the response/action), WeChat's send paths, routing."""
+"""Senders: through the agent (slots from the event, then the response/action), WeChat's send paths,
+routing through the output registry by the channels' capabilities."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
+from bot.shared.outputs import ChannelCapabilities, OutputRegistry
 from bot.triggers.journeys import Message
-from bot.triggers.senders import AgentSender, Outgoing, RoutingSender, WeChatSender, WidgetSender
+from bot.triggers.senders import AgentSender, ChannelSender, Outgoing
+from connectors.wechat.channel import WECHAT_CAPABILITIES
 from connectors.wechat.policy import SendPath
 
 pytestmark = pytest.mark.asyncio
@@ -38,6 +44,32 @@ async def test_agent_sender_sets_slots_then_runs_response():
     assert agent.calls == [("slots", "conv-c", {"product": "跑鞋"}), ("action", "conv-c", "utter_cart_reminder")]
 
 
+@dataclass
+class Provider:
+    """An OutputProvider with a fixed output (``None``: nobody reachable)."""
+
+    channel: str
+    caps: ChannelCapabilities
+    output: Any
+
+    def name(self) -> str:
+        return self.channel
+
+    def capabilities(self) -> ChannelCapabilities:
+        return self.caps
+
+    def output_for(self, recipient_id: str) -> Any:
+        return self.output
+
+
+def wechat_sender(agent: Any, wechat: Any) -> ChannelSender:
+    return ChannelSender(agent, OutputRegistry([Provider("wechat", WECHAT_CAPABILITIES, wechat)]))
+
+
+def widget_sender(agent: Any, output: Any) -> ChannelSender:
+    return ChannelSender(agent, OutputRegistry([Provider("socketio", ChannelCapabilities("widget"), output)]))
+
+
 class FakeWeChat:
     def __init__(self, path):
         self.path = path
@@ -54,14 +86,14 @@ class FakeWeChat:
 async def test_wechat_sender_follows_the_48h_rule():
     agent = FakeAgent()
     inside = FakeWeChat(SendPath.CUSTOMER_SERVICE)
-    sender = WeChatSender(agent, inside)
+    sender = wechat_sender(agent, inside)
     assert await sender.check(outgoing()) is None
     assert await sender.send(outgoing()) == "wechat_customer_service"
     assert inside.sent[0][1][0]["text"] == "text of utter_cart_reminder"
-    outside = WeChatSender(agent, FakeWeChat(SendPath.TEMPLATE))
+    outside = wechat_sender(agent, FakeWeChat(SendPath.TEMPLATE))
     assert (await outside.check(outgoing())).reason == "wechat_window_closed"
     assert await outside.check(outgoing(message=Message(response="utter_x", template="tpl1"))) is None
-    gone = WeChatSender(agent, FakeWeChat(SendPath.NONE))
+    gone = wechat_sender(agent, FakeWeChat(SendPath.NONE))
     assert (await gone.check(outgoing())).reason == "wechat_unsubscribed"
 
 
@@ -70,10 +102,10 @@ async def test_widget_sender_and_routing():
 
     agent = FakeAgent()
     channel = CollectingOutputChannel()
-    widget = WidgetSender(agent, lambda sender_id: channel)
-    router = RoutingSender({"socketio": widget, "agent": AgentSender(agent)}, default="socketio")
+    router = widget_sender(agent, channel)
+    assert router.default == "socketio"
     assert await router.check(outgoing()) is None
     assert await router.send(outgoing()) == "widget"
     assert channel.messages[0]["text"] == "text of utter_cart_reminder"
     assert (await router.check(outgoing(profile={"channel": "sms"}))).reason == "no_channel"
-    assert (await WidgetSender(agent, lambda s: None).check(outgoing())).reason == "widget_not_mounted"
+    assert (await widget_sender(agent, None).check(outgoing())).reason == "widget_not_mounted"

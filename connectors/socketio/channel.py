@@ -1,0 +1,355 @@
+"""The socketio input channel: credentials, the socket.io server's events, and pushes from outside.
+
+See the package docstring for the protocol. Each worker builds its own socket.io server in
+:meth:`SocketIOInput.blueprint`; the channel object is the only place that state lives (no
+module globals), and other features reach a widget session through the output registry the
+server builds (:class:`bot.shared.outputs.OutputRegistry`, channel ``socketio``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from sanic import Blueprint
+
+from bot.shared.exceptions import ConfigError
+from bot.shared.outputs import ChannelCapabilities
+from connectors.base import InputChannel, OnNewMessage, UserMessage
+from connectors.socketio.credentials import positive_int
+from connectors.socketio.outbox import Outbox, RedisOutbox, create_outbox
+from connectors.socketio.output import SocketIOOutput
+from connectors.socketio.protocol import (
+    DEFAULT_BOT_MESSAGE_EVT,
+    DEFAULT_SOCKETIO_PATH,
+    DEFAULT_USER_MESSAGE_EVT,
+    HISTORY_EVENT,
+    TYPING_EVENT,
+    valid_session_id,
+)
+from connectors.socketio.routes import widget_blueprint
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_MAX_MESSAGE_LENGTH", "SocketIOInput"]
+
+DEFAULT_MAX_MESSAGE_LENGTH = 5000
+# How the trigger scheduler and handoff name this channel in send and skip reasons.
+WIDGET_CAPABILITIES = ChannelCapabilities(label="widget")
+
+
+class SocketIOInput(InputChannel):
+    """A socket.io input channel (Rasa-compatible) with outbox, history and widget."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "socketio"
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> "SocketIOInput":
+        credentials = dict(credentials or {})
+        strings = ("user_message_evt", "bot_message_evt", "namespace", "socketio_path",
+                   "jwt_key", "jwt_method", "metadata_key")
+        for key in strings:
+            value = credentials.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(
+                    f"socketio credential '{key}' must be a non-empty string, got {value!r}.",
+                    filename="credentials.yml",
+                    fix=f"Quote the value of '{key}:' under 'socketio:' or remove the key.",
+                )
+        persistence = credentials.get("session_persistence", False)
+        if not isinstance(persistence, bool):
+            raise ConfigError(
+                f"socketio credential 'session_persistence' must be true or false, got {persistence!r}.",
+                filename="credentials.yml",
+                fix="Write 'session_persistence: true' under 'socketio:'.",
+            )
+        socketio_path = credentials.get("socketio_path") or DEFAULT_SOCKETIO_PATH
+        if not socketio_path.startswith("/"):
+            raise ConfigError(
+                f"socketio credential 'socketio_path' must start with '/', got {socketio_path!r}.",
+                filename="credentials.yml",
+                fix="Write 'socketio_path: /socket.io'.",
+            )
+        outbox = credentials.get("outbox")
+        if outbox is not None and not isinstance(outbox, dict):
+            raise ConfigError(
+                "socketio credential 'outbox' must be a mapping.",
+                filename="credentials.yml",
+                fix="Write 'outbox:' followed by indented 'type: memory' (or 'type: redis' and 'url: ...'), "
+                "'max_messages: 200'.",
+            )
+        create_outbox(outbox)  # validate now, at start, not on the first message
+        origins = credentials.get("cors_allowed_origins", [])
+        if isinstance(origins, str):
+            origins = origins if origins == "*" else [origins]
+        elif not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            raise ConfigError(
+                "socketio credential 'cors_allowed_origins' must be '*' or a list of origins.",
+                filename="credentials.yml",
+                fix="Write 'cors_allowed_origins: [\"https://shop.example\"]' or leave it out "
+                "(the server's --cors setting then applies).",
+            )
+        return cls(
+            user_message_evt=credentials.get("user_message_evt") or DEFAULT_USER_MESSAGE_EVT,
+            bot_message_evt=credentials.get("bot_message_evt") or DEFAULT_BOT_MESSAGE_EVT,
+            namespace=credentials.get("namespace"),
+            session_persistence=persistence,
+            socketio_path=socketio_path,
+            jwt_key=credentials.get("jwt_key"),
+            jwt_method=credentials.get("jwt_method") or "HS256",
+            metadata_key=credentials.get("metadata_key") or "metadata",
+            outbox=outbox,
+            max_message_length=positive_int(
+                credentials, "max_message_length", DEFAULT_MAX_MESSAGE_LENGTH
+            ),
+            cors_allowed_origins=origins,
+        )
+
+    def __init__(
+        self,
+        user_message_evt: str = DEFAULT_USER_MESSAGE_EVT,
+        bot_message_evt: str = DEFAULT_BOT_MESSAGE_EVT,
+        namespace: str | None = None,
+        session_persistence: bool = False,
+        socketio_path: str = DEFAULT_SOCKETIO_PATH,
+        jwt_key: str | None = None,
+        jwt_method: str = "HS256",
+        metadata_key: str = "metadata",
+        outbox: dict[str, Any] | None = None,
+        max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+        cors_allowed_origins: str | list[str] = (),  # type: ignore[assignment]
+    ) -> None:
+        self.user_message_evt = user_message_evt
+        self.bot_message_evt = bot_message_evt
+        self.namespace = namespace
+        self.session_persistence = session_persistence
+        self.socketio_path = socketio_path
+        self.jwt_key = jwt_key
+        self.jwt_method = jwt_method
+        self.metadata_key = metadata_key
+        self.outbox_config = dict(outbox or {})
+        self.max_message_length = max_message_length
+        self.cors_allowed_origins = (
+            cors_allowed_origins if isinstance(cors_allowed_origins, str) else list(cors_allowed_origins)
+        )
+        # Runtime state, built per worker process in blueprint(); never pickled.
+        self.sio: Any = None
+        self.outbox: Outbox = create_outbox(self.outbox_config)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sanic pickles the channels to start workers after the main process built an app.
+        state = dict(self.__dict__)
+        state["sio"] = None
+        state["outbox"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.outbox = create_outbox(self.outbox_config)
+
+    # -- pushing from outside ------------------------------------------------------------
+    def get_output_channel(self) -> SocketIOOutput:
+        """Routes by recipient id: ``?output_channel=socketio`` reaches the widget."""
+        return SocketIOOutput(self)
+
+    def get_output_channel_for(self, sender_id: str) -> SocketIOOutput:
+        """The output channel of one conversation (handoff and trigger pushes)."""
+        return SocketIOOutput(self, sender_id)
+
+    # -- OutputProvider (bot.shared.outputs) -----------------------------------------------
+    def capabilities(self) -> ChannelCapabilities:
+        """Pushes go into the session's outbox: a closed widget gets them when it next opens."""
+        return WIDGET_CAPABILITIES
+
+    def output_for(self, recipient_id: str) -> SocketIOOutput:
+        """The widget session ``recipient_id`` (the conversation's sender id)."""
+        return self.get_output_channel_for(recipient_id)
+
+    async def record_and_emit(self, session_id: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Record a message in the session's outbox, then emit it to the session's room.
+
+        Recording first means a closed or dropped socket loses nothing: the
+        widget fetches it with ``last_seen_seq`` when it (re)connects.
+        """
+        entry = await self.outbox.append(
+            session_id,
+            {"message_id": uuid.uuid4().hex, "timestamp": time.time(), **message},
+        )
+        if self.sio is None:
+            logger.debug("socket.io is not running in this process; kept message for %s", session_id)
+            return entry
+        payload = {k: v for k, v in entry.items() if k != "sender"}
+        try:
+            await self.sio.emit(self.bot_message_evt, payload, room=session_id, namespace=self.namespace)
+        except Exception:  # delivery is retried by the client's replay
+            logger.exception("Could not emit a bot message to session %s", session_id)
+        return entry
+
+    async def history(self, session_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """Recorded user and bot messages of a session after ``after``."""
+        return await self.outbox.after(session_id, after)
+
+    # -- socket.io server ----------------------------------------------------------------
+    def _check_auth(self, auth: Any) -> bool:
+        if not self.jwt_key:
+            return True
+        import jwt  # PyJWT is a server dependency already
+
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str):
+            return False
+        try:
+            jwt.decode(token, self.jwt_key, algorithms=[self.jwt_method])
+        except jwt.PyJWTError:
+            return False
+        return True
+
+    async def _sender_for(self, sid: str, data: dict[str, Any]) -> str | None:
+        if not self.session_persistence:
+            return sid
+        session_id = valid_session_id(data.get("session_id"))
+        if session_id is None:
+            return None
+        await self.sio.enter_room(sid, session_id, namespace=self.namespace)
+        return session_id
+
+    def _metadata(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        metadata = data.get(self.metadata_key)
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                metadata = {"raw": metadata}
+        if metadata is not None and not isinstance(metadata, dict):
+            metadata = {"value": metadata}
+        return metadata
+
+    def _build_server(self, on_new_message: OnNewMessage) -> Any:
+        import socketio  # python-socketio; imported here so other channels don't need it
+
+        manager = None
+        if isinstance(self.outbox, RedisOutbox):
+            # Emits go through Redis pub/sub so every worker delivers to its own sockets.
+            manager = socketio.AsyncRedisManager(self.outbox.url, channel="kefu-socketio")
+        sio = socketio.AsyncServer(
+            async_mode="sanic",
+            client_manager=manager,
+            cors_allowed_origins=self.cors_allowed_origins,
+            max_http_buffer_size=max(64 * 1024, self.max_message_length * 8),
+        )
+        ns = self.namespace
+
+        @sio.on("connect", namespace=ns)
+        async def connect(sid: str, environ: dict, auth: Any = None) -> bool:
+            if not self._check_auth(auth):
+                logger.info("Refused socket %s: missing or invalid JWT.", sid)
+                return False
+            logger.debug("Socket %s connected.", sid)
+            return True
+
+        @sio.on("disconnect", namespace=ns)
+        async def disconnect(sid: str, *args: Any) -> None:
+            logger.debug("Socket %s disconnected.", sid)
+
+        @sio.on("session_request", namespace=ns)
+        async def session_request(sid: str, data: Any = None) -> None:
+            data = data if isinstance(data, dict) else {}
+            session_id = valid_session_id(data.get("session_id")) or uuid.uuid4().hex
+            if self.session_persistence:
+                await sio.enter_room(sid, session_id, namespace=ns)
+            await sio.emit("session_confirm", session_id, room=sid, namespace=ns)
+            last_seen = data.get("last_seen_seq")
+            if isinstance(last_seen, int) and not isinstance(last_seen, bool):
+                room = session_id if self.session_persistence else sid
+                messages = await self.history(room, max(0, last_seen))
+                await sio.emit(
+                    HISTORY_EVENT,
+                    {"session_id": session_id, "messages": messages},
+                    room=sid,
+                    namespace=ns,
+                )
+
+        @sio.on(self.user_message_evt, namespace=ns)
+        async def handle_message(sid: str, data: Any = None) -> dict[str, Any]:
+            return await self._handle_user_message(sid, data, on_new_message)
+
+        return sio
+
+    async def _handle_user_message(
+        self, sid: str, data: Any, on_new_message: OnNewMessage
+    ) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+            return {"status": "error", "error": "Send {'message': '<text>', 'session_id': '<id>'}."}
+        text: str = data["message"]
+        if len(text) > self.max_message_length:
+            return {
+                "status": "error",
+                "error": f"Message longer than {self.max_message_length} characters.",
+            }
+        sender_id = await self._sender_for(sid, data)
+        if sender_id is None:
+            logger.warning(
+                "Ignored a message without a valid session_id from socket %s; the client "
+                "must send 'session_request' and put the confirmed id in each message.",
+                sid,
+            )
+            return {"status": "error", "error": "Missing or invalid session_id."}
+        message_id = valid_session_id(data.get("message_id")) or uuid.uuid4().hex
+        known = await self.outbox.find(sender_id, message_id)
+        if known is not None:
+            return {"status": "duplicate", "message_id": message_id, "seq": known["seq"]}
+        record: dict[str, Any] = {
+            "sender": "user", "message_id": message_id, "timestamp": time.time(), "text": text
+        }
+        display = data.get("display")  # a button's title, shown instead of its /payload
+        if isinstance(display, str) and display:
+            record["display"] = display[: self.max_message_length]
+        entry = await self.outbox.append(sender_id, record)
+        output = SocketIOOutput(self, sender_id)
+        message = UserMessage(
+            text,
+            output,
+            sender_id,
+            input_channel=self.name(),
+            message_id=message_id,
+            metadata=self._metadata(data),
+        )
+        await self._typing(sender_id, True)
+        try:
+            await on_new_message(message)
+        except Exception as e:  # the message is recorded; tell the client, keep serving
+            logger.exception("Handling a socket.io message of %s failed", sender_id)
+            return {
+                "status": "error",
+                "message_id": message_id,
+                "seq": entry["seq"],
+                "error": getattr(e, "message", None) or str(e) or type(e).__name__,
+            }
+        finally:
+            await self._typing(sender_id, False)
+        return {"status": "ok", "message_id": message_id, "seq": entry["seq"]}
+
+    async def _typing(self, room: str, typing: bool) -> None:
+        try:
+            await self.sio.emit(TYPING_EVENT, {"typing": typing}, room=room, namespace=self.namespace)
+        except Exception:
+            logger.debug("Could not emit typing state to %s", room, exc_info=True)
+
+    # -- HTTP routes -----------------------------------------------------------------------
+    def widget_config(self) -> dict[str, Any]:
+        """What kefu's widget must know about this channel (prepended to widget.js)."""
+        return {
+            "socketPath": self.socketio_path,
+            "namespace": self.namespace,
+            "userEvent": self.user_message_evt,
+            "botEvent": self.bot_message_evt,
+        }
+
+    def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+        """Builds this worker's socket.io server, then the routes (see :mod:`.routes`)."""
+        self.sio = self._build_server(on_new_message)
+        return widget_blueprint(self)
