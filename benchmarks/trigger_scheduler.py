@@ -284,7 +284,7 @@ def run_full(kind: str, target: str, workers: int, deadline: float, stop_when_em
 async def _reset(kind: str, target: str) -> None:
     if kind == "redis":
         store, queue = _open(kind, target)
-        keys = [k async for k in store.redis.scan_iter(match="bench:full*", count=10000)]
+        keys = [k async for k in store.redis.scan_iter(match=store.key_builder.pattern("*"), count=10000)]
         for lo in range(0, len(keys), 1000):
             await store.redis.delete(*keys[lo:lo + 1000])
         await store.close()

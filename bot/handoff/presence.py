@@ -24,6 +24,8 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
+from bot.stores.keys import KeyBuilder
+
 logger = logging.getLogger(__name__)
 
 Dispatch = Callable[[dict[str, Any]], Awaitable[None]]
@@ -120,32 +122,50 @@ return redis.call('SREM', KEYS[2], ARGV[1])
 """
 
 
+def handoff_keys(prefix: str) -> KeyBuilder:
+    """The keys of the handoff's shared state (live queue and presence) for ``prefix``.
+
+    One hash tag, the prefix (``{kefu:handoff}:...``), for all of them: the expiry script and
+    set_online/set_away touch an agent's presence key together with the shared ``online`` set,
+    replace_loads rewrites every agent's load in one MULTI, and the live queue adds to
+    ``where``, ``queues`` and a queue's sorted set in one MULTI; so no per-agent or per-queue
+    tag can keep them in one Redis Cluster slot. The prefix's trailing ``:`` (``kefu:handoff:``
+    in config) is dropped, the builder adds its own separators.
+    """
+    return KeyBuilder(prefix.rstrip(":") or prefix)
+
+
 class RedisPresence:
-    """``{prefix}presence:{agent}`` (TTL = heartbeat), ``{prefix}active:{agent}`` (set), ``{prefix}online`` (set)."""
+    """``{prefix}:presence:<agent>`` (TTL = heartbeat), ``{prefix}:active:<agent>`` (set),
+    ``{prefix}:online`` (set): one cluster slot, see :func:`handoff_keys`."""
 
     def __init__(self, client: Any, prefix: str = "kefu:handoff:", ttl_s: float = DEFAULT_PRESENCE_TTL_S) -> None:
         self.client = client
         self.prefix = prefix
+        self.keys = handoff_keys(prefix)
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self._reserve = client.register_script(_RESERVE)
         self._expired = client.register_script(_EXPIRED)
 
     def _p(self, agent_id: str) -> str:
-        return f"{self.prefix}presence:{agent_id}"
+        return self.keys.key("presence", agent_id)
 
     def _a(self, agent_id: str) -> str:
-        return f"{self.prefix}active:{agent_id}"
+        return self.keys.key("active", agent_id)
+
+    def _online_set(self) -> str:
+        return self.keys.key("online")
 
     async def set_online(self, agent_id: str) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self._p(agent_id), "online", px=self.ttl_ms)
-        pipe.sadd(self.prefix + "online", agent_id)
+        pipe.sadd(self._online_set(), agent_id)
         await pipe.execute()
 
     async def set_away(self, agent_id: str) -> bool:
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(self._p(agent_id))
-        pipe.srem(self.prefix + "online", agent_id)
+        pipe.srem(self._online_set(), agent_id)
         deleted, _ = await pipe.execute()
         return bool(deleted)
 
@@ -179,7 +199,7 @@ class RedisPresence:
     async def expired(self, agent_ids: Iterable[str]) -> list[str]:
         gone = []
         for agent_id in agent_ids:
-            if await self._expired(keys=[self._p(agent_id), self.prefix + "online"], args=[agent_id]):
+            if await self._expired(keys=[self._p(agent_id), self._online_set()], args=[agent_id]):
                 gone.append(agent_id)
         return gone
 
@@ -280,5 +300,7 @@ def create_shared_state(queue_config: dict[str, Any] | None, ttl_s: float = DEFA
         return create_live_queue(config), InMemoryPresence(ttl_s, clock), InMemoryBus()
     queue = create_live_queue(config)
     assert isinstance(queue, RedisLiveQueue) and not isinstance(queue, InMemoryLiveQueue)
+    # The pub/sub channel is no key (PUBLISH reaches every cluster node): its name stays
+    # ``<prefix>events`` so workers of an older and a newer kefu still hear each other.
     return (queue, RedisPresence(queue.client, queue.prefix, ttl_s),
             RedisBus(queue.client, queue.prefix + "events"))

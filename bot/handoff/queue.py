@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from bot.handoff.presence import handoff_keys
+
 PRIORITY_WEIGHT = 1e9
 
 
@@ -50,11 +52,14 @@ class InMemoryLiveQueue:
 
 
 class RedisLiveQueue:
-    """One sorted set per queue plus a hash handoff -> queue."""
+    """One sorted set per queue (``{prefix}:q:<queue>``) plus a hash handoff -> queue
+    (``{prefix}:where``) and the set of queue names (``{prefix}:queues``); one hash tag so
+    ``add``'s MULTI stays in one Redis Cluster slot (see :func:`bot.handoff.presence.handoff_keys`)."""
 
     def __init__(self, client: Any, prefix: str = "kefu:handoff:") -> None:
         self.client = client
         self.prefix = prefix
+        self.keys = handoff_keys(prefix)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "kefu:handoff:") -> "RedisLiveQueue":
@@ -63,42 +68,42 @@ class RedisLiveQueue:
         return cls(aioredis.from_url(url, decode_responses=True), prefix)
 
     def _key(self, queue: str) -> str:
-        return f"{self.prefix}q:{queue}"
+        return self.keys.key("q", queue)
 
     async def add(self, handoff_id: str, queue: str, score: float) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.prefix + "where", handoff_id, queue)
-        pipe.sadd(self.prefix + "queues", queue)
+        pipe.hset(self.keys.key("where"), handoff_id, queue)
+        pipe.sadd(self.keys.key("queues"), queue)
         pipe.zadd(self._key(queue), {handoff_id: score})
         await pipe.execute()
 
     async def remove(self, handoff_id: str) -> bool:
-        queue = await self.client.hget(self.prefix + "where", handoff_id)
+        queue = await self.client.hget(self.keys.key("where"), handoff_id)
         if queue is None:
             return False
         removed = await self.client.zrem(self._key(queue), handoff_id)
         if removed:
-            await self.client.hdel(self.prefix + "where", handoff_id)
+            await self.client.hdel(self.keys.key("where"), handoff_id)
         return bool(removed)
 
     async def ordered(self, queue: str | None = None) -> list[str]:
-        queues = [queue] if queue else sorted(await self.client.smembers(self.prefix + "queues"))
+        queues = [queue] if queue else sorted(await self.client.smembers(self.keys.key("queues")))
         scored: list[tuple[float, str]] = []
         for name in queues:
             scored.extend((s, h) for h, s in await self.client.zrange(self._key(name), 0, -1, withscores=True))
         return [h for _, h in sorted(scored)]
 
     async def position(self, handoff_id: str) -> int | None:
-        queue = await self.client.hget(self.prefix + "where", handoff_id)
+        queue = await self.client.hget(self.keys.key("where"), handoff_id)
         if queue is None:
             return None
         rank = await self.client.zrank(self._key(queue), handoff_id)
         return None if rank is None else rank + 1
 
     async def clear(self) -> None:
-        for queue in await self.client.smembers(self.prefix + "queues"):
+        for queue in await self.client.smembers(self.keys.key("queues")):
             await self.client.delete(self._key(queue))
-        await self.client.delete(self.prefix + "where", self.prefix + "queues")
+        await self.client.delete(self.keys.key("where"), self.keys.key("queues"))
 
     async def close(self) -> None:
         await self.client.aclose()

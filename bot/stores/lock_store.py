@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
 
 from bot.shared.exceptions import LockError
+from bot.stores.keys import KeyBuilder
 from bot.stores._common import (
     endpoint_kwargs,
     endpoint_type,
@@ -212,8 +213,9 @@ return 1
 class RedisLockStore(LockStore):
     """Ticket queues in Redis, shared by every worker process.
 
-    Keys ``{kefu:lock:<id>}:counter|tickets|expiry`` share a hash tag, so the Lua
-    scripts touch a single Redis Cluster slot.
+    Keys ``{kefu:lock:<id>}:counter|tickets|expiry`` share a hash tag (a :class:`KeyBuilder`
+    per conversation whose whole prefix is the tag), so the Lua scripts touch a single Redis
+    Cluster slot and every key is passed in ``KEYS``.
     """
 
     def __init__(
@@ -231,8 +233,8 @@ class RedisLockStore(LockStore):
         self._release_script = self.redis.register_script(_RELEASE_SCRIPT)
 
     def _keys(self, conversation_id: str) -> list[str]:
-        tag = f"{{{self.key_prefix}{conversation_id}}}"
-        return [f"{tag}:counter", f"{tag}:tickets", f"{tag}:expiry"]
+        key = KeyBuilder(f"{self.key_prefix}{conversation_id}").key
+        return [key("counter"), key("tickets"), key("expiry")]
 
     def _error(self, conversation_id: str, e: Exception) -> LockError:
         return LockError(

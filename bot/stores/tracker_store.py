@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, runtime_checkable
 
 from bot.shared.exceptions import ConfigError, StoreError
+from bot.stores.keys import KeyBuilder
 from bot.stores._common import (
     check_positive,
     endpoint_kwargs,
@@ -426,8 +427,10 @@ class RedisTrackerStore(TrackerStore):
     """One Redis list per conversation, appended with ``RPUSH``.
 
     Keys are ``{<prefix><sender_id>}`` (events) and ``{<prefix><sender_id>}:session``
-    (index of the latest session start); the braces make both land in the same Redis
-    Cluster hash slot, so they are written in one ``MULTI`` transaction. ``record_exp``
+    (index of the latest session start): a :class:`KeyBuilder` per conversation whose whole
+    prefix is the hash tag, so both land in the same Redis Cluster slot and are written in
+    one ``MULTI`` transaction. (This layout predates ``KeyBuilder``'s ``prefix:{tag}``; it is
+    kept so stored conversations survive upgrades.) ``record_exp``
     (seconds) expires idle conversations. Saves of one conversation are serialised by
     the lock store (the processor saves under the conversation's lock).
     """
@@ -448,11 +451,14 @@ class RedisTrackerStore(TrackerStore):
         self.record_exp = record_exp
         self.redis = client if client is not None else redis_client(host, **redis_options)
 
+    def _conversation(self, sender_id: str) -> KeyBuilder:
+        return KeyBuilder(f"{self.key_prefix}{sender_id}")
+
     def events_key(self, sender_id: str) -> str:
-        return f"{{{self.key_prefix}{sender_id}}}"
+        return self._conversation(sender_id).key()
 
     def session_key(self, sender_id: str) -> str:
-        return f"{self.events_key(sender_id)}:session"
+        return self._conversation(sender_id).key("session")
 
     def _error(self, action: str, sender_id: str, e: Exception) -> StoreError:
         return StoreError(

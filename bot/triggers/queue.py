@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.shared.exceptions import StoreError
+from bot.stores.keys import KeyBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,12 @@ return 0
 
 
 class RedisJobQueue:
-    """Redis sorted sets + Lua: ``<prefix>:due``, ``<prefix>:inflight``, ``<prefix>:jobs``."""
+    """Redis sorted sets + Lua: ``{<prefix>}:due``, ``{<prefix>}:inflight``, ``{<prefix>}:jobs``.
+
+    The three keys share the prefix as their hash tag (one Redis Cluster slot): a claim scans the
+    due set and the leases and reads the payload hash in one script, and an ack/cancel removes
+    from all three at once. Every script gets them in ``KEYS`` (no name is built in Lua).
+    """
 
     def __init__(self, url: str | None = None, *, prefix: str = "kefu:triggers", client: Any = None,
                  **redis_options: Any) -> None:
@@ -154,7 +160,8 @@ class RedisJobQueue:
 
             client = redis_client(url, **redis_options)
         self.redis = client
-        self.keys = [f"{prefix}:due", f"{prefix}:inflight", f"{prefix}:jobs"]
+        key = KeyBuilder(prefix).key
+        self.keys = [key("due"), key("inflight"), key("jobs")]
         self._enqueue = self.redis.register_script(_ENQUEUE)
         self._enqueue_many = self.redis.register_script(_ENQUEUE_MANY)
         self._claim = self.redis.register_script(_CLAIM)

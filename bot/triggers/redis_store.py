@@ -5,7 +5,8 @@ every write that must be atomic across workers is one Lua script (event ids, ins
 creation and closing, send reservations under the frequency caps, batch commits,
 conversions), so caps hold and nothing is sent twice without any process-local lock.
 
-Keys (``<p>`` is the prefix, ``kefu:triggers`` by default, shared with the job queue)::
+Keys (``<p>`` is ``{prefix}``, the prefix in a Redis Cluster hash tag, so ``{kefu:triggers}``
+by default; the job queue shares it, see :class:`~bot.stores.keys.KeyBuilder`)::
 
     <p>:ev                hash  event id -> event JSON            (idempotency by id)
     <p>:ev:c:<customer>   zset  ts -> event id                     (events_for)
@@ -20,8 +21,13 @@ Keys (``<p>`` is the prefix, ``kefu:triggers`` by default, shared with the job q
     <p>:rep:sends|dec|conv hash counters for the report without ``since``
     <p>:variants          hash  "journey\\x1fstep\\x1fvariant" -> stop JSON
 
-Keys are derived inside the scripts from the prefix, so this needs one Redis (or one
-cluster slot: put the prefix in a hash tag, e.g. ``{kefu:triggers}``).
+Why one tag for the whole store: the batch scripts (reserve, commit, snapshot) touch the
+shared hashes (``<p>:send:status``, ``<p>:inst:status``, ...) together with the per-customer
+keys of every customer in the batch, so every key of the store must be in one cluster slot;
+a per-customer tag cannot work. Every script gets all its keys in ``KEYS`` (the Redis Cluster
+rule; the cluster client routes the call by them): Python collects the per-customer keys of a
+batch once (:class:`_ScriptKeys`) and each packed row carries the ``KEYS`` index of its key,
+so no script builds a key name itself.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import logging
 from typing import Any
 
 from bot.shared.exceptions import StoreError
+from bot.stores.keys import KeyBuilder
 from bot.triggers.events import BehaviourEvent
 from bot.triggers.store import BatchReads, BatchWrites, Instance, Reservation, SendRecord, SentMark, Snapshot, decision
 
@@ -41,41 +48,41 @@ UPDATED = "\x00updated_at"
 WEEK = 7 * 86400.0
 _EMPTY: list[Any] = []
 
+# KEYS: <p>:ev, then <p>:ev:c:<customer> of event n at KEYS[n + 1]; ARGV: id, ts, JSON per event.
 _ADD_EVENTS = """
-local p = ARGV[1]
 local dups = {}
-for i = 2, #ARGV, 4 do
-  if redis.call('HEXISTS', p .. ':ev', ARGV[i]) == 1 then table.insert(dups, ARGV[i]) end
+for i = 1, #ARGV, 3 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then table.insert(dups, ARGV[i]) end
 end
 if #dups > 0 then return dups end
-for i = 2, #ARGV, 4 do
-  redis.call('HSET', p .. ':ev', ARGV[i], ARGV[i + 3])
-  redis.call('ZADD', p .. ':ev:c:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i])
+for i = 1, #ARGV, 3 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+  redis.call('ZADD', KEYS[(i - 1) / 3 + 2], ARGV[i + 1], ARGV[i])
 end
 return dups
 """
 
+# KEYS: <p>:inst, <p>:inst:status, <p>:inst:c:<customer>; ARGV: instance id, entered_at, JSON.
 _CREATE_INSTANCE = """
-local p = ARGV[1]
-if redis.call('HSETNX', p .. ':inst', ARGV[2], ARGV[5]) == 1 then
-  redis.call('HSET', p .. ':inst:status', ARGV[2], 'active')
-  redis.call('ZADD', p .. ':inst:c:' .. ARGV[3], ARGV[4], ARGV[2])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], 'active')
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
   return 1
 end
 return 0
 """
 
-# ARGV: prefix, at, per_day (-1: none), per_week, then one JSON array of
-#   [send id, customer, transactional (0/1), journey, step, variant, message] per send.
+# KEYS: <p>:send:status, <p>:send, then the <p>:cap:<customer> keys of the batch.
+# ARGV: at, per_day (-1: none), per_week, then one JSON array of
+#   [send id, customer, transactional (0/1), journey, step, variant, message, KEYS index of the cap key].
 # One packed argument: redis-py spends ~20 µs per argument packing a command.
 # Returns the statuses joined by "," (one reply to parse, not one per send).
 _RESERVE = """
-local p = ARGV[1]
-local at = tonumber(ARGV[2])
-local per_day = tonumber(ARGV[3])
-local per_week = tonumber(ARGV[4])
+local at = tonumber(ARGV[1])
+local per_day = tonumber(ARGV[2])
+local per_week = tonumber(ARGV[3])
 local enc = cjson.encode
-local rs = cjson.decode(ARGV[5])
+local rs = cjson.decode(ARGV[4])
 local function each(cmd, key, items, step)
   for lo = 1, #items, step do redis.call(cmd, key, unpack(items, lo, math.min(#items, lo + step - 1))) end
 end
@@ -83,7 +90,7 @@ local sids = {}
 for i, r in ipairs(rs) do sids[i] = r[1] end
 local known = {}
 for lo = 1, #sids, 1000 do
-  local part = redis.call('HMGET', p .. ':send:status', unpack(sids, lo, math.min(#sids, lo + 999)))
+  local part = redis.call('HMGET', KEYS[1], unpack(sids, lo, math.min(#sids, lo + 999)))
   for j = 1, #part do known[sids[lo + j - 1]] = part[j] end
 end
 local counts, caps, records, statuses, out = {}, {}, {}, {}, {}
@@ -96,7 +103,7 @@ for _, r in ipairs(rs) do
   else
     local n = counts[customer]
     if not n then
-      local cap = p .. ':cap:' .. customer
+      local cap = KEYS[r[8]]
       redis.call('ZREMRANGEBYSCORE', cap, '-inf', at - 604800)
       n = {redis.call('ZCOUNT', cap, '(' .. (at - 86400), '+inf'), redis.call('ZCOUNT', cap, '(' .. (at - 604800), '+inf')}
       counts[customer] = n
@@ -111,14 +118,14 @@ for _, r in ipairs(rs) do
     if not result then
       local record = '{"customer_id":' .. enc(customer) .. ',"journey":' .. enc(r[4]) .. ',"step":' .. enc(r[5])
         .. ',"variant":' .. enc(r[6]) .. ',"message":' .. enc(r[7]) .. ',"transactional":'
-        .. (transactional == 1 and 'true' or 'false') .. ',"reserved_at":' .. ARGV[2] .. '}'
+        .. (transactional == 1 and 'true' or 'false') .. ',"reserved_at":' .. ARGV[1] .. '}'
       records[#records + 1] = sid
       records[#records + 1] = record
       statuses[#statuses + 1] = sid
       statuses[#statuses + 1] = 'pending'
-      local members = caps[customer]
-      if not members then members = {}; caps[customer] = members end
-      members[#members + 1] = ARGV[2]
+      local members = caps[r[8]]
+      if not members then members = {}; caps[r[8]] = members end
+      members[#members + 1] = ARGV[1]
       members[#members + 1] = sid
       n[1], n[2] = n[1] + 1, n[2] + 1
       known[sid] = 'pending'
@@ -127,21 +134,23 @@ for _, r in ipairs(rs) do
   end
   out[#out + 1] = result
 end
-each('HSET', p .. ':send', records, 2000)
-each('HSET', p .. ':send:status', statuses, 2000)
-for customer, members in pairs(caps) do
-  each('ZADD', p .. ':cap:' .. customer, members, 2000)
-  redis.call('PEXPIRE', p .. ':cap:' .. customer, 691200000)
+each('HSET', KEYS[2], records, 2000)
+each('HSET', KEYS[1], statuses, 2000)
+for index, members in pairs(caps) do
+  each('ZADD', KEYS[index], members, 2000)
+  redis.call('PEXPIRE', KEYS[index], 691200000)
 end
 return table.concat(out, ',')
 """
 
-# ARGV: prefix, then one JSON object of arrays (times as strings, so scores keep every digit):
-#   s: [send id, at, path, customer, report key]   c: [instance id, status, reason]
-#   d: [customer, at, report key, decision JSON]    r: [send id, customer]
+# KEYS: the fixed keys of _COMMIT_KEYS (in that order), then the per-customer keys of the batch.
+# ARGV: one JSON object of arrays (times as strings, so scores keep every digit), each row ending
+# with the KEYS index of its per-customer key:
+#   s: [send id, at, path, report key, <p>:send:c:<customer>]   c: [instance id, status, reason]
+#   d: [at, report key, decision JSON, <p>:dec:c:<customer>]     r: [send id, <p>:cap:<customer>]
+_COMMIT_KEYS = ("send:status", "sent:all", "rep:sends", "inst:status", "dec:seq", "dec:all", "rep:dec", "send")
 _COMMIT = """
-local p = ARGV[1]
-local w = cjson.decode(ARGV[2])
+local w = cjson.decode(ARGV[1])
 local closed = 0
 local function each(cmd, key, items, step)
   for lo = 1, #items, step do redis.call(cmd, key, unpack(items, lo, math.min(#items, lo + step - 1))) end
@@ -156,27 +165,27 @@ local function hmget(key, ids)
 end
 local ids = {}
 for i, m in ipairs(w['s']) do ids[i] = m[1] end
-local known = hmget(p .. ':send:status', ids)
+local known = hmget(KEYS[1], ids)
 local statuses, all, counts = {}, {}, {}
 for _, m in ipairs(w['s']) do
-  local sid, at, path, customer, key = m[1], m[2], m[3], m[4], m[5]
+  local sid, at, path, key = m[1], m[2], m[3], m[4]
   local st = known[sid]
   if st and string.sub(st, 1, 4) ~= 'sent' then
     known[sid] = 'sent'
     statuses[#statuses + 1] = sid
     statuses[#statuses + 1] = 'sent\\31' .. at .. '\\31' .. path
-    redis.call('ZADD', p .. ':send:c:' .. customer, at, sid)
+    redis.call('ZADD', KEYS[m[5]], at, sid)
     all[#all + 1] = at
     all[#all + 1] = sid
     counts[key] = (counts[key] or 0) + 1
   end
 end
-each('HSET', p .. ':send:status', statuses, 2000)
-each('ZADD', p .. ':sent:all', all, 2000)
-for key, n in pairs(counts) do redis.call('HINCRBY', p .. ':rep:sends', key, n) end
+each('HSET', KEYS[1], statuses, 2000)
+each('ZADD', KEYS[2], all, 2000)
+for key, n in pairs(counts) do redis.call('HINCRBY', KEYS[3], key, n) end
 ids = {}
 for i, c in ipairs(w['c']) do ids[i] = c[1] end
-known = hmget(p .. ':inst:status', ids)
+known = hmget(KEYS[4], ids)
 local changes = {}
 for _, c in ipairs(w['c']) do
   if known[c[1]] == 'active' then
@@ -186,36 +195,37 @@ for _, c in ipairs(w['c']) do
     closed = closed + 1
   end
 end
-each('HSET', p .. ':inst:status', changes, 2000)
+each('HSET', KEYS[4], changes, 2000)
 for _, d in ipairs(w['d']) do
-  local member = redis.call('INCR', p .. ':dec:seq') .. '|' .. d[4]
-  redis.call('RPUSH', p .. ':dec:c:' .. d[1], member)
-  redis.call('ZADD', p .. ':dec:all', d[2], member)
-  redis.call('HINCRBY', p .. ':rep:dec', d[3], 1)
+  local member = redis.call('INCR', KEYS[5]) .. '|' .. d[3]
+  redis.call('RPUSH', KEYS[d[4]], member)
+  redis.call('ZADD', KEYS[6], d[1], member)
+  redis.call('HINCRBY', KEYS[7], d[2], 1)
 end
 for _, r in ipairs(w['r']) do
-  local st = redis.call('HGET', p .. ':send:status', r[1])
+  local st = redis.call('HGET', KEYS[1], r[1])
   if st == 'pending' then
-    redis.call('HDEL', p .. ':send:status', r[1])
-    redis.call('HDEL', p .. ':send', r[1])
-    redis.call('ZREM', p .. ':cap:' .. r[2], r[1])
+    redis.call('HDEL', KEYS[1], r[1])
+    redis.call('HDEL', KEYS[8], r[1])
+    redis.call('ZREM', KEYS[r[2]], r[1])
   end
 end
 return closed
 """
 
 # One round trip for everything the guards of a claimed batch read, packed as one JSON text
-# (decoded once in Python): ARGV prefix, then a JSON array of [instance id, customer id, send id].
+# (decoded once in Python). KEYS: the fixed keys of _SNAPSHOT_KEYS, then the <p>:cust:<customer>
+# keys of the batch; ARGV: a JSON array of [instance id, customer id, send id, KEYS index of cust key].
 # Stored values that are JSON already (instance bodies, profile fields, stops) are spliced
 # in raw; names and statuses go through cjson.encode. Each profile is read once per batch.
 # -> {"stops": {"j\\u001fs\\u001fv": stop}, "profiles": {customer: profile},
 #     "jobs": [[instance body|null, instance status|null, send status|null, send variant|null]]}
+_SNAPSHOT_KEYS = ("variants", "inst", "inst:status", "send:status", "send")
 _SNAPSHOT = """
-local p = ARGV[1]
 local enc = cjson.encode
-local keys = cjson.decode(ARGV[2])
+local keys = cjson.decode(ARGV[1])
 local out = {'{"stops":{'}
-local stops = redis.call('HGETALL', p .. ':variants')
+local stops = redis.call('HGETALL', KEYS[1])
 for i = 1, #stops, 2 do
   if i > 1 then out[#out + 1] = ',' end
   out[#out + 1] = enc(stops[i]) .. ':' .. stops[i + 1]
@@ -230,7 +240,7 @@ for _, key in ipairs(keys) do
     if not first then out[#out + 1] = ',' end
     first = false
     out[#out + 1] = enc(customer) .. ':{'
-    local raw = redis.call('HGETALL', p .. ':cust:' .. customer)
+    local raw = redis.call('HGETALL', KEYS[key[4]])
     local opted = 'false'
     for k = 1, #raw, 2 do
       local name = raw[k]
@@ -246,12 +256,12 @@ end
 out[#out + 1] = '},"jobs":['
 for n, key in ipairs(keys) do
   if n > 1 then out[#out + 1] = ',' end
-  local body = redis.call('HGET', p .. ':inst', key[1])
-  local st = redis.call('HGET', p .. ':inst:status', key[1])
-  local send = redis.call('HGET', p .. ':send:status', key[3])
+  local body = redis.call('HGET', KEYS[2], key[1])
+  local st = redis.call('HGET', KEYS[3], key[1])
+  local send = redis.call('HGET', KEYS[4], key[3])
   local variant = 'null'
   if send then
-    local record = redis.call('HGET', p .. ':send', key[3])
+    local record = redis.call('HGET', KEYS[5], key[3])
     if record then variant = enc(cjson.decode(record)['variant']) end
     send = enc(send)
   else
@@ -263,11 +273,11 @@ out[#out + 1] = ']}'
 return table.concat(out)
 """
 
+# KEYS: <p>:conv, <p>:conv:all, <p>:rep:conv; ARGV: send id, at, report key, conversion JSON.
 _CONVERSION = """
-local p = ARGV[1]
-if redis.call('HSETNX', p .. ':conv', ARGV[2], ARGV[5]) == 1 then
-  redis.call('ZADD', p .. ':conv:all', ARGV[3], ARGV[2])
-  redis.call('HINCRBY', p .. ':rep:conv', ARGV[4], 1)
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
   return 1
 end
 return 0
@@ -286,6 +296,26 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+class _ScriptKeys:
+    """The ``KEYS`` of one script call: fixed keys first, then per-customer keys added once each.
+
+    :meth:`add` answers the key's 1-based ``KEYS`` index, which the packed row carries so the
+    script reads ``KEYS[row[n]]`` instead of building the name (Redis Cluster wants every key
+    a script touches in ``KEYS``; all of them share the store's hash tag, so one slot).
+    """
+
+    def __init__(self, fixed: list[str]) -> None:
+        self.keys = list(fixed)
+        self._index = {key: n for n, key in enumerate(self.keys, 1)}
+
+    def add(self, key: str) -> int:
+        index = self._index.get(key)
+        if index is None:
+            self.keys.append(key)
+            index = self._index[key] = len(self.keys)
+        return index
+
+
 class RedisTriggerStore:
     """Event log, profiles, instances, sends, decisions, conversions and variant stops in Redis."""
 
@@ -297,6 +327,8 @@ class RedisTriggerStore:
             client = redis_client(url, **redis_options)
         self.redis = client
         self.prefix = prefix
+        # No per-call tag: every key of the store (and of the job queue) shares ``{prefix}``.
+        self.key_builder = KeyBuilder(prefix)
         self.url = url or "redis://localhost:6379"
         self._add_events = self.redis.register_script(_ADD_EVENTS)
         self._create_instance = self.redis.register_script(_CREATE_INSTANCE)
@@ -306,7 +338,8 @@ class RedisTriggerStore:
         self._snapshot = self.redis.register_script(_SNAPSHOT)
 
     def k(self, *parts: str) -> str:
-        return ":".join((self.prefix,) + parts)
+        """``{prefix}:part:...``: one slot for the whole store (see the module doc)."""
+        return self.key_builder.key(*parts)
 
     async def _call(self, what: str, coro: Any) -> Any:
         try:
@@ -324,10 +357,12 @@ class RedisTriggerStore:
     # ------------------------------------------------------------------ events
     async def add_events(self, events: list[BehaviourEvent]) -> list[str]:
         """Store all events or none; returns the ids that already exist (then nothing is stored)."""
-        args: list[Any] = [self.prefix]
+        keys = [self.k("ev")]
+        args: list[Any] = []
         for e in events:
-            args.extend((e.id, e.customer_id, _num(e.timestamp), _dumps(e.as_dict())))
-        return sorted(await self._call("store events", self._add_events(keys=[], args=args)))
+            keys.append(self.k("ev", "c", e.customer_id))
+            args.extend((e.id, _num(e.timestamp), _dumps(e.as_dict())))
+        return sorted(await self._call("store events", self._add_events(keys=keys, args=args)))
 
     async def add_event(self, event: BehaviourEvent) -> bool:
         return not await self.add_events([event])
@@ -378,8 +413,9 @@ class RedisTriggerStore:
         body = _dumps({"customer_id": instance.customer_id, "journey": instance.journey,
                        "entered_at": instance.entered_at, "sender_id": instance.sender_id,
                        "entry": instance.entry, "variants": instance.variants})
+        keys = [self.k("inst"), self.k("inst", "status"), self.k("inst", "c", instance.customer_id)]
         return bool(await self._call("create an instance", self._create_instance(
-            keys=[], args=[self.prefix, instance.id, instance.customer_id, _num(instance.entered_at), body])))
+            keys=keys, args=[instance.id, _num(instance.entered_at), body])))
 
     async def get_instance(self, instance_id: str) -> Instance | None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -423,12 +459,14 @@ class RedisTriggerStore:
         (a pipeline of five reads per job spent most of the worker's CPU in the client)."""
         if not keys:
             return BatchReads((), await self.stopped_variants())
-        raw = await self._call("read the dispatch batch", self._snapshot(keys=[], args=[self.prefix, _dumps(keys)]))
+        script_keys = _ScriptKeys([self.k(*name.split(":")) for name in _SNAPSHOT_KEYS])
+        rows = [(iid, cid, sid, script_keys.add(self.k("cust", cid))) for iid, cid, sid in keys]
+        raw = await self._call("read the dispatch batch", self._snapshot(keys=script_keys.keys, args=[_dumps(rows)]))
         data = json.loads(raw)
         profiles = data["profiles"] or {}  # cjson writes an empty array as {}
-        rows = data["jobs"] or []
+        jobs = data["jobs"] or []
         out = []
-        for (instance_id, customer_id, _send), (body, status, send_status, variant) in zip(keys, rows):
+        for (instance_id, customer_id, _send), (body, status, send_status, variant) in zip(keys, jobs):
             instance = None
             if body is not None:
                 instance = Instance(instance_id, body["customer_id"], body["journey"], float(body["entered_at"]),
@@ -468,10 +506,11 @@ class RedisTriggerStore:
         """Check the caps and reserve a batch in one Lua call: atomic across all workers."""
         if not reservations:
             return []
+        script_keys = _ScriptKeys([self.k("send", "status"), self.k("send")])
         packed = _dumps([(r.send_id, r.customer_id, 1 if r.transactional else 0, r.journey, r.step, r.variant,
-                          r.message) for r in reservations])
-        raw = await self._call("reserve sends", self._reserve(keys=[], args=[
-            self.prefix, _num(at), -1 if per_day is None else per_day, -1 if per_week is None else per_week, packed]))
+                          r.message, script_keys.add(self.k("cap", r.customer_id))) for r in reservations])
+        raw = await self._call("reserve sends", self._reserve(keys=script_keys.keys, args=[
+            _num(at), -1 if per_day is None else per_day, -1 if per_week is None else per_week, packed]))
         return raw.split(",")
 
     async def commit_batch(self, writes: BatchWrites) -> int:
@@ -481,15 +520,17 @@ class RedisTriggerStore:
         if not writes:
             return 0
         closes = [(i, "completed", "last_step") for i in writes.completed] + list(writes.closes)
+        keys = _ScriptKeys([self.k(*name.split(":")) for name in _COMMIT_KEYS])
         packed = _dumps({
-            "s": [(m.send_id, _num(m.at), m.path or "", m.customer_id, _key(m.journey, m.step, m.variant))
-                  for m in writes.sent] or _EMPTY,
+            "s": [(m.send_id, _num(m.at), m.path or "", _key(m.journey, m.step, m.variant),
+                   keys.add(self.k("send", "c", m.customer_id))) for m in writes.sent] or _EMPTY,
             "c": closes or _EMPTY,
-            "d": [(d["customer_id"], _num(d["at"]), _key(d["journey"], d["kind"], d["reason"]), _dumps(d))
-                  for d in writes.decisions] or _EMPTY,
-            "r": writes.releases or _EMPTY,
+            "d": [(_num(d["at"]), _key(d["journey"], d["kind"], d["reason"]), _dumps(d),
+                   keys.add(self.k("dec", "c", d["customer_id"]))) for d in writes.decisions] or _EMPTY,
+            "r": [(send_id, keys.add(self.k("cap", customer_id))) for send_id, customer_id in writes.releases]
+                 or _EMPTY,
         })
-        return int(await self._call("commit the dispatch batch", self._commit(keys=[], args=[self.prefix, packed])))
+        return int(await self._call("commit the dispatch batch", self._commit(keys=keys.keys, args=[packed])))
 
     async def _send_fields(self, send_id: str) -> dict[str, Any]:
         body = await self._call("read a send", self.redis.hget(self.k("send"), send_id))
@@ -538,8 +579,9 @@ class RedisTriggerStore:
     async def record_conversion(self, send: SendRecord, event_id: str, at: float) -> bool:
         body = _dumps({"customer_id": send.customer_id, "journey": send.journey, "step": send.step,
                        "variant": send.variant, "event_id": event_id, "at": at})
+        keys = [self.k("conv"), self.k("conv", "all"), self.k("rep", "conv")]
         return bool(await self._call("record a conversion", self._conversion(
-            keys=[], args=[self.prefix, send.send_id, _num(at), _key(send.journey, send.step, send.variant), body])))
+            keys=keys, args=[send.send_id, _num(at), _key(send.journey, send.step, send.variant), body])))
 
     async def report_counts(self, since: float | None = None) -> dict[str, Any]:
         """Counters when ``since`` is None; otherwise the time indexes are read and aggregated."""

@@ -55,11 +55,11 @@ async def test_create_trigger_engine_redis_store_and_queue(tmp_path, redis_url):
     (tmp_path / "triggers.yml").write_text(TEST_TRIGGERS, encoding="utf-8")
     engine = create_trigger_engine(None, tmp_path, settings={"store": "redis", "url": redis_url, "prefix": "t:f"})
     assert isinstance(engine.store, RedisTriggerStore) and isinstance(engine.queue, RedisJobQueue)
-    assert engine.store.prefix == "t:f" and engine.queue.keys[0] == "t:f:due"
+    assert engine.store.prefix == "t:f" and engine.queue.keys[0] == "{t:f}:due"
     from bot.triggers.events import BehaviourEvent
 
     await engine.submit([BehaviourEvent("e1", "cart_item_added", "c1", engine.clock.now())])
-    assert await engine.store.redis.hexists("t:f:ev", "e1")
+    assert await engine.store.redis.hexists("{t:f}:ev", "e1")
     assert (await engine.queue.size())["due"] == 1
     await engine.queue.close()
     await engine.store.close()
