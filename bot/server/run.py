@@ -106,8 +106,16 @@ def _handoff_service(project_root: str | None, app: Sanic) -> Any:
     )
     if not configured:
         return None
-    service = HandoffService(HandoffConfig.from_project(project_root))
-    service.register_input_channels(list(getattr(app.ctx, "input_channels", []) or []))
+    from bot.handoff.record import profile_from_shop
+    from bot.shared.outputs import OutputRegistry
+
+    config = HandoffConfig.from_project(project_root)
+
+    async def shop_profile(channel: str | None, sender_id: str) -> dict[str, Any] | None:
+        return await profile_from_shop(channel, sender_id, config.vip_lifetime_value_cents)
+
+    service = HandoffService(config, profile_provider=shop_profile,
+                             outputs=OutputRegistry.from_channels(getattr(app.ctx, "input_channels", []) or []))
     app.blueprint(create_handoff_blueprint(service))
     app.ctx.handoff = service
     return service
