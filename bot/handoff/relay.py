@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 from bot.handoff import messages as msg
 from bot.handoff.config import AgentSpec, HandoffConfig
@@ -27,13 +27,12 @@ LEFT_MESSAGE_PRIORITY = 5  # a message left after hours is the first thing the n
 
 class Relay:
     def __init__(self, config: HandoffConfig, store: SQLHandoffStore, queue: Any, notifier: Notifier,
-                 delivery: Delivery, clock: Callable[[], float]) -> None:
+                 delivery: Delivery) -> None:
         self.config = config
         self.store = store
         self.queue = queue
         self.notifier = notifier
         self.delivery = delivery
-        self.clock = clock
 
     async def _notify_message(self, h: Handoff, kind: str, row: dict[str, Any]) -> None:
         await self.notifier.notify({"type": kind, "handoff_id": h.id, "queue": h.queue,

@@ -82,7 +82,7 @@ class HandoffService:
         self.delivery = Delivery(config, self.outputs, agent)
         self.router = Router(config, self.records, self.queue, self.roster, self.notifier, self.delivery, clock)
         self.escalator = Escalator(config, self.records, self.queue, self.router, self.notifier, clock, self._spawn)
-        self.relay = Relay(config, self.store, self.queue, self.notifier, self.delivery, clock)
+        self.relay = Relay(config, self.store, self.queue, self.notifier, self.delivery)
         self.csat = Csat(config, self.store, self.notifier, self.delivery)
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
