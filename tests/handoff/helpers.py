@@ -20,6 +20,39 @@ class RecordingBroker:
         pass
 
 
+class ChannelProvider:
+    """A real :class:`~bot.shared.outputs.OutputProvider` over one output (or an input channel's outputs).
+
+    ``output`` answers every recipient; ``channel`` is an input channel whose
+    ``get_output_channel_for(sender)`` / ``get_output_channel()`` reaches them (socket.io, WeChat).
+    """
+
+    def __init__(self, name: str, output: Any = None, channel: Any = None, **capabilities: Any) -> None:
+        from bot.shared.outputs import ChannelCapabilities
+
+        self._name, self.output, self.channel = name, output, channel
+        self._capabilities = ChannelCapabilities(label=name, **capabilities)
+
+    def name(self) -> str:
+        return self._name
+
+    def capabilities(self) -> Any:
+        return self._capabilities
+
+    def output_for(self, recipient_id: str) -> Any:
+        if self.channel is None:
+            return self.output
+        if hasattr(self.channel, "get_output_channel_for"):
+            return self.channel.get_output_channel_for(recipient_id)
+        return self.channel.get_output_channel()
+
+
+def outputs(*providers: Any) -> Any:
+    from bot.shared.outputs import OutputRegistry
+
+    return OutputRegistry(providers)
+
+
 class CapturingChannel:
     """Push target standing in for the widget: records what the shopper would see."""
 

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from tests.handoff.helpers import CapturingChannel, RecordingBroker
+from tests.handoff.helpers import CapturingChannel, ChannelProvider, RecordingBroker, outputs
 
 CST = dt.timezone(dt.timedelta(hours=8))
 HOURS = {"start": "09:00", "end": "18:00", "utc_offset_hours": 8}
@@ -28,8 +28,8 @@ async def make_stack(model: Path, config: Any, clock: Any) -> tuple[Any, Any]:
     async def no_profile(channel: Any, sender: str) -> None:
         return None
 
-    service = HandoffService(config, agent=agent, profile_provider=no_profile, clock=clock)
-    service.register_channel("test", lambda sender: CapturingChannel())
+    service = HandoffService(config, agent=agent, profile_provider=no_profile, clock=clock,
+                             outputs=outputs(ChannelProvider("test", CapturingChannel())))
     agent.add_hook(HandoffHook(service))
     await service.start()
     return agent, service

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.handoff.helpers import RecordingBroker, make_config
+from tests.handoff.helpers import ChannelProvider, RecordingBroker, make_config, outputs
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -66,7 +66,8 @@ class HandoffServer:
         async def no_profile(channel: Any, sender: str) -> None:
             return None
 
-        self.service = install_handoff(app, self.agent, self.config, profile_provider=no_profile)
+        self.service = install_handoff(app, self.agent, self.config, profile_provider=no_profile,
+                                       outputs=outputs(ChannelProvider("socketio", channel=channel)))
         await self.service.start()
         self.server = await app.create_server(host="127.0.0.1", port=self.port, return_asyncio_server=True,
                                               access_log=False)

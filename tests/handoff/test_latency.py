@@ -137,7 +137,7 @@ def test_console_websocket_heartbeats_while_events_keep_coming(config_factory: A
                 loop = asyncio.get_running_loop()
                 end = loop.time() + 1.0
                 while loop.time() < end:  # an event every 20 ms: the outbox never times out
-                    await service._notify({"type": "agent_status", "agent": {"id": "bob", "status": "away"}})
+                    await service.notifier.notify({"type": "agent_status", "agent": {"id": "bob", "status": "away"}})
                     await ws.recv()
                     await asyncio.sleep(0.02)
                 assert beats.count("alice") >= 2

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.handoff.helpers import CapturingChannel, RecordingBroker
+from tests.handoff.helpers import CapturingChannel, ChannelProvider, RecordingBroker, outputs
 
 
 async def make_stack(model: Path, config: Any, broker: RecordingBroker | None = None) -> tuple[Any, Any, CapturingChannel]:
@@ -21,9 +21,9 @@ async def make_stack(model: Path, config: Any, broker: RecordingBroker | None = 
     async def no_profile(channel: Any, sender: str) -> None:
         return None
 
-    service = HandoffService(config, event_broker=broker, agent=agent, profile_provider=no_profile)
     push = CapturingChannel()
-    service.register_channel("test", lambda sender: push)
+    service = HandoffService(config, event_broker=broker, agent=agent, profile_provider=no_profile,
+                             outputs=outputs(ChannelProvider("test", push)))
     agent.add_hook(HandoffHook(service))
     await service.start()
     return agent, service, push

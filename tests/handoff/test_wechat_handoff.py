@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.connectors.wechat.conftest import APP_ID, APP_SECRET, TOKEN, WeChatSender, fake_api  # noqa: F401
-from tests.handoff.helpers import RecordingBroker
+from tests.handoff.helpers import ChannelProvider, RecordingBroker, outputs
 
 URL = "/webhooks/wechat/webhook"
 OPENID = "oShopper42"
@@ -34,7 +34,9 @@ async def make_app(model: Path, config: Any, api: Any, clock: Any) -> tuple[Any,
     async def no_profile(channel_name: Any, sender: str) -> None:
         return None
 
-    service = install_handoff(app, agent, config, profile_provider=no_profile)
+    # WeChat declares its 48-hour window and template messages; the handoff reads only that.
+    wechat = ChannelProvider("wechat", channel=channel, send_window=True, templates=True)
+    service = install_handoff(app, agent, config, profile_provider=no_profile, outputs=outputs(wechat))
     await service.start()
     return app, service, channel
 
