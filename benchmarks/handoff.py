@@ -70,7 +70,8 @@ async def serve(model: str, db: str, port: int, n: int, m: int, stats_path: str,
     import pstats
 
     from bot.agent import Agent
-    from bot.handoff import HandoffConfig, install_handoff
+    from bot.handoff import HandoffConfig, HandoffService
+    from bot.handoff.feature import HandoffFeature
     from bot.server.app import create_app
     from connectors.rest import RestInput
 
@@ -78,16 +79,16 @@ async def serve(model: str, db: str, port: int, n: int, m: int, stats_path: str,
                                       "secret": SECRET, "sentiment_threshold": -2.0})
     agent = Agent(action_package=None)
     await agent.load_model(model)
-    app = create_app(agent, input_channels=[RestInput()])
-    app.config.TOUCHUP = False
 
     async def no_profile(channel: Any, sender: str) -> None:
         return None
 
-    service = install_handoff(app, agent, config, profile_provider=no_profile)
-    await service.start()
+    service = HandoffService(config, profile_provider=no_profile)
+    app = create_app(agent, input_channels=[RestInput()], features=[HandoffFeature(service, owns_service=False)])
+    app.config.TOUCHUP = False
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
     await server.startup()
+    await server.before_start()  # the server's life cycle: starts the handoff feature
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     # thread_time: the event loop's own CPU; on a loaded machine wall time mostly shows waiting for a core

@@ -172,6 +172,12 @@ class Agent:
         if self.processor is not None and hook not in self.processor.hooks:
             self.processor.hooks.append(hook)
 
+    def remove_hook(self, hook: ProcessorHook) -> None:
+        """Unregister a hook (a feature that stops); unknown hooks are ignored."""
+        for hooks in (self.hooks, self.processor.hooks if self.processor is not None else []):
+            if hook in hooks:
+                hooks.remove(hook)
+
     def _require(self) -> MessageProcessor:
         if self.processor is None:
             raise ModelNotFound("No model is loaded. Fix: train one and load it with PUT /model or --model.")

@@ -17,8 +17,10 @@ from bot.handoff.service import HandoffService
 class HandoffFeature(BaseFeature):
     name = "handoff"
 
-    def __init__(self, service: HandoffService) -> None:
+    def __init__(self, service: HandoffService, *, owns_service: bool = True) -> None:
+        """``owns_service`` False: the caller built the service and closes it (tests, tools)."""
         self.service = service
+        self.owns_service = owns_service
         self._started = False
 
     def blueprints(self) -> Sequence[Any]:
@@ -36,8 +38,9 @@ class HandoffFeature(BaseFeature):
         self._started = True
 
     async def stop(self) -> None:
-        if self._started:
+        if self._started and self.owns_service:
             await self.service.close()
+        self._started = False
 
     def health(self) -> FeatureHealth:
         return FeatureHealth(ok=self._started, detail={"agents": len(self.service.agents)})

@@ -75,11 +75,10 @@ class HandoffService:
         self.bus = bus if bus is not None else InMemoryBus()
         self.profile_provider = profile_provider
         self.clock = clock
-        self.outputs = outputs if outputs is not None else OutputRegistry()
         self.records = HandoffRecords(self.store)
         self.roster = AgentRoster(config.agents, self.presence)
         self.notifier = Notifier(self.bus, self.roster, clock, event_broker)
-        self.delivery = Delivery(config, self.outputs, agent)
+        self.delivery = Delivery(config, outputs if outputs is not None else OutputRegistry(), agent)
         self.router = Router(config, self.records, self.queue, self.roster, self.notifier, self.delivery, clock)
         self.escalator = Escalator(config, self.records, self.queue, self.router, self.notifier, clock, self._spawn)
         self.relay = Relay(config, self.store, self.queue, self.notifier, self.delivery)
@@ -96,6 +95,15 @@ class HandoffService:
     @agent.setter
     def agent(self, agent: Any) -> None:
         self.delivery.agent = agent
+
+    @property
+    def outputs(self) -> OutputRegistry:
+        """The server's output channels (the server binds them when the worker starts)."""
+        return self.delivery.outputs
+
+    @outputs.setter
+    def outputs(self, outputs: OutputRegistry) -> None:
+        self.delivery.outputs = outputs
 
     @property
     def event_broker(self) -> Any:

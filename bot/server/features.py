@@ -66,6 +66,8 @@ class FeatureSet:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._started: list[Feature] = []
+        self._hooks: list[Any] = []
+        self._agent: Any = None
 
     def __getitem__(self, name: str) -> Feature:
         for feature in self.features:
@@ -84,13 +86,18 @@ class FeatureSet:
 
     async def start(self, agent: Any, outputs: OutputRegistry, settings: ProjectSettings) -> None:
         """Start every feature, then register their hooks, then run their tasks."""
+        if self._started:  # a server that starts again (test clients serve one request per start)
+            await self.stop()
+        self._stop = asyncio.Event()
         context = FeatureContext(agent=agent, outputs=outputs, settings=settings)
         for feature in self.features:
             await feature.start(context)
             self._started.append(feature)
+        self._agent = agent
         for feature in self.features:
             for hook in feature.hooks():
                 agent.add_hook(hook)
+                self._hooks.append(hook)
         loop = asyncio.get_running_loop()
         for feature in self.features:
             for task in feature.tasks():
@@ -111,6 +118,9 @@ class FeatureSet:
                 if not task.cancelled() and task.exception() is not None:
                     logger.error("Task %s ended with an error.", task.get_name(), exc_info=task.exception())
             self._tasks.clear()
+        for hook in self._hooks:
+            self._agent.remove_hook(hook)
+        self._hooks.clear()
         for feature in reversed(self._started):
             try:
                 await feature.stop()

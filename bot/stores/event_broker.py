@@ -289,7 +289,7 @@ class RedisStreamsEventBroker(EventBroker):
 
     def unsubscribe(self, handler: EventHandler) -> None:
         for task in list(self._tasks):
-            if getattr(task, "handler", None) is handler:
+            if getattr(task, "handler", None) == handler:  # == : bound methods are new objects each time
                 task.cancel()
                 self._tasks.remove(task)
 

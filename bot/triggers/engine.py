@@ -189,6 +189,11 @@ class TriggerEngine:
         else:
             broker.subscribe(self.handle_broker_message)
 
+    def detach(self) -> None:
+        """Stop consuming the broker's events (the server stops this engine)."""
+        if self.broker is not None:
+            self.broker.unsubscribe(self.handle_broker_message)
+
     async def handle_broker_message(self, body: dict[str, Any]) -> None:
         event = from_broker_message(body)
         if event is None:

@@ -23,6 +23,7 @@ class TriggersFeature(BaseFeature):
         """``engine``: a ready engine to serve instead of building one at start (tests, tools)."""
         self.settings = settings
         self.engine: Any = engine
+        self.owns_engine = engine is None  # an engine passed in belongs to the caller
 
     def blueprints(self) -> Sequence[Any]:
         if not self.settings.enable_api:
@@ -32,7 +33,7 @@ class TriggersFeature(BaseFeature):
         return (create_triggers_blueprint(lambda request: self.engine),)
 
     async def start(self, context: FeatureContext) -> None:
-        if self.engine is not None or self.settings.root is None:
+        if not self.owns_engine or self.settings.root is None:
             return
         from bot.triggers import create_trigger_engine
 
@@ -47,12 +48,14 @@ class TriggersFeature(BaseFeature):
         return (self.engine.run_forever,) if self.engine is not None else ()
 
     async def stop(self) -> None:
-        if self.engine is None:
+        engine, self.engine = self.engine, (None if self.owns_engine else self.engine)
+        if engine is None or not self.owns_engine:
             return
+        engine.detach()
         try:
-            await self.engine.queue.close()
+            await engine.queue.close()
         finally:
-            await self.engine.store.close()
+            await engine.store.close()
 
     def health(self) -> FeatureHealth:
         return FeatureHealth(detail={"engine": self.engine is not None})

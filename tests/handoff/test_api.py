@@ -13,7 +13,8 @@ from tests.handoff.helpers import RecordingBroker
 @pytest.fixture
 def stack(handoff_model: Path, config_factory: Any) -> Any:
     from bot.agent import Agent
-    from bot.handoff import install_handoff
+    from bot.handoff import HandoffService
+    from bot.handoff.feature import HandoffFeature
     from bot.server.app import create_app
 
     async def build() -> Any:
@@ -24,12 +25,12 @@ def stack(handoff_model: Path, config_factory: Any) -> Any:
     agent = asyncio.run(build())
     from connectors.rest import RestInput
 
-    app = create_app(agent, input_channels=[RestInput()])
 
     async def no_profile(channel: Any, sender: str) -> None:
         return None
 
-    service = install_handoff(app, agent, config_factory(auto_assign=False), profile_provider=no_profile)
+    service = HandoffService(config_factory(auto_assign=False), profile_provider=no_profile)
+    app = create_app(agent, input_channels=[RestInput()], features=[HandoffFeature(service, owns_service=False)])
     return app, agent, service
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.handoff.helpers import ChannelProvider, RecordingBroker, make_config, outputs
+from tests.handoff.helpers import RecordingBroker, make_config
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -52,7 +52,8 @@ class HandoffServer:
 
     async def _start(self) -> None:
         from bot.agent import Agent
-        from bot.handoff import install_handoff
+        from bot.handoff import HandoffService
+        from bot.handoff.feature import HandoffFeature
         from bot.server.app import create_app
         from connectors.demo_page import demo_root
         from connectors.socketio import SocketIOInput
@@ -60,18 +61,18 @@ class HandoffServer:
         self.agent = Agent(event_broker=self.broker, action_package=None)
         await self.agent.load_model(self.model)
         channel = SocketIOInput.from_credentials({"session_persistence": True})
-        app = create_app(self.agent, input_channels=[channel], root_handler=demo_root)
-        app.config.TOUCHUP = False
 
         async def no_profile(channel: Any, sender: str) -> None:
             return None
 
-        self.service = install_handoff(app, self.agent, self.config, profile_provider=no_profile,
-                                       outputs=outputs(ChannelProvider("socketio", channel=channel)))
-        await self.service.start()
+        self.service = HandoffService(self.config, profile_provider=no_profile)
+        app = create_app(self.agent, input_channels=[channel], root_handler=demo_root,
+                         features=[HandoffFeature(self.service, owns_service=False)])
+        app.config.TOUCHUP = False
         self.server = await app.create_server(host="127.0.0.1", port=self.port, return_asyncio_server=True,
                                               access_log=False)
         await self.server.startup()
+        await self.server.before_start()  # the server's life cycle: starts the handoff feature
         self.loop.create_task(self.server.serve_forever())
 
     def call(self, coro: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.connectors.wechat.conftest import APP_ID, APP_SECRET, TOKEN, WeChatSender, fake_api  # noqa: F401
-from tests.handoff.helpers import ChannelProvider, RecordingBroker, outputs
+from tests.handoff.helpers import RecordingBroker
 
 URL = "/webhooks/wechat/webhook"
 OPENID = "oShopper42"
@@ -20,7 +20,8 @@ OPENID = "oShopper42"
 
 async def make_app(model: Path, config: Any, api: Any, clock: Any) -> tuple[Any, Any, Any]:
     from bot.agent import Agent
-    from bot.handoff import install_handoff
+    from bot.handoff import HandoffService
+    from bot.handoff.feature import HandoffFeature
     from bot.server.app import create_app
     from connectors.wechat.channel import WeChatInput
 
@@ -29,15 +30,14 @@ async def make_app(model: Path, config: Any, api: Any, clock: Any) -> tuple[Any,
     channel.clock = clock
     agent = Agent(event_broker=RecordingBroker(), action_package=None)
     await agent.load_model(model)
-    app = create_app(agent, input_channels=[channel])
 
     async def no_profile(channel_name: Any, sender: str) -> None:
         return None
 
-    # WeChat declares its 48-hour window and template messages; the handoff reads only that.
-    wechat = ChannelProvider("wechat", channel=channel, send_window=True, templates=True)
-    service = install_handoff(app, agent, config, profile_provider=no_profile, outputs=outputs(wechat))
-    await service.start()
+    # The server's own wiring: the feature gets the registry built from the mounted channels
+    # (WeChat declares its 48-hour window and template messages; the handoff reads only that).
+    service = HandoffService(config, profile_provider=no_profile)
+    app = create_app(agent, input_channels=[channel], features=[HandoffFeature(service, owns_service=False)])
     return app, service, channel
 
 
