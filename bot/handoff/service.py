@@ -30,7 +30,7 @@ from bot.handoff import messages as msg
 from bot.handoff.config import AgentSpec, HandoffConfig
 from bot.handoff.presence import InMemoryBus, InMemoryPresence, create_shared_state
 from bot.handoff.queue import InMemoryLiveQueue, score
-from bot.handoff.record import profile_from_shop, sentiment_trend, summarize, transcript_from_tracker
+from bot.handoff.record import sentiment_trend, summarize, transcript_from_tracker
 from bot.handoff.rules import Escalation
 from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore
 from bot.nlu.language import conversation_language
@@ -91,6 +91,10 @@ def summary_view(h: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _no_profile(channel: str | None, sender_id: str) -> None:
+    return None
+
+
 class HandoffService:
     def __init__(self, config: HandoffConfig, store: SQLHandoffStore | None = None, queue: Any = None,
                  event_broker: Any = None, agent: Any = None, profile_provider: ProfileProvider | None = None,
@@ -104,8 +108,7 @@ class HandoffService:
         self.bus = bus if bus is not None else InMemoryBus()
         self.event_broker = event_broker
         self.agent = agent
-        self.profile_provider = profile_provider or (
-            lambda channel, sender: profile_from_shop(channel, sender, config.vip_lifetime_value_cents))
+        self.profile_provider = profile_provider or _no_profile  # the server passes the `ports: profile` port
         self.clock = clock
         self.agents: dict[str, AgentState] = {a.id: AgentState(a) for a in config.agents}
         self.listeners: set[Listener] = set()

@@ -74,20 +74,53 @@ async def _start_triggers(app: Sanic, project_root: str) -> None:
     app.ctx.triggers_task = asyncio.get_running_loop().create_task(engine.run_forever(app.ctx.triggers_stop))
 
 
+def _project_settings(project_root: str) -> Any:
+    """The project's files as features read them (endpoints.yml of the project folder)."""
+    from pathlib import Path
+
+    from bot.feature import ProjectSettings
+    from bot.shared.endpoints import load_endpoints
+
+    root = Path(project_root)
+    return ProjectSettings(root=root, endpoints=load_endpoints(root / "endpoints.yml"))
+
+
 async def _start_shop_outbox(app: Sanic, project_root: str) -> None:
-    """Relay the shop's behaviour events (outbox) to the event broker, when the project has a shop."""
-    from bot.shop_cli import create_outbox_relay
+    """Relay the project's behaviour events (endpoints.yml `ports: outbox`) to the event broker."""
+    from bot.relay import outbox_relay_for_project
 
     app.ctx.shop_outbox = None
     try:
-        relay = create_outbox_relay(getattr(app.ctx.agent, "event_broker", None), project_root)
-    except Exception:  # a bad `shop:` section must not stop the bot from serving
+        relay = outbox_relay_for_project(getattr(app.ctx.agent, "event_broker", None), _project_settings(project_root))
+    except Exception:  # a bad `ports:` or `shop:` section must not stop the bot from serving
         logger.exception("Shop outbox relay not started")
         return
     if relay is not None:
         relay.start()
         app.ctx.shop_outbox = relay
         logger.info("Shop outbox relay started (every %.1fs).", relay.interval)
+
+
+def _profile_provider(project_root: str, vip_lifetime_value_cents: int) -> Any:
+    """The handoff's customer profiles from endpoints.yml `ports: profile`, VIP by the handoff's threshold."""
+    from bot.ports import load_configured_port
+    from bot.shared.exceptions import ConfigError
+
+    try:
+        port = load_configured_port(_project_settings(project_root), "profile")
+    except ConfigError as e:  # handoffs go on without profiles, as when the shop is down
+        logger.error("Customer profiles off: %s", e)
+        return None
+    if port is None:
+        return None
+
+    async def profile(channel: str | None, sender_id: str) -> dict[str, Any] | None:
+        found = await port.profile(channel, sender_id)
+        if found is not None and "lifetime_value_cents" in found:
+            found["vip"] = found["lifetime_value_cents"] >= vip_lifetime_value_cents
+        return found
+
+    return profile
 
 
 def _handoff_service(project_root: str | None, app: Sanic) -> Any:
@@ -106,7 +139,8 @@ def _handoff_service(project_root: str | None, app: Sanic) -> Any:
     )
     if not configured:
         return None
-    service = HandoffService(HandoffConfig.from_project(project_root))
+    config = HandoffConfig.from_project(project_root)
+    service = HandoffService(config, profile_provider=_profile_provider(project_root, config.vip_lifetime_value_cents))
     service.register_input_channels(list(getattr(app.ctx, "input_channels", []) or []))
     app.blueprint(create_handoff_blueprint(service))
     app.ctx.handoff = service
