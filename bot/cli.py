@@ -120,10 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     kb = ksub.add_parser("build", help="Validate knowledge_base/ and build the FAISS index.")
     add_kb_build_arguments(kb)
 
-    from bot.shop_cli import add_shop_parser
     from bot.triggers.cli import add_triggers_parser
 
-    add_shop_parser(sub)
+    p = sub.add_parser("shop", help="Moved: the demo shop's data tools are `python -m actions.shop seed|import`.")
+    p.add_argument("shop_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     add_triggers_parser(sub)
 
     p = sub.add_parser("data", help="Work with training data: `data validate`.")
@@ -283,9 +283,11 @@ def _run_triggers(args: argparse.Namespace) -> int:
 
 
 def _run_shop(args: argparse.Namespace) -> int:
-    from bot.shop_cli import run_shop
-
-    return run_shop(args)
+    """The shop belongs to the demo package, which the engine does not import: point at its command."""
+    rest = " ".join(args.shop_args) or "seed|import ..."
+    print(f"`python -m bot shop` moved to the demo package: run `python -m actions.shop {rest}` "
+          "from the project folder.", file=sys.stderr)
+    return 2
 
 
 def cmd_data(args: argparse.Namespace) -> int:

@@ -105,7 +105,7 @@ def ensure_demo_shop(url: str) -> None:
     from actions.shop.seed import SMALL, seed_shop
 
     logger.warning("Shop database %s is missing: generating a small demo shop "
-                   "(run `python -m bot shop seed` for the full one).", path)
+                   "(run `python -m actions.shop seed` for the full one).", path)
     tmp = path.with_name(path.name + ".seeding")
     tmp.unlink(missing_ok=True)
     seed_shop(f"sqlite:///{tmp}", size=SMALL)

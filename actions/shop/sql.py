@@ -133,7 +133,7 @@ class SqlShopStore:
         except SQLAlchemyError as e:
             raise ShopUnavailable(
                 f"Shop database failed on '{what}' ({_safe_url(self.url)}): {type(e).__name__}. "
-                "Check the `shop: url` in endpoints.yml and that the database is up (run `python -m bot shop seed` for the demo)."
+                "Check the `shop: url` in endpoints.yml and that the database is up (run `python -m actions.shop seed` for the demo)."
             ) from e
 
     async def close(self) -> None:
@@ -339,7 +339,7 @@ class SqlShopStore:
 
         return await self._in_thread(tx, f"record {event}")
 
-    # -- outbox relay (used by `bot/shop_cli.forward_outbox`) -------------------------
+    # -- outbox relay (read by actions/shop/ports.py ShopOutboxPort for bot/relay.py) ---
 
     def pending_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._sessions() as s:

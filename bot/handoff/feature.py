@@ -6,12 +6,16 @@ the agent API have their own login, so the routes are mounted with or without
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 from bot.feature import BaseFeature, FeatureContext, FeatureHealth, ProjectSettings
 from bot.handoff.config import HandoffConfig
 from bot.handoff.hook import HandoffHook
 from bot.handoff.service import HandoffService
+from bot.shared.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 class HandoffFeature(BaseFeature):
@@ -46,7 +50,34 @@ class HandoffFeature(BaseFeature):
         return FeatureHealth(ok=self._started, detail={"agents": len(self.service.agents)})
 
 
+def profile_provider(settings: ProjectSettings, vip_lifetime_value_cents: int) -> Any:
+    """Customer profiles from endpoints.yml ``ports: profile``, VIP by the handoff's threshold.
+
+    None without that port; a broken port is logged and handoffs go on without profiles
+    (as when the shop is down), so a typo there never stops the console.
+    """
+    from bot.ports import load_configured_port
+
+    try:
+        port = load_configured_port(settings, "profile")
+    except ConfigError as e:
+        logger.error("Customer profiles off: %s", e)
+        return None
+    if port is None:
+        return None
+
+    async def profile(channel: str | None, sender_id: str) -> dict[str, Any] | None:
+        found = await port.profile(channel, sender_id)
+        if found is not None and "lifetime_value_cents" in found:
+            found["vip"] = found["lifetime_value_cents"] >= vip_lifetime_value_cents
+        return found
+
+    return profile
+
+
 def handoff_feature(settings: ProjectSettings) -> HandoffFeature | None:
     if settings.root is None or settings.section("handoff") is None:
         return None
-    return HandoffFeature(HandoffService(HandoffConfig.from_project(settings.root)))
+    config = HandoffConfig.from_project(settings.root)
+    return HandoffFeature(HandoffService(config, profile_provider=profile_provider(
+        settings, config.vip_lifetime_value_cents)))

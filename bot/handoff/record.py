@@ -88,29 +88,3 @@ def summarize(transcript: list[dict[str, Any]], reason: str, language: str) -> s
     if kb_hits:
         text += f"KB hits: {', '.join(map(str, kb_hits[-3:]))}. "
     return text + f"Escalated because: {reason}."
-
-
-async def profile_from_shop(channel: str | None, sender_id: str, vip_cents: int) -> dict[str, Any] | None:
-    """Orders, lifetime value and open after-sales cases from the shop store, if one is set up."""
-    try:
-        from actions.shop import get_shop
-
-        shop = get_shop()
-        customer = await shop.customer_by_identity(channel or "", sender_id)
-        if customer is None:
-            return None
-        orders = await shop.recent_orders(customer.id, limit=50)
-    except Exception as e:  # no shop configured, shop down: the handoff goes on without a profile
-        logger.debug("No shop profile for %s: %s", sender_id, e)
-        return None
-    lifetime = sum(o.total_cents - o.discount_cents for o in orders if o.status not in ("cancelled",))
-    open_cases = [
-        {"order_id": o.id, "kind": a.kind, "status": a.status, "reason": a.reason}
-        for o in orders for a in o.after_sales if a.status not in ("closed", "completed", "rejected")
-    ]
-    return {
-        "customer_id": customer.id, "name": customer.name, "orders": len(orders),
-        "lifetime_value_cents": lifetime, "open_after_sales": open_cases,
-        "recent_orders": [{"id": o.id, "status": o.status, "total_cents": o.total_cents} for o in orders[:5]],
-        "vip": lifetime >= vip_cents,
-    }

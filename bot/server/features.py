@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 from bot.feature import Feature, FeatureContext, FeatureFactory, FeatureHealth, ProjectSettings
 from bot.handoff.feature import handoff_feature
 from bot.knowledge.feature import knowledge_feature
-from bot.outbox_feature import shop_outbox_feature
+from bot.relay_feature import outbox_relay_feature
 from bot.shared.endpoints import load_endpoints
 from bot.shared.outputs import OutputRegistry
 from bot.shared.yaml_io import read_yaml_file, to_plain
@@ -27,7 +27,7 @@ FEATURES: tuple[tuple[str, FeatureFactory], ...] = (
     ("knowledge", knowledge_feature),
     ("handoff", handoff_feature),
     ("triggers", triggers_feature),
-    ("shop_outbox", shop_outbox_feature),
+    ("shop_outbox", outbox_relay_feature),
 )
 TASK_GRACE_S = 5.0  # how long stopping tasks may take before they are cancelled
 
@@ -68,6 +68,7 @@ class FeatureSet:
         self._started: list[Feature] = []
         self._hooks: list[Any] = []
         self._agent: Any = None
+        self.task_outcomes: dict[str, str] = {}  # how each task of the last stop ended
 
     def __getitem__(self, name: str) -> Feature:
         for feature in self.features:
@@ -101,7 +102,7 @@ class FeatureSet:
         loop = asyncio.get_running_loop()
         for feature in self.features:
             for task in feature.tasks():
-                self._tasks.append(loop.create_task(task(self._stop), name=f"kefu-{feature.name}"))
+                self._tasks.append(loop.create_task(task(self._stop), name=feature.name))
         if self.features:
             logger.info("Features running: %s.", ", ".join(self.names()))
 
@@ -114,9 +115,15 @@ class FeatureSet:
                 logger.warning("Task %s did not stop within %.1fs; cancelling it.", task.get_name(), grace)
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
+            self.task_outcomes = {}
+            for task in self._tasks:
+                if task in pending or task.cancelled():
+                    self.task_outcomes[task.get_name()] = "cancelled"
+                elif task.exception() is not None:
+                    self.task_outcomes[task.get_name()] = "failed"
                     logger.error("Task %s ended with an error.", task.get_name(), exc_info=task.exception())
+                else:
+                    self.task_outcomes[task.get_name()] = "stopped"
             self._tasks.clear()
         for hook in self._hooks:
             self._agent.remove_hook(hook)

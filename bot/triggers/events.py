@@ -3,7 +3,7 @@
 An event is ``{"id", "type", "customer_id", "timestamp", "properties", "profile"}``.
 Validation is strict and all-or-nothing so a bad batch changes nothing; every
 rejection carries a machine-readable ``code`` and a sentence saying how to fix it.
-Shop outbox bodies (``bot/shop_cli.forward_outbox``) and Rasa tracker events on the
+Shop outbox bodies (``bot/relay.forward_outbox``) and Rasa tracker events on the
 broker are converted to the same shape by :func:`from_broker_message`.
 """
 from __future__ import annotations

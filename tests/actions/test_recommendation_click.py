@@ -7,9 +7,10 @@ import json
 from rasa_sdk.executor import ActionExecutor  # noqa: F401 - fixture type
 
 from bot.nlu.regex_interpreter import parse_intent_message
-from bot.shop_cli import forward_outbox
+from bot.relay import forward_outbox
 from bot.stores.event_broker import InProcessEventBroker
 from actions.shop import get_shop
+from actions.shop.ports import ShopOutboxPort
 from tests.actions.test_demo_actions import OWNER, domain, executor, run, shop, slots_of, tracker  # noqa: F401
 from tests.shop.conftest import seeded_db  # noqa: F401 - session fixture
 
@@ -60,7 +61,7 @@ def test_click_reaches_the_broker_like_recommendation_shown(executor, domain) ->
         received.append(event)
 
     broker.subscribe(handler)
-    asyncio.run(forward_outbox(broker, get_shop()))
+    asyncio.run(forward_outbox(broker, ShopOutboxPort(store=get_shop())))
     kinds = [e["event"] for e in received]
     assert kinds == ["recommendation_shown", "recommendation_clicked"]
     assert received[1]["data"]["position"] == 1

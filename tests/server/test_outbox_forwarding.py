@@ -1,4 +1,8 @@
-"""The shop outbox relay runs inside the server: started after the agent, stopped on shutdown."""
+"""The shop outbox relay runs inside the server: started after the agent, stopped on shutdown.
+
+The project names the demo's outbox port in endpoints.yml (`ports: outbox`); the engine's
+relay (bot/relay.py) reads it through that port only.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -12,13 +16,22 @@ from sqlalchemy import create_engine, text
 
 from actions.shop.base import SHOP_TZ
 from actions.shop.seed import seed_shop
+from bot.feature import ProjectSettings
+from bot.relay import OutboxRelay, outbox_relay_for_project
 from bot.server.run import ServerOptions, build_app
-from bot.shop_cli import OutboxRelay, create_outbox_relay
+from bot.shared.endpoints import load_endpoints
 from bot.stores.event_broker import InProcessEventBroker, RedisStreamsEventBroker
 from bot.triggers.events import from_broker_message
 from tests.shop.conftest import TINY
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=SHOP_TZ)
+OUTBOX_PORT = "ports:\n  outbox: {type: actions.shop.ports.ShopOutboxPort}\n"
+
+
+def create_outbox_relay(broker, project: Path) -> OutboxRelay | None:
+    """The relay the server builds for ``project`` (its endpoints.yml `ports: outbox`)."""
+    settings = ProjectSettings(root=project, endpoints=load_endpoints(project / "endpoints.yml"))
+    return outbox_relay_for_project(broker, settings)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +45,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(seeded: Path, tmp_path: Path) -> Path:
     """A project whose shop is a private copy of the seeded shop, relayed every 50 ms."""
     shutil.copy(seeded, tmp_path / "shop.db")
-    (tmp_path / "endpoints.yml").write_text("shop:\n  url: sqlite:///shop.db\n  outbox_interval: 0.05\n")
+    (tmp_path / "endpoints.yml").write_text("shop:\n  url: sqlite:///shop.db\n  outbox_interval: 0.05\n" + OUTBOX_PORT)
     return tmp_path
 
 
@@ -85,9 +98,8 @@ def _app(project: Path, name: str) -> Sanic:
             if len(agent.received) >= int(request.args.get("n", 1)):
                 break
             await asyncio.sleep(0.05)
-        relay = request.app.ctx.features["shop_outbox"].relay
         return json_response({"events": [e["event"] for e in agent.received],
-                              "running": relay is not None and not relay.task.done()})
+                              "running": request.app.ctx.features["shop_outbox"].running})
 
     return app
 
@@ -99,8 +111,8 @@ def test_server_relays_outbox_events_to_the_broker_and_stops_cleanly(project: Pa
     assert response.json["running"] is True
     assert response.json["events"] == ["order_cancelled", "address_changed", "return_requested"]
     assert unpublished(project / "shop.db") == 0
-    relay = app.ctx.features["shop_outbox"].relay
-    assert relay.task.done() and not relay.task.cancelled()  # stopped on shutdown, not killed
+    # stopped on shutdown, not killed
+    assert app.ctx.features.task_outcomes == {"shop_outbox": "stopped", "triggers": "stopped"}
 
 
 def test_project_without_shop_gets_no_relay(tmp_path: Path) -> None:
@@ -110,7 +122,7 @@ def test_project_without_shop_gets_no_relay(tmp_path: Path) -> None:
 
 
 def test_outbox_interval_zero_turns_the_relay_off(project: Path) -> None:
-    (project / "endpoints.yml").write_text("shop:\n  url: sqlite:///shop.db\n  outbox_interval: 0\n")
+    (project / "endpoints.yml").write_text("shop:\n  url: sqlite:///shop.db\n  outbox_interval: 0\n" + OUTBOX_PORT)
     assert create_outbox_relay(InProcessEventBroker(), project) is None
 
 
@@ -147,7 +159,7 @@ def test_relay_logs_and_retries_when_the_broker_fails(project: Path, caplog) -> 
 
 
 def test_relay_waits_for_a_missing_shop_database(tmp_path: Path) -> None:
-    (tmp_path / "endpoints.yml").write_text("shop:\n  url: sqlite:///missing.db\n")
+    (tmp_path / "endpoints.yml").write_text("shop:\n  url: sqlite:///missing.db\n" + OUTBOX_PORT)
     relay = create_outbox_relay(InProcessEventBroker(), tmp_path)
     assert asyncio.run(relay.relay_once()) == 0
     assert not (tmp_path / "missing.db").exists()  # never created empty (the actions seed it)
