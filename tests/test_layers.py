@@ -18,7 +18,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENGINE_ROOTS = ("bot", "connectors")
-FEATURES = ("bot.knowledge", "bot.handoff", "bot.triggers")
+FEATURES = ("bot.knowledge", "bot.handoff", "bot.triggers", "bot.relay_feature")
 # Whoever may import the server within the engine: the command line (tests and
 # benchmarks may too; they are not scanned).
 SERVER_IMPORTERS = ("bot.server", "bot.cli", "bot.__main__")
@@ -150,6 +150,20 @@ def test_layers_features_never_import_the_server(package: str) -> None:
     assert not offending, _report(offending, f"{package} must not import bot.server (use bot.web)")
 
 
+@pytest.mark.parametrize("package", FEATURES)
+def test_layers_features_never_import_channels(package: str) -> None:
+    """Features reach shoppers through the output registry (bot/shared/outputs.py), not a channel module."""
+    offending = [i for i in _imports_of(package) if _within(i.module, "connectors")]
+    assert not offending, _report(offending, f"{package} must not import connectors (use bot.shared.outputs)")
+
+
+def test_layers_connectors_import_only_shared_web_and_stores() -> None:
+    allowed = ("bot.shared", "bot.web", "bot.stores", "connectors")
+    offending = [i for i in _imports_of("connectors")
+                 if _within(i.module, "bot", "connectors", "actions") and not _within(i.module, *allowed)]
+    assert not offending, _report(offending, f"connectors may import only {', '.join(allowed)}")
+
+
 def test_layers_connectors_never_import_the_server() -> None:
     offending = [i for i in _imports_of("connectors") if _within(i.module, "bot.server")]
     assert not offending, _report(offending, "connectors must not import bot.server (use bot.web)")
@@ -166,7 +180,6 @@ def test_layers_only_the_cli_imports_the_server() -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14 point 5, being fixed")
 def test_layers_engine_never_imports_actions() -> None:
     offending = [i for i in engine_imports() if _within(i.module, "actions")]
     assert not offending, _report(offending, "the engine (bot/, connectors/) must not import the project's actions")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
+from sanic.worker.manager import WorkerManager
 
 from bot.server.app import DEFAULT_REQUEST_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, create_app
 from bot.server.lifecycle import AgentFactory
@@ -44,6 +45,39 @@ class ServerOptions:
     project_root: str | None = None
 
 
+def _wait_for_ack_or_shutdown(manager: WorkerManager) -> None:
+    """Sanic's ``WorkerManager.wait_for_ack``, ending when a stop signal arrives meanwhile.
+
+    Sanic 25.12 re-queues the shutdown message it gets while waiting for the workers'
+    start-up acknowledgements and loops on it forever: a SIGTERM during start-up (a
+    container stop, a rolling update) left the main process spinning until SIGKILL
+    (sanic-org/sanic#2997). Here the message ends the wait and is left for
+    ``monitor()``, whose loop then stops the workers as on any shutdown.
+    """
+    misses = 0
+    while not manager._all_workers_ack():
+        if manager.monitor_subscriber.poll(0.1):
+            message = manager.monitor_subscriber.recv()
+            if not message:  # shutdown_signal's None (SIGTERM/SIGINT): stop waiting
+                manager.monitor_publisher.send(message)
+                return
+            if message == "__TERMINATE_EARLY__":  # a worker died during start-up
+                logger.error("A worker stopped during start-up; shutting down. See the worker's error above.")
+                manager.kill()
+            manager.monitor_publisher.send(message)
+            continue
+        misses += 1
+        if misses > manager.THRESHOLD:
+            logger.error("Not all workers started within %.0fs; shutting down.", manager.THRESHOLD / 10)
+            manager.kill()
+
+
+def _install_startup_shutdown_fix(app: Sanic) -> None:
+    @app.main_process_ready
+    async def _patch_manager(app: Sanic) -> None:
+        app.manager.wait_for_ack = partial(_wait_for_ack_or_shutdown, app.manager)  # type: ignore[method-assign]
+
+
 def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
     """The app of one worker; its agent is created when the worker starts serving.
 
@@ -51,7 +85,7 @@ def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
     feature table (``bot/server/features.py``, ``bot/server/lifecycle.py``).
     """
     cors = options.cors_origins
-    return create_app(
+    app = create_app(
         None,
         input_channels=options.input_channels,
         auth_token=options.auth_token,
@@ -66,6 +100,8 @@ def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
         agent_factory=agent_factory,
         **options.app_kwargs,
     )
+    _install_startup_shutdown_fix(app)
+    return app
 
 
 def serve(

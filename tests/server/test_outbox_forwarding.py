@@ -112,7 +112,7 @@ def test_server_relays_outbox_events_to_the_broker_and_stops_cleanly(project: Pa
     assert response.json["events"] == ["order_cancelled", "address_changed", "return_requested"]
     assert unpublished(project / "shop.db") == 0
     # stopped on shutdown, not killed
-    assert app.ctx.features.task_outcomes == {"shop_outbox": "stopped", "triggers": "stopped"}
+    assert app.ctx.features.task_outcomes == {"shop_outbox": "stopped"}
 
 
 def test_project_without_shop_gets_no_relay(tmp_path: Path) -> None:
