@@ -213,17 +213,17 @@ def _format_reply(msg: dict[str, Any]) -> str:
 
 async def _shell(args: argparse.Namespace) -> int:
     from bot.agent import Agent
+    from bot.shared.concurrency import run_blocking
 
     agent = await Agent.create(
         args.model, args.endpoints if Path(args.endpoints).exists() else None, project_root=args.root
     )
     print("kefu shell — type a message, /restart to start over, /stop to quit.")
     last_buttons: list[dict] = []
-    loop = asyncio.get_running_loop()
     try:
         while True:
             try:
-                text = await loop.run_in_executor(None, lambda: input("您/You: "))
+                text = await run_blocking(input, "您/You: ")
             except EOFError:
                 break
             text = text.strip()

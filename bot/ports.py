@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from bot.dialogue.actions.project_package import load_action_package
 from bot.shared.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,8 @@ class Ports:
 def import_project_class(dotted_path: str, project_root: Path) -> type:
     """``package.module.ClassName``, importing ``package`` from the project folder when it is there.
 
-    The one place ports touch the import system, so the action-package loading rules
-    can replace it. Raises ImportError/AttributeError.
+    The one place ports touch the import system; a project package is loaded by the same
+    rules as the custom-actions package (``load_action_package``). Raises ImportError/AttributeError.
     """
     module_name, _, class_name = dotted_path.rpartition(".")
     if not module_name or not class_name:
@@ -97,9 +98,9 @@ def import_project_class(dotted_path: str, project_root: Path) -> type:
     top = module_name.split(".")[0]
     root = project_root.resolve()
     if (root / top).is_dir() or (root / f"{top}.py").is_file():
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-        importlib.invalidate_caches()
+        # The project's own package, loaded like its custom actions: from its folder,
+        # without putting the folder on sys.path for the whole process.
+        load_action_package(top, root)
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
 

@@ -21,7 +21,9 @@ def _settings(root: Path, endpoints: str | None = None) -> ProjectSettings:
 
 
 def test_ports_of_the_repository_are_the_demo_shop() -> None:
+    path_before = list(sys.path)
     ports = load_ports(_settings(REPO_ROOT))
+    assert sys.path == path_before  # loaded like the custom actions: the project folder is not put on sys.path
     assert type(ports.profile).__qualname__ == "ShopProfilePort"
     assert type(ports.outbox).__module__ == "actions.shop.ports"
     assert isinstance(ports.profile, ProfilePort) and isinstance(ports.outbox, OutboxPort)
@@ -77,8 +79,7 @@ class NoInterval:
 
 
 def test_ports_class_that_lacks_members_lists_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the loader puts the project folder on it
-    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # the test module's import stays in this test
     (tmp_path / "kefu_test_partial_ports.py").write_text(PARTIAL_PORT, encoding="utf-8")
     with pytest.raises(ConfigError) as e:
         load_ports(_settings(tmp_path, "ports:\n  outbox: {type: kefu_test_partial_ports.HalfOutbox}\n"))
