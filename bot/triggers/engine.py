@@ -20,6 +20,7 @@ from bot.triggers.journeys import Journey, Step, TriggerConfig, Variant, assign_
 from bot.triggers.queue import Job, JobQueue
 from bot.triggers.senders import Outgoing, Sender
 from bot.triggers.store import BatchWrites, Instance, Reservation, SentMark, Snapshot, SQLTriggerStore, decision
+from bot.triggers.trust import CHAT, OPT_IN_TYPES, OPT_OUT_TYPES, STICKY_OPT_OUTS, consent_change, screen
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,30 @@ def tracker_handoff_check(tracker_store: Any) -> HandoffCheck:
 
 async def _never(sender_id: str) -> bool:
     return False
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What became of one submitted event: the per-event part of the ``POST /events`` answer.
+
+    ``ignored_fields``: what the producer may not set (``profile.channel``, ``sender_id``,
+    ``consent``...; see :mod:`bot.triggers.trust`). ``too_old``: older than
+    ``max_event_age``; ``not_started``: journeys it would enter but is too old for.
+    """
+
+    id: str
+    ignored_fields: tuple[str, ...] = ()
+    age: float = 0.0
+    too_old: bool = False
+    not_started: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "age_s": round(self.age, 3), "too_old": self.too_old}
+        if self.ignored_fields:
+            out["ignored_fields"] = list(self.ignored_fields)
+        if self.not_started:
+            out["not_started"] = list(self.not_started)
+        return out
 
 
 @dataclass(frozen=True)
@@ -158,22 +183,51 @@ class TriggerEngine:
         return tz
 
     # ------------------------------------------------------------------ events in
-    async def submit(self, events: list[BehaviourEvent]) -> int:
+    def contact_fields(self) -> tuple[str, ...]:
+        """Profile fields holding a channel's own recipient id (the sender's channels declare them)."""
+        fields = getattr(self.sender, "contact_fields", None)
+        return tuple(fields()) if fields is not None else ()
+
+    def max_age(self, journey: Journey | None = None) -> float:
+        if journey is not None and journey.max_event_age is not None:
+            return journey.max_event_age
+        return self.settings.max_event_age
+
+    def too_old_for(self, event: BehaviourEvent, now: float) -> tuple[str, ...]:
+        """Journeys this event's type enters that it is too old to start."""
+        age = now - event.timestamp
+        return tuple(j.name for j in self.config.journeys
+                     if j.enabled and event.type in j.entry.events and age > self.max_age(j))
+
+    async def submit(self, events: list[BehaviourEvent], *, trusted: bool = False) -> list[Accepted]:
         """Store a validated batch (all or nothing), then publish/process each event.
 
-        Raises :class:`EventRejected` (409) naming the ids that were seen before.
+        ``trusted``: the producer may set channel, recipient ids, conversation, time zone and
+        consent (``events:trusted``); otherwise those are dropped before anything is stored
+        and listed in each :class:`Accepted`. Raises :class:`EventRejected` (409) naming the
+        ids that were seen before.
         """
-        duplicates = await self.store.add_events(events)
+        now = self.clock.now()
+        contact = self.contact_fields()
+        screened = [screen(e, trusted, contact) for e in events]
+        clean = [s.event for s in screened]
+        duplicates = await self.store.add_events(clean)
         if duplicates:
             raise EventRejected(409, "duplicate_event_id",
                                 f"Event id(s) already received: {', '.join(duplicates[:10])}. Nothing was stored. "
                                 "Fix: resend only new events (ids are idempotency keys).")
-        for event in events:
+        for s in screened:
+            if s.ignored:
+                logger.info("Event %s (%s) from a producer without events:trusted: ignored %s.",
+                            s.event.id, s.event.type, ", ".join(s.ignored))
+        for event in clean:
             if self.broker is not None:
-                await self.broker.publish(event.as_broker_message())
+                await self.broker.publish(event.as_broker_message(trusted=trusted))
             else:
-                await self.process(event)
-        return len(events)
+                await self.process(event, trusted=trusted)
+        max_age = self.max_age()
+        return [Accepted(s.event.id, s.ignored, max(0.0, now - s.event.timestamp), now - s.event.timestamp > max_age,
+                         self.too_old_for(s.event, now)) for s in screened]
 
     def attach(self, broker: Any, group: str = "kefu-triggers") -> None:
         """Consume behaviour, shop-outbox and tracker events from the event broker.
@@ -195,35 +249,81 @@ class TriggerEngine:
             self.broker.unsubscribe(self.handle_broker_message)
 
     async def handle_broker_message(self, body: dict[str, Any]) -> None:
+        """One broker body. Trust: ``POST /events`` bodies (``kefu_behaviour``) carry the
+        caller's trust in ``kefu_trusted``, set by :meth:`submit`; without it they are
+        untrusted. Everything else on the broker is trusted: the shop outbox relay
+        (``bot/relay.py``) reads the shop's own database through the ``ports: outbox`` port
+        that the operator configured in endpoints.yml, and tracker events are kefu's own.
+        """
         event = from_broker_message(body)
         if event is None:
             return
+        trusted = not body.get("kefu_behaviour") or body.get("kefu_trusted") is True
         if not body.get("kefu_behaviour"):  # POST /events stored it already
             await self.store.add_event(event)
-        await self.process(event)
+        await self.process(event, trusted=trusted)
 
-    async def opt_out(self, customer_id: str, reason: str = "opted_out") -> None:
+    async def _consent_decision(self, customer_id: str, event_id: str, reason: str, now: float) -> None:
+        """Why consent changed or did not (``opted_out:chat``, ``refused:opted_out_by_chat``)."""
+        await self.store.record_decision(send_id=event_id, customer_id=customer_id, journey="-", step="consent",
+                                         variant="-", kind="consent", reason=reason, at=now)
+
+    async def opt_out(self, customer_id: str, reason: str = "opted_out", source_id: str | None = None) -> None:
+        """Opt a customer out; ``reason`` ``chat`` (the shopper) or ``admin`` makes it sticky:
+        only the shopper reverses it (:meth:`opt_in`), no event does."""
         now = self.clock.now()
-        await self.store.update_profile(customer_id, {"opted_out_reason": reason}, now, opted_out=True)
+        current = await self.store.get_profile(customer_id)
+        kept = str(current.get("opted_out_reason") or "")
+        if current.get("opted_out") and kept in STICKY_OPT_OUTS and reason not in STICKY_OPT_OUTS:
+            reason = kept  # a later event's opt-out must not turn a sticky one into a reversible one
+        await self.store.update_profile(customer_id, {"opted_out_reason": reason, "opted_out_at": now}, now,
+                                        opted_out=True)
+        await self._consent_decision(customer_id, source_id or f"{reason}:{now}", f"opted_out:{reason}", now)
         for instance in await self.store.instances_for(customer_id, status="active"):
             journey = self._journey(instance.journey)
             if journey is not None:
                 await self._exit(instance, journey, "opted_out", now)
 
-    async def process(self, event: BehaviourEvent) -> None:
+    async def opt_in(self, customer_id: str, reason: str = CHAT, source_id: str | None = None) -> None:
+        """Reverse an opt-out: the shopper in chat (``reason="chat"``), or a trusted event that
+        :func:`~bot.triggers.trust.consent_change` allowed."""
         now = self.clock.now()
-        opted: bool | None = None
-        if event.type in ("unsubscribed", "opted_out"):
-            opted = True
-        elif event.type == "subscribed":
-            opted = False
-        profile = await self.store.update_profile(event.customer_id, event.profile, now, opted_out=opted)
-        if opted:
-            await self.opt_out(event.customer_id, event.type)
+        await self.store.update_profile(customer_id, {"opted_out_reason": None, "opted_out_at": None}, now,
+                                        opted_out=False)
+        await self._consent_decision(customer_id, source_id or f"{reason}:{now}", f"opted_in:{reason}", now)
+
+    def is_too_old(self, event: BehaviourEvent, journey: Journey, now: float) -> bool:
+        return now - event.timestamp > self.max_age(journey)
+
+    async def process(self, event: BehaviourEvent, *, trusted: bool = False) -> None:
+        """Apply one event: profile, consent, exits, conversions, journey entries.
+
+        ``trusted`` as in :meth:`submit` (screening again is a no-op for screened events).
+        """
+        now = self.clock.now()
+        event = screen(event, trusted, self.contact_fields()).event
+        change = None
+        if event.type in OPT_IN_TYPES | OPT_OUT_TYPES:
+            change = consent_change(event.type, trusted, await self.store.get_profile(event.customer_id))
+            if change.refused:
+                logger.info("Consent change by event %s (%s) for customer %s refused: %s.",
+                            event.id, event.type, event.customer_id, change.refused)
+                await self._consent_decision(event.customer_id, event.id, f"refused:{change.refused}", now)
+        profile = await self.store.update_profile(event.customer_id, event.profile, now)
+        if change is not None and change.opted_out is True:
+            await self.opt_out(event.customer_id, event.type, source_id=event.id)
+            profile = await self.store.get_profile(event.customer_id)
+        elif change is not None and change.opted_out is False:
+            await self.opt_in(event.customer_id, event.type, source_id=event.id)
+            profile = await self.store.get_profile(event.customer_id)
         await self._exits(event, now)
         await self._conversions(event)
         for journey in self.config.journeys:
             if journey.enabled and event.type in journey.entry.events:
+                if self.is_too_old(event, journey, now):
+                    logger.info("Event %s (%s) is %.0f s old, over max_event_age %.0f s: journey %s not started.",
+                                event.id, event.type, now - event.timestamp, self.max_age(journey), journey.name)
+                    continue
                 await self._maybe_enter(journey, event, profile, now)
 
     async def _exits(self, event: BehaviourEvent, now: float) -> None:

@@ -76,8 +76,12 @@ class BehaviourEvent:
             "sender_id": self.sender_id,
         }
 
-    def as_broker_message(self) -> dict[str, Any]:
-        """The broker body, shaped like the shop's outbox events (``event`` + ``data``)."""
+    def as_broker_message(self, trusted: bool = False) -> dict[str, Any]:
+        """The broker body, shaped like the shop's outbox events (``event`` + ``data``).
+
+        ``kefu_trusted`` carries the producer's trust (``events:trusted``) to the consumer;
+        it is set here from the verified caller, never copied from a request.
+        """
         return {
             "event": self.type,
             "event_id": self.id,
@@ -87,6 +91,7 @@ class BehaviourEvent:
             "data": dict(self.properties),
             "profile": dict(self.profile),
             "kefu_behaviour": True,
+            "kefu_trusted": bool(trusted),
         }
 
     @classmethod

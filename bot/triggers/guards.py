@@ -48,6 +48,17 @@ def is_opt_out_text(text: str | None) -> bool:
     return lowered == "stop" or lowered == "td" or any(p in lowered for p in OPT_OUT_PHRASES)
 
 
+OPT_IN_PHRASES = ("订阅", "恢复订阅", "重新订阅", "恢复推送", "subscribe", "resubscribe", "opt in", "opt-in")
+
+
+def is_opt_in_text(text: str | None) -> bool:
+    """Does a chat message ask to undo an opt-out? Whole-message match only (``取消订阅`` is an opt-out)."""
+    if not text:
+        return False
+    lowered = text.strip().strip("。.!！ ").lower()
+    return lowered in OPT_IN_PHRASES
+
+
 def consent(profile: dict[str, Any]) -> Verdict | None:
     if profile.get("opted_out"):
         return Verdict.skip("opted_out")

@@ -134,6 +134,7 @@ class Journey:
     enabled: bool = True
     filename: str | None = None
     line: int | None = None
+    max_event_age: float | None = None  # None: the settings' max_event_age
 
     @property
     def transactional(self) -> bool:
@@ -150,6 +151,7 @@ class TriggerSettings:
     handoff_retry: float = 1800.0
     max_hold: float = 3 * 86400.0
     lease: float = 60.0
+    max_event_age: float = 86400.0  # older events are kept for the record but start no journey
 
     def tz(self, name: str | None = None) -> ZoneInfo:
         try:
@@ -348,7 +350,8 @@ class _Reader:
         if node is None:
             return TriggerSettings()
         node = self.mapping(node, "settings", root, "'settings'")
-        self.check_keys(node, ("timezone", "quiet_hours", "frequency_caps", "handoff_retry", "max_hold", "lease"),
+        self.check_keys(node, ("timezone", "quiet_hours", "frequency_caps", "handoff_retry", "max_hold", "lease",
+                                "max_event_age"),
                         "'settings'")
         base = TriggerSettings()
         tz = str(node.get("timezone", base.timezone))
@@ -381,12 +384,15 @@ class _Reader:
             handoff_retry=self.duration(node["handoff_retry"], node, "handoff_retry", "'settings'") if "handoff_retry" in node else base.handoff_retry,
             max_hold=self.duration(node["max_hold"], node, "max_hold", "'settings'") if "max_hold" in node else base.max_hold,
             lease=self.duration(node["lease"], node, "lease", "'settings'") if "lease" in node else base.lease,
+            max_event_age=(self.duration(node["max_event_age"], node, "max_event_age", "'settings'")
+                           if "max_event_age" in node else base.max_event_age),
         )
 
     def journey(self, name: str, node: Any, parent: Any) -> Journey:
         what = f"Journey '{name}'"
         node = self.mapping(node, name, parent, what)
-        self.check_keys(node, ("entry", "steps", "exit_on", "reentry", "priority", "conversion", "enabled", "description"), what)
+        self.check_keys(node, ("entry", "steps", "exit_on", "reentry", "priority", "conversion", "enabled", "description",
+                                "max_event_age"), what)
         if "entry" not in node:
             raise self.error(f"{what} has no 'entry'.", parent, name, "Add `entry: {event: cart_item_added}`.")
         entry = self.condition(node["entry"], node, "entry", f"{what} entry", entry=True)
@@ -424,6 +430,8 @@ class _Reader:
             name=name, entry=entry, steps=steps, exits=exits, reentry=reentry, reentry_after=reentry_after,
             priority=priority, conversion_event=conv_event, conversion_window=conv_window,
             enabled=bool(node.get("enabled", True)), filename=self.filename, line=line_of(parent, key=name),
+            max_event_age=(self.duration(node["max_event_age"], node, "max_event_age", what)
+                           if "max_event_age" in node else None),
         )
 
 

@@ -36,7 +36,11 @@ def build_report(counts: dict[str, Any], config: Any = None, alpha: float = 0.05
         conv = conversions.get((name, step, variant), 0)
         j["conversions"] += conv
         j["steps"].setdefault(step, {})[variant] = {"sends": n, "conversions": conv, "rate": conv / n if n else 0.0}
+    consent: dict[str, int] = {}
     for name, kind, reason, n in counts["decisions"]:
+        if kind == "consent":  # opt-outs, opt-ins and refused consent changes (journey "-")
+            consent[reason] = consent.get(reason, 0) + n
+            continue
         bucket = {"skip": "skips", "hold": "holds", "exit": "exits", "reroute": "reroutes"}.get(kind, "skips")
         journey(name)[bucket][reason] = journey(name)[bucket].get(reason, 0) + n
     for name, data in journeys.items():
@@ -59,7 +63,7 @@ def build_report(counts: dict[str, Any], config: Any = None, alpha: float = 0.05
                 stats["vs_control"] = {"control": control, "z": z, "p_value": p,
                                        "significant": p is not None and p < alpha, "alpha": alpha}
     listed = [{"journey": j, "step": st, "variant": v, **info} for (j, st, v), info in sorted(stops.items())]
-    return {"journeys": journeys, "stopped_variants": listed}
+    return {"journeys": journeys, "stopped_variants": listed, "consent": consent}
 
 
 def _step(config: Any, journey: str, step: str) -> Any:
@@ -97,4 +101,6 @@ def format_report(report: dict[str, Any]) -> str:
     for stop in report.get("stopped_variants", []):
         lines.append(f"stopped: {stop['journey']}/{stop['step']}/{stop['variant']} (in-flight sends: "
                      f"{stop.get('in_flight', 'reroute')}){' - ' + stop['reason'] if stop.get('reason') else ''}")
+    if report.get("consent"):
+        lines.append("consent: " + ", ".join(f"{r}={n}" for r, n in sorted(report["consent"].items())))
     return "\n".join(lines) or "No trigger sends yet."

@@ -136,6 +136,13 @@ class ChannelSender:
         self.fallback = AgentSender(agent)
         self.default = default_channel or next(iter(self.outputs.names()), AGENT)
 
+    def contact_fields(self) -> tuple[str, ...]:
+        """The profile fields naming a recipient on some channel (``wechat_openid``): only a
+        trusted producer may set them (:mod:`bot.triggers.trust`)."""
+        keys = {caps.recipient_key for caps in (self.outputs.capabilities(n) for n in self.outputs.names())
+                if caps is not None and caps.recipient_key}
+        return tuple(sorted(keys))
+
     def _route(self, outgoing: Outgoing) -> tuple[str, OutputProvider | None]:
         channel = str(outgoing.profile.get("channel") or self.default)
         return channel, self.outputs.provider(channel)

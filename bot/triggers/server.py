@@ -7,6 +7,11 @@ token/JWT auth (bot/web/auth.py). Bad events are answered with Rasa's error body
 ``reason`` code (``unknown_event_type``, ``missing_customer``, ``future_timestamp``,
 ``duplicate_event_id``, ``payload_too_large``, ...) and the offending index; nothing of
 a rejected request is stored.
+
+Who may say what: a caller with ``events:trusted`` (bot/web/principals.py) may set an
+event's channel, recipient ids, conversation, time zone and consent; from anyone else those
+are dropped and the answer lists them (``ignored_fields``). Events older than
+``max_event_age`` are stored but start no journey (per event: ``too_old``, ``not_started``).
 """
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ from typing import Any, Callable
 
 from sanic import Blueprint, Request, response
 
+from bot.web import auth as web_auth
 from bot.web.auth import requires_auth
+from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.triggers.events import MAX_BODY_BYTES, EventRejected, parse_body
 from bot.triggers.report import build_report
@@ -26,6 +33,16 @@ EngineGetter = Callable[[Request], Any]
 
 def _rejected(e: EventRejected) -> ErrorResponse:
     return ErrorResponse(e.status, e.code, e.message, details=e.as_dict())
+
+
+def producer_trusted(request: Request) -> bool:
+    """May this caller set channel, openid, time zone and consent in an event (``events:trusted``)?
+
+    Until ``principal_of`` (api-auth, bot/web/auth.py) is there, no caller is trusted.
+    """
+    principal_of = getattr(web_auth, "principal_of", None)
+    principal = principal_of(request) if principal_of is not None else None
+    return principal is not None and principal.has(Scope.EVENTS_TRUSTED)
 
 
 def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") -> Blueprint:
@@ -50,10 +67,14 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
                                     f"Request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}. "
                                     "Fix: send smaller batches of small events.")
             events = parse_body(body, engine.clock.now())
-            await engine.submit(events)
+            trusted = producer_trusted(request)
+            results = await engine.submit(events, trusted=trusted)
         except EventRejected as e:
             raise _rejected(e) from e
-        return response.json({"status": "accepted", "accepted": len(events), "ids": [e.id for e in events]},
+        ignored = sorted({name for r in results for name in r.ignored_fields})
+        return response.json({"status": "accepted", "accepted": len(events), "ids": [e.id for e in events],
+                              "trusted": trusted, "ignored_fields": ignored,
+                              "events": [r.as_dict() for r in results]},
                              status=HTTPStatus.ACCEPTED)
 
     @bp.get("/triggers/report")

@@ -92,6 +92,11 @@ journeys:
 """
 
 
+# The cap tests backdate entry events so that steps 48 h later fall due at once; a backdated
+# event starts a journey only within max_event_age (24 h by default), so they allow 3 days.
+BACKDATING_TRIGGERS = TEST_TRIGGERS.replace("  frequency_caps:", "  max_event_age: 3d\n  frequency_caps:", 1)
+
+
 @pytest.fixture
 def clock() -> TestClock:
     return TestClock(local_ts(2026, 11, 20, 10, 0))

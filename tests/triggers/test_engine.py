@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.triggers.events import BehaviourEvent, EventRejected
-from tests.triggers.conftest import local_ts, make_engine
+from tests.triggers.conftest import BACKDATING_TRIGGERS, local_ts, make_engine
 
 pytestmark = [pytest.mark.redis, pytest.mark.asyncio]
 
@@ -89,7 +89,7 @@ async def test_unsubscribed_event_opts_out(backend, sender, clock):
     engine = make_engine(store, queue, sender, clock)
     t = clock.now()
     await engine.submit([ev("a", "cart_item_added", "c4", t)])
-    await engine.submit([ev("b", "unsubscribed", "c4", t + 1)])
+    await engine.submit([ev("b", "unsubscribed", "c4", t + 1)], trusted=True)  # the shop's own word
     await run_until(engine, clock, t + 3 * 86400)
     assert sender.to("c4") == []
     assert (await store.get_profile("c4"))["opted_out"] is True
@@ -97,7 +97,7 @@ async def test_unsubscribed_event_opts_out(backend, sender, clock):
 
 async def test_frequency_cap_holds_across_journeys(backend, sender, clock):
     store, queue = await backend.open()
-    engine = make_engine(store, queue, sender, clock)
+    engine = make_engine(store, queue, sender, clock, BACKDATING_TRIGGERS)
     t = clock.now()  # 10:00 local: both steps due the same day
     await engine.submit([ev("a", "order_delivered", "c5", t), ev("b", "order_delivered", "c5", t + 1, order_id="x"),
                          ev("s", "order_shipped", "c5", t + 2)])
@@ -202,14 +202,14 @@ async def test_dispatch_writes_once_per_batch(backend, sender, clock):
 async def test_frequency_cap_is_atomic_across_workers(backend, sender, clock):
     """Four workers with their own connections dispatch one customer's steps at once: the cap holds."""
     store, queue = await backend.open()
-    engine = make_engine(store, queue, sender, clock)
+    engine = make_engine(store, queue, sender, clock, BACKDATING_TRIGGERS)
     t = clock.now()
     customers = [f"w{i}" for i in range(8)]
     for c in customers:  # three marketing journeys due at the same time for each customer
         await engine.submit([ev(f"{c}-a", "cart_item_added", c, t - 48 * 3600 + 2),
                              ev(f"{c}-b", "order_delivered", c, t), ev(f"{c}-c", "subscribed", c, t - 3600 + 2)])
     clock.advance(5)
-    workers = [make_engine(*(await backend.open()), sender, clock) for _ in range(4)]
+    workers = [make_engine(*(await backend.open()), sender, clock, BACKDATING_TRIGGERS) for _ in range(4)]
     rounds = await asyncio.gather(*(w.drain(limit=2) for w in workers))
     assert sum(len(r) for r in rounds) == 3 * len(customers)
     for c in customers:

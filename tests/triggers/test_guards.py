@@ -37,7 +37,8 @@ def test_opt_out_phrases_not_overmatched(text):
 async def test_customer_time_zone_decides_quiet_hours(store, sql_queue, sender, clock):
     engine = make_engine(store, sql_queue, sender, clock)
     clock.set(local_ts(2026, 11, 20, 23, 0))  # 23:00 in Shanghai is 16:00 in London
-    await engine.submit([BehaviourEvent("d", "order_delivered", "uk", clock.now(), {}, {"timezone": "Europe/London"})])
+    await engine.submit([BehaviourEvent("d", "order_delivered", "uk", clock.now(), {}, {"timezone": "Europe/London"})],
+                        trusted=True)  # the time zone is the shop's word (events:trusted)
     clock.advance(5)
     await engine.drain()
     assert len(sender.to("uk")) == 1
