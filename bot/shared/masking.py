@@ -180,6 +180,9 @@ def mask_tracker_state(state: Mapping[str, Any]) -> dict[str, Any]:
     (a ``phone`` slot, an ``address`` entity); a WeChat conversation id (an openid) is masked.
     """
     out = copy.deepcopy(dict(state))
+    known = _personal_values(out)
+    if known:  # a name or address the bot understood is masked wherever the shopper typed it
+        _replace_known(out, known)
     if "sender_id" in out:
         out["sender_id"] = mask_identifier(out["sender_id"])
     if isinstance(out.get("slots"), Mapping):
@@ -192,6 +195,49 @@ def mask_tracker_state(state: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("events"), list):
         out["events"] = [mask_event(e) if isinstance(e, Mapping) else e for e in out["events"]]
     return out
+
+
+PERSONAL_FIELDS = PHONE_FIELDS | NAME_FIELDS | ADDRESS_FIELDS | OPENID_FIELDS | EMAIL_FIELDS
+
+
+def _personal_values(state: Mapping[str, Any]) -> dict[str, str]:
+    """Raw personal values the tracker holds in known fields (slots, slot events, entities) → masked."""
+    found: dict[str, str] = {}
+
+    def add(key: Any, value: Any) -> None:
+        if isinstance(value, str) and len(value.strip()) >= 2 and str(key or "").lower() in PERSONAL_FIELDS:
+            found[value] = str(mask_field(key, value))
+
+    for name, value in (state.get("slots") or {}).items():
+        add(name, value)
+    parses = [state.get("latest_message") or {}]
+    for event in state.get("events") or []:
+        if isinstance(event, Mapping):
+            if event.get("event") == "slot":
+                add(event.get("name"), event.get("value"))
+            parses.append(event.get("parse_data") or {})
+    for parse in parses:
+        for entity in (parse.get("entities") or []) if isinstance(parse, Mapping) else []:
+            if isinstance(entity, Mapping):
+                add(entity.get("entity"), entity.get("value"))
+                add(entity.get("entity"), entity.get("text"))
+    return found
+
+
+def _replace_known(node: Any, known: dict[str, str]) -> None:
+    """Replace every known personal value inside the ``text`` fields of ``node`` (in place)."""
+    values = sorted(known, key=len, reverse=True)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "text" and isinstance(value, str):
+                for raw in values:
+                    value = value.replace(raw, known[raw])
+                node[key] = value
+            else:
+                _replace_known(value, known)
+    elif isinstance(node, list):
+        for item in node:
+            _replace_known(item, known)
 
 
 # ---------------------------------------------------------------------- logging
