@@ -34,6 +34,19 @@ def add_data_privacy_parsers(sub: Any) -> None:
     p.add_argument("--root", default=".", help="project folder (default: current folder)")
 
 
+def _project_settings(root: str) -> Any:
+    """config.yml and endpoints.yml of ``root``, as the server reads them (bot/server/features.py)."""
+    from bot.feature import ProjectSettings
+    from bot.shared.endpoints import load_endpoints
+    from bot.shared.yaml_io import read_yaml_file, to_plain
+
+    folder = Path(root)
+    config_path, endpoints_path = folder / "config.yml", folder / "endpoints.yml"
+    config = (to_plain(read_yaml_file(config_path)) or {}) if config_path.is_file() else {}
+    return ProjectSettings(root=folder, config=config if isinstance(config, dict) else {},
+                           endpoints=load_endpoints(endpoints_path if endpoints_path.is_file() else None))
+
+
 def run_data_privacy(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 
@@ -41,7 +54,6 @@ def run_data_privacy(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from bot.privacy.feature import record_audit
     from bot.privacy.service import service_for_project
-    from bot.server.features import project_settings
 
     actor = f"cli:{getpass.getuser()}"
     command = args.data_command
@@ -54,7 +66,7 @@ async def _run(args: argparse.Namespace) -> int:
         if answer.strip() != "erase":
             print("Nothing erased.", file=sys.stderr)
             return 1
-    service = service_for_project(project_settings(args.root))
+    service = service_for_project(_project_settings(args.root))
     try:
         if command == "export":
             data = await service.export(args.customer)

@@ -164,3 +164,31 @@ async def test_export_erase_purge_redis(tmp_path: Path, redis_url: str) -> None:
         assert await triggers.redis.hget(triggers.k("inst"), "42:j1") is None
     finally:
         await service.close()
+
+
+def test_data_cli_export_erase_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from bot.cli import main
+
+    (tmp_path / "endpoints.yml").write_text("tracker_store:\n  type: sql\n  url: sqlite:///kefu.db\n", encoding="utf-8")
+
+    async def seed() -> None:
+        store = SQLTrackerStore(url=f"sqlite:///{tmp_path / 'kefu.db'}")
+        await conversation(store, OPENID, f"电话 {PHONE}", time.time() - 1)
+        await conversation(store, "old", "long ago", time.time() - 400 * DAY)
+        await store.close()
+
+    asyncio.run(seed())
+    out = tmp_path / "export.json"
+    assert main(["data", "export", "--customer", OPENID, "--out", str(out), "--root", str(tmp_path)]) == 0
+    assert list(json.loads(out.read_text(encoding="utf-8"))["conversations"]) == [OPENID]
+    assert main(["data", "erase", "--customer", OPENID, "--yes", "--root", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"erased": {"conversations": 1}}
+    assert main(["data", "export", "--customer", OPENID, "--root", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["conversations"] == {}
+    assert main(["data", "purge", "--older-than", "365", "--dry-run", "--root", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["conversations"] == 1
+    assert main(["data", "purge", "--older-than", "365", "--root", str(tmp_path)]) == 0
+    assert main(["data", "purge", "--older-than", "365", "--dry-run", "--root", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["conversations"] == 0
