@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bot.shared.exceptions import BotError
+from bot.shared.masking import install_log_masking
 from bot.version import __version__
 
 logger = logging.getLogger("bot")
@@ -25,6 +26,7 @@ def _setup_logging(level: str) -> None:
     )
     for noisy in ("jieba", "urllib3", "httpx", "sanic.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_log_masking()  # phones, openids, e-mails masked at INFO and above (bot/shared/masking.py)
 
 
 def _add_project_args(p: argparse.ArgumentParser) -> None:
@@ -126,12 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shop_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     add_triggers_parser(sub)
 
-    p = sub.add_parser("data", help="Work with training data: `data validate`.")
+    p = sub.add_parser("data", help="Training data (`data validate`) and customer data (`data export|erase|purge`).")
     dsub = _SubParsers(p.add_subparsers(dest="data_command", metavar="WHAT"), common)
     dv = dsub.add_parser("validate", help="Check domain, data, stories and rules for mistakes.")
     _add_project_args(dv)
     dv.add_argument("--root", default=".")
     dv.add_argument("--fail-on-warnings", action="store_true")
+
+    from bot.privacy.cli import add_data_privacy_parsers
+
+    add_data_privacy_parsers(dsub)  # data export|erase|purge (PIPL/GDPR, retention)
     return parser
 
 
@@ -295,7 +301,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         from bot.validation import run_validation
 
         return run_validation(args)
-    print("Use `python -m bot data validate`.", file=sys.stderr)
+    from bot.privacy.cli import COMMANDS, run_data_privacy
+
+    if args.data_command in COMMANDS:
+        return run_data_privacy(args)
+    print("Use `python -m bot data validate|export|erase|purge`.", file=sys.stderr)
     return 2
 
 

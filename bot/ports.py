@@ -8,6 +8,7 @@ a class per port, the way Rasa names a custom tracker store::
     ports:
       profile: {type: actions.shop.ports.ShopProfilePort}
       outbox: {type: actions.shop.ports.ShopOutboxPort, batch: 100}
+      erasure: {type: actions.shop.ports.ShopErasurePort}
 
 Every key beside ``type`` is passed to the class as a keyword argument, after
 ``project_root``. A project without a ``ports:`` section has no profile and no
@@ -74,8 +75,30 @@ class OutboxPort(Protocol):
         ...
 
 
+@runtime_checkable
+class ErasurePort(Protocol):
+    """The project's own data about one customer, for PIPL/GDPR export and erasure requests
+    (``python -m bot data export|erase``, ``/data/customers/<id>``; see bot/privacy)."""
+
+    async def identities(self, customer_id: str) -> dict[str, Any] | None:
+        """Who ``customer_id`` is (a customer id, or a channel id such as an openid):
+        ``{"customer_id": "42", "sender_ids": ["oUpF8u...", ...]}``, or None when unknown."""
+        ...
+
+    async def export(self, customer_id: str) -> dict[str, Any] | None:
+        """Everything the project holds about the customer, as JSON-ready data."""
+        ...
+
+    async def erase(self, customer_id: str) -> dict[str, Any]:
+        """Erase or anonymise the customer; returns what was done (counts, no personal data)."""
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
 # key under `ports:` → the protocol its class must satisfy
-PORTS: dict[str, type] = {"profile": ProfilePort, "outbox": OutboxPort}
+PORTS: dict[str, type] = {"profile": ProfilePort, "outbox": OutboxPort, "erasure": ErasurePort}
 
 
 @dataclass(frozen=True)
@@ -84,6 +107,7 @@ class Ports:
 
     profile: ProfilePort | None = None
     outbox: OutboxPort | None = None
+    erasure: ErasurePort | None = None
 
 
 def import_project_class(dotted_path: str, project_root: Path) -> type:

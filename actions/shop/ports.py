@@ -111,3 +111,129 @@ class ShopOutboxPort:
         if self.store is not None and self._owns_store:
             await self.store.close()
             self.store = None
+
+
+class ShopErasurePort:
+    """The shop's side of a PIPL/GDPR request (kefu's `ports: erasure`, bot/privacy).
+
+    `identities` resolves a customer id, a phone or a channel id (openid) to the customer
+    and their channel ids; `export` returns the customer, channel ids, orders (with the
+    shipping name/phone/address), coupons and points; `erase` *anonymises* rather than
+    deletes: orders, payments and refunds are accounting records the shop must keep, so
+    they stay with their amounts and statuses while every personal field is blanked (the
+    customer's name and phone, the orders' recipient, phone and address, the channel ids,
+    the outbox events' sender and payload). Same database as `ShopOutboxPort`.
+    """
+
+    ERASED_NAME = "已删除 (erased)"
+
+    def __init__(self, project_root: str | Path = ".", *, url: Optional[str] = None) -> None:
+        outbox = ShopOutboxPort(project_root)  # the same url rules (endpoints.yml `shop:`, KEFU_SHOP_URL)
+        self.url = url or outbox.url
+        self.path = outbox.path if url is None else None
+        self._engine: Any = None
+
+    def _db(self) -> Any:
+        if self._engine is None:
+            from actions.shop.sql import make_engine
+
+            if self.path is not None and not self.path.exists():
+                return None
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    def _customer_id(self, conn: Any, key: str) -> Optional[int]:
+        from sqlalchemy import select
+
+        from actions.shop import models as m
+
+        if key.isdigit():
+            found = conn.execute(select(m.Customer.id).where(m.Customer.id == int(key))).scalar()
+            if found is not None:
+                return int(found)
+        found = conn.execute(select(m.ChannelIdentity.customer_id).where(m.ChannelIdentity.external_id == key)).scalar()
+        if found is None:
+            found = conn.execute(select(m.Customer.id).where(m.Customer.phone == key)).scalar()
+        return int(found) if found is not None else None
+
+    def _identities(self, key: str) -> Optional[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from actions.shop import models as m
+
+        engine = self._db()
+        if engine is None:
+            return None
+        with engine.connect() as conn:
+            cid = self._customer_id(conn, str(key))
+            if cid is None:
+                return None
+            ids = conn.execute(select(m.ChannelIdentity.channel, m.ChannelIdentity.external_id)
+                               .where(m.ChannelIdentity.customer_id == cid)).all()
+        return {"customer_id": str(cid), "sender_ids": sorted({external for _, external in ids}),
+                "channels": [{"channel": channel, "id": external} for channel, external in ids]}
+
+    def _export(self, key: str) -> Optional[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from actions.shop import models as m
+        from actions.shop.base import to_json
+
+        engine = self._db()
+        if engine is None:
+            return None
+        with engine.connect() as conn:
+            cid = self._customer_id(conn, str(key))
+            if cid is None:
+                return None
+
+            def rows(statement: Any) -> list[dict[str, Any]]:
+                return [to_json(dict(r._mapping)) for r in conn.execute(statement).all()]
+
+            order_ids = select(m.Order.id).where(m.Order.customer_id == cid)
+            return {
+                "customer": rows(select(m.Customer.__table__).where(m.Customer.id == cid))[0],
+                "channel_identities": rows(select(m.ChannelIdentity.__table__).where(m.ChannelIdentity.customer_id == cid)),
+                "orders": rows(select(m.Order.__table__).where(m.Order.customer_id == cid).order_by(m.Order.created_at)),
+                "after_sales": rows(select(m.AfterSale.__table__).where(m.AfterSale.order_id.in_(order_ids))),
+                "refunds": rows(select(m.Refund.__table__).where(m.Refund.order_id.in_(order_ids))),
+                "coupons": rows(select(m.Coupon.__table__).where(m.Coupon.customer_id == cid)),
+                "points": rows(select(m.PointsEntry.__table__).where(m.PointsEntry.customer_id == cid)),
+                "outbox_events": rows(select(m.OutboxEvent.__table__).where(m.OutboxEvent.customer_id == cid)),
+            }
+
+    def _erase(self, key: str) -> dict[str, Any]:
+        from sqlalchemy import delete, update
+
+        from actions.shop import models as m
+
+        engine = self._db()
+        if engine is None:
+            return {"customer": 0}
+        with engine.begin() as conn:
+            cid = self._customer_id(conn, str(key))
+            if cid is None:
+                return {"customer": 0}
+            conn.execute(update(m.Customer).where(m.Customer.id == cid)
+                         .values(name=self.ERASED_NAME, phone=f"erased-{cid}"))
+            identities = conn.execute(delete(m.ChannelIdentity).where(m.ChannelIdentity.customer_id == cid)).rowcount
+            orders = conn.execute(update(m.Order).where(m.Order.customer_id == cid)
+                                  .values(ship_name="", ship_phone="", ship_address="")).rowcount
+            outbox = conn.execute(update(m.OutboxEvent).where(m.OutboxEvent.customer_id == cid)
+                                  .values(sender_id=None, payload={})).rowcount
+        return {"customer": 1, "anonymised": True, "channel_identities": int(identities or 0),
+                "orders_blanked": int(orders or 0), "outbox_events_blanked": int(outbox or 0)}
+
+    async def identities(self, customer_id: str) -> Optional[dict[str, Any]]:
+        return await asyncio.to_thread(self._identities, customer_id)
+
+    async def export(self, customer_id: str) -> Optional[dict[str, Any]]:
+        return await asyncio.to_thread(self._export, customer_id)
+
+    async def erase(self, customer_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self._erase, customer_id)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

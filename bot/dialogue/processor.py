@@ -196,6 +196,7 @@ class MessageProcessor:
     async def handle_message(self, message: UserMessage) -> list[dict] | None:
         """Process one message under the conversation lock; return collected replies."""
         async with self.lock_store.lock(message.sender_id):
+            logger.debug("Message in conversation %s on %s: %r", message.sender_id, message.input_channel, message.text)
             tracker = await self.log_message(message, should_save_tracker=False)
             # As in Rasa 3.6: slots are extracted even while a human owns the conversation.
             await self._run_action_extract_slots(tracker, message.output_channel)

@@ -275,3 +275,63 @@ class SQLHandoffStore:
             query = query.where(audit.c.handoff_id == handoff_id)
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in (await conn.execute(query.order_by(audit.c.id.desc()).limit(limit))).all()]
+
+    # ------------------------------------------------------------------ privacy (bot/privacy)
+    async def handoffs_of(self, conversation_ids: list[str], customer_id: str | None = None) -> list[dict[str, Any]]:
+        """Every handoff (any status) of these conversations or of ``customer_id``."""
+        await self.init()
+        where = handoffs.c.conversation_id.in_(sorted(set(conversation_ids)))
+        if customer_id is not None:
+            where = sa.or_(where, handoffs.c.customer_id == str(customer_id))
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(
+                handoffs.select().where(where).order_by(handoffs.c.created_at))).all()]
+
+    async def export_customer(self, conversation_ids: list[str], customer_id: str | None = None) -> list[dict[str, Any]]:
+        """Each handoff record with its messages (notes included) and its audit entries."""
+        out = []
+        for record in await self.handoffs_of(conversation_ids, customer_id):
+            record["messages"] = await self.messages(record["id"])
+            record["audit"] = await self.audit_log(limit=10_000, handoff_id=record["id"])
+            out.append(record)
+        return out
+
+    async def erase_customer(self, conversation_ids: list[str], customer_id: str | None = None) -> int:
+        """Delete the handoffs and their messages; their audit entries stay (who did what, when)
+        with the conversation id and detail blanked. Returns how many handoffs were deleted."""
+        ids = [r["id"] for r in await self.handoffs_of(conversation_ids, customer_id)]
+        conversations = sorted(set(conversation_ids))
+        async with self._writing() as conn:
+            for start in range(0, max(len(ids), 1), 400):
+                chunk = ids[start:start + 400]
+                if chunk:
+                    await conn.execute(messages.delete().where(messages.c.handoff_id.in_(chunk)))
+                    await conn.execute(handoffs.delete().where(handoffs.c.id.in_(chunk)))
+                    await conn.execute(audit.update().where(audit.c.handoff_id.in_(chunk))
+                                       .values(conversation_id="erased", detail=""))
+            if conversations:
+                await conn.execute(audit.update().where(audit.c.conversation_id.in_(conversations))
+                                   .values(conversation_id="erased", detail=""))
+        return len(ids)
+
+    async def purge_closed(self, cutoff: float, batch: int = 500, dry_run: bool = False) -> int:
+        """Delete resolved/cancelled handoffs (and their messages) closed before ``cutoff``,
+        batch by batch; open ones are never purged. Returns the count."""
+        await self.init()
+        closed_at = sa.func.coalesce(handoffs.c.resolved_at, handoffs.c.created_at)
+        where = sa.and_(handoffs.c.status.in_((RESOLVED, CANCELLED)), closed_at < cutoff)
+        total = 0
+        while True:
+            async with self.engine.connect() as conn:
+                query = sa.select(handoffs.c.id).where(where)
+                if dry_run:
+                    return len((await conn.execute(query)).scalars().all())
+                ids = list((await conn.execute(query.limit(batch))).scalars().all())
+            if not ids:
+                return total
+            async with self._writing() as conn:
+                await conn.execute(messages.delete().where(messages.c.handoff_id.in_(ids)))
+                await conn.execute(handoffs.delete().where(handoffs.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total

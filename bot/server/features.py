@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 from bot.feature import Feature, FeatureContext, FeatureFactory, FeatureHealth, ProjectSettings
 from bot.handoff.feature import handoff_feature
 from bot.knowledge.feature import knowledge_feature
+from bot.privacy.feature import privacy_feature
 from bot.relay_feature import outbox_relay_feature
 from bot.shared.endpoints import load_endpoints
 from bot.shared.outputs import OutputRegistry
@@ -28,6 +29,7 @@ FEATURES: tuple[tuple[str, FeatureFactory], ...] = (
     ("handoff", handoff_feature),
     ("triggers", triggers_feature),
     ("shop_outbox", outbox_relay_feature),
+    ("privacy", privacy_feature),
 )
 TASK_GRACE_S = 5.0  # how long stopping tasks may take before they are cancelled
 

@@ -111,6 +111,19 @@ def _last_session_start(events: list[dict[str, Any]]) -> int:
     return 0
 
 
+def _mentions_customer(events: list[dict[str, Any]], customer_ids: set[str]) -> bool:
+    """True when a user message's metadata or a ``customer_id`` slot names one of ``customer_ids``."""
+    for event in events:
+        if event.get("event") == "user":
+            metadata = event.get("metadata") or {}
+            if isinstance(metadata, dict) and str(metadata.get("customer_id", "")) in customer_ids:
+                return True
+        elif event.get("event") == "slot" and event.get("name") == "customer_id":
+            if str(event.get("value", "")) in customer_ids:
+                return True
+    return False
+
+
 class TrackerStore:
     """Base class with the shared tracker logic; subclasses store event dicts.
 
@@ -200,6 +213,67 @@ class TrackerStore:
 
     async def close(self) -> None:
         """Release connections."""
+
+    # --- privacy: export, erase, purge (bot/privacy) -------------------------------
+    async def conversations_of(self, sender_ids: Iterable[str], customer_ids: Iterable[str] = ()) -> list[str]:
+        """Conversations that belong to a customer: those whose id is one of ``sender_ids``
+        (the customer's openids, widget sessions), plus those whose user messages carry one of
+        ``customer_ids`` as ``customer_id`` in their metadata (a session bound to a customer)."""
+        wanted, customers = set(sender_ids), {str(c) for c in customer_ids}
+        found = []
+        for key in await self.keys():
+            if key in wanted:
+                found.append(key)
+            elif customers and _mentions_customer(await self._load(key, full=True), customers):
+                found.append(key)
+        return sorted(found)
+
+    async def export_conversations(self, sender_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Every stored event (all sessions) of each conversation, as Rasa event dicts."""
+        out = {}
+        for sender_id in sender_ids:
+            events = await self._load(sender_id, full=True)
+            if events:
+                out[sender_id] = events
+        return out
+
+    async def erase_conversations(self, sender_ids: Iterable[str]) -> int:
+        """Delete the conversations; returns how many existed."""
+        erased = 0
+        for sender_id in sender_ids:
+            if await self._load(sender_id, full=True):
+                erased += 1
+            await self.delete(sender_id)
+        return erased
+
+    async def delete_many(self, sender_ids: list[str]) -> None:
+        for sender_id in sender_ids:
+            await self.delete(sender_id)
+
+    async def idle_since(self, cutoff: float, limit: int = 500) -> list[str]:
+        """Up to ``limit`` conversations whose latest event is older than ``cutoff`` (epoch s)."""
+        idle = []
+        for key in await self.keys():
+            events = await self._load(key, full=True)
+            if events and float(events[-1].get("timestamp") or 0) < cutoff:
+                idle.append(key)
+                if len(idle) >= limit:
+                    break
+        return idle
+
+    async def purge_idle(self, cutoff: float, batch: int = 500, dry_run: bool = False) -> int:
+        """Delete, batch by batch, every conversation idle since before ``cutoff``; returns the count."""
+        total = 0
+        while True:
+            if dry_run:
+                return len(await self.idle_since(cutoff, limit=2**31))
+            idle = await self.idle_since(cutoff, batch)
+            if not idle:
+                return total
+            await self.delete_many(idle)
+            total += len(idle)
+            if len(idle) < batch:
+                return total
 
     # --- storage primitives -----------------------------------------------------
     async def _load(self, sender_id: str, full: bool) -> list[dict[str, Any]]:
@@ -421,6 +495,46 @@ class SQLTrackerStore(TrackerStore):
     async def close(self) -> None:
         await self.engine.dispose()
 
+    # --- privacy (bot/privacy): one query instead of loading every conversation ------
+    async def conversations_of(self, sender_ids: Iterable[str], customer_ids: Iterable[str] = ()) -> list[str]:
+        import sqlalchemy as sa
+
+        await self._ensure_schema()
+        wanted, customers = sorted(set(sender_ids)), {str(c) for c in customer_ids}
+        table = self.events
+        found: set[str] = set()
+        async with self.engine.connect() as connection:
+            for start in range(0, len(wanted), 400):
+                rows = await connection.execute(sa.select(table.c.sender_id).distinct()
+                                                .where(table.c.sender_id.in_(wanted[start:start + 400])))
+                found.update(rows.scalars().all())
+            for customer in customers:  # candidates by text, confirmed on the parsed event
+                rows = await connection.execute(
+                    sa.select(table.c.sender_id, table.c.data)
+                    .where(table.c.type_name.in_(("user", "slot")), table.c.data.contains(customer)))
+                for sender_id, data in rows.all():
+                    if sender_id not in found and _mentions_customer([json.loads(data)], customers):
+                        found.add(sender_id)
+        return sorted(found)
+
+    async def idle_since(self, cutoff: float, limit: int = 500) -> list[str]:
+        import sqlalchemy as sa
+
+        await self._ensure_schema()
+        table = self.events
+        query = (sa.select(table.c.sender_id).group_by(table.c.sender_id)
+                 .having(sa.func.max(sa.func.coalesce(table.c.timestamp, 0)) < cutoff)
+                 .order_by(table.c.sender_id).limit(limit))
+        async with self.engine.connect() as connection:
+            return list((await connection.execute(query)).scalars().all())
+
+    async def delete_many(self, sender_ids: list[str]) -> None:
+        await self._ensure_schema()
+        async with self.engine.begin() as connection:
+            for start in range(0, len(sender_ids), 400):
+                await connection.execute(self.events.delete().where(
+                    self.events.c.sender_id.in_(sender_ids[start:start + 400])))
+
 
 # --- Redis -----------------------------------------------------------------------
 class RedisTrackerStore(TrackerStore):
@@ -529,6 +643,21 @@ class RedisTrackerStore(TrackerStore):
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+    # --- privacy (bot/privacy) ---------------------------------------------------------
+    async def idle_since(self, cutoff: float, limit: int = 500) -> list[str]:
+        """The latest event of each conversation (``LINDEX -1``), not the whole list."""
+        idle = []
+        for key in await self.keys():
+            try:
+                last = await self.redis.lindex(self.events_key(key), -1)
+            except Exception as e:  # redis.RedisError, OSError
+                raise self._error("read", key, e) from e
+            if last and float(json.loads(last).get("timestamp") or 0) < cutoff:
+                idle.append(key)
+                if len(idle) >= limit:
+                    break
+        return idle
 
 
 # --- factory ---------------------------------------------------------------------

@@ -630,3 +630,94 @@ class RedisTriggerStore:
     async def stopped_variants(self) -> dict[tuple[str, str, str], dict[str, Any]]:
         raw = await self._call("read variant stops", self.redis.hgetall(self.k("variants")))
         return {tuple(k.split(SEP)): json.loads(v) for k, v in raw.items()}  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ privacy (bot/privacy)
+    async def _customer_ids(self, customer_id: str) -> tuple[list[str], list[str], list[str], list[str]]:
+        """(event ids, instance ids, send ids, decision members) of one customer."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(self.k("ev", "c", customer_id), 0, -1)
+            pipe.zrange(self.k("inst", "c", customer_id), 0, -1)
+            pipe.zrange(self.k("send", "c", customer_id), 0, -1)
+            pipe.zrange(self.k("cap", customer_id), 0, -1)
+            pipe.lrange(self.k("dec", "c", customer_id), 0, -1)
+            ev, inst, sent, capped, dec = await self._call("read a customer", pipe.execute())
+        return list(ev), list(inst), sorted(set(sent) | set(capped)), list(dec)
+
+    async def export_customer(self, customer_id: str) -> dict[str, Any]:
+        """Everything stored about one customer (see :meth:`SQLTriggerStore.export_customer`)."""
+        ev, inst, sends, dec = await self._customer_ids(customer_id)
+        raw = await self._call("read a profile", self.redis.hgetall(self.k("cust", customer_id)))
+        out: dict[str, Any] = {"profile": {**self._profile(raw), "updated_at": float(raw[UPDATED])
+                                           if raw.get(UPDATED) else None} if raw else None}
+        bodies = await self._call("read events", self.redis.hmget(self.k("ev"), ev)) if ev else []
+        out["events"] = [json.loads(b) for b in bodies if b]
+        out["instances"] = [i.__dict__ for i in await self.instances_for(customer_id)]
+        records = []
+        conversions = []
+        if sends:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(self.k("send"), sends)
+                pipe.hmget(self.k("send", "status"), sends)
+                pipe.hmget(self.k("conv"), sends)
+                bodies, statuses, convs = await self._call("read sends", pipe.execute())
+            for sid, body, status, conv in zip(sends, bodies, statuses, convs):
+                if body:
+                    records.append({"send_id": sid, **json.loads(body), "status": (status or "").split(SEP)[0]})
+                if conv:
+                    conversions.append({"send_id": sid, **json.loads(conv)})
+        out["sends"] = records
+        out["decisions"] = [self._decision(m) for m in dec]
+        out["conversions"] = conversions
+        return out
+
+    async def erase_customer(self, customer_id: str, at: float) -> dict[str, int]:
+        """Delete the customer's keys and their entries in the shared hashes and indexes in one
+        MULTI (one hash tag, so one slot), leaving a tombstone profile (see the SQL store)."""
+        ev, inst, sends, dec = await self._customer_ids(customer_id)
+        had_profile = await self._call("read a profile", self.redis.exists(self.k("cust", customer_id)))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if ev:
+                pipe.hdel(self.k("ev"), *ev)
+            if inst:
+                pipe.hdel(self.k("inst"), *inst)
+                pipe.hdel(self.k("inst", "status"), *inst)
+            if sends:
+                pipe.hdel(self.k("send"), *sends)
+                pipe.hdel(self.k("send", "status"), *sends)
+                pipe.zrem(self.k("sent", "all"), *sends)
+                pipe.hdel(self.k("conv"), *sends)
+                pipe.zrem(self.k("conv", "all"), *sends)
+            if dec:
+                pipe.zrem(self.k("dec", "all"), *dec)
+            pipe.delete(self.k("ev", "c", customer_id), self.k("inst", "c", customer_id),
+                        self.k("send", "c", customer_id), self.k("cap", customer_id),
+                        self.k("dec", "c", customer_id), self.k("cust", customer_id))
+            pipe.hset(self.k("cust", customer_id), mapping={"erased_at": _dumps(at), OPTED: "1", UPDATED: _num(at)})
+            await self._call("erase a customer", pipe.execute())
+        return {"events": len(ev), "instances": len(inst), "sends": len(sends), "decisions": len(dec),
+                "profile": int(bool(had_profile))}
+
+    async def purge_events(self, cutoff: float, batch: int = 1000, dry_run: bool = False) -> int:
+        """Delete logged events older than ``cutoff`` (``HSCAN`` of the event hash, batch by batch)."""
+        total = 0
+        old: list[tuple[str, str]] = []
+
+        async def flush() -> None:
+            if not old or dry_run:
+                return
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self.k("ev"), *[i for i, _ in old])
+                for event_id, customer in old:
+                    pipe.zrem(self.k("ev", "c", customer), event_id)
+                await self._call("purge events", pipe.execute())
+
+        async for event_id, body in self.redis.hscan_iter(self.k("ev"), count=batch):
+            data = json.loads(body)
+            if float(data.get("timestamp") or 0) < cutoff:
+                old.append((event_id, str(data.get("customer_id"))))
+                total += 1
+                if len(old) >= batch:
+                    await flush()
+                    old = []
+        await flush()
+        return total

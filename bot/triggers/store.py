@@ -602,3 +602,60 @@ class SQLTriggerStore:
             "decisions": [tuple(r) for r in skips],
             "conversions": [tuple(r) for r in convs],
         }
+
+    # ------------------------------------------------------------------ privacy (bot/privacy)
+    async def export_customer(self, customer_id: str) -> dict[str, Any]:
+        """Everything stored about one customer: profile, events, journeys, sends, decisions, conversions."""
+        await self.setup()
+        out: dict[str, Any] = {}
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(customers_t).where(customers_t.c.customer_id == customer_id))).first()
+            out["profile"] = ({**json.loads(row.profile), "opted_out": bool(row.opted_out),
+                               "updated_at": row.updated_at} if row else None)
+            out["events"] = [json.loads(b) for b in (await conn.execute(
+                sa.select(events_t.c.body).where(events_t.c.customer_id == customer_id)
+                .order_by(events_t.c.ts))).scalars().all()]
+            for name, table in (("instances", instances_t), ("sends", sends_t), ("decisions", decisions_t),
+                                ("conversions", conversions_t)):
+                rows = (await conn.execute(sa.select(table).where(table.c.customer_id == customer_id))).mappings().all()
+                out[name] = [dict(r) for r in rows]
+        for instance in out["instances"]:
+            instance["body"] = json.loads(instance["body"])
+        return out
+
+    async def erase_customer(self, customer_id: str, at: float) -> dict[str, int]:
+        """Delete the customer's events, journeys, sends, decisions and conversions, and replace
+        the profile with a tombstone (``erased_at``, opted out, nothing else): a late event for
+        this id must not bring back a consenting profile that messages someone who asked to be
+        forgotten. Returns the rows deleted per table."""
+        await self.setup()
+        counts: dict[str, int] = {}
+        async with self._write_lock, self.engine.begin() as conn:
+            for name, table in (("events", events_t), ("instances", instances_t), ("sends", sends_t),
+                                ("decisions", decisions_t), ("conversions", conversions_t)):
+                result = await conn.execute(table.delete().where(table.c.customer_id == customer_id))
+                counts[name] = max(0, int(result.rowcount or 0))
+            result = await conn.execute(customers_t.delete().where(customers_t.c.customer_id == customer_id))
+            counts["profile"] = max(0, int(result.rowcount or 0))
+            await conn.execute(customers_t.insert().values(
+                customer_id=customer_id, profile=json.dumps({"erased_at": at}), opted_out=True, updated_at=at))
+        return counts
+
+    async def purge_events(self, cutoff: float, batch: int = 1000, dry_run: bool = False) -> int:
+        """Delete logged behaviour events older than ``cutoff``, batch by batch; returns the count."""
+        await self.setup()
+        total = 0
+        while True:
+            async with self.engine.connect() as conn:
+                query = sa.select(events_t.c.id).where(events_t.c.ts < cutoff)
+                if dry_run:
+                    return len((await conn.execute(query)).scalars().all())
+                ids = list((await conn.execute(query.limit(batch))).scalars().all())
+            if not ids:
+                return total
+            async with self._write_lock, self.engine.begin() as conn:
+                for part in _chunks(ids):
+                    await conn.execute(events_t.delete().where(events_t.c.id.in_(part)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total

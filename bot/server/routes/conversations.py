@@ -9,9 +9,11 @@ from typing import Any
 from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
+from bot.privacy.access import sees_personal_data
 from bot.server.routes.agent import get_agent
 from bot.shared.events import BotUttered, Event
 from bot.shared.exceptions import InvalidRequest
+from bot.shared.masking import mask_tracker_state
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 from bot.shared.tracker import EventVerbosity
 from bot.web.auth import requires_auth
@@ -100,7 +102,10 @@ def create_conversations_blueprint() -> Blueprint:
         tracker = await agent.get_tracker(conversation_id)
         if until is not None:
             tracker = tracker.travel_back_in_time(until)
-        return response.json(tracker.current_state(verbosity))
+        state = tracker.current_state(verbosity)
+        if not sees_personal_data(request):  # only admins see phones, addresses, names, openids
+            state = mask_tracker_state(state)
+        return response.json(state)
 
     @bp.post("/conversations/<conversation_id:path>/tracker/events")
     @requires_auth
