@@ -133,3 +133,15 @@ def test_rasa_only_flags_name_the_kefu_equivalent(command: str, flag: list[str],
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"{flag[0]} is a Rasa option that kefu does not implement" in err and hint in err
+
+
+def test_connector_serves_only_that_channel_of_credentials(tmp_path: Path) -> None:
+    from bot.cli import _input_channels
+
+    credentials = tmp_path / "credentials.yml"
+    credentials.write_text("rest:\nsocketio:\n  user_message_evt: user_uttered\n", encoding="utf-8")
+    assert [c.name() for c in _input_channels(str(credentials), "socketio")] == ["socketio"]
+    assert sorted(c.name() for c in _input_channels(str(credentials), None)) == ["rest", "socketio"]
+    assert [c.name() for c in _input_channels(None, None)] == ["rest"]  # REST is always there by default
+    with pytest.raises(ConfigError, match="nope"):
+        _input_channels(str(credentials), "nope")
