@@ -203,7 +203,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot", "--log-level", "WARNING", "run", "--model", str(model),
              "--endpoints", str(work / "endpoints.yml"), "--credentials", str(work / "credentials.yml"),
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers), "--root", str(project)],
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers), "--root", str(project),
+             "--enable-api", "--dev-open-api"],  # /model/parse, on loopback only
             cwd=str(work), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:

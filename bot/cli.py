@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from bot.shared.exceptions import BotError
-from bot.shared.masking import install_log_masking
+from bot.shared.exceptions import BotError, ConfigError
 from bot.version import __version__
 
 logger = logging.getLogger("bot")
@@ -19,14 +18,64 @@ logger = logging.getLogger("bot")
 DEFAULT_PORT = 5005
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s - %(message)s",
-    )
-    for noisy in ("jieba", "urllib3", "httpx", "sanic.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    install_log_masking()  # phones, openids, e-mails masked at INFO and above (bot/shared/masking.py)
+def _setup_logging(level: str, log_file: str | None = None) -> None:
+    from bot.server.logging_setup import configure_logging
+
+    configure_logging(level, log_file)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class _NotInKefu(argparse.Action):
+    """A Rasa option that kefu does not implement: stop and name what to use instead.
+
+    Scripts and compose files written for ``rasa run`` then fail with a useful
+    message rather than argparse's bare "unrecognized arguments".
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, hint: str = "", **kwargs: Any) -> None:
+        kwargs.pop("nargs", None)
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        self.hint = hint
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error(f"{option_string} is a Rasa option that kefu does not implement. {self.hint}")
+
+
+RASA_ONLY_OPTIONS: dict[str, dict[tuple[str, ...], str]] = {
+    "run": {
+        ("--remote-storage",): "kefu loads models from a local path: download the archive and pass "
+                               "--model PATH, or upload it with PUT /model.",
+        ("--use-syslog", "--syslog-address", "--syslog-port", "--syslog-protocol"):
+            "kefu logs to stderr and, with --log-file PATH, to a file; forward those to syslog with your "
+            "process manager (journald, Docker's syslog log driver).",
+        ("--ssl-ca-file",): "kefu does not verify client certificates: serve TLS with --ssl-certificate/"
+                            "--ssl-keyfile, or terminate mutual TLS in a reverse proxy.",
+        ("--jwt-private-key",): "kefu only verifies JWTs: give the verification key with --jwt-secret (the "
+                                "public key for RS256/ES256) and --jwt-method; your own service signs them.",
+        ("--inspect",): "use `python -m bot shell --debug`, or the demo page at / of a running server.",
+    },
+    "train": {
+        ("--finetune", "--epoch-fraction"): "kefu reuses the NLU or core part whose inputs did not change "
+                                            "by itself; --force retrains everything.",
+        ("--persist-nlu-data",): "the archive keeps the resolved config and fingerprints; the training data "
+                                 "stays in your project.",
+        ("--dry-run",): "`python -m bot data validate` checks the data; `train` says 'Nothing changed' "
+                        "and reuses the newest model when nothing would be retrained.",
+    },
+}
+
+
+def _add_rasa_only_options(p: argparse.ArgumentParser, command: str) -> None:
+    for flags, hint in RASA_ONLY_OPTIONS[command].items():
+        for flag in flags:
+            p.add_argument(flag, action=_NotInKefu, hint=hint)
 
 
 def _add_project_args(p: argparse.ArgumentParser) -> None:
@@ -54,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("KEFU_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING, ERROR")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG, INFO, WARNING, ERROR")
+    # Rasa's logging flags, on every command as in Rasa.
+    common.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="INFO",
+                        default=argparse.SUPPRESS, help="log at INFO")
+    common.add_argument("-vv", "--debug", dest="log_level", action="store_const", const="DEBUG",
+                        default=argparse.SUPPRESS, help="log at DEBUG (message texts included)")
+    common.add_argument("--quiet", dest="log_level", action="store_const", const="WARNING",
+                        default=argparse.SUPPRESS, help="log warnings and errors only")
     sub = _SubParsers(parser.add_subparsers(dest="command", metavar="COMMAND"), common)
 
     p = sub.add_parser("init", help="Write a small starter project into a folder.")
@@ -70,27 +126,61 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--nlu-only", action="store_true", help="train only the NLU pipeline")
     g.add_argument("--core-only", action="store_true", help="train only the dialogue policies")
+    p.add_argument("--num-threads", type=_positive_int, default=None,
+                   help="torch threads for training (default: torch's choice, usually the CPU cores)")
+    _add_rasa_only_options(p, "train")
 
-    p = sub.add_parser("run", help="Start the bot's HTTP server (REST webhook, API, channels).")
+    p = sub.add_parser(
+        "run", help="Start the bot's HTTP server (channels; the management API with --enable-api).",
+        description="Serve the channels of credentials.yml (REST webhook, widget, WeChat) and the console. "
+                    "The management API (/model, /conversations, ...) is served only with --enable-api, "
+                    "and then only behind --auth-token or --jwt-secret. `run actions` is `actions`.",
+    )
     p.add_argument("--model", "-m", default="models", help="model archive or folder of archives (default: models/)")
-    p.add_argument("--endpoints", default="endpoints.yml", help="endpoints.yml (stores, action server)")
-    p.add_argument("--credentials", default="credentials.yml", help="credentials.yml (channels)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", "-p", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; >1 needs Redis or SQL stores)")
-    p.add_argument("--auth-token", default=os.environ.get("KEFU_AUTH_TOKEN"), help="token required on the HTTP API (?token=)")
-    p.add_argument("--jwt-secret", default=os.environ.get("KEFU_JWT_SECRET"), help="secret for JWT auth (Authorization: Bearer)")
-    p.add_argument("--jwt-method", default="HS256", help="JWT algorithm (default HS256)")
-    p.add_argument("--cors", nargs="*", default=None, help="allowed CORS origins")
+    p.add_argument("--endpoints", default=None, help="endpoints.yml (stores, action server; default: ./endpoints.yml if present)")
+    p.add_argument("--log-file", default=None, help="also append the log to this file (same format)")
     p.add_argument("--root", default=".", help="project folder (default: current folder)")
+    g = p.add_argument_group("Server Settings")
+    g.add_argument("--host", "-i", "--interface", dest="host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    g.add_argument("--port", "-p", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    g.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1; >1 needs Redis or SQL stores)")
+    g.add_argument("--enable-api", action="store_true",
+                   help="also serve the management API (needs --auth-token or --jwt-secret)")
+    g.add_argument("--auth-token", "-t", default=os.environ.get("KEFU_AUTH_TOKEN") or None,
+                   help="token the API requires as 'Authorization: Bearer TOKEN' (default: env KEFU_AUTH_TOKEN)")
+    g.add_argument("--allow-token-in-url", action="store_true",
+                   help="also accept the token as ?token= (Rasa's way; URLs end up in logs and proxies)")
+    g.add_argument("--dev-open-api", action="store_true",
+                   help="development only: serve --enable-api without auth; refused unless --host is loopback")
+    g.add_argument("--cors", nargs="*", default=None, metavar="ORIGIN",
+                   help="origins allowed to call the server from a browser (default: none)")
+    g.add_argument("--response-timeout", type=_positive_int, default=None,
+                   help="seconds a response may take (default 3600, Rasa's: training over HTTP is slow)")
+    g.add_argument("--request-timeout", type=_positive_int, default=None,
+                   help="seconds a client may take to send its request (default: Sanic's 60)")
+    g.add_argument("--ssl-certificate", default=None, help="PEM certificate (chain): serve HTTPS")
+    g.add_argument("--ssl-keyfile", default=None, help="PEM private key of --ssl-certificate (default: in the certificate file)")
+    g.add_argument("--ssl-password", default=os.environ.get("KEFU_SSL_PASSWORD") or None,
+                   help="password of an encrypted --ssl-keyfile (default: env KEFU_SSL_PASSWORD)")
+    g = p.add_argument_group("Channels")
+    g.add_argument("--credentials", default=None, help="credentials.yml (channels; default: ./credentials.yml if present)")
+    g.add_argument("--connector", default=None, metavar="NAME",
+                   help="serve only this channel of credentials.yml (e.g. rest, socketio, wechat)")
+    g = p.add_argument_group("JWT Authentication")
+    g.add_argument("--jwt-secret", default=os.environ.get("KEFU_JWT_SECRET") or None,
+                   help="shared secret (HS*) or public key (RS*/ES*) verifying 'Authorization: Bearer JWT' (default: env KEFU_JWT_SECRET)")
+    g.add_argument("--jwt-method", default=os.environ.get("KEFU_JWT_METHOD", "HS256"), help="JWT algorithm (default HS256)")
+    _add_rasa_only_options(p, "run")
 
     p = sub.add_parser("shell", help="Chat with the bot in the terminal.")
     p.add_argument("--model", "-m", default="models", help="model archive or folder (default: models/)")
     p.add_argument("--endpoints", default="endpoints.yml", help="endpoints.yml")
-    p.add_argument("--sender", default="shell", help="conversation id (default: shell)")
+    p.add_argument("--sender", "--conversation-id", dest="sender", default="shell", help="conversation id (default: shell)")
     p.add_argument("--root", default=".", help="project folder (default: current folder)")
 
-    p = sub.add_parser("actions", help="Start an action server (rasa_sdk protocol) for the actions package.")
+    p = sub.add_parser("actions", help="Start an action server (rasa_sdk protocol) for the actions package; "
+                                       "`run actions` is the same.")
     p.add_argument("--actions", default="actions", help="Python package with the actions (default: actions)")
     p.add_argument("--port", "-p", type=int, default=5055, help="port (default 5055)")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
@@ -143,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
     from bot.model.training import train
 
     result = train(
@@ -167,25 +261,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optional_file(path: str | None, default: str, flag: str) -> str | None:
+    """An explicitly named file must exist; the default one is used only if present."""
+    if path is None:
+        return default if Path(default).exists() else None
+    if not Path(path).is_file():
+        raise ConfigError(f"{flag} {path}: no such file.", fix=f"give {flag} an existing file, or leave it out.")
+    return path
+
+
+def _input_channels(credentials_file: str | None, connector: str | None) -> list[Any]:
+    """The channels of credentials.yml (plus REST), or only ``--connector``'s, like ``rasa run``."""
+    from bot.shared.yaml_io import read_yaml_file, to_plain
+    from connectors.base import create_input_channels
+    from connectors.rest import RestInput
+
+    credentials = (to_plain(read_yaml_file(credentials_file)) if credentials_file else None) or {}
+    if connector:
+        return create_input_channels({connector: credentials.get(connector)})
+    channels = create_input_channels(credentials)
+    if not any(isinstance(c, RestInput) for c in channels):
+        channels.insert(0, RestInput())
+    return channels
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from bot.server.run import TlsFiles, check_api_access
+
+    # Refuse an open API before loading anything (serve() checks again, and warns).
+    check_api_access(enable_api=args.enable_api, auth_token=args.auth_token, jwt_secret=args.jwt_secret,
+                     dev_open_api=args.dev_open_api, host=args.host, warn=False)
+    tls = None
+    if args.ssl_certificate:
+        tls = TlsFiles(args.ssl_certificate, args.ssl_keyfile, args.ssl_password)
+        tls.check()
+    elif args.ssl_keyfile:
+        raise ConfigError("--ssl-keyfile was given without --ssl-certificate.",
+                          fix="add --ssl-certificate CERT.pem (the certificate of that key), or drop --ssl-keyfile.")
+
     from functools import partial
 
     from bot.agent import create_agent_for_server
     from bot.model.archive import resolve_model_path
     from bot.server.run import serve
-    from bot.shared.yaml_io import read_yaml_file, to_plain
-    from connectors.base import create_input_channels
-    from connectors.rest import RestInput
-
-    model = resolve_model_path(args.model)  # fail early, in the terminal, if there is none
-    credentials = to_plain(read_yaml_file(args.credentials)) if Path(args.credentials).exists() else {}
-    channels = create_input_channels(credentials or {})
-    if not any(isinstance(c, RestInput) for c in channels):
-        channels.insert(0, RestInput())
-    endpoints = args.endpoints if Path(args.endpoints).exists() else None
-    print(f"kefu is starting on http://{args.host}:{args.port} with model {model}")
     from connectors.demo_page import demo_root
 
+    model = resolve_model_path(args.model)  # fail early, in the terminal, if there is none
+    channels = _input_channels(_optional_file(args.credentials, "credentials.yml", "--credentials"), args.connector)
+    endpoints = _optional_file(args.endpoints, "endpoints.yml", "--endpoints")
+    scheme = "https" if tls else "http"
+    api = ("on (token)" if args.auth_token else "on (JWT)" if args.jwt_secret else "on, OPEN (development)") \
+        if args.enable_api else "off (--enable-api to serve it)"
+    print(f"kefu is starting on {scheme}://{args.host}:{args.port} with model {model}; management API: {api}")
+    extra: dict[str, Any] = {}
+    if args.response_timeout is not None:
+        extra["response_timeout"] = args.response_timeout
     serve(
         partial(create_agent_for_server, str(model), endpoints, args.root),
         app_kwargs={"root_handler": demo_root},
@@ -197,7 +327,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         auth_token=args.auth_token,
         jwt_secret=args.jwt_secret,
         jwt_method=args.jwt_method,
-        cors_origins=args.cors if args.cors else "*",
+        cors_origins=args.cors or None,
+        request_timeout=args.request_timeout,
+        enable_api=args.enable_api,
+        dev_open_api=args.dev_open_api,
+        allow_token_in_url=args.allow_token_in_url,
+        ssl=tls,
+        log_level=args.log_level,
+        log_file=args.log_file,
+        **extra,
     )
     return 0
 
@@ -322,10 +460,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_aliases(argv: Sequence[str]) -> list[str]:
+    """``run actions ...`` is Rasa's name for ``actions ...`` (the action server)."""
+    args = list(argv)
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # global options before the command
+        i += 2 if args[i] == "--log-level" else 1
+    if args[i:i + 2] == ["run", "actions"]:
+        args[i:i + 2] = ["actions"]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    args = parser.parse_args(_resolve_aliases(sys.argv[1:] if argv is None else argv))
+    _setup_logging(args.log_level, getattr(args, "log_file", None))
     handlers = {
         "init": cmd_init,
         "train": cmd_train,

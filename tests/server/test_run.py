@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.server.run import ServerOptions, build_app
+from bot.server.run import ServerOptions, build_app, serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ async def make_agent_async() -> TinyAgent:
 @pytest.mark.parametrize("factory,kind", [(make_agent, "sync"), (make_agent_async, "async")])
 def test_build_app_creates_agent_in_before_server_start(factory, kind):
     CREATED.clear()
-    app = build_app(factory, ServerOptions(app_name=f"kefu-run-test-{kind}"))
+    app = build_app(factory, ServerOptions(app_name=f"kefu-run-test-{kind}", enable_api=True))
     assert app.ctx.agent is None and CREATED == []  # nothing heavy before start
     _, resp = app.test_client.get("/status")
     assert CREATED == [kind]
@@ -56,9 +56,32 @@ def test_build_app_creates_agent_in_before_server_start(factory, kind):
 
 
 def test_build_app_passes_options():
-    app = build_app(make_agent, ServerOptions(auth_token="t0k", app_name="kefu-run-test-auth"))
+    app = build_app(make_agent, ServerOptions(auth_token="t0k", app_name="kefu-run-test-auth", enable_api=True))
     _, denied = app.test_client.get("/status")
     assert denied.status == 401
+
+
+def test_build_app_is_closed_by_default():
+    """Without enable_api no management route exists (it was served, unauthenticated, before)."""
+    app = build_app(make_agent, ServerOptions(app_name="kefu-run-test-closed"))
+    _, status = app.test_client.get("/status")
+    assert status.status == 404
+    _, tracker = app.test_client.get("/conversations/someone/tracker")
+    assert tracker.status == 404
+
+
+def test_build_app_sets_request_timeout():
+    app = build_app(make_agent, ServerOptions(app_name="kefu-run-test-timeout", request_timeout=7))
+    assert app.config.REQUEST_TIMEOUT == 7
+
+
+def test_serve_refuses_an_open_api_before_binding():
+    from bot.shared.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="--auth-token or --jwt-secret"):
+        serve(make_agent, host="127.0.0.1", port=_free_port(), enable_api=True)
+    with pytest.raises(ConfigError, match="not a loopback"):
+        serve(make_agent, host="0.0.0.0", port=_free_port(), enable_api=True, dev_open_api=True)
 
 
 def _free_port() -> int:
@@ -89,7 +112,8 @@ def make_agent():
 
 
 if __name__ == "__main__":
-    serve(make_agent, host="127.0.0.1", port=int(os.environ["KEFU_TEST_PORT"]), workers=2, motd=False)
+    serve(make_agent, host="127.0.0.1", port=int(os.environ["KEFU_TEST_PORT"]), workers=2, motd=False,
+          enable_api=True, dev_open_api=True)
 """
 
 
