@@ -218,9 +218,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Send a shopper message; the bot's replies come back.",
         _body({"type": "object", "required": ["message"], "properties": {
             "sender": {"type": "string"}, "message": {"type": "string"}, "metadata": {"type": "object"}}}),
-        {200: {"description": "The bot's messages (one JSON line each with ?stream=true)", "content": {
-            "application/json": {"schema": {"type": "array", "items": _ref("BotMessage")}},
-            "application/x-ndjson": {"schema": {"type": "string"}}}}},
+        {200: {"description": "The bot's messages (a stream, one JSON message per line, with ?stream=true)",
+               "content": {"application/json": {"schema": {"type": "array", "items": _ref("BotMessage")}},
+                           "text/event-stream": {"schema": {"type": "string"}}}}},
         (_query("stream", {"type": "boolean"}),)),
     ("GET", "/webhooks/wechat"): Operation("WeChat channel health.", responses={200: _json({"type": "object"})}),
     ("GET", "/webhooks/wechat/webhook"): Operation(

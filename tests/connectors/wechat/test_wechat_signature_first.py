@@ -106,6 +106,17 @@ async def test_encrypted_push_needs_the_plain_signature_too(fake_api, agent, sen
 
 
 @pytest.mark.asyncio
+async def test_non_ascii_signature_is_403_not_500(fake_api, agent):
+    """Found by the OpenAPI fuzz run: compare_digest raised TypeError on a non-ASCII str."""
+    app = create_app(agent, input_channels=[make_channel(fake_api)])
+    ts = int(time.time())
+    _, resp = await app.asgi_client.get(f"{URL}?signature=%C3%A9&timestamp={ts}&nonce=n&echostr=x")
+    assert resp.status == 403
+    _, resp = await app.asgi_client.post(f"{URL}?signature=%C3%A9&timestamp={ts}&nonce=n", content=b"<xml/>")
+    assert resp.status == 403 and agent.messages == []
+
+
+@pytest.mark.asyncio
 async def test_oversized_body_is_413_before_anything_else(fake_api, agent):
     app = create_app(agent, input_channels=[make_channel(fake_api, mode="safe", max_body_size=4096)])
     body = BILLION_LAUGHS + b" " * 5000
