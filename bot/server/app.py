@@ -166,5 +166,8 @@ def create_app(
     settings = project_settings(project_root, enable_api)
     feature_set = FeatureSet(features) if features is not None else build_features(settings)
     install_lifecycle(app, feature_set, settings, agent_factory)
+    if enable_api:  # GET /openapi.json, built from this router (bot/server/openapi.py)
+        from bot.server.openapi import install_openapi
+        install_openapi(app)
     return app
 

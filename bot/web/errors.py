@@ -33,6 +33,23 @@ logger = logging.getLogger(__name__)
 DOCS_URL = "https://rasa.com/docs/rasa/pages/http-api"
 
 
+# The JSON body of every error (ErrorResponse.error_info) as a JSON Schema; the OpenAPI
+# document (bot/server/openapi.py) and its fuzz test hold every error response to it.
+ERROR_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "status", "message", "reason", "code"],
+    "properties": {
+        "version": {"type": "string"},
+        "status": {"const": "failure"},
+        "message": {"type": "string"},
+        "reason": {"type": "string"},
+        "details": {"type": "object"},
+        "help": {"type": ["string", "null"]},
+        "code": {"type": "integer"},
+    },
+}
+
+
 class ErrorResponse(Exception):
     """An HTTP error with Rasa's JSON body; raise it from any handler."""
 

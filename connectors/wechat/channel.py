@@ -25,11 +25,18 @@ from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessa
 from bot.shared.outputs import ChannelCapabilities
 from connectors.base import InputChannel, OnNewMessage
 from connectors.wechat.client import DEFAULT_API_BASE, WeChatAPIError, WeChatClient
-from connectors.wechat.crypto import MessageCrypto, WeChatCryptoError, check_signature, decode_aes_key
+from connectors.wechat.crypto import (
+    InvalidSignatureError,
+    MessageCrypto,
+    WeChatCryptoError,
+    check_signature,
+    decode_aes_key,
+)
 from connectors.wechat.messages import (
     DEFAULT_MAX_XML_BYTES,
     IncomingMessage,
     MalformedMessageError,
+    encrypt_candidates,
     parse_message,
     parse_xml,
 )
@@ -345,8 +352,16 @@ class WeChatInput(InputChannel):
         return bp
 
     async def handle_push(self, request: Request, on_new_message: OnNewMessage) -> HTTPResponse:
+        """Verify, then parse: a push is refused before any XML parser sees its bytes.
+
+        Order: size cap (413), timestamp window and ``signature`` over token,
+        timestamp and nonce (403), then in AES mode ``msg_signature`` over the
+        ``<Encrypt>`` value found by a byte scan (403), decryption, and only then
+        ``defusedxml`` on the decrypted document (400 when malformed or carrying a DTD).
+        """
         body = request.body or b""
-        if len(body) > self.config.max_body_size:
+        declared = request.headers.get("Content-Length", "")
+        if len(body) > self.config.max_body_size or (declared.isdigit() and int(declared) > self.config.max_body_size):
             return response.text(f"body above {self.config.max_body_size} bytes", status=413)
         args = request.args
         timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
@@ -356,23 +371,20 @@ class WeChatInput(InputChannel):
             return response.text("missing or invalid timestamp", status=403)
         if abs(self.clock() - sent_at) > self.config.timestamp_tolerance:
             return response.text("timestamp outside the allowed window", status=403)
+        # WeChat sends ``signature`` in every mode; AES mode adds ``msg_signature``.
+        if not check_signature(args.get("signature"), self.config.token, timestamp, nonce):
+            return response.text("invalid signature", status=403)
 
         encrypted = args.get("encrypt_type", "raw").lower() == "aes"
         try:
             if encrypted:
                 if self.crypto is None or self.config.mode == "plaintext":
                     return response.text("encrypted message but 'mode' is plaintext", status=400)
-                outer = parse_xml(body, self.config.max_body_size)
-                encrypt = outer.get("Encrypt")
-                if not isinstance(encrypt, str) or not encrypt:
-                    raise MalformedMessageError("Encrypted push lacks <Encrypt>.")
-                plain = self.crypto.decrypt_message(encrypt, args.get("msg_signature"), timestamp, nonce)
+                plain = self._verified_plaintext(body, args.get("msg_signature"), timestamp, nonce)
                 fields = parse_xml(plain, self.config.max_body_size)
             else:
                 if self.config.mode == "safe":
                     return response.text("safe mode accepts only encrypted messages", status=400)
-                if not check_signature(args.get("signature"), self.config.token, timestamp, nonce):
-                    return response.text("invalid signature", status=403)
                 fields = parse_xml(body, self.config.max_body_size)
             incoming = parse_message(fields)
         except WeChatCryptoError as e:
@@ -405,6 +417,24 @@ class WeChatInput(InputChannel):
         if xml:
             await self.store.set(f"reply:{key}", xml, self.config.dedupe_ttl)
         return reply(xml)
+
+    def _verified_plaintext(self, body: bytes, msg_signature: str | None, timestamp: str, nonce: str) -> str:
+        """The decrypted push whose ciphertext ``msg_signature`` vouches for.
+
+        The envelope is not parsed (see :func:`encrypt_candidates`); a candidate
+        that fails the signature is never decrypted.
+        """
+        assert self.crypto is not None
+        if not msg_signature:
+            raise InvalidSignatureError("Encrypted push lacks msg_signature.")
+        try:
+            candidates = encrypt_candidates(body, self.config.max_body_size)
+        except MalformedMessageError as e:  # nothing the signature could vouch for
+            raise InvalidSignatureError(f"msg_signature cannot be verified: {e}") from e
+        for candidate in candidates:
+            if check_signature(msg_signature, self.config.token, timestamp, nonce, candidate):
+                return self.crypto.decrypt(candidate)
+        raise InvalidSignatureError("msg_signature does not match the encrypted message.")
 
     async def _reply_for_retry(self, key: str) -> str | None:
         future = self._inflight.get(key)

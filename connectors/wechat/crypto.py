@@ -61,7 +61,8 @@ def check_signature(signature: str | None, *parts: str) -> bool:
     """Constant-time comparison of a received signature with the expected one."""
     if not signature:
         return False
-    return hmac.compare_digest(compute_signature(*parts), signature.lower())
+    # Bytes: compare_digest refuses non-ASCII str (a TypeError, i.e. a 500, found by fuzzing).
+    return hmac.compare_digest(compute_signature(*parts).encode("ascii"), signature.lower().encode("utf-8"))
 
 
 def pkcs7_pad(data: bytes, block_size: int = BLOCK_SIZE) -> bytes:

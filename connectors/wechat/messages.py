@@ -1,9 +1,12 @@
 """WeChat push XML: safe parsing into a value, and passive-reply XML rendering.
 
 WeChat posts ``<xml><ToUserName>…</ToUserName>…</xml>`` documents. They are small, have
-no DTD and no namespaces, so the parser refuses any DOCTYPE/ENTITY declaration (the
-"billion laughs" and external-entity attacks need one; this is what ``defusedxml``
-forbids too) and anything above a size limit before ``xml.etree`` sees the bytes.
+no DTD and no namespaces. Every parse goes through ``defusedxml`` with DTDs forbidden
+(the "billion laughs" and external-entity attacks need one) and only after a size
+check. The channel calls the parser only on a body whose signature it has verified;
+in safe mode the ciphertext is taken from the unauthenticated envelope by
+:func:`encrypt_candidates`, a bounded byte scan that is not an XML parser, so nothing
+a stranger sends ever reaches one.
 """
 from __future__ import annotations
 
@@ -12,10 +15,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
+
 __all__ = [
     "Article",
     "IncomingMessage",
     "MalformedMessageError",
+    "encrypt_candidates",
     "parse_xml",
     "parse_message",
     "render_encrypted_envelope",
@@ -25,6 +32,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_XML_BYTES = 256 * 1024
+MAX_XML_DEPTH = 8
 
 KNOWN_MESSAGE_TYPES = frozenset(
     {"text", "voice", "image", "video", "shortvideo", "location", "link", "file", "event"}
@@ -36,17 +44,22 @@ class MalformedMessageError(ValueError):
 
 
 def parse_xml(body: bytes | str, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> dict[str, Any]:
-    """``<xml>`` children as a dict (nested elements become dicts); rejects DTDs."""
+    """``<xml>`` children as a dict (nested elements become dicts).
+
+    Call it only on authenticated bytes (see the module docstring). ``defusedxml``
+    refuses any DTD, entity declaration or external reference before expanding it.
+    """
     data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     if len(data) > max_bytes:
         raise MalformedMessageError(f"XML body is {len(data)} bytes, above the {max_bytes}-byte limit.")
     if not data.strip():
         raise MalformedMessageError("Empty body; WeChat posts an <xml> document.")
-    head = data.upper()
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
-        raise MalformedMessageError("XML with DOCTYPE or ENTITY declarations is refused.")
     try:
-        root = ET.fromstring(data)
+        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as e:
+        raise MalformedMessageError(
+            f"XML with a DTD, entity or external reference is refused (defusedxml: {type(e).__name__})."
+        ) from e
     except ET.ParseError as e:
         raise MalformedMessageError(f"Body is not well-formed XML: {e}.") from e
     if root.tag != "xml":
@@ -54,11 +67,50 @@ def parse_xml(body: bytes | str, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> dict
     return _element_to_dict(root)
 
 
-def _element_to_dict(element: ET.Element) -> dict[str, Any]:
+_ENCRYPT_OPEN, _ENCRYPT_CLOSE = b"<Encrypt>", b"</Encrypt>"
+_CDATA_OPEN, _CDATA_CLOSE = b"<![CDATA[", b"]]>"
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+MAX_ENCRYPT_CANDIDATES = 4
+
+
+def encrypt_candidates(body: bytes, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> list[str]:
+    """The base64 strings between ``<Encrypt>`` and ``</Encrypt>`` in an encrypted push.
+
+    Deliberately not an XML parser: the envelope is not authenticated (``msg_signature``
+    covers only the ciphertext), so it is scanned as bytes: size-capped, at most
+    :data:`MAX_ENCRYPT_CANDIDATES` occurrences, each a plain or CDATA-wrapped base64
+    run. Entities, DTDs and nesting mean nothing here. A shopper's text in compatible
+    mode may contain ``<Encrypt>`` too; the caller keeps the candidate that
+    ``msg_signature`` vouches for, so a decoy can only fail the check.
+    """
+    if len(body) > max_bytes:
+        raise MalformedMessageError(f"XML body is {len(body)} bytes, above the {max_bytes}-byte limit.")
+    found: list[str] = []
+    start = body.find(_ENCRYPT_OPEN)
+    while start != -1 and len(found) < MAX_ENCRYPT_CANDIDATES:
+        end = body.find(_ENCRYPT_CLOSE, start)
+        if end == -1:
+            break
+        value = body[start + len(_ENCRYPT_OPEN):end].strip()
+        if value.startswith(_CDATA_OPEN) and value.endswith(_CDATA_CLOSE):
+            value = value[len(_CDATA_OPEN):-len(_CDATA_CLOSE)].strip()
+        if value and _BASE64.issuperset(value):
+            found.append(value.decode("ascii"))
+        start = body.find(_ENCRYPT_OPEN, end)
+    if not found:
+        raise MalformedMessageError("Encrypted push lacks a base64 <Encrypt> element.")
+    return found
+
+
+def _element_to_dict(element: ET.Element, depth: int = 0) -> dict[str, Any]:
+    # WeChat nests three levels at most (xml/Articles/item); a deep body is an attack
+    # that would otherwise end in RecursionError, i.e. a 500.
+    if depth >= MAX_XML_DEPTH:
+        raise MalformedMessageError(f"XML nests deeper than {MAX_XML_DEPTH} levels; WeChat pushes never do.")
     result: dict[str, Any] = {}
     for child in element:
         if len(child):
-            value: Any = _element_to_dict(child)
+            value: Any = _element_to_dict(child, depth + 1)
         else:
             value = child.text or ""
         if child.tag in result:  # repeated tags (e.g. <item>) collect into a list
