@@ -228,3 +228,25 @@ def test_get_limiter_follows_the_installed_shop(shop) -> None:
     limiter = get_limiter()
     assert limiter.store.engine is get_shop().engine  # type: ignore[attr-defined]
     assert limiter.max_failures == 5
+
+
+@pytest.mark.redis
+def test_limiter_in_redis_is_shared_and_expires_with_the_window(redis_url: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from actions.shop.attempts import limiter_from_config
+
+    now = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+    config = {"type": "http", "url": "http://shop.invalid", "attempts_url": redis_url, "attempts_max": 2}
+
+    async def go() -> None:
+        a, b = limiter_from_config(config), limiter_from_config(config)  # two action servers
+        assert not await a.failed(now=now, order_id=ORDER, phone=PHONE)
+        assert await b.failed(now=now, phone=PHONE)
+        assert await a.locked(now=now, phone=PHONE) and not await a.locked(now=now, order_id=ORDER)
+        assert not await b.locked(now=now + timedelta(hours=1, seconds=1), phone=PHONE)  # the window passed
+        await a.succeeded(phone=PHONE)
+        assert not await b.locked(now=now, phone=PHONE)
+        await a.close(), await b.close()
+
+    asyncio.run(go())
