@@ -39,9 +39,45 @@ def now() -> datetime:
     return shop_data.now()
 
 
+# The engine's channels put an identity they verified themselves under this metadata key of
+# the message (connectors.base.IDENTITY_METADATA_KEY; docs/channels.md): the widget's
+# shop-signed token. No channel passes this key through from a client.
+IDENTITY_KEY = "identity"
+TRUSTED_IDENTITY_SOURCES = frozenset({"widget_token"})
+
+
 def channel_identity(tracker: Tracker) -> tuple[str, str]:
-    """(channel, sender id): on WeChat the sender id is the shopper's openid."""
+    """(channel, sender id): on WeChat the sender id is the shopper's openid.
+
+    The channel is the one the engine recorded for the latest message; the REST channel
+    records itself whatever the body says, so a stranger cannot pose as a WeChat openid.
+    """
     return (tracker.get_latest_input_channel() or "rest"), tracker.sender_id
+
+
+def token_customer_id(tracker: Tracker) -> Optional[int]:
+    """The customer a channel verified for the latest message (the widget's shop-signed token)."""
+    metadata = (tracker.latest_message or {}).get("metadata") or {}
+    identity = metadata.get(IDENTITY_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(identity, dict) or identity.get("verified") is not True:
+        return None
+    if identity.get("source") not in TRUSTED_IDENTITY_SOURCES:
+        return None
+    try:
+        return int(str(identity.get("customer_id")))
+    except ValueError:
+        logger.warning("Identity token of conversation %s names a customer id the shop does not use",
+                       conversation(tracker))
+        return None
+
+
+async def identity_customer(tracker: Tracker) -> Optional[CustomerView]:
+    """The customer a trusted source vouches for: the widget token, else the channel identity."""
+    shop = get_shop()
+    customer_id = token_customer_id(tracker)
+    if customer_id is not None:
+        return await shop.customer(customer_id)
+    return await shop.customer_by_identity(*channel_identity(tracker))
 
 
 def conversation(tracker: Tracker) -> str:
@@ -51,10 +87,9 @@ def conversation(tracker: Tracker) -> str:
 
 
 async def identified_customer(tracker: Tracker) -> Optional[CustomerView]:
-    """The shopper as the shop knows them: channel identity, or an order verified in this chat."""
+    """The shopper as the shop knows them: a trusted identity, or an order verified in this chat."""
     shop = get_shop()
-    channel, sender = channel_identity(tracker)
-    customer = await shop.customer_by_identity(channel, sender)
+    customer = await identity_customer(tracker)
     if customer is not None:
         return customer
     verified = tracker.get_slot("verified_order") or next(iter(verified_orders(tracker)), None)
@@ -72,12 +107,11 @@ def verified_orders(tracker: Tracker) -> list[str]:
 
 
 async def owns_order(tracker: Tracker, order: OrderView) -> bool:
-    """Verified for this order: channel identity owns it, its phone's last 4 digits were confirmed,
+    """Verified for this order: a trusted identity owns it, its phone's last 4 digits were confirmed,
     or a verified phone look-up revealed it."""
     if tracker.get_slot("verified_order") == order.id or order.id in verified_orders(tracker):
         return True
-    channel, sender = channel_identity(tracker)
-    customer = await get_shop().customer_by_identity(channel, sender)
+    customer = await identity_customer(tracker)
     return customer is not None and customer.id == order.customer_id
 
 
@@ -106,6 +140,13 @@ def items(lang: str, order: OrderView) -> str:
     if lang == "en":
         return "; ".join(f"{l.title_en} ({l.size}) x{l.quantity}" for l in order.lines)
     return "；".join(f"{l.title_zh}（{l.colour}/{l.size}）×{l.quantity}" for l in order.lines)
+
+
+def locked_text(lang: str) -> str:
+    """Too many failed verifications of this order or phone, from any conversation."""
+    return t(lang, "这个订单（或手机号）验证失败次数过多，为保护账户安全已暂时锁定，请 1 小时后再试，或回复“人工”联系客服。",
+             "Too many failed verification attempts for this order (or phone). To protect the account it is locked "
+             "for now: please try again in an hour, or type 'agent' to reach a colleague.")
 
 
 def unavailable(dispatcher: CollectingDispatcher, tracker: Tracker, what: str, error: Exception) -> None:

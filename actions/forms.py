@@ -1,8 +1,11 @@
 """Validation of the order form: the order id (or a phone), then (when needed) the check.
 
-The shopper must be verified before anything about an order is revealed: the
-channel identity (e.g. WeChat openid) owns the order, or the last 4 digits of
-the order's phone are confirmed here (`phone_last4`, three tries).
+The shopper must be verified before anything about an order is revealed: a
+trusted identity (the widget's shop-signed token, or the WeChat openid) owns the
+order, or the last 4 digits of the order's phone are confirmed here
+(`phone_last4`, three tries per conversation). Failures also count per order and
+per phone across all conversations (`actions/shop/attempts.py`): a stranger who
+opens a new chat for each guess is locked out all the same.
 
 Shoppers who don't know the order id may give their phone number instead. A
 phone number is no secret, so the look-up by phone is verified by the channel
@@ -21,8 +24,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
-from actions.common import channel_identity, conversation, now, owns_order
+from actions.common import conversation, identity_customer, language, locked_text, now, owns_order
 from actions.shop import ShopError, get_shop, mask_phone, rules
+from actions.shop.attempts import get_limiter
 from actions.shop_data import ORDER_ID_RE, normalize_order_id
 
 logger = logging.getLogger(__name__)
@@ -75,6 +79,11 @@ class ValidateOrderForm(FormValidationAction):
             return slots
         if order is None or await owns_order(tracker, order):
             return slots
+        try:
+            if await get_limiter().locked(now=now(), order_id=order.id, phone=order.ship_phone):
+                return slots  # don't ask: action_order_request says it is locked
+        except ShopError as e:
+            logger.warning("Attempt store failed while verifying conversation %s: %s", conversation(tracker), e)
         return slots + ["phone_last4"]
 
     async def _phone_slots(self, slots: list[str], tracker: Tracker) -> list[str]:
@@ -146,15 +155,25 @@ class ValidateOrderForm(FormValidationAction):
         if not slot_value or not phone:
             return {"recipient_name": None}
         current = now()
+        limiter = get_limiter()
         try:
+            if await limiter.locked(now=current, phone=phone):
+                logger.info("Phone look-up (%s) locked after too many failures; conversation %s",
+                            mask_phone(phone), conversation(tracker))
+                dispatcher.utter_message(text=locked_text(language(tracker)))
+                return {"recipient_name": None, "verify_attempts": MAX_VERIFY_ATTEMPTS}
             # the rule needs the order rows only (recipient, customer, date): no lines or tracking loaded
             orders = await get_shop().orders_by_phone(phone, since=current - rules.PHONE_LOOKUP_WINDOW, limit=20,
                                                       details=False)
+            matched = rules.phone_lookup_orders(orders, now=current, recipient=str(slot_value))
+            if matched:
+                await limiter.succeeded(phone=phone)
+            else:
+                locked = await limiter.failed(now=current, phone=phone)
         except ShopError as e:
             logger.error("Phone look-up failed for conversation %s: %s", conversation(tracker), e)
             dispatcher.utter_message(response="utter_shop_unavailable")
             return {"recipient_name": None, "verify_attempts": MAX_VERIFY_ATTEMPTS}
-        matched = rules.phone_lookup_orders(orders, now=current, recipient=str(slot_value))
         if matched:
             logger.info("Phone look-up verified for conversation %s (%s, %d order(s))",
                         conversation(tracker), mask_phone(phone), len(matched))
@@ -163,6 +182,9 @@ class ValidateOrderForm(FormValidationAction):
         attempts = int(tracker.get_slot("verify_attempts") or 0) + 1
         logger.info("Recipient check failed for conversation %s (%s, attempt %d)",
                     conversation(tracker), mask_phone(phone), attempts)
+        if locked:
+            dispatcher.utter_message(text=locked_text(language(tracker)))
+            return {"recipient_name": None, "verify_attempts": MAX_VERIFY_ATTEMPTS}
         if attempts >= MAX_VERIFY_ATTEMPTS:
             dispatcher.utter_message(response="utter_verification_failed")
         else:
@@ -185,22 +207,39 @@ class ValidateOrderForm(FormValidationAction):
     async def validate_phone_last4(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        """Right digits → verified; wrong → try again (3 tries); malformed → explain the format."""
+        """Right digits → verified; wrong → try again (3 tries here, 5 per order/phone anywhere); malformed →
+        explain the format."""
         value = str(slot_value or "")
         if not re.fullmatch(r"\d{4}", value):
             dispatcher.utter_message(response="utter_invalid_phone_last4")
             return {"phone_last4": None}
         order_id = tracker.get_slot("order_id")
+        current = now()
+        limiter = get_limiter()
         try:
             order = await get_shop().find_order(order_id) if order_id else None
+            phone = order.ship_phone if order is not None else None
+            if await limiter.locked(now=current, order_id=order_id, phone=phone):
+                logger.info("Phone check locked after too many failures for the order; conversation %s",
+                            conversation(tracker))
+                dispatcher.utter_message(text=locked_text(language(tracker)))
+                return {"phone_last4": None, "verify_attempts": MAX_VERIFY_ATTEMPTS}
+            passed = order is not None and order.ship_phone.endswith(value)
+            if passed:
+                await limiter.succeeded(order_id=order_id, phone=phone)
+            else:
+                locked = await limiter.failed(now=current, order_id=order_id, phone=phone)
         except ShopError as e:
             logger.error("Verification look-up failed for conversation %s: %s", conversation(tracker), e)
             dispatcher.utter_message(response="utter_shop_unavailable")
             return {"phone_last4": None, "verify_attempts": MAX_VERIFY_ATTEMPTS}
-        if order is not None and order.ship_phone.endswith(value):
+        if passed:
             return {"phone_last4": value, "verified_order": order.id, "verify_attempts": 0}
         attempts = int(tracker.get_slot("verify_attempts") or 0) + 1
         logger.info("Phone check failed for conversation %s (attempt %d)", conversation(tracker), attempts)
+        if locked:
+            dispatcher.utter_message(text=locked_text(language(tracker)))
+            return {"phone_last4": None, "verify_attempts": MAX_VERIFY_ATTEMPTS}
         if attempts >= MAX_VERIFY_ATTEMPTS:
             dispatcher.utter_message(response="utter_verification_failed")
             return {"phone_last4": None, "verify_attempts": attempts}
@@ -257,9 +296,8 @@ def _order_id_candidate(text: str, asked: bool) -> Optional[str]:
 
 
 async def identity_owns_phone(tracker: Tracker, phone: str) -> bool:
-    """The channel identity's customer has this phone on their account (rule 1 of the phone look-up)."""
-    channel, sender = channel_identity(tracker)
-    customer = await get_shop().customer_by_identity(channel, sender)
+    """The trusted identity's customer has this phone on their account (rule 1 of the phone look-up)."""
+    customer = await identity_customer(tracker)
     return customer is not None and rules.normalise_phone(customer.phone) == phone
 
 

@@ -26,12 +26,13 @@ from rasa_sdk.types import DomainDict
 from actions.common import (
     STATUS_TEXT,
     carrier,
-    channel_identity,
     conversation,
     day,
     identified_customer,
+    identity_customer,
     items,
     language,
+    locked_text,
     moment,
     money,
     now,
@@ -42,6 +43,7 @@ from actions.common import (
 )
 from actions.shop import ShopError, get_shop, mask_address, mask_phone
 from actions.shop import rules
+from actions.shop.attempts import get_limiter
 from actions.shop.base import OrderView
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,10 @@ class ActionOrderRequest(Action):
                 return _reset()
             if not await owns_order(tracker, order):
                 logger.info("Unverified request for an order in conversation %s refused", conversation(tracker))
-                dispatcher.utter_message(response="utter_not_verified")
+                if await get_limiter().locked(now=now(), order_id=order.id, phone=order.ship_phone):
+                    dispatcher.utter_message(text=locked_text(lang))
+                else:
+                    dispatcher.utter_message(response="utter_not_verified")
                 return _reset()
         except ShopError as e:
             unavailable(dispatcher, tracker, f"order {request}", e)
@@ -99,7 +104,7 @@ class ActionOrderRequest(Action):
         current = now()
         verified = set(verified_orders(tracker))
         try:
-            owner = await shop.customer_by_identity(*channel_identity(tracker))
+            owner = await identity_customer(tracker)
             owns_phone = owner is not None and rules.normalise_phone(owner.phone) == phone
             if not owns_phone and not (tracker.get_slot("recipient_name") and verified):
                 logger.info("Unverified phone look-up (%s) refused in conversation %s", mask_phone(phone), conversation(tracker))

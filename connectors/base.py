@@ -29,18 +29,33 @@ __all__ = [
     "ChannelCapabilities",
     "CollectingOutputChannel",
     "DEFAULT_WEBHOOK_ROUTE",
+    "IDENTITY_METADATA_KEY",
     "InputChannel",
     "OnNewMessage",
     "OutputChannel",
+    "RESERVED_METADATA_KEYS",
     "UserMessage",
     "channel_class",
     "create_input_channels",
     "register",
+    "untrusted_metadata",
 ]
 
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 
 DEFAULT_WEBHOOK_ROUTE = "/webhooks/"
+
+# The one metadata key under which a channel states a shopper identity it verified itself
+# (``{"customer_id": ..., "source": "widget_token", "verified": true}``, docs/channels.md).
+# Project actions trust it because no channel passes it through from a client.
+IDENTITY_METADATA_KEY = "identity"
+# Keys a client must never set in message metadata: the identity key, and names that look
+# like an identity to project code (an action reading ``metadata["customer_id"]`` would be
+# fooled by any caller of a public webhook).
+RESERVED_METADATA_KEYS = frozenset(
+    {IDENTITY_METADATA_KEY, "customer_id", "customer", "openid", "wechat_openid", "phone", "verified",
+     "user_id", "uid"}
+)
 
 # credentials.yml key -> class. Later channels (socketio, wechat) add a line here.
 BUILTIN_CHANNELS: dict[str, str] = {
@@ -103,6 +118,24 @@ class InputChannel:
         """A Sanic-valid, per-class unique blueprint name."""
         safe = "".join(c if c.isalnum() else "_" for c in type(self).__name__)
         return f"custom_webhook_{safe}"
+
+
+def untrusted_metadata(metadata: dict[str, Any] | None, channel: str) -> dict[str, Any] | None:
+    """Client-supplied metadata without the identity keys (``RESERVED_METADATA_KEYS``).
+
+    Whatever a browser or a script sends is the client's word; an identity comes only from
+    the channel's own verification (the widget's shop-signed token), never from the body.
+    """
+    if not metadata:
+        return metadata
+    dropped = sorted(k for k in metadata if k in RESERVED_METADATA_KEYS)
+    if not dropped:
+        return metadata
+    logger.debug(
+        "Channel '%s' dropped client-supplied metadata key(s) %s: identity comes only from the "
+        "channel's own verification (docs/channels.md).", channel, dropped,
+    )
+    return {k: v for k, v in metadata.items() if k not in RESERVED_METADATA_KEYS}
 
 
 def _import_class(path: str, name: str) -> type[InputChannel]:

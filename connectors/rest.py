@@ -5,6 +5,10 @@ JSON list of Rasa REST messages (``recipient_id``, ``text``, ``buttons``,
 ``image``, ``custom`` ...). ``?stream=true`` sends each reply as one JSON line
 as soon as it is produced. ``CallbackInput`` answers ``success`` and
 POSTs each reply to the URL from ``credentials.yml`` (``callback: {url: ...}``).
+
+Unlike Rasa, the message's ``input_channel`` is always the channel's own name (a body's
+``input_channel`` is ignored) and identity keys in ``metadata`` are dropped: whoever can reach
+a public webhook is a stranger until a channel verifies them (docs/channels.md).
 """
 from __future__ import annotations
 
@@ -20,7 +24,14 @@ from sanic.response import HTTPResponse
 from bot.web.errors import bad_request
 from bot.web.requests import bool_arg, json_body
 from bot.shared.exceptions import ConfigError
-from connectors.base import ChannelCapabilities, CollectingOutputChannel, InputChannel, OnNewMessage, UserMessage
+from connectors.base import (
+    ChannelCapabilities,
+    CollectingOutputChannel,
+    InputChannel,
+    OnNewMessage,
+    UserMessage,
+    untrusted_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +91,24 @@ class RestInput(InputChannel):
         return text
 
     def _extract_input_channel(self, request: Request) -> str:
-        channel = request_body(request).get("input_channel")
-        return channel if isinstance(channel, str) and channel else self.name()
+        """Always this channel's own name: a caller of a public webhook must not claim to be
+        WeChat (whose sender ids are openids the shop trusts as identities)."""
+        claimed = request_body(request).get("input_channel")
+        if claimed is not None and claimed != self.name():
+            logger.debug(
+                "Ignored client-supplied input_channel %r on the '%s' webhook; the message is "
+                "recorded as '%s'.", claimed, self.name(), self.name(),
+            )
+        return self.name()
 
     def get_metadata(self, request: Request) -> dict[str, Any] | None:
+        """The body's ``metadata`` object, without identity keys (``untrusted_metadata``)."""
         metadata = request_body(request).get("metadata")
         if metadata is None:
             return None
         if not isinstance(metadata, dict):
             raise bad_request("'metadata' must be a JSON object.", "metadata")
-        return metadata
+        return untrusted_metadata(metadata, self.name())
 
     async def _build_message(self, request: Request, collector: Any) -> UserMessage:
         return UserMessage(

@@ -9,6 +9,8 @@ endpoints.yml (or `KEFU_SHOP_URL`):
       token: ${SHOP_API_TOKEN}      # http only: sent as `Authorization: Bearer <token>`
       timeout: 2.0                  # seconds before the shopper is told the shop is unavailable
       outbox_interval: 2.0          # sql only: seconds between relays of the outbox to the event broker (0: off)
+      attempts_url: redis://...     # where failed order verifications are counted (default: the shop's sql url)
+      attempts_max: 5               # failures per order / per phone within attempts_window (seconds, 3600)
 
 With no configuration the demo shop `shop.db` in the working directory is used,
 and generated (small, about a second) when it does not exist yet.
@@ -77,7 +79,8 @@ def store_from_config(config: dict[str, Any]) -> ShopStore:
     """Build the store a `shop:` section describes."""
     kind = (config.get("type") or "sql").lower()
     timeout = float(config.get("timeout") or 2.0)
-    known = {"type", "url", "token", "timeout", "auto_seed", "outbox_interval"}
+    known = {"type", "url", "token", "timeout", "auto_seed", "outbox_interval",
+             "attempts_url", "attempts_max", "attempts_window"}  # the last three: actions/shop/attempts.py
     unknown = set(config) - known
     if unknown:
         raise ShopDataError(f"endpoints.yml `shop:` has unknown keys {sorted(unknown)}; valid keys: {sorted(known)}.")

@@ -211,3 +211,18 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     published_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True, index=True)
+
+
+class VerificationFailure(Base):
+    """A failed order/phone verification, shared by every conversation and worker.
+
+    `subject` is a SHA-256 of the order id or phone (a phone is personal data, and the
+    count needs only equality); rows older than the window are ignored and purged.
+    """
+
+    __tablename__ = "verification_failures"
+    __table_args__ = (Index("ix_verification_failures_subject", "kind", "subject", "failed_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # order | phone
+    subject: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime)

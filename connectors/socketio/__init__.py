@@ -3,9 +3,11 @@
 Protocol (same events and shapes as ``rasa/core/channels/socketio.py`` 3.6, so
 rasa-webchat and Rasa's Chatwidget work unchanged):
 
-- client ``session_request {session_id?}`` -> server ``session_confirm <session_id>``
-  (with ``session_persistence: true`` the socket joins the room ``session_id``
-  and that id is the conversation's ``sender_id``; otherwise the socket id is);
+- client ``session_request {session_id?}`` -> server ``session_confirm <session_id>``:
+  the proposed id only when this server issued it (:mod:`.sessions`: HMAC-signed, so any
+  worker checks it without shared state), else a fresh one (with ``session_persistence: true``
+  the socket joins the room ``session_id`` and that id is the conversation's ``sender_id``;
+  otherwise the socket id is); a socket posts only into the session confirmed to it;
 - client ``user_uttered {message, session_id?, metadata?}`` (event name from
   ``user_message_evt``) -> server ``bot_uttered`` messages (``bot_message_evt``):
   ``{"text"}``, ``{"text", "quick_replies": [...]}``,
@@ -18,6 +20,9 @@ kefu's additions, ignored by clients that do not know them:
 - every bot message carries ``message_id``, ``seq`` (per session, increasing)
   and ``timestamp``; it is recorded in the session's *outbox* before it is
   emitted, so a socket that drops mid-reply loses nothing;
+- ``session_request`` may carry ``identity_token``: a JWT the shop signed (:mod:`.identity`);
+  a valid one binds the session to that customer and every message of it carries
+  ``metadata["identity"]``; an invalid one gets ``kefu_error {code, message}`` and no session;
 - ``session_request`` may carry ``last_seen_seq``: the server then emits
   ``kefu_history {session_id, messages}`` with every recorded message (user and
   bot) after that seq - reload restores the conversation, reconnect fills gaps;
@@ -25,8 +30,8 @@ kefu's additions, ignored by clients that do not know them:
   known id is acknowledged but not handled twice; the socket.io ack answers
   ``{"status": "ok"|"duplicate"|"error", "message_id", "seq"}``;
 - ``bot_typing {typing: bool}`` while the bot works on a message;
-- ``GET /webhooks/socketio/history/<session_id>?after=<seq>`` (the session id
-  is the capability: it is a random id only that browser holds);
+- ``GET /webhooks/socketio/history/<session_id>?after=<seq>`` (only for an id this server
+  issued; a signed-in shopper's also needs their token in ``X-Kefu-Identity-Token``);
 - ``GET /webhooks/socketio/widget.js`` / ``widget.css`` / ``static/...``: kefu's widget;
 - :meth:`SocketIOInput.output_for` (the channel is an ``OutputProvider``: the server's
   :class:`bot.shared.outputs.OutputRegistry` hands it to handoff and triggers as channel
@@ -39,7 +44,8 @@ survives restarts and is shared by every worker) and socket.io emits go through
 python-socketio's Redis client manager, so a push made on one worker reaches a
 socket held by another.
 
-Modules, one concept each: :mod:`.protocol` (event names, session ids), :mod:`.outbox`
+Modules, one concept each: :mod:`.protocol` (event names, session ids), :mod:`.sessions`
+(server-issued session ids), :mod:`.identity` (the shop's identity token), :mod:`.outbox`
 (memory and Redis outboxes), :mod:`.output` (``SocketIOOutput``), :mod:`.channel`
 (``SocketIOInput``: credentials, socket.io events, pushes), :mod:`.routes` (HTTP routes and
 the widget's files in ``connectors/static/``), :mod:`.credentials` (shared checks).

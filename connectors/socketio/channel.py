@@ -15,27 +15,44 @@ from typing import Any
 
 from sanic import Blueprint
 
+from bot.shared.endpoints import expand_env_vars
 from bot.shared.exceptions import ConfigError
 from bot.shared.outputs import ChannelCapabilities
-from connectors.base import InputChannel, OnNewMessage, UserMessage
+from connectors.base import IDENTITY_METADATA_KEY, InputChannel, OnNewMessage, UserMessage, untrusted_metadata
 from connectors.socketio.credentials import positive_int
+from connectors.socketio.identity import IdentityTokenError, IdentityVerifier, ShopperIdentity
 from connectors.socketio.outbox import Outbox, RedisOutbox, create_outbox
 from connectors.socketio.output import SocketIOOutput
 from connectors.socketio.protocol import (
     DEFAULT_BOT_MESSAGE_EVT,
     DEFAULT_SOCKETIO_PATH,
     DEFAULT_USER_MESSAGE_EVT,
+    ERROR_EVENT,
     HISTORY_EVENT,
     TYPING_EVENT,
     valid_session_id,
 )
 from connectors.socketio.routes import widget_blueprint
+from connectors.socketio.sessions import SessionIssuer
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MAX_MESSAGE_LENGTH", "SocketIOInput"]
 
 DEFAULT_MAX_MESSAGE_LENGTH = 5000
+# Credentials that hold secrets: ``${ENV_VAR}`` is expanded in them.
+_SECRET_KEYS = ("identity_secret", "identity_public_key", "session_secret")
+
+
+def _session_secret(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError(
+            "socketio credential 'session_secret' must be at least 32 characters.",
+            filename="credentials.yml",
+            fix="Generate one with `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`, put it in "
+            "KEFU_WIDGET_SESSION_SECRET and write 'session_secret: ${KEFU_WIDGET_SESSION_SECRET}'.",
+        )
+    return value
 # How the trigger scheduler and handoff name this channel in send and skip reasons.
 WIDGET_CAPABILITIES = ChannelCapabilities(label="widget")
 
@@ -50,8 +67,11 @@ class SocketIOInput(InputChannel):
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> "SocketIOInput":
         credentials = dict(credentials or {})
+        for secret_key in _SECRET_KEYS:  # ${ENV_VAR} as in Rasa's endpoints: secrets stay out of the file
+            if credentials.get(secret_key) is not None:
+                credentials[secret_key] = expand_env_vars(credentials[secret_key], "credentials.yml")
         strings = ("user_message_evt", "bot_message_evt", "namespace", "socketio_path",
-                   "jwt_key", "jwt_method", "metadata_key")
+                   "jwt_key", "jwt_method", "metadata_key", *_SECRET_KEYS)
         for key in strings:
             value = credentials.get(key)
             if value is not None and (not isinstance(value, str) or not value):
@@ -107,6 +127,8 @@ class SocketIOInput(InputChannel):
                 credentials, "max_message_length", DEFAULT_MAX_MESSAGE_LENGTH
             ),
             cors_allowed_origins=origins,
+            identity=IdentityVerifier.from_credentials(credentials),
+            session_secret=_session_secret(credentials.get("session_secret")),
         )
 
     def __init__(
@@ -122,6 +144,8 @@ class SocketIOInput(InputChannel):
         outbox: dict[str, Any] | None = None,
         max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
         cors_allowed_origins: str | list[str] = (),  # type: ignore[assignment]
+        identity: IdentityVerifier | None = None,
+        session_secret: str | None = None,
     ) -> None:
         self.user_message_evt = user_message_evt
         self.bot_message_evt = bot_message_evt
@@ -136,6 +160,9 @@ class SocketIOInput(InputChannel):
         self.cors_allowed_origins = (
             cors_allowed_origins if isinstance(cors_allowed_origins, str) else list(cors_allowed_origins)
         )
+        self.identity = identity
+        # Made here (the main process) so every worker started from the pickled channel shares it.
+        self.sessions = SessionIssuer.from_secret(session_secret)
         # Runtime state, built per worker process in blueprint(); never pickled.
         self.sio: Any = None
         self.outbox: Outbox = create_outbox(self.outbox_config)
@@ -208,16 +235,46 @@ class SocketIOInput(InputChannel):
             return False
         return True
 
+    async def _socket_session(self, sid: str) -> dict[str, Any]:
+        """What ``session_request`` confirmed for this socket (session id, identity); {} before it."""
+        try:
+            return await self.sio.get_session(sid, namespace=self.namespace)
+        except KeyError:  # the socket is gone
+            return {}
+
     async def _sender_for(self, sid: str, data: dict[str, Any]) -> str | None:
+        """The conversation of this socket: the id the server confirmed to it, never a client's pick."""
         if not self.session_persistence:
             return sid
-        session_id = valid_session_id(data.get("session_id"))
-        if session_id is None:
+        confirmed = (await self._socket_session(sid)).get("session_id")
+        claimed = data.get("session_id")
+        if confirmed is None or (claimed is not None and claimed != confirmed):
             return None
-        await self.sio.enter_room(sid, session_id, namespace=self.namespace)
-        return session_id
+        return confirmed
 
-    def _metadata(self, data: dict[str, Any]) -> dict[str, Any] | None:
+    def verify_identity(self, token: Any) -> ShopperIdentity:
+        """A shop-signed identity token's identity, or :class:`IdentityTokenError` (also when the
+        channel has no ``identity_secret``/``identity_public_key``: a token is never ignored)."""
+        if self.identity is None:
+            raise IdentityTokenError(
+                "identity_token_not_accepted",
+                "This server does not accept identity tokens: set 'identity_secret' (or 'identity_public_key') "
+                "under 'socketio:' in credentials.yml.",
+            )
+        return self.identity.verify(token)
+
+    def may_read_history(self, session_id: str, identity_token: str | None) -> bool:
+        """HTTP history: only for ids this server issued; a signed-in shopper's needs their token."""
+        customer = None
+        if SessionIssuer.is_bound(session_id):
+            try:
+                customer = self.verify_identity(identity_token).customer_id
+            except IdentityTokenError:
+                return False
+        return self.sessions.verify(session_id, customer)
+
+    def _metadata(self, data: dict[str, Any], identity: ShopperIdentity | None = None) -> dict[str, Any] | None:
+        """The client's metadata without identity keys, plus the identity this channel verified."""
         metadata = data.get(self.metadata_key)
         if isinstance(metadata, str):
             try:
@@ -226,6 +283,9 @@ class SocketIOInput(InputChannel):
                 metadata = {"raw": metadata}
         if metadata is not None and not isinstance(metadata, dict):
             metadata = {"value": metadata}
+        metadata = untrusted_metadata(metadata, self.name())
+        if identity is not None:
+            metadata = {**(metadata or {}), IDENTITY_METADATA_KEY: identity.as_metadata()}
         return metadata
 
     def _build_server(self, on_new_message: OnNewMessage) -> Any:
@@ -258,12 +318,30 @@ class SocketIOInput(InputChannel):
         @sio.on("session_request", namespace=ns)
         async def session_request(sid: str, data: Any = None) -> None:
             data = data if isinstance(data, dict) else {}
-            session_id = valid_session_id(data.get("session_id")) or uuid.uuid4().hex
+            identity = None
+            if data.get("identity_token") is not None:
+                try:
+                    identity = self.verify_identity(data["identity_token"])
+                except IdentityTokenError as e:  # refused: never an anonymous session instead
+                    logger.info("Refused a session request of socket %s: %s", sid, e.code)
+                    await sio.emit(ERROR_EVENT, {"code": e.code, "message": e.message}, room=sid, namespace=ns)
+                    return
+            customer = identity.customer_id if identity else None
+            proposed = valid_session_id(data.get("session_id"))
+            resumed = proposed is not None and self.sessions.verify(proposed, customer)
+            session_id = proposed if resumed else self.sessions.issue(customer)
+            if proposed is not None and not resumed:
+                logger.debug("Socket %s proposed a session id this server did not issue (or for another "
+                             "shopper); issued a new one.", sid)
+            previous = (await self._socket_session(sid)).get("session_id")
+            await sio.save_session(sid, {"session_id": session_id, "identity": identity}, namespace=ns)
             if self.session_persistence:
+                if previous and previous != session_id:
+                    await sio.leave_room(sid, previous, namespace=ns)
                 await sio.enter_room(sid, session_id, namespace=ns)
             await sio.emit("session_confirm", session_id, room=sid, namespace=ns)
             last_seen = data.get("last_seen_seq")
-            if isinstance(last_seen, int) and not isinstance(last_seen, bool):
+            if resumed and isinstance(last_seen, int) and not isinstance(last_seen, bool):
                 room = session_id if self.session_persistence else sid
                 messages = await self.history(room, max(0, last_seen))
                 await sio.emit(
@@ -293,11 +371,18 @@ class SocketIOInput(InputChannel):
         sender_id = await self._sender_for(sid, data)
         if sender_id is None:
             logger.warning(
-                "Ignored a message without a valid session_id from socket %s; the client "
+                "Ignored a message without the confirmed session_id from socket %s; the client "
                 "must send 'session_request' and put the confirmed id in each message.",
                 sid,
             )
             return {"status": "error", "error": "Missing or invalid session_id."}
+        identity = (await self._socket_session(sid)).get("identity")
+        if identity is not None and identity.expired():
+            logger.info("Refused a message of socket %s: its identity token expired.", sid)
+            error = {"code": "identity_token_expired",
+                     "message": "The identity token has expired: send session_request with a fresh one."}
+            await self.sio.emit(ERROR_EVENT, error, room=sid, namespace=self.namespace)
+            return {"status": "error", **error, "error": error["message"]}
         message_id = valid_session_id(data.get("message_id")) or uuid.uuid4().hex
         known = await self.outbox.find(sender_id, message_id)
         if known is not None:
@@ -316,7 +401,7 @@ class SocketIOInput(InputChannel):
             sender_id,
             input_channel=self.name(),
             message_id=message_id,
-            metadata=self._metadata(data),
+            metadata=self._metadata(data, identity),
         )
         await self._typing(sender_id, True)
         try:

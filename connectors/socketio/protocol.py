@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 __all__ = [
-    "DEFAULT_BOT_MESSAGE_EVT", "DEFAULT_SOCKETIO_PATH", "DEFAULT_USER_MESSAGE_EVT", "HISTORY_EVENT",
+    "DEFAULT_BOT_MESSAGE_EVT", "DEFAULT_SOCKETIO_PATH", "DEFAULT_USER_MESSAGE_EVT", "ERROR_EVENT", "HISTORY_EVENT",
     "TYPING_EVENT", "valid_session_id",
 ]
 
@@ -14,6 +14,7 @@ DEFAULT_USER_MESSAGE_EVT = "user_uttered"
 DEFAULT_BOT_MESSAGE_EVT = "bot_uttered"
 HISTORY_EVENT = "kefu_history"  # kefu: messages after the client's last_seen_seq
 TYPING_EVENT = "bot_typing"  # kefu: {typing: bool} while the bot works on a message
+ERROR_EVENT = "kefu_error"  # kefu: {code, message}, e.g. a refused identity token
 _SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
 

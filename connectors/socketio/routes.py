@@ -1,7 +1,8 @@
 """The socketio channel's HTTP side: the socket.io server mount, history, and kefu's widget files.
 
 Mounted at ``/webhooks/socketio/``: ``GET /`` (health), ``GET /history/<session_id>?after=<seq>``
-(the session id is the capability: a random id only that browser holds), ``GET /widget.js``
+(only for a session id this server issued - see :mod:`.sessions` -; a signed-in shopper's session
+also needs their identity token in the ``X-Kefu-Identity-Token`` header), ``GET /widget.js``
 (with the channel's settings prepended), ``GET /widget.css`` and ``GET /static/<path>``
 (files under ``connectors/static/``, the widget's and the demo shop page's).
 """
@@ -20,7 +21,9 @@ from connectors.socketio.protocol import valid_session_id
 if TYPE_CHECKING:  # pragma: no cover
     from connectors.socketio.channel import SocketIOInput
 
-__all__ = ["STATIC_DIR", "widget_blueprint"]
+__all__ = ["IDENTITY_TOKEN_HEADER", "STATIC_DIR", "widget_blueprint"]
+
+IDENTITY_TOKEN_HEADER = "X-Kefu-Identity-Token"
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -50,6 +53,13 @@ def widget_blueprint(channel: "SocketIOInput") -> Blueprint:
     async def history(request: Request, session_id: str) -> HTTPResponse:
         if valid_session_id(session_id) is None:
             raise bad_request("Invalid session id.", "session_id", "path")
+        if not channel.may_read_history(session_id, request.headers.get(IDENTITY_TOKEN_HEADER)):
+            raise ErrorResponse(
+                403, "Forbidden",
+                "This session id was not issued by this server, or it belongs to a signed-in shopper. "
+                f"Use the id from 'session_confirm'; for a signed-in shopper send their identity token in "
+                f"the {IDENTITY_TOKEN_HEADER} header.",
+            )
         after_arg = request.args.get("after", "0")
         if not after_arg.isdigit():
             raise bad_request("'after' must be a non-negative integer (a seq).", "after", "query")

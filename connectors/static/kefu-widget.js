@@ -6,9 +6,17 @@
  *
  * Speaks kefu's socketio channel (Rasa's socket.io protocol plus message ids,
  * replay and typing) through a minimal Engine.IO v4 / Socket.IO v5 client over
- * a WebSocket. Keeps the session id in localStorage; on every (re)connect it
- * asks for the messages after the last seq it has shown, so a reload restores
- * the conversation and a dropped connection loses and duplicates nothing.
+ * a WebSocket. The server issues the session id (session_confirm); the widget
+ * keeps it in localStorage and proposes it again on every (re)connect, asking
+ * for the messages after the last seq it has shown, so a reload restores the
+ * conversation and a dropped connection loses and duplicates nothing. When the
+ * server answers with another id (it did not issue the stored one, or the
+ * shopper signed in or out) the widget starts a fresh conversation view.
+ *
+ * A signed-in shopper: the shop's page passes a token its server signed
+ * (docs/channels.md), before the script:
+ *   window.KefuWidgetConfig = { identityToken: "<jwt>" };
+ * or as data-identity-token="<jwt>", or later: window.KefuWidget.identify("<jwt>").
  * Licence: same as kefu.
  */
 (function () {
@@ -23,6 +31,7 @@
     return null;
   })();
   var defaults = window.KEFU_CHANNEL_DEFAULTS || {};
+  var options = window.KefuWidgetConfig || {};
   var data = (script && script.dataset) || {};
   var scriptUrl = new URL((script && script.src) || window.location.href, window.location.href);
   var serverUrl = data.server || scriptUrl.origin;
@@ -36,7 +45,8 @@
     title: data.title || "",
     open: data.open === "true",
     initPayload: data.initPayload || "",
-    token: data.token || ""          // a JWT when the channel sets jwt_key
+    token: data.token || "",         // a JWT when the channel sets jwt_key
+    identityToken: options.identityToken || data.identityToken || ""  // the shop-signed shopper identity
   };
   if (config.namespace === "/") config.namespace = "";
   var staticBase = config.server + "/webhooks/socketio/";
@@ -47,13 +57,15 @@
       title: "Customer service", placeholder: "Type a message…", send: "Send",
       open: "Chat with us", close: "Close", connecting: "Connecting…",
       offline: "Offline – reconnecting…", typing: "typing", rate: "Rate this conversation",
-      thanks: "Thank you for your rating!", stars: "stars", image: "Image", error: "Could not send. Retrying…"
+      thanks: "Thank you for your rating!", stars: "stars", image: "Image", error: "Could not send. Retrying…",
+      refused: "Could not confirm who you are. Please reload the page or sign in again."
     },
     zh: {
       title: "在线客服", placeholder: "输入消息…", send: "发送",
       open: "联系客服", close: "关闭", connecting: "连接中…",
       offline: "网络断开，正在重连…", typing: "正在输入", rate: "请为本次服务评分",
-      thanks: "感谢您的评价！", stars: "星", image: "图片", error: "发送失败，正在重试…"
+      thanks: "感谢您的评价！", stars: "星", image: "图片", error: "发送失败，正在重试…",
+      refused: "无法确认您的身份，请刷新页面或重新登录。"
     }
   };
   var lang = (data.lang || navigator.language || "en").toLowerCase().indexOf("zh") === 0 ? "zh" : "en";
@@ -78,7 +90,8 @@
     lastSeq: 0,                      // highest seq shown; replay asks for what follows
     seen: {},                        // message_id -> true, to drop duplicates
     unread: 0,
-    connected: false
+    connected: false,
+    confirmed: false                 // the server confirmed a session on this connection
   };
 
   function uid() {
@@ -318,7 +331,8 @@
 
   function setStatus(kind) {
     statusBar.dataset.state = kind;
-    statusBar.textContent = kind === "connected" ? "" : kind === "offline" ? T.offline : T.connecting;
+    statusBar.textContent = kind === "connected" ? "" : kind === "offline" ? T.offline
+      : kind === "refused" ? T.refused : T.connecting;
     root.classList.toggle("kefu-is-online", kind === "connected");
   }
 
@@ -491,18 +505,45 @@
   function onStatus(kind) {
     setStatus(kind);
     state.connected = kind === "connected";
-    if (kind === "connected") {
-      socket.emit("session_request", { session_id: state.sessionId, last_seen_seq: state.lastSeq });
-    }
+    state.confirmed = false;
+    if (kind === "connected") requestSession();
+  }
+
+  function requestSession() {
+    var request = { session_id: state.sessionId, last_seen_seq: state.lastSeq };
+    if (config.identityToken) request.identity_token = config.identityToken;
+    socket.emit("session_request", request);
+  }
+
+  function resetConversation() {
+    // The server issued another session: what is shown belongs to the old one.
+    Array.prototype.forEach.call(log.querySelectorAll(".kefu-row[data-message-id]"), function (row) {
+      row.parentNode.removeChild(row);
+    });
+    state.seen = {};
+    state.lastSeq = 0;
+    state.pending.forEach(function (p) {
+      if (!p.hidden) addMessage({ sender: "user", text: p.message, display: p.display, message_id: p.message_id, timestamp: p.timestamp }, false);
+    });
   }
 
   function onEvent(name, payload) {
     if (name === "session_confirm") {
       var id = typeof payload === "string" ? payload : payload && payload.session_id;
-      var first = !state.sessionId;
-      if (id && id !== state.sessionId) { state.sessionId = id; save(); }
+      if (!id) return;
+      var fresh = id !== state.sessionId;
+      if (fresh) {
+        if (state.sessionId) resetConversation();
+        state.sessionId = id;
+        save();
+      }
+      state.confirmed = true;
+      setStatus("connected");
       flushPending();
-      if (first && config.initPayload) sendUser(config.initPayload, null, true);
+      if (fresh && config.initPayload) sendUser(config.initPayload, null, true);
+    } else if (name === "kefu_error") {
+      setStatus("refused");
+      try { window.dispatchEvent(new CustomEvent("kefu:error", { detail: payload })); } catch (e) { /* old browsers */ }
     } else if (name === "kefu_history") {
       (payload.messages || []).forEach(function (m) { addMessage(m, false); });
     } else if (name === config.botEvent) {
@@ -514,7 +555,8 @@
   }
 
   function sendUser(text, display, hidden) {
-    var msg = { message: text, message_id: uid(), display: display || undefined, timestamp: Date.now() / 1000 };
+    var msg = { message: text, message_id: uid(), display: display || undefined, timestamp: Date.now() / 1000,
+                hidden: hidden || undefined };
     if (!hidden) {
       addMessage({ sender: "user", text: text, display: display, message_id: msg.message_id, timestamp: msg.timestamp }, true);
     }
@@ -524,7 +566,7 @@
   }
 
   function flushPending() {
-    if (!state.connected || !state.sessionId) return;
+    if (!state.connected || !state.confirmed || !state.sessionId) return;
     state.pending.forEach(function (msg) {
       if (msg.inFlight) return;
       msg.inFlight = true;
@@ -559,6 +601,11 @@
     close: function () { setOpen(false); },
     send: function (text) { sendUser(text, null); },
     sessionId: function () { return state.sessionId; },
+    // A shopper signed in (or the token was renewed): bind the session to them.
+    identify: function (token) {
+      config.identityToken = token || "";
+      if (state.connected) { state.confirmed = false; requestSession(); }
+    },
     lastSeq: function () { return state.lastSeq; },
     isConnected: function () { return state.connected; },
     dropConnection: function () { socket.drop(); },

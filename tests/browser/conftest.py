@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import threading
@@ -69,7 +70,11 @@ class ShopServer:
 
         agent = Agent(project_root=PROJECT, action_package=None)
         await agent.load_model(self.model_path)
-        self.channel = SocketIOInput.from_credentials({"session_persistence": True})
+        # a per-run secret: shops sign identity tokens with theirs (docs/channels.md)
+        self.identity_secret = secrets.token_urlsafe(32)
+        self.channel = SocketIOInput.from_credentials(
+            {"session_persistence": True, "identity_secret": self.identity_secret}
+        )
         app = create_app(agent, input_channels=[RestInput(), self.channel], root_handler=demo_root)
         app.config.TOUCHUP = False
         self.server = await app.create_server(

@@ -187,3 +187,43 @@ def test_demo_page_serves_shop_with_one_widget_script(shop_server: Any, phone: A
     assert page.locator("script[src$='/webhooks/socketio/widget.js']").count() == 1
     page.locator(".kefu-launcher").wait_for(timeout=TIMEOUT)
     assert page.locator(".notice").count() == 0
+
+
+def test_widget_session_id_is_issued_by_the_server_and_a_planted_one_is_replaced(
+    shop_server: Any, phone: Any
+) -> None:
+    page = phone.new_page()
+    page.goto(shop_server.url + "/")
+    key = page.evaluate("KefuWidget.config.storageKey")
+    # a session id the server never issued (another shopper's old plain id, or a guess)
+    page.evaluate("k => localStorage.setItem(k, JSON.stringify({sessionId: 'shopper-7', open: true}))", key)
+    page.reload()
+    page.wait_for_function("KefuWidget.isConnected() && KefuWidget.sessionId() !== 'shopper-7'", timeout=TIMEOUT)
+    issued = page.evaluate("KefuWidget.sessionId()")
+    assert shop_server.channel.sessions.verify(issued)
+    assert "shopper-7" not in page.evaluate("k => localStorage.getItem(k)", key)
+
+
+def test_widget_identity_token_binds_the_session_and_a_bad_one_is_shown_refused(
+    shop_server: Any, browser: Any
+) -> None:
+    import time
+
+    import jwt
+
+    good = jwt.encode({"sub": "42", "exp": int(time.time()) + 600}, shop_server.identity_secret, algorithm="HS256")
+    context = browser.new_context()
+    context.add_init_script(f"window.KefuWidgetConfig = {{identityToken: {good!r}}};")
+    page = open_chat(context, shop_server)
+    page.wait_for_function("KefuWidget.sessionId()", timeout=TIMEOUT)
+    assert shop_server.channel.sessions.verify(page.evaluate("KefuWidget.sessionId()"), "42")
+    context.close()
+
+    context = browser.new_context()
+    context.add_init_script("window.KefuWidgetConfig = {identityToken: 'not-a-token'};")
+    page = context.new_page()
+    page.goto(shop_server.url + "/")
+    page.locator(".kefu-launcher").click()
+    page.locator('.kefu-status[data-state="refused"]').wait_for(timeout=TIMEOUT)
+    assert page.evaluate("KefuWidget.sessionId()") is None
+    context.close()

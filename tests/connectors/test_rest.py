@@ -71,13 +71,30 @@ async def test_rest_webhook_without_sender_uses_default_sender():
 
 
 @pytest.mark.asyncio
-async def test_rest_webhook_keeps_explicit_input_channel():
+async def test_rest_webhook_ignores_client_supplied_input_channel(caplog):
+    """Issue #15: a caller of the public webhook cannot claim to be WeChat (openid = identity)."""
     agent = EchoAgent()
-    await post(
-        create_app(agent, input_channels=[RestInput()]), "/webhooks/rest/webhook",
-        json={"sender": "u", "message": "hi", "input_channel": "webchat"},
-    )
-    assert agent.messages[0].input_channel == "webchat"
+    with caplog.at_level("DEBUG", logger="connectors.rest"):
+        await post(
+            create_app(agent, input_channels=[RestInput()]), "/webhooks/rest/webhook",
+            json={"sender": "demo-wechat-openid", "message": "hi", "input_channel": "wechat"},
+        )
+    assert agent.messages[0].input_channel == "rest"
+    assert "Ignored client-supplied input_channel 'wechat'" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_rest_webhook_drops_identity_keys_from_client_metadata(caplog):
+    agent = EchoAgent()
+    metadata = {"page": "/shoes", "identity": {"customer_id": 1, "source": "widget_token", "verified": True},
+                "customer_id": 1, "openid": "demo-wechat-openid", "phone": "13812345678", "verified": True}
+    with caplog.at_level("DEBUG", logger="connectors.base"):
+        await post(
+            create_app(agent, input_channels=[RestInput()]), "/webhooks/rest/webhook",
+            json={"sender": "u", "message": "hi", "metadata": metadata},
+        )
+    assert agent.messages[0].metadata == {"page": "/shoes"}
+    assert "dropped client-supplied metadata key(s)" in caplog.text
 
 
 @pytest.mark.asyncio

@@ -137,13 +137,16 @@ def persistent() -> SocketIOInput:
 
 # ----------------------------------------------------------------------------- protocol
 @pytest.mark.asyncio
-async def test_socketio_session_request_confirms_given_or_new_id() -> None:
-    async with serving(persistent()) as url:
+async def test_socketio_session_request_issues_ids_and_resumes_only_issued_ones() -> None:
+    channel = persistent()
+    async with serving(channel) as url:
         client = Client()
         await client.connect(url)
-        assert await client.session("shopper-1") == "shopper-1"
+        issued = await client.session("shopper-1")  # a client's pick is never taken
+        assert issued != "shopper-1" and channel.sessions.verify(issued) and len(issued) > 40
+        assert await client.session(issued) == issued  # an id this server issued is resumed
         fresh = await client.session(None)
-        assert isinstance(fresh, str) and len(fresh) == 32 and fresh != "shopper-1"
+        assert fresh not in (issued, "shopper-1") and channel.sessions.verify(fresh)
         await client.sio.disconnect()
 
 
@@ -173,7 +176,7 @@ async def test_socketio_user_uttered_gets_rasa_shaped_bot_uttered() -> None:
         assert [m["seq"] for m in got] == [2, 3, 4, 5, 6, 7, 8]
         assert len({m["message_id"] for m in got}) == 7
         message = agent.messages[0]
-        assert (message.sender_id, message.input_channel) == ("s-rich", "socketio")
+        assert (message.sender_id, message.input_channel) == (sid, "socketio")
         assert message.metadata == {"page": "/shoes"}
         assert message.message_id == ack["message_id"]
         # typing indicator went on, then off
@@ -303,10 +306,12 @@ async def test_socketio_push_reaches_every_open_socket_of_the_session() -> None:
     channel = persistent()
     async with serving(channel) as url:
         tab1, tab2, other = Client(), Client(), Client()
-        for c, s in ((tab1, "s-push"), (tab2, "s-push"), (other, "s-other")):
+        for c in (tab1, tab2, other):
             await c.connect(url)
-            await c.session(s)
-        out = OutputRegistry.from_channels([channel]).output_for("socketio", "s-push")
+        session = await tab1.session(None)
+        assert await tab2.session(session) == session  # the second tab resumes the issued id
+        await other.session(None)
+        out = OutputRegistry.from_channels([channel]).output_for("socketio", session)
         await out.send_response("ignored-recipient", {"text": "An agent joined."})
         for c in (tab1, tab2):
             assert (await c.wait_for("bot_uttered", 1))[0]["text"] == "An agent joined."
@@ -382,7 +387,7 @@ async def test_socketio_jwt_key_refuses_sockets_without_valid_token() -> None:
         await client.sio.connect(
             url, transports=["websocket"], auth={"token": jwt.encode({"user": "u"}, "s3cret")}
         )
-        assert await client.session("s-jwt") == "s-jwt"
+        assert channel.sessions.verify(await client.session("s-jwt"))
         await client.sio.disconnect()
 
 
@@ -390,13 +395,17 @@ async def test_socketio_jwt_key_refuses_sockets_without_valid_token() -> None:
 @pytest.mark.asyncio
 async def test_socketio_history_endpoint_and_widget_files() -> None:
     channel = persistent()
+    session = channel.sessions.issue()
     async with serving(channel) as url:
-        await channel.get_output_channel_for("s-http").send_response("s-http", {"text": "a"})
-        await channel.get_output_channel_for("s-http").send_response("s-http", {"text": "b"})
+        await channel.get_output_channel_for(session).send_response(session, {"text": "a"})
+        await channel.get_output_channel_for(session).send_response(session, {"text": "b"})
+        await channel.get_output_channel_for("s-http").send_response("s-http", {"text": "old plain id"})
         async with httpx.AsyncClient(base_url=url) as http:
-            body = (await http.get("/webhooks/socketio/history/s-http?after=1")).json()
+            body = (await http.get(f"/webhooks/socketio/history/{session}?after=1")).json()
             assert [m["text"] for m in body["messages"]] == ["b"]
-            assert (await http.get("/webhooks/socketio/history/s-http?after=x")).status_code == 400
+            assert (await http.get(f"/webhooks/socketio/history/{session}?after=x")).status_code == 400
+            refused = await http.get("/webhooks/socketio/history/s-http")  # not issued by this server
+            assert refused.status_code == 403 and "session_confirm" in refused.json()["message"]
             assert (await http.get("/webhooks/socketio/history/bad%20id")).status_code == 400
             js = await http.get("/webhooks/socketio/widget.js")
             assert js.status_code == 200 and "javascript" in js.headers["content-type"]

@@ -6,6 +6,7 @@ survive a restart, and seqs must stay increasing whichever worker records.
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
@@ -19,9 +20,15 @@ from tests.connectors.test_socketio import Client, ShopAgent, serving  # noqa: E
 pytestmark = pytest.mark.redis
 
 
+# Several machines and restarts share the session secret (credentials `session_secret`), so a
+# session id issued before a restart or by another machine is resumed. Made per run.
+SESSION_SECRET = secrets.token_urlsafe(32)
+
+
 def redis_channel(url: str, **outbox: object) -> SocketIOInput:
     return SocketIOInput.from_credentials(
-        {"session_persistence": True, "outbox": {"type": "redis", "url": url, **outbox}}
+        {"session_persistence": True, "session_secret": SESSION_SECRET,
+         "outbox": {"type": "redis", "url": url, **outbox}}
     )
 
 
@@ -95,7 +102,7 @@ async def test_history_survives_restart_and_retry_is_deduplicated_across_workers
     async with serving(redis_channel(redis_url), agent) as url:
         again = Client()
         await again.connect(url)
-        await again.session(sid, last_seen=0)
+        assert await again.session(sid, last_seen=0) == sid
         history = (await again.wait_for("kefu_history", 1))[-1]["messages"]
         assert [(m["sender"], m["text"]) for m in history] == [("user", "hello"), ("bot", "echo: hello")]
         retry = await again.sio.call(
