@@ -66,6 +66,9 @@ def run_agents(args: argparse.Namespace) -> int:
     from bot.handoff.credentials import CredentialFile, set_password, state_dir
     from bot.handoff.passwords import generate_password
 
+    if args.agents_command not in ("list", "set-password"):
+        print("Use `python -m bot agents set-password ID` or `python -m bot agents list`.", file=sys.stderr)
+        return 2
     root = Path(args.root)
     agents = _configured_agents(root)
     if args.agents_command == "list":
@@ -73,9 +76,6 @@ def run_agents(args: argparse.Namespace) -> int:
         for agent_id, entry in agents.items():
             print(f"{agent_id:<16} {entry.get('role', 'agent'):<11} {_source(agent_id, entry, stored)}")
         return 0
-    if args.agents_command != "set-password":
-        print("Use `python -m bot agents set-password ID` or `python -m bot agents list`.", file=sys.stderr)
-        return 2
     agent_id = args.agent_id
     if agent_id not in agents:
         raise ConfigError(f"No agent '{agent_id}' under handoff.agents.", filename=root / "config.yml",

@@ -158,7 +158,12 @@ class HandoffConfig:
 
     @classmethod
     def from_project(cls, root: str | Path = ".") -> "HandoffConfig":
-        """``handoff:`` from config.yml, then endpoints.yml's ``handoff:`` on top."""
+        """``handoff:`` from config.yml, then endpoints.yml's ``handoff:`` on top.
+
+        Refuses plaintext passwords, hashes of well-known ones and a literal signing secret
+        (file and line in the error); the secret otherwise comes from the environment or
+        ``.kefu/`` (:mod:`bot.handoff.credentials`, which also fills in agents' hashes).
+        """
         from bot.shared.yaml_io import read_yaml_file, to_plain
 
         merged: dict[str, Any] = {}

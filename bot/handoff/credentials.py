@@ -71,7 +71,7 @@ def _check_private(path: Path) -> None:
 def _locked(folder: Path) -> Iterator[None]:
     """One process at a time (Sanic's workers start together) reads-then-writes the state folder."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as lock:
+    with os.fdopen(os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600), "r+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
