@@ -4,7 +4,8 @@ Every route but login needs ``Authorization: Bearer <token>``; the websocket's
 first message must be ``{"type": "auth", "token": ...}``. A token in the URL
 (``?token=``) is refused everywhere: URLs end up in access logs, proxies and
 browser history. Logins are verified off the event loop (argon2id), throttled
-with lockouts (``throttle.py``, 429 with ``Retry-After``) and audited. Agents see the handoffs of their queues and their own;
+with lockouts (``throttle.py``, 429 with ``Retry-After``) and audited.
+Agents see the handoffs of their queues and their own;
 supervisors and admins see all. Transcript reads and exports are audited.
 Failures answer with the server's one error body (``bot/web/errors.py``):
 ``HandoffError(status, message)`` is registered there by type, so a refusal is
