@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import resource
+import secrets
 import signal
 import socket
 import statistics
@@ -45,7 +46,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PROJECT = ROOT / "tests" / "handoff" / "data" / "project"
-SECRET = "bench-secret-0123456789abcdef0123456789"
+SECRET = os.environ.setdefault("KEFU_BENCH_SECRET", secrets.token_hex(32))  # the server process inherits both
+PASSWORD = os.environ.setdefault("KEFU_BENCH_AGENT_PASSWORD", secrets.token_urlsafe(16))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -53,8 +55,15 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
 
 
+def _password_hash() -> str:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(PASSWORD)  # cheap: logins aren't measured
+
+
 def agent_specs(n: int, m: int) -> list[dict[str, Any]]:
-    return [{"id": f"a{i}", "name": f"A{i}", "password": "pw", "skills": ["general", "after_sales"],
+    password_hash = _password_hash()
+    return [{"id": f"a{i}", "name": f"A{i}", "password_hash": password_hash, "skills": ["general", "after_sales"],
              "languages": ["en", "zh"], "max_concurrent": max(1, -(-n // m))} for i in range(m)]
 
 
@@ -125,10 +134,11 @@ async def load(port: int, n: int, m: int) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=400)) as client:
         tokens = {}
         for spec in agents:
-            r = await client.post("/handoff/api/login", json={"agent_id": spec["id"], "password": "pw"})
+            r = await client.post("/handoff/api/login", json={"agent_id": spec["id"], "password": PASSWORD})
             tokens[spec["id"]] = r.json()["token"]
-        sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/handoff/ws?token={tokens[a['id']]}",
-                                            max_size=None) for a in agents]
+        sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/handoff/ws", max_size=None) for a in agents]
+        for ws, a in zip(sockets, agents):  # the token goes in the first message, never in the URL
+            await ws.send(json.dumps({"type": "auth", "token": tokens[a["id"]]}))
 
         async def listen(ws: Any, agent_id: str) -> None:
             async for raw in ws:

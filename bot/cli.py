@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shop_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     add_triggers_parser(sub)
 
+    from bot.handoff.cli import add_agents_parser
+
+    add_agents_parser(sub)  # `agents set-password ID`, `agents list` (console credentials)
+
     p = sub.add_parser("data", help="Training data (`data validate`) and customer data (`data export|erase|purge`).")
     dsub = _SubParsers(p.add_subparsers(dest="data_command", metavar="WHAT"), common)
     dv = dsub.add_parser("validate", help="Check domain, data, stories and rules for mistakes.")
@@ -434,6 +438,12 @@ def _run_shop(args: argparse.Namespace) -> int:
     return 2
 
 
+def _run_agents(args: argparse.Namespace) -> int:
+    from bot.handoff.cli import run_agents
+
+    return run_agents(args)
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "validate":
         from bot.validation import run_validation
@@ -486,6 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kb": cmd_kb,
         "shop": _run_shop,
         "triggers": _run_triggers,
+        "agents": _run_agents,
     }
     if args.command not in handlers:
         parser.print_help()

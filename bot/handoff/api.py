@@ -1,7 +1,11 @@
 """Agent API (``/handoff/api``), live websocket (``/handoff/ws``) and the console page (``/console``).
 
-Every route but login needs ``Authorization: Bearer <token>`` (the websocket
-takes ``?token=``). Agents see the handoffs of their queues and their own;
+Every route but login needs ``Authorization: Bearer <token>``; the websocket's
+first message must be ``{"type": "auth", "token": ...}``. A token in the URL
+(``?token=``) is refused everywhere: URLs end up in access logs, proxies and
+browser history. Logins are verified off the event loop (argon2id), throttled
+with lockouts (``throttle.py``, 429 with ``Retry-After``) and audited.
+Agents see the handoffs of their queues and their own;
 supervisors and admins see all. Transcript reads and exports are audited.
 Failures answer with the server's one error body (``bot/web/errors.py``):
 ``HandoffError(status, message)`` is registered there by type, so a refusal is
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from http import HTTPStatus
@@ -23,6 +28,8 @@ from sanic.response import HTTPResponse
 
 from bot.handoff.auth import has_role, issue_token, verify_token
 from bot.handoff.config import AgentSpec
+from bot.handoff.passwords import averify
+from bot.handoff.throttle import create_login_throttle
 from bot.handoff.service import HandoffError, HandoffService, summary_view
 from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED
 from bot.web.auth import bearer_token
@@ -53,8 +60,30 @@ def _not_logged_in(message: str) -> ErrorResponse:
     return ErrorResponse(HTTPStatus.UNAUTHORIZED, "NotAuthenticated", message)
 
 
+WS_AUTH_TIMEOUT_S = 10.0  # a console sends its auth message right after connecting
+TOKEN_IN_URL = ("Tokens are not accepted in URLs (they end up in logs and browser history). Fix: send "
+                "'Authorization: Bearer <token>'; on /handoff/ws send {\"type\": \"auth\", \"token\": ...} "
+                "as the first message.")
+
+
 def _token(request: Request) -> str | None:
-    return bearer_token(request) or request.args.get("token")
+    if "token" in request.args:
+        raise bad_request(TOKEN_IN_URL, "token", where="query")
+    return bearer_token(request)
+
+
+def _address(request: Request) -> str:
+    """The client's address (a proxy's forwarded one only when Sanic is configured to trust it)."""
+    return str(request.remote_addr or request.ip or "unknown")
+
+
+def _too_many(wait_s: float) -> HTTPResponse:
+    seconds = max(1, math.ceil(wait_s))
+    error = ErrorResponse(HTTPStatus.TOO_MANY_REQUESTS, "TooManyLogins",
+                          f"Too many failed logins; try again in {seconds} s. Fix: wait, or ask an admin to "
+                          "reset the password with `python -m bot agents set-password ID`.",
+                          {"retry_after": seconds})
+    return response.json(error.error_info, status=error.status, headers={"Retry-After": str(seconds)})
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -69,6 +98,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     register_error(HandoffError)  # its own .status; the reason names it (NotFound, Conflict, ...)
     bp = Blueprint(f"kefu_handoff_{id(service)}")
     api = url_prefix + "/api"
+    throttle = create_login_throttle(service.config, service.queue)
 
     def authed(role: str = "agent"):
         def wrap(handler: Any) -> Any:
@@ -88,12 +118,29 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     @bp.post(api + "/login")
     async def login(request: Request) -> HTTPResponse:
         data = _body(request)
-        spec = service.config.agent(str(data.get("agent_id", "")))
-        if spec is None or not spec.check_password(str(data.get("password", ""))):
+        agent_id, password = str(data.get("agent_id", ""))[:128], data.get("password")
+        spec = service.config.agent(agent_id)
+        actor, address = (spec.id if spec else "unknown"), _address(request)
+        detail = f"address={address}" + ("" if spec else f" agent_id={agent_id!r}")
+        keys = throttle.policy.keys(agent_id, address) if throttle.policy.enabled else ()
+        wait = await throttle.locked_for(keys) if keys else 0.0
+        if wait > 0:
+            await service.store.audit(actor, "login_refused_locked", detail=detail)
+            return _too_many(wait)
+        ok = await averify(password if isinstance(password, str) else "", spec.password_hash if spec else None)
+        if not ok or spec is None:
+            lock = await throttle.failure(keys) if keys else 0.0
+            await service.store.audit(actor, "login_failed", detail=detail)
+            if lock > 0:
+                logger.warning("Console login locked for %.0f s after repeated failures (%s).", lock, actor)
+                await service.store.audit(actor, "login_lockout", detail=f"{detail} seconds={lock:.0f}")
+                return _too_many(lock)
             raise _not_logged_in("Wrong agent id or password.")
+        if keys:
+            await throttle.success(keys)
         await service.start()
         token, expires = issue_token(service.config, spec)
-        await service.store.audit(spec.id, "login")
+        await service.store.audit(spec.id, "login", detail=f"address={address}")
         status = await service.set_status(spec.id, data.get("status", "online"))
         return response.json({"token": token, "expires_at": expires, "agent": status})
 
@@ -203,10 +250,16 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
 
     @bp.websocket(url_prefix + "/ws")
     async def live(request: Request, ws: Any) -> None:
-        agent = verify_token(service.config, request.args.get("token"))
+        if "token" in request.args:
+            await ws.send(json.dumps({"type": "error", "error": "token_in_url", "message": TOKEN_IN_URL}))
+            await ws.close(code=4400, reason="token in URL refused")
+            return
+        agent = await _first_message_login(ws)
         if agent is None:
-            await ws.send(json.dumps({"type": "error", "error": "unauthorized"}))
-            await ws.close(code=4401)
+            await ws.send(json.dumps({"type": "error", "error": "unauthorized",
+                                      "message": "Send {\"type\": \"auth\", \"token\": <token from "
+                                                 "POST /handoff/api/login>} first."}))
+            await ws.close(code=4401, reason="unauthorized")
             return
         await service.start()
         outbox: asyncio.Queue = asyncio.Queue(maxsize=1000)
@@ -240,6 +293,17 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
                     await ws.send(_encode(event))
         finally:
             service.unsubscribe(listener)
+
+    async def _first_message_login(ws: Any) -> AgentSpec | None:
+        """The agent named by a valid token in the socket's first message; None for anything else."""
+        try:
+            raw = await ws.recv(timeout=WS_AUTH_TIMEOUT_S)
+            message = json.loads(raw) if raw else None
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(message, dict) or message.get("type") != "auth" or not isinstance(message.get("token"), str):
+            return None
+        return verify_token(service.config, message["token"])
 
     @bp.get("/console")
     async def console(request: Request) -> HTTPResponse:

@@ -76,8 +76,11 @@ def profile_provider(settings: ProjectSettings, vip_lifetime_value_cents: int) -
 
 
 def handoff_feature(settings: ProjectSettings) -> HandoffFeature | None:
+    """Refuses plaintext or well-known passwords; agents without credentials get generated ones (shown once)."""
+    from bot.handoff.credentials import provision
+
     if settings.root is None or settings.section("handoff") is None:
         return None
-    config = HandoffConfig.from_project(settings.root)
+    config = provision(HandoffConfig.from_project(settings.root), settings.root)
     return HandoffFeature(HandoffService(config, profile_provider=profile_provider(
         settings, config.vip_lifetime_value_cents)))

@@ -1,8 +1,33 @@
 """Small fakes shared by the handoff tests."""
 from __future__ import annotations
 
+import functools
+import secrets
 from pathlib import Path
 from typing import Any
+
+TEST_SECRET = secrets.token_hex(32)  # generated per run: no credential is committed
+
+
+@functools.lru_cache(maxsize=None)
+def password_for(agent_id: str) -> str:
+    """The password of a test agent, generated once per test run."""
+    return secrets.token_urlsafe(16)
+
+
+@functools.lru_cache(maxsize=None)
+def hash_for(agent_id: str) -> str:
+    """An argon2id hash of :func:`password_for` with low costs (fast tests; the format is the real one)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(password_for(agent_id))
+
+
+def with_credentials(agents: Any) -> Any:
+    """``handoff.agents`` entries with a generated ``password_hash`` where they have none."""
+    return [a if not isinstance(a, dict) or a.get("password_hash") else {**a, "password_hash": hash_for(a["id"])}
+            for a in agents or []]
+
 
 class RecordingBroker:
     """An event broker that keeps what was published (the trigger scheduler's view)."""
@@ -70,5 +95,6 @@ class CapturingChannel:
 def make_config(base: dict[str, Any], db: Path, **overrides: Any) -> Any:
     from bot.handoff import HandoffConfig
 
-    return HandoffConfig.from_dict({**base, "store_url": f"sqlite+aiosqlite:///{db}", "secret": "test-secret-0123456789abcdef0123456789",
-                                    **overrides})
+    merged = {**base, "store_url": f"sqlite+aiosqlite:///{db}", "secret": TEST_SECRET, **overrides}
+    merged["agents"] = with_credentials(merged.get("agents"))
+    return HandoffConfig.from_dict(merged)

@@ -10,7 +10,7 @@ from tests.handoff.helpers import CapturingChannel, ChannelProvider, RecordingBr
 
 CST = dt.timezone(dt.timedelta(hours=8))
 HOURS = {"start": "09:00", "end": "18:00", "utc_offset_hours": 8}
-AGENTS = [{"id": "alice", "name": "Alice", "password": "pw", "skills": ["general", "after_sales"],
+AGENTS = [{"id": "alice", "name": "Alice", "skills": ["general", "after_sales"],
            "languages": ["en"], "max_concurrent": 1}]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.handoff.helpers import RecordingBroker
+from tests.handoff.helpers import RecordingBroker, password_for
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def stack(handoff_model: Path, config_factory: Any) -> Any:
 
 
 def login(app: Any, agent_id: str) -> str:
-    _, res = app.test_client.post("/handoff/api/login", json={"agent_id": agent_id, "password": f"{agent_id}-pw"})
+    _, res = app.test_client.post("/handoff/api/login", json={"agent_id": agent_id, "password": password_for(agent_id)})
     assert res.status == 200, res.text
     return res.json["token"]
 

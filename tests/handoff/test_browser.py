@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.handoff.helpers import RecordingBroker, make_config
+from tests.handoff.helpers import RecordingBroker, make_config, password_for
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -140,7 +140,7 @@ def test_browser_angry_shopper_escalates_agent_replies_resolves_and_shopper_rate
     console = agent_ctx.new_page()
     console.goto(server.url + "/console")
     console.locator("#agent-id").fill("alice")
-    console.locator("#password").fill("alice-pw")
+    console.locator("#password").fill(password_for("alice"))
     console.locator("#login-button").click()
     console.wait_for_function("window.KefuConsole.isLive()", timeout=TIMEOUT)
     item = console.locator("#mine .item")  # logging in online auto-assigned the waiting handoff

@@ -8,7 +8,7 @@ from bot.handoff.rules import check_bot_turn, check_user_message
 from bot.shared.events import ActionExecuted, BotUttered, ConversationResumed, UserUttered
 from bot.shared.tracker import DialogueStateTracker
 
-CONFIG = HandoffConfig.from_dict({"secret": "s"})
+CONFIG = HandoffConfig.from_dict({})
 
 
 def tracker(*events: Any) -> DialogueStateTracker:

@@ -3,6 +3,7 @@ message fan-out only to the owner, and a busy console keeps heart-beating."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from bot.handoff.store import ASSIGNED, QUEUED
@@ -131,7 +132,8 @@ def test_console_websocket_heartbeats_while_events_keep_coming(config_factory: A
         token, _ = issue_token(service.config, service.config.agent("alice"))
         await service.set_status("alice", "online")
         try:
-            async with websockets.connect(f"ws://127.0.0.1:{port}/handoff/ws?token={token}") as ws:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/handoff/ws") as ws:
+                await ws.send(json.dumps({"type": "auth", "token": token}))
                 await ws.recv()  # hello
                 beats.clear()
                 loop = asyncio.get_running_loop()

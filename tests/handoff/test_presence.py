@@ -100,7 +100,7 @@ def test_presence_claim_race_across_workers_has_one_winner(config_factory: Any, 
 
 @pytest.mark.redis
 def test_presence_concurrent_routing_never_overfills_an_agent(config_factory: Any, redis_url: str) -> None:
-    agents = [{"id": "solo", "name": "Solo", "password": "pw", "skills": ["general"], "languages": ["en"],
+    agents = [{"id": "solo", "name": "Solo", "skills": ["general"], "languages": ["en"],
                "max_concurrent": 2}]
 
     async def scenario() -> None:

@@ -11,7 +11,7 @@
       pick: "Pick a conversation.", claim: "Claim", transfer: "Transfer", resolve: "Resolve", send: "Send",
       note: "Note", canned: "Canned reply…", replyPlaceholder: "Reply to the shopper", profile: "Profile",
       reason: "Reason", waiting: "waiting", position: "#", shopper: "Shopper", bot: "Bot", agent: "Agent",
-      noteLabel: "Note", loginFailed: "Wrong agent id or password.", orders: "Orders", ltv: "Lifetime value",
+      noteLabel: "Note", loginFailed: "Wrong agent id or password.", loginLocked: "Too many failed logins. Try again in {s} s.", orders: "Orders", ltv: "Lifetime value",
       cases: "Open after-sales", trend: "Sentiment", none: "—", suggestions: "Suggested answers", rated: "Rating",
       leftMessage: "Left a message", viaTemplate: "Sent as a template message (outside WeChat's 48-hour window)." },
     zh: { console: "客服工作台", agentId: "客服账号", password: "密码", login: "登录", logout: "退出",
@@ -19,7 +19,7 @@
       pick: "请选择一个会话。", claim: "接入", transfer: "转接", resolve: "结束服务", send: "发送",
       note: "备注", canned: "快捷回复…", replyPlaceholder: "回复顾客", profile: "顾客资料",
       reason: "原因", waiting: "等待", position: "#", shopper: "顾客", bot: "机器人", agent: "客服",
-      noteLabel: "内部备注", loginFailed: "账号或密码错误。", orders: "订单数", ltv: "累计消费",
+      noteLabel: "内部备注", loginFailed: "账号或密码错误。", loginLocked: "登录失败次数过多，请 {s} 秒后再试。", orders: "订单数", ltv: "累计消费",
       cases: "未完结售后", trend: "情绪", none: "—", suggestions: "知识库建议", rated: "评分",
       leftMessage: "留言", viaTemplate: "已通过模板消息发送（超出微信 48 小时客服消息窗口）。" }
   };
@@ -54,9 +54,12 @@
     ev.preventDefault();
     fetch(API + "/login", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ agent_id: $("agent-id").value.trim(), password: $("password").value }) })
-      .then(function (res) { return res.json().then(function (d) { if (!res.ok) throw new Error(d.message); return d; }); })
+      .then(function (res) { return res.json().then(function (d) {
+        if (!res.ok) { var e = new Error(d.message); e.retryAfter = res.status === 429 ? res.headers.get("Retry-After") : null; throw e; }
+        return d; }); })
       .then(function (d) { state.token = d.token; sessionStorage.setItem("kefu-console-token", d.token); start(); })
-      .catch(function () { $("login-error").textContent = T("loginFailed"); });
+      .catch(function (e) {
+        $("login-error").textContent = e && e.retryAfter ? T("loginLocked").replace("{s}", e.retryAfter) : T("loginFailed"); });
   }
   function logout() {
     sessionStorage.removeItem("kefu-console-token"); state.token = null;
@@ -87,16 +90,22 @@
 
   function connect() {
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
-    var ws = new WebSocket(proto + location.host + "/handoff/ws?token=" + encodeURIComponent(state.token));
+    // The token goes in the first message, never in the URL (URLs end up in logs and history).
+    var ws = new WebSocket(proto + location.host + "/handoff/ws");
     state.ws = ws;
-    ws.onopen = function () { $("live").textContent = T("live"); $("live").classList.add("on"); refresh(); };
+    ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: state.token })); };
     ws.onmessage = function (m) {
       var ev; try { ev = JSON.parse(m.data); } catch (e) { return; }
-      if (ev.type === "hello") { state.leftMessages = ev.left_messages || []; return; }
+      if (ev.type === "hello") {
+        state.leftMessages = ev.left_messages || []; state.live = true;
+        $("live").textContent = T("live"); $("live").classList.add("on"); refresh(); return;
+      }
       var hid = ev.handoff_id || (ev.handoff && ev.handoff.id);
       scheduleRefresh(state.current && hid === state.current);
     };
-    ws.onclose = function () {
+    ws.onclose = function (ev) {
+      state.live = false;
+      if (ev.code === 4401) { logout(); return; }
       $("live").textContent = T("offline"); $("live").classList.remove("on");
       if (state.token) setTimeout(connect, 1000);
     };
@@ -241,5 +250,5 @@
     $("reply").addEventListener("keydown", function (e) { if (e.key === "Enter" && !e.shiftKey) send(e); });
     if (state.token) start();
   });
-  window.KefuConsole = { state: state, refresh: refresh, isLive: function () { return !!(state.ws && state.ws.readyState === 1); } };
+  window.KefuConsole = { state: state, refresh: refresh, isLive: function () { return !!(state.live && state.ws && state.ws.readyState === 1); } };
 })();
