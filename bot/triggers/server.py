@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 from sanic import Blueprint, Request, response
 
-from bot.web.auth import requires_auth
+from bot.web.auth import requires_scope
+from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.triggers.events import MAX_BODY_BYTES, EventRejected, parse_body
 from bot.triggers.report import build_report
@@ -40,7 +41,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
         return engine
 
     @bp.post("/events")
-    @requires_auth
+    @requires_scope(Scope.EVENTS_WRITE)
     async def post_events(request: Request) -> Any:
         engine = engine_of(request)
         body = request.body or b""
@@ -57,7 +58,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
                              status=HTTPStatus.ACCEPTED)
 
     @bp.get("/triggers/report")
-    @requires_auth
+    @requires_scope(Scope.TRIGGERS_READ)
     async def report(request: Request) -> Any:
         engine = engine_of(request)
         since = request.args.get("since")
@@ -81,7 +82,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
         return body
 
     @bp.post("/triggers/journeys/<journey>/steps/<step>/variants/<variant>/stop")
-    @requires_auth
+    @requires_scope(Scope.TRIGGERS_WRITE)
     async def stop_variant(request: Request, journey: str, step: str, variant: str) -> Any:
         """Stop a variant for good; body (optional): ``{"reason": "...", "in_flight": "reroute"|"send"}``."""
         engine = engine_of(request)
@@ -95,7 +96,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
         return response.json(result)
 
     @bp.post("/triggers/journeys/<journey>/steps/<step>/variants/<variant>/resume")
-    @requires_auth
+    @requires_scope(Scope.TRIGGERS_WRITE)
     async def resume_variant(request: Request, journey: str, step: str, variant: str) -> Any:
         engine = engine_of(request)
         try:
