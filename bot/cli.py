@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project_args(dv)
     dv.add_argument("--root", default=".")
     dv.add_argument("--fail-on-warnings", action="store_true")
+
+    # --- api-auth: `token create` (API credentials, bot/web/tokens.py) -------------------------
+    from bot.web.tokens import add_token_parser
+
+    add_token_parser(sub)
+    # --- end api-auth ----------------------------------------------------------------------------
     return parser
 
 
@@ -290,6 +296,12 @@ def _run_shop(args: argparse.Namespace) -> int:
     return 2
 
 
+def _run_token(args: argparse.Namespace) -> int:  # api-auth
+    from bot.web.tokens import run_token_command
+
+    return run_token_command(args)
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "validate":
         from bot.validation import run_validation
@@ -327,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kb": cmd_kb,
         "shop": _run_shop,
         "triggers": _run_triggers,
+        "token": _run_token,  # api-auth
     }
     if args.command not in handlers:
         parser.print_help()

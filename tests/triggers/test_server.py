@@ -29,8 +29,8 @@ def event(**overrides):
 
 async def post(app, body, token="secret"):
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    suffix = f"?token={token}" if token else ""
-    _, res = await app.asgi_client.post(f"/events{suffix}", content=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    _, res = await app.asgi_client.post("/events", content=data, headers=headers)
     return res
 
 
@@ -97,7 +97,7 @@ async def test_report_route_gives_sends_and_skips(app_and_engine, clock, sender)
     await post(app, event(id="d1", type="order_delivered", timestamp=clock.now()))
     clock.advance(5)
     await engine.drain()
-    _, res = await app.asgi_client.get("/triggers/report?token=secret")
+    _, res = await app.asgi_client.get("/triggers/report", headers={"Authorization": "Bearer secret"})
     assert res.status == 200
     assert res.json["journeys"]["delivered_survey"]["sends"] == 1
     _, res = await app.asgi_client.get("/triggers/report")
