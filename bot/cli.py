@@ -232,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.privacy.cli import add_data_privacy_parsers
 
     add_data_privacy_parsers(dsub)  # data export|erase|purge (PIPL/GDPR, retention)
+    # --- api-auth: `token create` (API credentials, bot/web/tokens.py) -------------------------
+    from bot.web.tokens import add_token_parser
+
+    add_token_parser(sub)
+    # --- end api-auth ----------------------------------------------------------------------------
     return parser
 
 
@@ -442,6 +447,10 @@ def _run_agents(args: argparse.Namespace) -> int:
     from bot.handoff.cli import run_agents
 
     return run_agents(args)
+def _run_token(args: argparse.Namespace) -> int:  # api-auth
+    from bot.web.tokens import run_token_command
+
+    return run_token_command(args)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -497,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "shop": _run_shop,
         "triggers": _run_triggers,
         "agents": _run_agents,
+        "token": _run_token,  # api-auth
     }
     if args.command not in handlers:
         parser.print_help()

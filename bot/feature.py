@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bot.dialogue.hooks import ProcessorHook
     from bot.shared.endpoints import Endpoints
     from bot.shared.outputs import OutputRegistry
+    from bot.stores.audit import AuditLog
 
 # A background task: runs until ``stop`` is set, then returns (the server cancels it after a grace period).
 BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
@@ -53,6 +54,7 @@ class FeatureContext:
     agent: Any  # bot.agent.Agent
     outputs: "OutputRegistry"
     settings: ProjectSettings
+    audit: "AuditLog | None" = None  # bot/stores/audit.py: record every read of a transcript
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from sanic import Blueprint, Request, response
 
 from bot.knowledge.loader import entries_to_csv, entries_to_yaml
 from bot.knowledge.store import KnowledgeStore
-from bot.web.auth import requires_auth
+from bot.web.auth import requires_scope
+from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.shared.exceptions import ConfigError
 
@@ -47,7 +48,7 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
         return store
 
     @bp.post("/reload")
-    @requires_auth
+    @requires_scope(Scope.KNOWLEDGE_WRITE)
     async def reload(request: Request) -> Any:
         try:
             info = await holder_of(request).reload(strict=True)
@@ -56,13 +57,13 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
         return response.json({k: v for k, v in info.items() if k != "metadata"} | {"metadata": info.get("metadata")})
 
     @bp.get("/entries")
-    @requires_auth
+    @requires_scope(Scope.KNOWLEDGE_READ)
     async def list_entries(request: Request) -> Any:
         entries = store_of(request).list(request.args.get("category"), request.args.get("tag"))
         return response.json({"entries": [e.as_dict() for e in entries], "count": len(entries)})
 
     @bp.get("/entries/<entry_id>")
-    @requires_auth
+    @requires_scope(Scope.KNOWLEDGE_READ)
     async def get_entry(request: Request, entry_id: str) -> Any:
         entry = holder_of(request).current.get(entry_id)
         if entry is None:
@@ -70,7 +71,7 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
         return response.json(entry.as_dict())
 
     @bp.put("/entries/<entry_id>")
-    @requires_auth
+    @requires_scope(Scope.KNOWLEDGE_WRITE)
     async def put_entry(request: Request, entry_id: str) -> Any:
         body = request.json if request.body else None
         if not isinstance(body, dict):
@@ -82,14 +83,14 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
         return response.json(entry.as_dict(), status=201 if created else 200)
 
     @bp.delete("/entries/<entry_id>")
-    @requires_auth
+    @requires_scope(Scope.KNOWLEDGE_WRITE)
     async def delete_entry(request: Request, entry_id: str) -> Any:
         if not await store_of(request).delete(entry_id):
             raise ErrorResponse(HTTPStatus.NOT_FOUND, "NotFound", f"No knowledge entry '{entry_id}'.")
         return response.empty(status=204)
 
     @bp.get("/export")
-    @requires_auth
+    @requires_scope(Scope.KNOWLEDGE_READ)
     async def export(request: Request) -> Any:
         fmt = (request.args.get("format") or "yaml").lower()
         entries = holder_of(request).current.entries
@@ -101,7 +102,7 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
         raise bad_request("format must be yaml or csv.", "format", "query")
 
     @bp.post("/search")
-    @requires_auth
+    @requires_scope(Scope.KNOWLEDGE_READ)
     async def search(request: Request) -> Any:
         body = request.json if request.body else None
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):

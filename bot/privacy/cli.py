@@ -54,8 +54,14 @@ def run_data_privacy(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from bot.privacy.feature import record_audit
     from bot.privacy.service import service_for_project
+    from bot.stores.audit import create_audit_log
+    from bot.web.principals import Principal, Role
 
-    actor = f"cli:{getpass.getuser()}"
+    # The operator at the terminal acts as an admin (they hold the project's files); the
+    # entries go to the same audit log the server writes (endpoints.yml `audit:`).
+    actor = Principal(subject=f"cli:{getpass.getuser()}", role=Role.ADMIN, via="cli")
+    settings = _project_settings(args.root)
+    audit = create_audit_log(settings.section("audit"), settings.root)
     command = args.data_command
     if command == "purge" and not args.older_than > 0:
         print("Error: --older-than must be a positive number of days, e.g. --older-than 180.", file=sys.stderr)
@@ -66,7 +72,7 @@ async def _run(args: argparse.Namespace) -> int:
         if answer.strip() != "erase":
             print("Nothing erased.", file=sys.stderr)
             return 1
-    service = service_for_project(_project_settings(args.root))
+    service = service_for_project(settings)
     try:
         if command == "export":
             data = await service.export(args.customer)
@@ -77,18 +83,19 @@ async def _run(args: argparse.Namespace) -> int:
                       f"{len(data['handoffs'])} handoff(s).", file=sys.stderr)
             else:
                 print(text)
-            await record_audit(None, actor, "export", args.customer,
+            await record_audit(audit, actor, "export", args.customer,
                                {"conversations": len(data["conversations"]), "handoffs": len(data["handoffs"])})
         elif command == "erase":
             result = await service.erase(args.customer)
             result.pop("customer_ref", None)
-            await record_audit(None, actor, "erase", args.customer, result)
+            await record_audit(audit, actor, "erase", args.customer, result)
             print(json.dumps({"erased": result}, ensure_ascii=False, default=str))
         else:
             counts = await service.purge(args.older_than * 86400.0, batch=args.batch, dry_run=args.dry_run)
             if not args.dry_run:
-                await record_audit(None, actor, "purge", "", counts)
+                await record_audit(audit, actor, "purge", "", counts)
             print(json.dumps({"dry_run": args.dry_run, "older_than_days": args.older_than, **counts}))
     finally:
         await service.close()
+        await audit.close()
     return 0

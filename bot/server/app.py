@@ -23,7 +23,7 @@ from bot.server.routes.agent import no_model_loaded
 from bot.server.routes.status import create_version_blueprint
 from bot.shared.message import UserMessage
 from bot.version import __version__
-from bot.web.auth import AuthConfig
+from bot.web.auth import AuthConfig, public
 from bot.web.errors import error_to_response
 from connectors.base import DEFAULT_WEBHOOK_ROUTE, InputChannel, register
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bot.agent import Agent
     from bot.feature import Feature
     from bot.server.lifecycle import AgentFactory
+    from bot.stores.audit import AuditLog
 
 logger = logging.getLogger(__name__)
 
@@ -50,34 +51,31 @@ def _unique_app_name() -> str:
 
 
 def configure_cors(app: Sanic, cors_origins: str | list[str] | None) -> None:
-    """Minimal CORS: allow-listed origins get the headers and preflight answers."""
+    """CORS for browsers calling the API from other sites; nothing unless origins are given.
+
+    ``"*"`` answers ``Access-Control-Allow-Origin: *`` without credentials (browsers then
+    send no cookies or Authorization they did not set themselves); credentials are allowed
+    only for origins listed explicitly, which are echoed back with ``Vary: Origin``.
+    """
     if not cors_origins:
         return
     allowed = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
+    listed = {origin.rstrip("/") for origin in allowed if origin != "*"}
+    any_origin = "*" in allowed
 
-    def allow_origin(origin: str | None) -> str | None:
-        if origin is None:
-            return None
-        if "*" in allowed:
-            return origin
-        return origin if origin in allowed else None
-
-    def cors_headers(origin: str) -> dict[str, str]:
-        return {
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Credentials": "true",
-            "Vary": "Origin",
-        }
+    def cors_headers(origin: str | None) -> dict[str, str] | None:
+        if origin is not None and origin.rstrip("/") in listed:
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                    "Vary": "Origin"}
+        if any_origin:
+            return {"Access-Control-Allow-Origin": "*"}
+        return None
 
     @app.on_request(priority=100)
     async def preflight(request: Request) -> HTTPResponse | None:
-        origin = allow_origin(request.headers.get("Origin"))
-        if (
-            request.method == "OPTIONS"
-            and origin
-            and request.headers.get("Access-Control-Request-Method")
-        ):
-            headers = cors_headers(origin)
+        origin = request.headers.get("Origin")
+        headers = cors_headers(origin) if origin else None
+        if request.method == "OPTIONS" and headers and request.headers.get("Access-Control-Request-Method"):
             headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
             headers["Access-Control-Allow-Headers"] = request.headers.get(
                 "Access-Control-Request-Headers", "Authorization, Content-Type"
@@ -87,9 +85,10 @@ def configure_cors(app: Sanic, cors_origins: str | list[str] | None) -> None:
 
     @app.on_response
     async def add_cors_headers(request: Request, resp: HTTPResponse) -> None:
-        origin = allow_origin(request.headers.get("Origin"))
-        if origin and resp is not None:
-            for key, value in cors_headers(origin).items():
+        origin = request.headers.get("Origin")
+        headers = cors_headers(origin) if origin else None
+        if headers and resp is not None:
+            for key, value in headers.items():
                 resp.headers.setdefault(key, value)
 
 
@@ -99,7 +98,7 @@ def create_app(
     auth_token: str | None = None,
     jwt_secret: str | None = None,
     jwt_method: str = "HS256",
-    cors_origins: str | list[str] | None = "*",
+    cors_origins: str | list[str] | None = None,
     request_max_size: int = DEFAULT_REQUEST_MAX_SIZE,
     response_timeout: int = DEFAULT_RESPONSE_TIMEOUT,
     *,
@@ -110,6 +109,8 @@ def create_app(
     project_root: str | Path | None = None,
     agent_factory: "AgentFactory | None" = None,
     features: "Sequence[Feature] | None" = None,
+    allow_token_in_url: bool = False,
+    audit: "AuditLog | None" = None,
 ) -> Sanic:
     """Build the Sanic app serving the HTTP API and the input channels.
 
@@ -122,13 +123,19 @@ def create_app(
     table for ``project_root`` (``bot/server/features.py``) unless ``features`` is
     given; ``agent_factory`` creates the agent when the worker starts (instead of
     ``agent``). See ``bot/server/lifecycle.py``.
+
+    Every management route requires a credential (``auth_token``, a JWT signed with
+    ``jwt_secret``) holding the route's scope (``bot/web/auth.py``); ``allow_token_in_url``
+    accepts Rasa's legacy ``?token=``. ``cors_origins`` None sends no CORS headers (see
+    :func:`configure_cors`). ``audit`` replaces the worker's audit log of transcript reads
+    (default: ``bot/stores/audit.py`` ``create_audit_log`` from endpoints.yml ``audit:``).
     """
     app = Sanic(name or _unique_app_name())
     app.config.REQUEST_MAX_SIZE = int(request_max_size)
     app.config.RESPONSE_TIMEOUT = int(response_timeout)
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.agent = agent
-    app.ctx.auth = AuthConfig(auth_token, jwt_secret, jwt_method)
+    app.ctx.auth = AuthConfig(auth_token, jwt_secret, jwt_method, allow_token_in_url)
     app.ctx.active_training_jobs = 0
     app.ctx.input_channels = []
 
@@ -145,7 +152,7 @@ def create_app(
                 f"Request body exceeds the size limit of {request_max_size} bytes."
             )
 
-    app.add_route(root_handler or default_root, "/", methods=["GET"], name="root")
+    app.add_route(public(root_handler or default_root), "/", methods=["GET"], name="root")
 
     app.blueprint(create_version_blueprint())
 
@@ -164,6 +171,11 @@ def create_app(
     from bot.server.lifecycle import install_lifecycle
 
     settings = project_settings(project_root, enable_api)
+    if audit is None:
+        from bot.stores.audit import create_audit_log
+
+        audit = create_audit_log(settings.section("audit"), project_root)
+    app.ctx.audit = audit
     feature_set = FeatureSet(features) if features is not None else build_features(settings)
     install_lifecycle(app, feature_set, settings, agent_factory)
     if enable_api:  # GET /openapi.json, built from this router (bot/server/openapi.py)

@@ -87,12 +87,13 @@ class FeatureSet:
     def blueprints(self) -> list[Any]:
         return [bp for feature in self.features for bp in feature.blueprints()]
 
-    async def start(self, agent: Any, outputs: OutputRegistry, settings: ProjectSettings) -> None:
+    async def start(self, agent: Any, outputs: OutputRegistry, settings: ProjectSettings,
+                    audit: Any = None) -> None:
         """Start every feature, then register their hooks, then run their tasks."""
         if self._started:  # a server that starts again (test clients serve one request per start)
             await self.stop()
         self._stop = asyncio.Event()
-        context = FeatureContext(agent=agent, outputs=outputs, settings=settings)
+        context = FeatureContext(agent=agent, outputs=outputs, settings=settings, audit=audit)
         for feature in self.features:
             await feature.start(context)
             self._started.append(feature)

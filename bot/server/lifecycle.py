@@ -51,6 +51,8 @@ def install_lifecycle(app: Sanic, features: FeatureSet, settings: ProjectSetting
     for blueprint in features.blueprints():
         app.blueprint(blueprint)
     app.ctx.features = features
+    if not hasattr(app.ctx, "audit"):
+        app.ctx.audit = None
     app.ctx.outputs = OutputRegistry()
 
     @app.before_server_start
@@ -60,11 +62,13 @@ def install_lifecycle(app: Sanic, features: FeatureSet, settings: ProjectSetting
             logger.info("Agent ready (model: %s).", app.ctx.agent.model_path)
         app.ctx.outputs = OutputRegistry.from_channels(app.ctx.input_channels)
         if app.ctx.agent is not None:
-            await features.start(app.ctx.agent, app.ctx.outputs, settings)
+            await features.start(app.ctx.agent, app.ctx.outputs, settings, audit=app.ctx.audit)
 
     @app.after_server_stop
     async def stop_worker(app: Sanic) -> None:
         await features.stop()
+        if getattr(app.ctx, "audit", None) is not None:
+            await _close(app.ctx.audit)
         if agent_factory is None:
             return
         for channel in app.ctx.input_channels:

@@ -21,8 +21,7 @@ from typing import Any, Callable
 
 from sanic import Blueprint, Request, response
 
-from bot.web import auth as web_auth
-from bot.web.auth import requires_auth
+from bot.web.auth import principal_of, requires_scope
 from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.triggers.events import MAX_BODY_BYTES, EventRejected, parse_body
@@ -36,12 +35,8 @@ def _rejected(e: EventRejected) -> ErrorResponse:
 
 
 def producer_trusted(request: Request) -> bool:
-    """May this caller set channel, openid, time zone and consent in an event (``events:trusted``)?
-
-    Until ``principal_of`` (api-auth, bot/web/auth.py) is there, no caller is trusted.
-    """
-    principal_of = getattr(web_auth, "principal_of", None)
-    principal = principal_of(request) if principal_of is not None else None
+    """May this caller set channel, openid, time zone and consent in an event (``events:trusted``)?"""
+    principal = principal_of(request)
     return principal is not None and principal.has(Scope.EVENTS_TRUSTED)
 
 
@@ -57,7 +52,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
         return engine
 
     @bp.post("/events")
-    @requires_auth
+    @requires_scope(Scope.EVENTS_WRITE)
     async def post_events(request: Request) -> Any:
         engine = engine_of(request)
         body = request.body or b""
@@ -78,7 +73,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
                              status=HTTPStatus.ACCEPTED)
 
     @bp.get("/triggers/report")
-    @requires_auth
+    @requires_scope(Scope.TRIGGERS_READ)
     async def report(request: Request) -> Any:
         engine = engine_of(request)
         since = request.args.get("since")
@@ -102,7 +97,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
         return body
 
     @bp.post("/triggers/journeys/<journey>/steps/<step>/variants/<variant>/stop")
-    @requires_auth
+    @requires_scope(Scope.TRIGGERS_WRITE)
     async def stop_variant(request: Request, journey: str, step: str, variant: str) -> Any:
         """Stop a variant for good; body (optional): ``{"reason": "...", "in_flight": "reroute"|"send"}``."""
         engine = engine_of(request)
@@ -116,7 +111,7 @@ def create_triggers_blueprint(get_engine: EngineGetter, name: str = "triggers") 
         return response.json(result)
 
     @bp.post("/triggers/journeys/<journey>/steps/<step>/variants/<variant>/resume")
-    @requires_auth
+    @requires_scope(Scope.TRIGGERS_WRITE)
     async def resume_variant(request: Request, journey: str, step: str, variant: str) -> Any:
         engine = engine_of(request)
         try:

@@ -40,6 +40,7 @@ class Role(str, Enum):
     AGENT = "agent"
     EVENT_PRODUCER = "event_producer"
     USER = "user"  # Rasa's JWT role: a shopper, on their own conversation only
+    NONE = "none"  # a verified JWT naming no known role: authenticated, allowed nothing (403, not 401)
 
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
@@ -51,7 +52,27 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT}),
     Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_WRITE}),
     Role.USER: frozenset({Scope.CONVERSATIONS_READ, Scope.CONVERSATIONS_WRITE}),  # own conversation only
+    Role.NONE: frozenset(),
 }
+
+# Scopes a role may hold only when its credential names them in a ``scopes`` claim (they are
+# never granted by the role alone): an event producer is untrusted unless its token was minted
+# with ``python -m bot token create --trusted``.
+OPT_IN_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_TRUSTED}),
+}
+
+
+def scopes_for(role: Role, claimed: frozenset[Scope] | None = None) -> frozenset[Scope]:
+    """A credential's scopes: the role's, narrowed by a ``scopes`` claim; opt-in ones only when claimed.
+
+    ``claimed`` None means the credential has no ``scopes`` claim. A claim can never widen a
+    role beyond ``ROLE_SCOPES`` plus ``OPT_IN_SCOPES``.
+    """
+    granted = ROLE_SCOPES.get(role, frozenset())
+    if claimed is None:
+        return granted
+    return (granted | OPT_IN_SCOPES.get(role, frozenset())) & claimed
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,31 @@ async def test_auth_token_required_for_api(agent):
     missing = await get(app, "/status")
     assert missing.status == 401
     assert missing.json["reason"] == "NotAuthenticated"
-    wrong = await get(app, "/status?token=nope")
+    assert "Authorization: Bearer" in missing.json["message"]
+    wrong = await get(app, "/status", headers={"Authorization": "Bearer nope"})
     assert wrong.status == 401
-    ok = await get(app, "/status?token=s3cret")
+    ok = await get(app, "/status", headers={"Authorization": "Bearer s3cret"})
     assert ok.status == 200 and ok.json["model_id"] == "model-1"
+    token_scheme = await get(app, "/status", headers={"Authorization": "Token s3cret"})
+    assert token_scheme.status == 200
+
+
+@pytest.mark.asyncio
+async def test_token_in_url_is_refused_naming_the_header(agent):
+    """Old code accepted ?token= (it lands in access logs); now 401 with the fix."""
+    app = create_app(agent, auth_token="s3cret")
+    resp = await get(app, "/status?token=s3cret")
+    assert resp.status == 401
+    assert resp.json["details"] == {"parameter": "token", "in": "query"}
+    assert "Authorization: Bearer" in resp.json["message"]
+    assert "--allow-token-in-url" in resp.json["message"]
+
+
+@pytest.mark.asyncio
+async def test_token_in_url_accepted_with_legacy_flag(agent):
+    app = create_app(agent, auth_token="s3cret", allow_token_in_url=True)
+    assert (await get(app, "/status?token=s3cret")).status == 200
+    assert (await get(app, "/status?token=nope")).status == 401
 
 
 @pytest.mark.asyncio
@@ -92,7 +113,7 @@ async def test_jwt_without_role_is_403(agent):
 @pytest.mark.asyncio
 async def test_token_or_jwt_both_accepted_when_both_configured(agent):
     app = create_app(agent, auth_token="s3cret", jwt_secret=SECRET)
-    assert (await get(app, "/status?token=s3cret")).status == 200
+    assert (await get(app, "/status", headers={"Authorization": "Bearer s3cret"})).status == 200
     headers = bearer({"user": {"role": "admin"}})
     assert (await get(app, "/status", headers=headers)).status == 200
 

@@ -91,19 +91,20 @@ async def test_stop_variant_over_http(store, sql_queue, sender, clock):
     app = create_app(agent=None, auth_token="secret",
                      features=[TriggersFeature(ProjectSettings(root=None), engine=engine)])
     url = "/triggers/journeys/welcome/steps/hello/variants/B/stop"
+    AUTH = {"Authorization": "Bearer secret"}
     _, res = await app.asgi_client.post(url, content=json.dumps({"reason": "bad"}))
     assert res.status == 401 and await store.stopped_variants() == {}
-    _, res = await app.asgi_client.post(f"{url}?token=secret", content=json.dumps({"reason": "bad", "in_flight": "later"}))
+    _, res = await app.asgi_client.post(url, headers=AUTH, content=json.dumps({"reason": "bad", "in_flight": "later"}))
     assert res.status == 400 and res.json["reason"] == "invalid_in_flight"
-    _, res = await app.asgi_client.post(f"{url}?token=secret", content=json.dumps({"reason": "bad"}))
+    _, res = await app.asgi_client.post(url, headers=AUTH, content=json.dumps({"reason": "bad"}))
     assert res.status == 200 and res.json["stopped"] is True and res.json["running"] == ["A"]
-    _, res = await app.asgi_client.post(url.replace("/B/", "/A/") + "?token=secret")
+    _, res = await app.asgi_client.post(url.replace("/B/", "/A/"), headers=AUTH)
     assert res.status == 409 and res.json["reason"] == "last_variant"
-    _, res = await app.asgi_client.post(url.replace("welcome", "nope") + "?token=secret")
+    _, res = await app.asgi_client.post(url.replace("welcome", "nope"), headers=AUTH)
     assert res.status == 404 and res.json["reason"] == "unknown_journey"
-    _, res = await app.asgi_client.get("/triggers/report?token=secret")
+    _, res = await app.asgi_client.get("/triggers/report", headers=AUTH)
     assert res.json["stopped_variants"][0]["variant"] == "B"
-    _, res = await app.asgi_client.post(url.replace("/stop", "/resume") + "?token=secret")
+    _, res = await app.asgi_client.post(url.replace("/stop", "/resume"), headers=AUTH)
     assert res.status == 200 and res.json["resumed"] is True
 
 

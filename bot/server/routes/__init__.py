@@ -2,12 +2,14 @@
 
 ``version`` (always served), then behind ``--enable-api``: ``status``,
 ``model`` (parse, test, train, load), ``conversations`` (tracker, events,
-messages, trigger_intent, execute, predict) and ``domain``.
+messages, trigger_intent, execute, predict), ``domain`` and ``audit``
+(transcript reads, for admins).
 """
 from __future__ import annotations
 
 from sanic import Blueprint
 
+from bot.server.routes.audit import create_audit_blueprint
 from bot.server.routes.conversations import create_conversations_blueprint
 from bot.server.routes.domain import create_domain_blueprint
 from bot.server.routes.model import create_model_blueprint
@@ -21,4 +23,5 @@ def api_blueprints() -> list[Blueprint]:
         create_model_blueprint(),
         create_conversations_blueprint(),
         create_domain_blueprint(),
+        create_audit_blueprint(),
     ]

@@ -16,7 +16,10 @@ from bot.shared.exceptions import InvalidRequest
 from bot.shared.masking import mask_tracker_state
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 from bot.shared.tracker import EventVerbosity
-from bot.web.auth import requires_auth
+from bot.stores.audit import TRACKER_IN_RESPONSE, TRACKER_READ
+from bot.web.audit import audit_read
+from bot.web.auth import requires_scope
+from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.web.requests import bool_arg, float_arg, json_body
 from connectors.base import InputChannel
@@ -94,7 +97,7 @@ def create_conversations_blueprint() -> Blueprint:
     bp = Blueprint("kefu_conversations")
 
     @bp.get("/conversations/<conversation_id:path>/tracker")
-    @requires_auth
+    @requires_scope(Scope.CONVERSATIONS_READ)
     async def retrieve_tracker(request: Request, conversation_id: str) -> HTTPResponse:
         verbosity = event_verbosity_parameter(request, EventVerbosity.AFTER_RESTART)
         until = float_arg(request, "until")
@@ -102,13 +105,14 @@ def create_conversations_blueprint() -> Blueprint:
         tracker = await agent.get_tracker(conversation_id)
         if until is not None:
             tracker = tracker.travel_back_in_time(until)
+        await audit_read(request, TRACKER_READ, conversation_id)
         state = tracker.current_state(verbosity)
         if not sees_personal_data(request):  # only admins see phones, addresses, names, openids
             state = mask_tracker_state(state)
         return response.json(state)
 
     @bp.post("/conversations/<conversation_id:path>/tracker/events")
-    @requires_auth
+    @requires_scope(Scope.CONVERSATIONS_WRITE)
     async def append_events(request: Request, conversation_id: str) -> HTTPResponse:
         events = events_from_body(json_body(request, (dict, list)))
         verbosity = event_verbosity_parameter(request, EventVerbosity.AFTER_RESTART)
@@ -119,20 +123,22 @@ def create_conversations_blueprint() -> Blueprint:
             for event in events:
                 if isinstance(event, BotUttered):
                     await output_channel.send_response(conversation_id, event.message())
+        await audit_read(request, TRACKER_IN_RESPONSE, conversation_id)
         return response.json(tracker.current_state(verbosity))
 
     @bp.put("/conversations/<conversation_id:path>/tracker/events")
-    @requires_auth
+    @requires_scope(Scope.CONVERSATIONS_WRITE)
     async def replace_events(request: Request, conversation_id: str) -> HTTPResponse:
         data = json_body(request, (dict, list))
         events = events_from_body(data) if data != [] else []
         verbosity = event_verbosity_parameter(request, EventVerbosity.AFTER_RESTART)
         agent = get_agent(request)
         tracker = await agent.replace_events(conversation_id, events)
+        await audit_read(request, TRACKER_IN_RESPONSE, conversation_id)
         return response.json(tracker.current_state(verbosity))
 
     @bp.post("/conversations/<conversation_id:path>/messages")
-    @requires_auth
+    @requires_scope(Scope.CONVERSATIONS_WRITE)
     async def add_message(request: Request, conversation_id: str) -> HTTPResponse:
         data = json_body(request, dict)
         sender = data.get("sender")
@@ -177,10 +183,11 @@ def create_conversations_blueprint() -> Blueprint:
                 }
             )
             tracker = await agent.append_events(conversation_id, [event])
+        await audit_read(request, TRACKER_IN_RESPONSE, conversation_id)
         return response.json(tracker.current_state(verbosity))
 
     @bp.post("/conversations/<conversation_id:path>/trigger_intent")
-    @requires_auth
+    @requires_scope(Scope.CONVERSATIONS_WRITE)
     async def trigger_intent(request: Request, conversation_id: str) -> HTTPResponse:
         data = json_body(request, dict)
         intent = data.get("name")
@@ -206,10 +213,11 @@ def create_conversations_blueprint() -> Blueprint:
         body: dict[str, Any] = {"tracker": tracker.current_state(verbosity)}
         if isinstance(output_channel, CollectingOutputChannel):
             body["messages"] = output_channel.messages
+        await audit_read(request, TRACKER_IN_RESPONSE, conversation_id)
         return response.json(body)
 
     @bp.post("/conversations/<conversation_id:path>/execute")
-    @requires_auth
+    @requires_scope(Scope.CONVERSATIONS_WRITE)
     async def execute_action(request: Request, conversation_id: str) -> HTTPResponse:
         data = json_body(request, dict)
         action = data.get("name")
@@ -228,10 +236,11 @@ def create_conversations_blueprint() -> Blueprint:
         body: dict[str, Any] = {"tracker": tracker.current_state(verbosity)}
         if isinstance(output_channel, CollectingOutputChannel):
             body["messages"] = output_channel.messages
+        await audit_read(request, TRACKER_IN_RESPONSE, conversation_id)
         return response.json(body)
 
     @bp.post("/conversations/<conversation_id:path>/predict")
-    @requires_auth
+    @requires_scope(Scope.CONVERSATIONS_WRITE)
     async def predict(request: Request, conversation_id: str) -> HTTPResponse:
         verbosity = event_verbosity_parameter(request, EventVerbosity.AFTER_RESTART)
         agent = get_agent(request)
@@ -241,6 +250,7 @@ def create_conversations_blueprint() -> Blueprint:
         )
         if "tracker" in result:
             result["tracker"] = _tracker_state(result["tracker"], verbosity)
+            await audit_read(request, TRACKER_IN_RESPONSE, conversation_id)
         return response.json(result)
 
     return bp

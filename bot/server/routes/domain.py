@@ -8,7 +8,8 @@ from sanic.response import HTTPResponse
 
 from bot.server.routes.agent import get_agent, no_model_loaded
 from bot.shared.yaml_io import dump_yaml
-from bot.web.auth import requires_auth
+from bot.web.auth import requires_scope
+from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse
 from bot.web.requests import JSON_CONTENT_TYPE, YAML_CONTENT_TYPE
 
@@ -17,7 +18,7 @@ def create_domain_blueprint() -> Blueprint:
     bp = Blueprint("kefu_domain")
 
     @bp.get("/domain")
-    @requires_auth
+    @requires_scope(Scope.STATUS_READ)
     async def get_domain(request: Request) -> HTTPResponse:
         agent = get_agent(request)
         if agent.domain is None:

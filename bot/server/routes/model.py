@@ -14,7 +14,8 @@ from sanic.response import HTTPResponse
 from bot.server.routes.agent import get_agent, no_model_loaded
 from bot.shared.concurrency import run_blocking
 from bot.shared.yaml_io import read_yaml
-from bot.web.auth import requires_auth
+from bot.web.auth import requires_scope
+from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.web.requests import YAML_CONTENT_TYPE, accepts_json, bool_arg, json_body
 
@@ -39,7 +40,7 @@ def create_model_blueprint() -> Blueprint:
     bp = Blueprint("kefu_model")
 
     @bp.post("/model/parse")
-    @requires_auth
+    @requires_scope(Scope.MODEL_PARSE)
     async def parse(request: Request) -> HTTPResponse:
         data = json_body(request, dict)
         text = data.get("text")
@@ -59,7 +60,7 @@ def create_model_blueprint() -> Blueprint:
         return response.json(result)
 
     @bp.post("/model/test/intents")
-    @requires_auth
+    @requires_scope(Scope.MODEL_TEST)
     async def test_intents(request: Request) -> HTTPResponse:
         """Rasa's NLU evaluation over HTTP: the body is Rasa YAML NLU data."""
         from bot.nlu.evaluation import evaluate_nlu_yaml
@@ -78,7 +79,7 @@ def create_model_blueprint() -> Blueprint:
         return response.json(result)
 
     @bp.put("/model")
-    @requires_auth
+    @requires_scope(Scope.MODEL_WRITE)
     async def load_model(request: Request) -> HTTPResponse:
         data = json_body(request, dict)
         model_file = data.get("model_file")
@@ -98,7 +99,7 @@ def create_model_blueprint() -> Blueprint:
         return response.empty(status=204)
 
     @bp.post("/model/train")
-    @requires_auth
+    @requires_scope(Scope.MODEL_TRAIN)
     async def train(request: Request) -> HTTPResponse:
         if not request.body:
             raise bad_request(

@@ -8,13 +8,15 @@ from sanic.response import HTTPResponse
 
 from bot.server.routes.agent import get_agent
 from bot.version import RASA_COMPAT_VERSION, __version__
-from bot.web.auth import requires_auth
+from bot.web.auth import public, requires_scope
+from bot.web.principals import Scope
 
 
 def create_version_blueprint() -> Blueprint:
     bp = Blueprint("kefu_version")
 
     @bp.get("/version")
+    @public
     async def version(request: Request) -> HTTPResponse:
         return response.json(
             {
@@ -31,7 +33,7 @@ def create_status_blueprint() -> Blueprint:
     bp = Blueprint("kefu_status")
 
     @bp.get("/status")
-    @requires_auth
+    @requires_scope(Scope.STATUS_READ)
     async def status(request: Request) -> HTTPResponse:
         agent = get_agent(request)
         model_path = agent.model_path
