@@ -193,6 +193,11 @@ class Event:
         event_name = parameters.get("event")
         if event_name is None:
             return None
+        if not isinstance(event_name, str):
+            raise InvalidRequest(
+                f"The 'event' key must name an event type as a string (e.g. \"slot\"), "
+                f"got {type(event_name).__name__}."
+            )
         event_class = Event.resolve_by_type(event_name, default)
         if event_class is None:
             return None

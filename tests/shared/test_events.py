@@ -322,3 +322,10 @@ def test_event_from_parameters_bad_payload_raises_invalid_request(data: dict) ->
 def test_event_legacy_topic_events_are_skipped() -> None:
     assert Event.from_parameters({"event": "topic", "topic": "x"}) is None
     assert ev.deserialise_events([{"event": "topic"}, {"event": "pause"}]) == [ConversationPaused()]
+
+
+@pytest.mark.parametrize("bad", [[{}], {"x": 1}, 3, True])
+def test_event_from_parameters_refuses_a_non_string_type(bad) -> None:
+    """Found by the OpenAPI fuzz run: ``{"event": [{}]}`` was a 500 (unhashable list)."""
+    with pytest.raises(InvalidRequest, match="'event' key must name an event type as a string"):
+        Event.from_parameters({"event": bad})
