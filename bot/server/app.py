@@ -148,7 +148,9 @@ def create_app(
     app.error_handler.add(Exception, error_to_response)
     configure_cors(app, cors_origins)
 
-    body_limits = BodyLimits.for_server(int(request_max_size), events=MAX_EVENTS_BODY_BYTES)
+    # /events keeps its route's own 413 (reason payload_too_large) up to MAX_BODY_BYTES;
+    # 64 KiB of slack above it, and a larger body is refused before it is read.
+    body_limits = BodyLimits.for_server(int(request_max_size), events=MAX_EVENTS_BODY_BYTES + 64 * 1024)
     app.ctx.body_limits = body_limits
 
     @app.signal("http.routing.after")
