@@ -18,6 +18,7 @@ from bot.dialogue.processor import MessageProcessor
 from bot.model.loader import LoadedModel
 from bot.shared.concurrency import run_blocking
 from bot.shared.exceptions import InvalidRequest, ModelNotFound
+from bot.shared.jobs import HeavyJobs
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Agent:
         project_root: str | Path = ".",
         max_number_of_predictions: int = 10,
         inference_threads: int = 2,
+        max_message_chars: int | None = None,
     ) -> None:
         from bot.stores.lock_store import InMemoryLockStore
         from bot.stores.tracker_store import InMemoryTrackerStore
@@ -49,7 +51,14 @@ class Agent:
         self.action_package = action_package
         self.project_root = Path(project_root)
         self.max_number_of_predictions = max_number_of_predictions
+        # None: config.yml `kefu: {max_message_chars: N}` of the project, else the default.
+        self.max_message_chars = (
+            max_message_chars if max_message_chars is not None else message_cap_from_config(self.project_root)
+        )
+        # Shoppers' parses, predictions and searches; heavy maintenance (training, model
+        # loads, knowledge rebuilds) runs one job at a time on its own thread instead.
         self._executor = ThreadPoolExecutor(max_workers=inference_threads, thread_name_prefix="kefu-infer")
+        self.heavy_jobs = HeavyJobs()
         self._model: LoadedModel | None = None
         self.processor: MessageProcessor | None = None
         self._action_executor: Any = None
@@ -129,9 +138,10 @@ class Agent:
         from bot.model.archive import resolve_model_path
 
         path = resolve_model_path(model_path)
-        new_model = await run_blocking(LoadedModel.load, path, self.project_root, executor=self._executor)
+        new_model = await self.heavy_jobs.run("model load", LoadedModel.load, path, self.project_root)
         if new_model.knowledge is not None:
             new_model.knowledge.executor = self._executor
+            new_model.knowledge.jobs = self.heavy_jobs
         async with self._swap_lock:
             if self._action_executor is None:
                 self._action_executor = await run_blocking(self._make_action_executor)
@@ -150,6 +160,7 @@ class Agent:
                 executor=self._executor,
                 knowledge=new_model.knowledge,
                 hooks=self.hooks,
+                max_message_chars=self.max_message_chars,
             )
             old = self._model
             self._model, self.processor = new_model, processor
@@ -314,22 +325,30 @@ class Agent:
 
     # ------------------------------------------------------------------ training
     async def train(self, payload: Any, project_root: str | Path | None = None, **kwargs: Any) -> str:
-        """Train from a project folder (default) or a Rasa-style YAML/JSON payload."""
+        """Train from a project folder (default) or a Rasa-style YAML/JSON payload.
+
+        Reading the payload (YAML within ``HTTP_YAML_LIMITS``), writing it out and
+        training are one heavy job: it waits for the jobs before it and never runs
+        on the event loop or on the shoppers' pool (``HeavyJobsBusy`` when the queue is full).
+        """
         from bot.model.training import train as train_model
 
         root = Path(project_root or self.project_root)
         force = bool(kwargs.get("force", kwargs.get("force_training", False)))
-        self.training_jobs += 1
-        try:
+        out = kwargs.get("out", root / "models")
+
+        def job() -> str:
             source = root
             if payload:
                 source = Path(tempfile.mkdtemp(prefix="kefu-train-req-"))
                 _write_training_payload(payload, source)
-            out = kwargs.get("out", root / "models")
-            result = await run_blocking(train_model, source, out=out, force=force)
+            return str(train_model(source, out=out, force=force).model_path)
+
+        self.training_jobs += 1
+        try:
+            return await self.heavy_jobs.run("training", job)
         finally:
             self.training_jobs -= 1
-        return str(result.model_path)
 
     async def close(self) -> None:
         for closer in (getattr(self.tracker_store, "close", None), getattr(self.lock_store, "close", None),
@@ -341,6 +360,31 @@ class Agent:
                 self._model.knowledge.stop_watching()
             self._model.close()
         self._executor.shutdown(wait=False)
+        self.heavy_jobs.shutdown()
+
+
+def message_cap_from_config(project_root: str | Path) -> int:
+    """``kefu.max_message_chars`` of the project's config.yml (a runtime setting, not trained)."""
+    from bot.dialogue.processor import DEFAULT_MAX_MESSAGE_CHARS
+    from bot.shared.exceptions import ConfigError
+    from bot.shared.yaml_io import line_of, read_yaml_file
+
+    path = Path(project_root) / "config.yml"
+    if not path.is_file():
+        return DEFAULT_MAX_MESSAGE_CHARS
+    raw = read_yaml_file(path)
+    section = raw.get("kefu") if isinstance(raw, dict) else None
+    if section is None:
+        return DEFAULT_MAX_MESSAGE_CHARS
+    value = section.get("max_message_chars", DEFAULT_MAX_MESSAGE_CHARS) if isinstance(section, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"kefu.max_message_chars must be a positive whole number of characters, got {value!r}.",
+            path,
+            line_of(section, key="max_message_chars") if isinstance(section, dict) else line_of(raw, key="kefu"),
+            fix=f"Write e.g. `kefu: {{max_message_chars: {DEFAULT_MAX_MESSAGE_CHARS}}}`.",
+        )
+    return value
 
 
 def _limit_torch_threads() -> None:
@@ -376,17 +420,17 @@ def _write_training_payload(payload: Any, target: Path) -> None:
     stories and rules) or JSON with ``config``, ``domain``, ``nlu``, ``stories``,
     ``rules`` given as YAML strings or mappings.
     """
-    from bot.shared.yaml_io import dump_yaml, read_yaml, to_plain
+    from bot.shared.yaml_io import HTTP_YAML_LIMITS, dump_yaml, read_yaml, to_plain
 
     if isinstance(payload, (bytes, bytearray)):
-        payload = payload.decode("utf-8")
+        payload = payload.decode("utf-8", errors="replace")
     if isinstance(payload, str):
-        data = to_plain(read_yaml(payload, "<request body>")) or {}
+        data = to_plain(read_yaml(payload, "<request body>", HTTP_YAML_LIMITS)) or {}
     elif isinstance(payload, dict):
         data = {}
         for key, value in payload.items():
             if isinstance(value, str) and key in ("config", "domain", "nlu", "stories", "rules", "responses"):
-                parsed = to_plain(read_yaml(value, f"<request body: {key}>"))
+                parsed = to_plain(read_yaml(value, f"<request body: {key}>", HTTP_YAML_LIMITS))
                 if key in ("config", "domain") and isinstance(parsed, dict):
                     data.update(parsed)
                 else:

@@ -42,8 +42,19 @@ from bot.nlu.language import conversation_language
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PREDICTIONS = 10
+# config.yml `kefu: {max_message_chars: N}`; the widget's transport cap
+# (connectors/socketio max_message_length) should not be lower.
+DEFAULT_MAX_MESSAGE_CHARS = 2000
+MESSAGE_TOO_LONG_METADATA = "kefu_message_too_long"
 FOLLOWUP_POLICY = "followup_action"
 ACTION_FAILED_METADATA = "kefu_action_failed"
+
+# Said when a message is longer than the cap (the domain's `utter_message_too_long` wins).
+MESSAGE_TOO_LONG_TEXT = {
+    "zh": "您的消息太长了（超过 {limit} 字），请精简后分几条发送。",
+    "en": "Your message is too long (over {limit} characters). Please shorten it or send it in parts.",
+}
+MESSAGE_TOO_LONG_RESPONSE = "utter_message_too_long"
 
 # Said when a custom action fails and the domain has no `utter_default`.
 FALLBACK_TEXT = {
@@ -83,6 +94,7 @@ class MessageProcessor:
         on_circuit_break: Callable[..., Any] | None = None,
         knowledge: Any | None = None,
         hooks: list[ProcessorHook] | None = None,
+        max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
     ) -> None:
         from bot.shared.nlg import TemplatedNaturalLanguageGenerator
 
@@ -99,6 +111,7 @@ class MessageProcessor:
         self.executor = executor
         self.on_circuit_break = on_circuit_break
         self.knowledge = knowledge
+        self.max_message_chars = max_message_chars
         # Extension points (handoff, triggers, metrics): see bot/dialogue/hooks.py for
         # the protocol and the rule (every hook runs; any True skips the prediction).
         self.hooks: list[ProcessorHook] = list(hooks or [])
@@ -195,6 +208,8 @@ class MessageProcessor:
     # ------------------------------------------------------------------ main entry
     async def handle_message(self, message: UserMessage) -> list[dict] | None:
         """Process one message under the conversation lock; return collected replies."""
+        if self._is_too_long(message):
+            return await self._refuse_too_long(message)
         async with self.lock_store.lock(message.sender_id):
             logger.debug("Message in conversation %s on %s: %r", message.sender_id, message.input_channel, message.text)
             tracker = await self.log_message(message, should_save_tracker=False)
@@ -210,6 +225,43 @@ class MessageProcessor:
             await self._run_hooks("after_turn", tracker, message.output_channel)
             await self.save_tracker(tracker)
         return self._collected(message.output_channel)
+
+    def _is_too_long(self, message: UserMessage) -> bool:
+        return (
+            not message.parse_data
+            and self.max_message_chars > 0
+            and len(message.text or "") > self.max_message_chars
+        )
+
+    async def _refuse_too_long(self, message: UserMessage) -> list[dict] | None:
+        """Answer an over-long message without parsing or storing it.
+
+        One place for every channel: NLU cost grows with the text, and a tracker
+        should not keep megabytes a shopper pasted. The conversation records only
+        the fact (a ``BotUttered`` whose metadata has the length and the limit).
+        """
+        length = len(message.text or "")
+        logger.info(
+            "Message of %d characters in conversation %s exceeds the cap of %d; not parsed.",
+            length, message.sender_id, self.max_message_chars,
+        )
+        channel = message.output_channel or CollectingOutputChannel()
+        async with self.lock_store.lock(message.sender_id):
+            tracker = await self.fetch_tracker_and_update_session(message.sender_id, channel, message.metadata)
+            reply = self.nlg.generate(MESSAGE_TOO_LONG_RESPONSE, tracker, channel.name(), limit=self.max_message_chars) \
+                if MESSAGE_TOO_LONG_RESPONSE in self.domain.responses else None
+            if not reply or not reply.get("text"):
+                lang = conversation_language(tracker, (message.text or "")[:200])
+                reply = {"text": MESSAGE_TOO_LONG_TEXT[lang].format(limit=self.max_message_chars)}
+            event = BotUttered(
+                reply.get("text"),
+                {k: v for k, v in reply.items() if k != "text"},
+                metadata={MESSAGE_TOO_LONG_METADATA: {"length": length, "limit": self.max_message_chars}},
+            )
+            tracker.update(event, self.domain)
+            await channel.send_response(message.sender_id, {"text": event.text, **(event.data or {})})
+            await self.save_tracker(tracker)
+        return self._collected(channel)
 
     async def _run_hooks(self, name: str, tracker: Any, output_channel: OutputChannel | None) -> bool:
         """Run every hook's ``name`` method, in order; the rule is in ``bot/dialogue/hooks.py``."""

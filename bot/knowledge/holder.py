@@ -4,6 +4,10 @@ Readers take ``holder.current`` once per query and keep using that object, so a
 reload (``POST /knowledge/reload``, a CRUD edit, or the development file watcher)
 never changes the base under a query in flight: the new base is built completely
 off to the side and published with a single reference assignment.
+
+Rebuilds run on the agent's ``HeavyJobs`` queue (``jobs``), one at a time and
+never on ``executor``, the pool that parses shoppers' messages and runs their
+searches: a reload must not make replies wait.
 """
 from __future__ import annotations
 
@@ -12,14 +16,17 @@ import logging
 import threading
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from bot.knowledge.base import KBResult, KnowledgeBase
 from bot.knowledge.config import KnowledgeConfig
 from bot.knowledge.loader import kb_files, load_entries
 from bot.shared.concurrency import run_blocking
+from bot.shared.jobs import HeavyJobs
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class KnowledgeHolder:
@@ -30,12 +37,14 @@ class KnowledgeHolder:
         config: KnowledgeConfig,
         encoder: Any,
         executor: Executor | None = None,
+        jobs: HeavyJobs | None = None,
     ) -> None:
         self._kb = kb
         self.source_dir = Path(source_dir) if source_dir else None
         self.config = config
         self.encoder = encoder
-        self.executor = executor
+        self.executor = executor  # searches (shopper traffic)
+        self.jobs = jobs  # rebuilds; the agent sets both when it loads a model
         self.generation = 0
         self.problems: list[str] = []
         self._build_lock = threading.Lock()  # one rebuild at a time; readers never take it
@@ -68,7 +77,14 @@ class KnowledgeHolder:
                 "problems": loaded.problems, "metadata": new.metadata}
 
     async def reload(self, strict: bool = True) -> dict[str, Any]:
-        return await run_blocking(self.reload_sync, strict, executor=self.executor)
+        """Rebuild off the loop, queued behind other heavy jobs (``HeavyJobsBusy`` when full)."""
+        return await self.run_heavy("knowledge reload", self.reload_sync, strict)
+
+    async def run_heavy(self, label: str, func: Callable[..., T], *args: Any) -> T:
+        """Run a rebuild-sized ``func`` (a reload, a CRUD edit) as one heavy job."""
+        if self.jobs is None:  # a holder used on its own (CLI, tests): a thread of the loop's pool
+            return await run_blocking(func, *args)
+        return await self.jobs.run(label, func, *args)
 
     # ------------------------------------------------------------------ queries
     def search(self, text: str, language: str | None = None, top_k: int = 5) -> KBResult:

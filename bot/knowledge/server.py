@@ -17,9 +17,15 @@ from bot.knowledge.store import KnowledgeStore
 from bot.web.auth import requires_scope
 from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
+from bot.web.requests import json_body
 from bot.shared.exceptions import ConfigError
+from bot.shared.jobs import HeavyJobsBusy
 
 HolderGetter = Callable[[Request], Any]
+
+
+def _busy(error: HeavyJobsBusy) -> ErrorResponse:
+    return ErrorResponse(HTTPStatus.CONFLICT, "Conflict", str(error))
 
 
 def _no_kb() -> ErrorResponse:
@@ -52,6 +58,8 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
     async def reload(request: Request) -> Any:
         try:
             info = await holder_of(request).reload(strict=True)
+        except HeavyJobsBusy as e:
+            raise _busy(e) from e
         except ConfigError as e:
             raise bad_request(f"Reload refused, the old knowledge base keeps serving: {e}") from e
         return response.json({k: v for k, v in info.items() if k != "metadata"} | {"metadata": info.get("metadata")})
@@ -73,11 +81,13 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
     @bp.put("/entries/<entry_id>")
     @requires_scope(Scope.KNOWLEDGE_WRITE)
     async def put_entry(request: Request, entry_id: str) -> Any:
-        body = request.json if request.body else None
+        body = json_body(request, None) if request.body else None
         if not isinstance(body, dict):
             raise bad_request("Body must be a JSON entry with questions and answers.", "body")
         try:
             entry, created = await store_of(request).put(entry_id, body)
+        except HeavyJobsBusy as e:
+            raise _busy(e) from e
         except ConfigError as e:
             raise bad_request(str(e), "body") from e
         return response.json(entry.as_dict(), status=201 if created else 200)
@@ -85,7 +95,11 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
     @bp.delete("/entries/<entry_id>")
     @requires_scope(Scope.KNOWLEDGE_WRITE)
     async def delete_entry(request: Request, entry_id: str) -> Any:
-        if not await store_of(request).delete(entry_id):
+        try:
+            deleted = await store_of(request).delete(entry_id)
+        except HeavyJobsBusy as e:
+            raise _busy(e) from e
+        if not deleted:
             raise ErrorResponse(HTTPStatus.NOT_FOUND, "NotFound", f"No knowledge entry '{entry_id}'.")
         return response.empty(status=204)
 
@@ -104,7 +118,7 @@ def create_knowledge_blueprint(get_holder: HolderGetter, url_prefix: str = "/kno
     @bp.post("/search")
     @requires_scope(Scope.KNOWLEDGE_READ)
     async def search(request: Request) -> Any:
-        body = request.json if request.body else None
+        body = json_body(request, None) if request.body else None
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
             raise bad_request("Body must be {\"text\": <question>, \"language\": \"zh\"|\"en\"}.", "text")
         lang = body.get("language")

@@ -14,7 +14,6 @@ from typing import Any
 from bot.knowledge.entries import Entry
 from bot.knowledge.holder import KnowledgeHolder
 from bot.knowledge.loader import entry_from_dict, load_entries, write_entries_file
-from bot.shared.concurrency import run_blocking
 from bot.shared.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ class KnowledgeStore:
         return False
 
     async def put(self, entry_id: str, data: dict[str, Any]) -> tuple[Entry, bool]:
-        return await run_blocking(self.put_sync, entry_id, data, executor=self.holder.executor)
+        return await self.holder.run_heavy("knowledge edit", self.put_sync, entry_id, data)
 
     async def delete(self, entry_id: str) -> bool:
-        return await run_blocking(self.delete_sync, entry_id, executor=self.holder.executor)
+        return await self.holder.run_heavy("knowledge edit", self.delete_sync, entry_id)

@@ -22,9 +22,11 @@ from bot.server.routes import api_blueprints
 from bot.server.routes.agent import no_model_loaded
 from bot.server.routes.status import create_version_blueprint
 from bot.shared.message import UserMessage
+from bot.triggers.events import MAX_BODY_BYTES as MAX_EVENTS_BODY_BYTES
 from bot.version import __version__
 from bot.web.auth import AuthConfig, public
 from bot.web.errors import error_to_response
+from bot.web.requests import BodyLimits, loads_bounded
 from connectors.base import DEFAULT_WEBHOOK_ROUTE, InputChannel, register
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,6 +94,17 @@ def configure_cors(app: Sanic, cors_origins: str | list[str] | None) -> None:
                 resp.headers.setdefault(key, value)
 
 
+def _too_large(path: str, limit: int) -> str:
+    return (f"Request body exceeds the size limit of {limit} bytes for {path}. "
+            "Fix: send less data per request (the limits are listed in docs/security.md).")
+
+
+def _check_declared_size(request: Request, limit: int) -> None:
+    length = request.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(_too_large(request.path, limit))
+
+
 def create_app(
     agent: "Agent | None" = None,
     input_channels: Iterable[InputChannel] = (),
@@ -130,7 +143,7 @@ def create_app(
     :func:`configure_cors`). ``audit`` replaces the worker's audit log of transcript reads
     (default: ``bot/stores/audit.py`` ``create_audit_log`` from endpoints.yml ``audit:``).
     """
-    app = Sanic(name or _unique_app_name())
+    app = Sanic(name or _unique_app_name(), loads=loads_bounded)
     app.config.REQUEST_MAX_SIZE = int(request_max_size)
     app.config.RESPONSE_TIMEOUT = int(response_timeout)
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -142,15 +155,27 @@ def create_app(
     app.error_handler.add(Exception, error_to_response)
     configure_cors(app, cors_origins)
 
+    # /events keeps its route's own 413 (reason payload_too_large) up to MAX_BODY_BYTES;
+    # 64 KiB of slack above it, and a larger body is refused before it is read.
+    body_limits = BodyLimits.for_server(int(request_max_size), events=MAX_EVENTS_BODY_BYTES + 64 * 1024)
+    app.ctx.body_limits = body_limits
+
+    @app.signal("http.routing.after")
+    async def limit_body_before_reading(request: Request, **_: Any) -> None:
+        # The route is known and the body not yet read: lower the stream's limit so
+        # the HTTP/1 reader refuses a larger Content-Length (or chunked body) at once.
+        _check_declared_size(request, body_limits.limit_for(request.path))
+        stream = request.stream
+        if stream is not None and hasattr(stream, "request_max_size"):
+            stream.request_max_size = min(stream.request_max_size, body_limits.limit_for(request.path))
+
     @app.on_request(priority=90)
     async def limit_body_size(request: Request) -> None:
-        # The HTTP/1 server enforces REQUEST_MAX_SIZE while reading; ASGI does not.
-        length = request.headers.get("Content-Length")
-        too_big = length is not None and length.isdigit() and int(length) > request_max_size
-        if too_big or len(request.body or b"") > request_max_size:
-            raise PayloadTooLarge(
-                f"Request body exceeds the size limit of {request_max_size} bytes."
-            )
+        # ASGI reads the body before routing; check what arrived as well.
+        limit = body_limits.limit_for(request.path)
+        _check_declared_size(request, limit)
+        if len(request.body or b"") > limit:
+            raise PayloadTooLarge(_too_large(request.path, limit))
 
     app.add_route(public(root_handler or default_root), "/", methods=["GET"], name="root")
 

@@ -25,7 +25,7 @@ PLACEHOLDER_ASSISTANT_ID = "placeholder_default"
 KNOWN_KEYS = {
     "recipe", "language", "pipeline", "policies", "assistant_id", "data", "spaces", "core_target", "nlu_target",
     # kefu's own sections (read by their features)
-    "handoff", "knowledge", "triggers",
+    "handoff", "knowledge", "triggers", "kefu",
 }
 
 # rasa/shared/importers/default_config.yml (Rasa 3.6).

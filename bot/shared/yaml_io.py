@@ -2,16 +2,25 @@
 
 Uses ruamel.yaml's round-trip loader: mappings and sequences carry ``.lc``
 (0-based line/column). ``line_of`` turns that into 1-based lines for messages.
+
+Every parse is bounded (``YamlLimits``): a document's size, how many aliases it
+uses and how many nodes it would have once every alias is expanded. The loader
+shares aliased nodes, so a 550-byte "billion laughs" document loads quickly but
+explodes in whatever walks it next (``to_plain``, JSON, training); the expansion
+is therefore counted on the event stream, in time linear in the text, before the
+document is built. YAML that arrives over HTTP gets the tight ``HTTP_YAML_LIMITS``.
 """
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 
 from bot.shared.exceptions import YamlError
 
@@ -24,9 +33,37 @@ def _loader() -> YAML:
     return yaml
 
 
-def read_yaml(text: str, filename: str | Path = "<string>") -> Any:
-    """Parse YAML text; syntax errors become ``YamlError`` with file and line."""
+@dataclass(frozen=True)
+class YamlLimits:
+    """How much one YAML document may cost; ``None`` means no cap on that measure.
+
+    ``max_aliases`` counts ``*alias`` uses; ``max_nodes`` counts scalars and
+    collections after every alias is expanded (what a walk of the data visits).
+    """
+
+    max_bytes: int | None = None
+    max_aliases: int | None = None
+    max_nodes: int | None = 5_000_000
+    max_depth: int | None = None
+
+
+# Project files (config, domain, training data on disk): no size cap, aliases allowed,
+# but no document may expand past a few million nodes.
+FILE_YAML_LIMITS = YamlLimits()
+# YAML from a request body (POST /model/train, /model/test/intents, knowledge uploads).
+HTTP_YAML_LIMITS = YamlLimits(max_bytes=16 * 1024 * 1024, max_aliases=100, max_nodes=1_000_000,
+                              max_depth=64)
+
+
+def read_yaml(
+    text: str, filename: str | Path = "<string>", limits: YamlLimits = FILE_YAML_LIMITS
+) -> Any:
+    """Parse YAML text within ``limits``; errors become ``YamlError`` with file and line.
+
+    CPU-bound for large documents: callers on the event loop use ``run_blocking``.
+    """
     try:
+        check_yaml_limits(text, filename, limits)
         return _loader().load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -38,8 +75,80 @@ def read_yaml(text: str, filename: str | Path = "<string>") -> Any:
             line,
             fix="Check indentation, colons and quoting around this line.",
         ) from e
+    except RecursionError as e:
+        raise YamlError(
+            "The YAML document is nested too deeply to read.",
+            filename,
+            fix="Flatten the data; kefu's files nest a few levels at most.",
+        ) from e
     except YAMLError as e:  # pragma: no cover - unmarked errors are rare
         raise YamlError(f"Invalid YAML: {e}", filename) from e
+
+
+def check_yaml_limits(text: str, filename: str | Path, limits: YamlLimits) -> None:
+    """Refuse a document over ``limits`` before it is built (``YamlError`` naming the line).
+
+    Walks the parser's events once: each anchored node records its expanded size and
+    each alias adds the size of the node it names, so the count is exact and linear.
+    """
+    if limits.max_bytes is not None:
+        size = len(text.encode("utf-8"))
+        if size > limits.max_bytes:
+            raise YamlError(
+                f"The YAML document is {size} bytes; the limit is {limits.max_bytes} bytes.",
+                filename,
+                fix="Send less data per request (split training data or knowledge files).",
+            )
+    counts_aliases = limits.max_aliases is not None or limits.max_nodes is not None
+    if limits.max_depth is None and not (counts_aliases and "*" in text):
+        return  # no alias can appear without '*': nothing expands
+    anchored: dict[str, int] = {}  # anchor -> expanded size of its node
+    stack: list[list[Any]] = []  # [anchor, expanded size so far] of each open collection
+    expanded = aliases = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, CollectionStartEvent):
+            stack.append([event.anchor, 1])
+            expanded += 1
+            if limits.max_depth is not None and len(stack) > limits.max_depth:
+                raise _limit_error(
+                    f"The YAML document nests deeper than {limits.max_depth} levels.", filename, event,
+                    fix="Flatten the data; training data and knowledge files nest a few levels at most.")
+            continue
+        if isinstance(event, AliasEvent):
+            aliases += 1
+            if limits.max_aliases is not None and aliases > limits.max_aliases:
+                raise _limit_error(
+                    f"The YAML document uses more than {limits.max_aliases} aliases (*name).",
+                    filename, event)
+            size = anchored.get(event.anchor, 1)
+            expanded += size
+        elif isinstance(event, ScalarEvent):
+            size = 1
+            expanded += 1
+            if event.anchor is not None:
+                anchored[event.anchor] = 1
+        elif isinstance(event, CollectionEndEvent) and stack:
+            anchor, size = stack.pop()
+            if anchor is not None:
+                anchored[anchor] = size
+        else:
+            continue
+        if stack:  # the enclosing collection (after a pop: the parent)
+            stack[-1][1] += size
+        if limits.max_nodes is not None and expanded > limits.max_nodes:
+            raise _limit_error(
+                f"The YAML document expands to more than {limits.max_nodes} nodes once its "
+                "aliases (*name) are resolved (an alias bomb?).", filename, event)
+
+
+def _limit_error(
+    message: str,
+    filename: str | Path,
+    event: Any,
+    fix: str = "Write the data out instead of repeating anchors (&name) through aliases (*name).",
+) -> YamlError:
+    mark = getattr(event, "start_mark", None)
+    return YamlError(message, filename, mark.line + 1 if mark is not None else None, fix=fix)
 
 
 def read_yaml_file(path: str | Path) -> Any:

@@ -13,7 +13,8 @@ from sanic.response import HTTPResponse
 
 from bot.server.routes.agent import get_agent, no_model_loaded
 from bot.shared.concurrency import run_blocking
-from bot.shared.yaml_io import read_yaml
+from bot.shared.jobs import HeavyJobsBusy
+from bot.shared.yaml_io import HTTP_YAML_LIMITS, check_yaml_limits, read_yaml
 from bot.web.auth import requires_scope
 from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
@@ -73,6 +74,8 @@ def create_model_blueprint() -> Blueprint:
         if processor is None:
             raise no_model_loaded()
         try:
+            # YAML from HTTP: size, alias and depth limits checked before the document is built.
+            await run_blocking(check_yaml_limits, body, "<request body>", HTTP_YAML_LIMITS)
             result = await run_blocking(evaluate_nlu_yaml, processor._parse_sync, body)
         except ValueError as e:  # TrainingDataError / YamlError: a bad request, with file and line
             raise bad_request(str(e), "") from e
@@ -111,8 +114,14 @@ def create_model_blueprint() -> Blueprint:
         payload: dict[str, Any] | bytes
         if _is_yaml_request(request):
             payload = request.body
-            # Validate early so a YAML typo is a 400 naming the line, not a 500.
-            parsed = read_yaml(request.body.decode("utf-8", errors="replace"), "<request body>")
+            # Validate early, off the loop and within the HTTP limits (size, aliases,
+            # nesting), so a YAML typo or an alias bomb is a 400 naming the line.
+            parsed = await run_blocking(
+                read_yaml,
+                request.body.decode("utf-8", errors="replace"),
+                "<request body>",
+                HTTP_YAML_LIMITS,
+            )
             if not isinstance(parsed, dict):
                 raise bad_request(
                     "The request body must be a YAML mapping with keys like "
@@ -132,6 +141,8 @@ def create_model_blueprint() -> Blueprint:
                     request, "save_to_default_model_directory", True
                 ),
             )
+        except HeavyJobsBusy as e:  # another training or reload holds the heavy-jobs queue
+            raise ErrorResponse(HTTPStatus.CONFLICT, "Conflict", str(e)) from e
         finally:
             request.app.ctx.active_training_jobs -= 1
         if not model_path:
