@@ -51,8 +51,13 @@ from connectors.rest import RestInput
 model, project, port, token = sys.argv[1:5]
 print("kefu from", bot.__file__, flush=True)
 serve(functools.partial(create_agent_for_server, model, None, project), host="127.0.0.1", port=int(port),
-      input_channels=[RestInput()], auth_token=token, project_root=project, motd=False)
+      input_channels=[RestInput()], auth_token=token, project_root=project, motd=False, enable_api=True)
 """
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    """The header for today's kefu; the ``?token=`` sent beside it is for the older tree run side by side."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def faq(n: int, seed: str) -> str:
@@ -118,7 +123,7 @@ async def drive(base: str, token: str, project: Path, args: argparse.Namespace, 
             await asyncio.sleep(args.baseline)
             (project / "knowledge_base" / "bulk.yml").write_text(faq(args.entries, tag), encoding="utf-8")
             reload_window.append(time.perf_counter())
-            answers = await asyncio.gather(*(client.post("/knowledge/reload", params={"token": token})
+            answers = await asyncio.gather(*(client.post("/knowledge/reload", params={"token": token}, headers=auth_headers(token))
                                              for _ in range(2)))
             reload_window.append(time.perf_counter())
             return [{"status": r.status_code, "entries": r.json().get("entries")} for r in answers]
@@ -152,7 +157,7 @@ def run_tree(tree: Path, model: Path, project: Path, args: argparse.Namespace, t
         deadline = time.time() + 300
         while time.time() < deadline:
             try:
-                if httpx.get(base + "/status", params={"token": token}, timeout=2).json().get("model_id"):
+                if httpx.get(base + "/status", params={"token": token}, headers=auth_headers(token), timeout=2).json().get("model_id"):
                     break
             except (httpx.HTTPError, ValueError):
                 pass
