@@ -34,7 +34,12 @@ from bot.shared.events import (
     SlotSet,
     UserUttered,
 )
-from bot.shared.exceptions import ActionExecutionError, ActionExecutionRejection, BotError
+from bot.shared.exceptions import (
+    ActionExecutionError,
+    ActionExecutionRejection,
+    BotError,
+    ConversationChannelMismatch,
+)
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 
 from bot.nlu.language import conversation_language
@@ -291,6 +296,7 @@ class MessageProcessor:
         tracker = await self.fetch_tracker_and_update_session(
             message.sender_id, message.output_channel, message.metadata
         )
+        self._check_channel(tracker, message)
         parse_data = await self.parse_message(message)
         tracker.update(
             UserUttered(
@@ -308,6 +314,18 @@ class MessageProcessor:
         if should_save_tracker:
             await self.save_tracker(tracker)
         return tracker
+
+    @staticmethod
+    def _check_channel(tracker: Any, message: UserMessage) -> None:
+        """A conversation stays on the channel its shopper wrote from (ConversationChannelMismatch)."""
+        previous = tracker.get_latest_input_channel()
+        if previous and message.input_channel and previous != message.input_channel:
+            logger.warning("Refused a %s message for conversation %s, which belongs to the %s channel.",
+                           message.input_channel, message.sender_id, previous)
+            raise ConversationChannelMismatch(
+                f"Conversation '{message.sender_id}' belongs to the {previous} channel; a {message.input_channel} "
+                "message cannot be added to it. Fix: use a conversation id of your own on this channel."
+            )
 
     def _set_language_slot(self, tracker: Any, parse_data: dict[str, Any]) -> None:
         lang = parse_data.get("language")

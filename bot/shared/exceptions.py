@@ -111,3 +111,12 @@ class LockError(StoreError):
 
 class InvalidRequest(BotError, ValueError):
     """A client sent a request kefu cannot serve (mapped to HTTP 400)."""
+
+
+class ConversationChannelMismatch(BotError, PermissionError):
+    """A message for a conversation that belongs to another channel (mapped to HTTP 403).
+
+    Conversation ids are chosen by the channels (an openid, a widget session id, the REST
+    caller's ``sender``), so without this a REST caller who knows a WeChat shopper's openid
+    would write into that shopper's conversation and read the bot's answers to it.
+    """

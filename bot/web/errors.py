@@ -21,6 +21,7 @@ from sanic.response import HTTPResponse
 from bot.shared.exceptions import (
     ActionNotFound,
     BotError,
+    ConversationChannelMismatch,
     InvalidRequest,
     LockError,
     ModelNotFound,
@@ -114,6 +115,7 @@ ERROR_RULES: tuple[ErrorRule, ...] = (
     ErrorRule(ActionNotFound, HTTPStatus.NOT_FOUND, "ActionNotFound"),
     # ConfigError and its subclasses are ValueErrors too: a bad domain or
     # training payload sent by the client is the client's to fix.
+    ErrorRule(ConversationChannelMismatch, HTTPStatus.FORBIDDEN, "ConversationOfAnotherChannel"),
     ErrorRule(InvalidRequest, HTTPStatus.BAD_REQUEST, "BadRequest"),
     ErrorRule(ValueError, HTTPStatus.BAD_REQUEST, "BadRequest"),
     ErrorRule(LockError, HTTPStatus.SERVICE_UNAVAILABLE, "LockError"),

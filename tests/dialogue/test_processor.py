@@ -363,3 +363,29 @@ async def test_processor_logs_policy_events_before_the_action(model_path: Path) 
         assert kinds[user : user + 4] == ["user", "user_featurization", "action", "bot"]
     finally:
         await agent.close()
+
+
+@pytest.mark.asyncio
+async def test_processor_conversation_stays_on_its_channel(model_path: Path) -> None:
+    """Issue #15: a REST caller who knows a WeChat shopper's openid (the conversation id) must
+    not write into that shopper's conversation, nor read the bot's answers in it."""
+    from bot.server.app import create_app
+    from connectors.rest import RestInput
+
+    agent = await _agent(model_path)
+    try:
+        wechat = UserMessage('/set_name{"name": "Ann"}', None, "oShopper", input_channel="wechat")
+        assert _texts(await agent.handle_message(wechat)) == ["Nice to meet you, Ann."]
+        events_before = len((await agent.get_tracker("oShopper")).events)
+        app = create_app(agent, input_channels=[RestInput()])
+        _, resp = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": "oShopper", "message": "/greet"})
+        assert resp.status == 403, resp.text
+        assert resp.json["reason"] == "ConversationOfAnotherChannel" and "Ann" not in resp.text
+        assert len((await agent.get_tracker("oShopper")).events) == events_before  # nothing recorded
+        _, own = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": "rest-1", "message": "/greet"})
+        assert own.status == 200 and _texts(own.json)  # a conversation of its own is served as always
+        # the shopper's own channel goes on as before
+        again = UserMessage("/greet", None, "oShopper", input_channel="wechat")
+        assert _texts(await agent.handle_message(again)) == ["Hello Ann!"]
+    finally:
+        await agent.close()

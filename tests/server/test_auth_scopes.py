@@ -215,3 +215,19 @@ async def test_principal_is_cached_on_the_request(agent):
 
     _, resp = await app.asgi_client.get("/whoami", headers={"Authorization": f"Bearer {API_TOKEN}"})
     assert resp.json == {"subject": "api-token", "role": "admin", "via": "token"}
+
+
+@pytest.mark.asyncio
+async def test_shopper_cannot_set_identity_metadata_through_the_messages_api(agent):
+    """A shopper's JWT may post into its own conversation, but identity keys are the channel's word."""
+    app = light_app(agent)
+    body = {"sender": "user", "text": "hi", "metadata": {"identity": {"customer_id": "c9", "verified": True},
+                                                        "page": "/p/1"}}
+    _, resp = await app.asgi_client.post("/conversations/alice/messages", json=body,
+                                         headers=role_headers("user", "alice"))
+    assert resp.status == 200, resp.text
+    assert (await agent.get_tracker("alice")).latest_message.metadata == {"page": "/p/1"}
+    _, resp = await app.asgi_client.post("/conversations/alice/messages", json=body,
+                                         headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert resp.status == 200  # an admin may (support staff replaying a verified conversation)
+    assert (await agent.get_tracker("alice")).latest_message.metadata["identity"]["customer_id"] == "c9"

@@ -18,11 +18,11 @@ from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessa
 from bot.shared.tracker import EventVerbosity
 from bot.stores.audit import TRACKER_IN_RESPONSE, TRACKER_READ
 from bot.web.audit import audit_read
-from bot.web.auth import requires_scope
+from bot.web.auth import principal_of, requires_scope
 from bot.web.principals import Scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.web.requests import bool_arg, float_arg, json_body
-from connectors.base import InputChannel
+from connectors.base import InputChannel, untrusted_metadata
 
 OUTPUT_CHANNEL_QUERY_KEY = "output_channel"
 USE_LATEST_INPUT_CHANNEL_AS_OUTPUT_CHANNEL = "latest"
@@ -156,6 +156,11 @@ def create_conversations_blueprint() -> Blueprint:
             raise bad_request("'parse_data' must be a JSON object (a parse result).", "parse_data")
         verbosity = event_verbosity_parameter(request, EventVerbosity.AFTER_RESTART)
         agent = get_agent(request)
+        metadata = data.get("metadata")
+        principal = principal_of(request)
+        if isinstance(metadata, dict) and not (principal is not None and principal.is_admin):
+            # identity keys are a verified channel's word (docs/channels.md); only an admin may set them here
+            metadata = untrusted_metadata(metadata, "api")
         message = UserMessage(
             text,
             None,
@@ -163,7 +168,7 @@ def create_conversations_blueprint() -> Blueprint:
             parse_data,
             input_channel=data.get("input_channel"),
             message_id=data.get("message_id"),
-            metadata=data.get("metadata"),
+            metadata=metadata,
         )
         log_message = getattr(agent, "log_message", None)
         if log_message is not None:
