@@ -317,15 +317,27 @@ class MessageProcessor:
 
     @staticmethod
     def _check_channel(tracker: Any, message: UserMessage) -> None:
-        """A conversation stays on the channel its shopper wrote from (ConversationChannelMismatch)."""
+        """A caller who merely names a sender (REST) cannot write into another channel's conversation.
+
+        Conversation ids are the channels' own (a WeChat openid, a widget session id), so a REST
+        caller who knows a shopper's openid would otherwise add to that shopper's conversation and
+        read the answers (ConversationChannelMismatch, a 403). A channel that proves its sender
+        (WeChat's signature, the widget's server-issued session) is never refused: a conversation
+        squatted over REST under an openid does not lock its owner out.
+        """
         previous = tracker.get_latest_input_channel()
-        if previous and message.input_channel and previous != message.input_channel:
-            logger.warning("Refused a %s message for conversation %s, which belongs to the %s channel.",
-                           message.input_channel, message.sender_id, previous)
-            raise ConversationChannelMismatch(
-                f"Conversation '{message.sender_id}' belongs to the {previous} channel; a {message.input_channel} "
-                "message cannot be added to it. Fix: use a conversation id of your own on this channel."
-            )
+        if not previous or not message.input_channel or previous == message.input_channel:
+            return
+        if message.sender_verified:
+            logger.warning("Conversation %s moves from the %s channel to %s.", message.sender_id, previous,
+                           message.input_channel)
+            return
+        logger.warning("Refused a %s message for conversation %s, which belongs to the %s channel.",
+                       message.input_channel, message.sender_id, previous)
+        raise ConversationChannelMismatch(
+            f"Conversation '{message.sender_id}' belongs to the {previous} channel; a {message.input_channel} "
+            "message cannot be added to it. Fix: use a conversation id of your own on this channel."
+        )
 
     def _set_language_slot(self, tracker: Any, parse_data: dict[str, Any]) -> None:
         lang = parse_data.get("language")

@@ -387,5 +387,12 @@ async def test_processor_conversation_stays_on_its_channel(model_path: Path) -> 
         # the shopper's own channel goes on as before
         again = UserMessage("/greet", None, "oShopper", input_channel="wechat")
         assert _texts(await agent.handle_message(again)) == ["Hello Ann!"]
+        # a REST caller squatting an openid first does not lock the WeChat shopper out
+        _, squat = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": "oVictim", "message": "/greet"})
+        assert squat.status == 200
+        victim = UserMessage('/set_name{"name": "Bo"}', None, "oVictim", input_channel="wechat")
+        assert _texts(await agent.handle_message(victim)) == ["Nice to meet you, Bo."]
+        _, after = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": "oVictim", "message": "/greet"})
+        assert after.status == 403 and "Bo" not in after.text
     finally:
         await agent.close()
