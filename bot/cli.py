@@ -465,7 +465,11 @@ async def _shell(args: argparse.Namespace) -> int:
     agent = await Agent.create(
         args.model, args.endpoints if Path(args.endpoints).exists() else None, project_root=args.root
     )
-    print("kefu shell — type a message, /restart to start over, /stop to quit.")
+    nlu_only = agent.processor is not None and agent.processor.ensemble is None
+    if nlu_only:  # Rasa's `shell` on an NLU-only model is `shell nlu`: print each parse
+        print("kefu shell (NLU-only model: prints what the NLU understood) — /stop to quit.")
+    else:
+        print("kefu shell — type a message, /restart to start over, /stop to quit.")
     last_buttons: list[dict] = []
     try:
         while True:
@@ -480,6 +484,9 @@ async def _shell(args: argparse.Namespace) -> int:
                 break
             if text.isdigit() and last_buttons and 1 <= int(text) <= len(last_buttons):
                 text = last_buttons[int(text) - 1].get("payload") or text
+            if nlu_only:
+                print(json.dumps(await agent.parse_message(text), ensure_ascii=False, indent=2))
+                continue
             replies = await agent.handle_text(text, sender_id=args.sender) or []
             last_buttons = []
             for r in replies:

@@ -60,10 +60,10 @@ def recommended_pipeline(project_config: Any, data: TrainingData) -> tuple[str, 
     regex_featurizers = [c for c in kept if c["name"] == "RegexFeaturizer"]
     after = [c for c in kept if c["name"] != "RegexFeaturizer"]
     dense: list[dict[str, Any]] = [{"name": "SentenceEmbeddingFeaturizer"}]
-    label = "kefu fast (n-grams + USE)"
+    label = "kefu fast (USE)"
     if english and _minilm_available():
         dense.append({"name": "SentenceEmbeddingFeaturizer", "model": "all-MiniLM-L6-v2"})
-        label = "kefu English (n-grams + USE + MiniLM)"
+        label = "kefu English (USE+MiniLM)"
     pipeline = [
         tokenizer,
         *regex_featurizers,
@@ -79,7 +79,7 @@ def recommended_pipeline(project_config: Any, data: TrainingData) -> tuple[str, 
         diet = dict(project[names.index("DIETClassifier")])
         diet["intent_classification"] = False
         pipeline.insert(len(pipeline) - len(after), diet)
-        label += " + DIET entities"
+        label += " +DIET ent."
     language = getattr(project_config, "language", None) or ("en" if english else "zh")
     return label, {"language": language, "pipeline": pipeline}
 

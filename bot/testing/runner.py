@@ -117,7 +117,6 @@ async def evaluate_core(
 
             for warning in await run_blocking(check_action_server, endpoints, model.domain):
                 logger.warning(warning)
-                print(f"Warning: {warning}")
         return await evaluate_stories(stories, ModelUnderTest(model), out_dir, max_stories=max_stories,
                                       successes=successes, errors=errors)
     finally:
