@@ -83,8 +83,8 @@ def _add_annotated_synonyms(examples: list[Message], synonyms: dict[str, str]) -
     for m in examples:
         for e in m.entities:
             span = m.text[e["start"]:e["end"]]
-            if e.get("value") is not None and str(e["value"]) != span:
-                synonyms.setdefault(span, str(e["value"]))
+            if e.get("value") is not None and str(e["value"]) != span and span.lower() not in synonyms:
+                _add_synonym(synonyms, span, e["value"], None, None)
 
 
 def read_json_nlu(text: str, filename: str | Path = "<json>") -> TrainingData:
