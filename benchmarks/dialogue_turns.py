@@ -424,12 +424,17 @@ async def drive(url: str, conversations: int, turns: int, request_timeout: float
 
 
 class Profiler:
-    """py-spy recording one process while the load runs."""
+    """py-spy recording one process while the load runs.
+
+    ``--gil``: only the thread holding the GIL is sampled, so the shares are of the
+    worker's Python CPU time (idle waits in the loop's epoll or the aiosqlite and
+    inference threads' queues are not counted; C work that releases the GIL is not either).
+    """
 
     def __init__(self, pid: int, out: Path, seconds: float) -> None:
         self.out = out
         self.process = subprocess.Popen(
-            [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+            [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil",
              "--duration", str(int(seconds) + 1), "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
