@@ -109,6 +109,7 @@ class RunResult:
     competing_cpu_share: float | None = None
     load_average: list[float] | None = None
     profile: str | None = None
+    profile_groups: dict[str, float] | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -426,15 +427,18 @@ async def drive(url: str, conversations: int, turns: int, request_timeout: float
 class Profiler:
     """py-spy recording one process while the load runs.
 
-    ``--gil``: only the thread holding the GIL is sampled, so the shares are of the
-    worker's Python CPU time (idle waits in the loop's epoll or the aiosqlite and
-    inference threads' queues are not counted; C work that releases the GIL is not either).
+    ``gil`` mode (py-spy ``--gil``): only the thread holding the GIL is sampled, so the
+    shares are of the worker's Python CPU time (idle waits in the loop's epoll or the
+    aiosqlite and inference threads' queues are not counted; C work that releases the
+    GIL, such as OpenSSL loading CA certificates, is not either). ``wall`` mode samples
+    every thread py-spy sees as running, which shows that C work (and some idle noise).
     """
 
-    def __init__(self, pid: int, out: Path, seconds: float) -> None:
+    def __init__(self, pid: int, out: Path, seconds: float, mode: str = "gil") -> None:
         self.out = out
         self.process = subprocess.Popen(
-            [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil",
+            [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+             *(["--gil"] if mode == "gil" else []),
              "--duration", str(int(seconds) + 1), "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
@@ -447,6 +451,39 @@ class Profiler:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+# Where a turn's time goes: each sample counts for the first group with a frame on its stack.
+PROFILE_BUCKETS = [
+    ("action client: new httpx client + TLS context per call", ["create_default_context", "SSLContext", "BaseClient.__init__", "AsyncClient.__init__", "AsyncClient.__aexit__"]),
+    ("action call over HTTP (request, JSON)", ["RemoteAction.run"]),
+    ("action call in-process (rasa_sdk executor)", ["InProcessAction.run"]),
+    ("tracker load (store read + JSON + replay)", ["MessageProcessor.get_tracker"]),
+    ("tracker save (store write + JSON)", ["MessageProcessor.save_tracker"]),
+    ("lock store", ["LockStore.lock", "lock_store.py"]),
+    ("policy prediction", ["_predict_sync"]),
+    ("parse (/intent regex, NLU)", ["parse_text", "_parse_sync", "ParseBatcher"]),
+    ("slot extraction", ["_run_action_extract_slots"]),
+    ("rest of the turn (events, responses)", ["MessageProcessor.", "Agent.handle_message"]),
+    ("HTTP server (Sanic, request/response)", ["sanic/", "connectors/rest.py", "handle_request", "connection_task"]),
+]
+
+
+def profile_groups(raw: Path) -> dict[str, float]:
+    """Share (%) of the samples of a py-spy ``raw`` file per group of ``PROFILE_BUCKETS``."""
+    total, counts = 0, {}
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        name = "other (loop, threads, GC)"
+        for label, keys in PROFILE_BUCKETS:
+            if any(k in stack for k in keys):
+                name = label
+                break
+        counts[name] = counts.get(name, 0) + int(count)
+    return {k: round(100 * v / total, 1) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])} if total else {}
 
 
 def summarise_profile(raw: Path, top: int = 25) -> str:
@@ -466,7 +503,9 @@ def summarise_profile(raw: Path, top: int = 25) -> str:
             inclusive[frame] = inclusive.get(frame, 0) + n
     if not total:
         return "no samples\n"
-    lines = [f"{total} samples", "", "inclusive % (frames on the stack):"]
+    lines = [f"{total} samples", "", "groups %:"]
+    lines += [f"{share:6.1f}  {label}" for label, share in profile_groups(raw).items()]
+    lines += ["", "inclusive % (frames on the stack):"]
     for frame, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{100 * n / total:6.1f}  {frame}")
     lines += ["", "self % (frames at the top of the stack):"]
@@ -502,7 +541,7 @@ async def run_config(config: BenchConfig, model: Path, args: argparse.Namespace,
             if args.profile and PY_SPY.exists():
                 raw = Path(args.profile) / f"{label}-{config.name}-{actions}.txt"
                 raw.parent.mkdir(parents=True, exist_ok=True)
-                profiler = Profiler(server.worker_pid(), raw, args.time_limit)
+                profiler = Profiler(server.worker_pid(), raw, args.time_limit, args.profile_mode)
                 await asyncio.sleep(1.0)  # py-spy attaches
             latencies: list[float] = []
             started = time.perf_counter()
@@ -521,6 +560,7 @@ async def run_config(config: BenchConfig, model: Path, args: argparse.Namespace,
                     summary = profiler.out.with_suffix(".top.txt")
                     summary.write_text(summarise_profile(profiler.out), encoding="utf-8")
                     result.profile = str(summary)
+                    result.profile_groups = profile_groups(profiler.out)
             if latencies:
                 result.latency_median_ms = round(statistics.median(latencies) * 1000, 1)
                 result.latency_p99_ms = round(percentile(latencies, 99) * 1000, 1)
@@ -590,17 +630,18 @@ async def measure_first_reply(model: Path, args: argparse.Namespace, redis: Redi
             endpoints.write_text(endpoints_yaml(store, work, redis, action_server and action_server.url),
                                  encoding="utf-8")
             server = Server(model, endpoints, 1, work, tree_path, credentials=credentials)
-            result.port_open_s = round(await server.wait_port(args.start_timeout), 3)
-            result.ready_s = round(await server.wait_serving(args.start_timeout), 3)
-            ready = time.perf_counter()
-            if channel == "rest":
-                async with httpx.AsyncClient(timeout=args.start_timeout) as client:
+            # the client is made before the clock starts: its own set-up (an SSL context) is not the server's
+            async with httpx.AsyncClient(timeout=args.start_timeout) as client:
+                result.port_open_s = round(await server.wait_port(args.start_timeout), 3)
+                result.ready_s = round(await server.wait_serving(args.start_timeout), 3)
+                ready = time.perf_counter()
+                if channel == "rest":
                     response = await client.post(server.url + WEBHOOK, json={"sender": "first", "message": "/count"})
                     response.raise_for_status()
                     result.reply = response.json()
-            else:
-                result.reply = await _first_socketio_reply(server.url, args.start_timeout)
-            result.first_reply_s = round(time.perf_counter() - ready, 3)
+                else:
+                    result.reply = await _first_socketio_reply(server.url, args.start_timeout)
+                result.first_reply_s = round(time.perf_counter() - ready, 3)
             result.load_average = load_average()
         except Exception as e:  # noqa: BLE001 - reported, not raised
             result.error = f"{type(e).__name__}: {e}"[:500] + ("\n" + server.tail(800) if server else "")
@@ -721,6 +762,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="py-spy the server worker during each measurement; collapsed stacks + a top-frames "
                              "summary per configuration in DIR")
+    parser.add_argument("--profile-mode", choices=("gil", "wall"), default="gil",
+                        help="gil: sample the GIL holder (Python CPU time; default); wall: every running thread")
     parser.add_argument("--first-reply", action="store_true",
                         help="also measure the first REST and socket.io reply after a fresh start")
     parser.add_argument("--tree", action="append", type=parse_tree, default=[], metavar="LABEL=PATH",
