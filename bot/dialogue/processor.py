@@ -250,8 +250,12 @@ class MessageProcessor:
         """Concurrent messages are parsed together in a worker thread (bot/nlu/batching.py)."""
         from bot.nlu.batching import processor_batcher
 
+        if self.nlu is None:
+            # Only the `/intent{...}` reader runs (microseconds, and the text is capped at
+            # max_message_chars): a hand-off to the pool would cost more than the parse.
+            return self._parse_sync(text)
         batcher = processor_batcher(self)
-        if self.nlu is None or not batcher.config.enabled:
+        if not batcher.config.enabled:
             return await self._offload(self._parse_sync, text)
         return await batcher.parse(text)
 
