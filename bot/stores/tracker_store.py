@@ -555,6 +555,13 @@ class SQLTrackerStore(TrackerStore):
 
 
 # --- Redis -----------------------------------------------------------------------
+# KEYS: events list, session start index (same hash tag). The current session's events.
+_SESSION_EVENTS_SCRIPT = """
+local start = tonumber(redis.call('GET', KEYS[2]) or 0) or 0
+return redis.call('LRANGE', KEYS[1], start, -1)
+"""
+
+
 class RedisTrackerStore(TrackerStore):
     """One Redis list per conversation, appended with ``RPUSH``.
 
@@ -582,6 +589,7 @@ class RedisTrackerStore(TrackerStore):
         self.key_prefix = key_prefix if key_prefix.endswith(":") else f"{key_prefix}:"
         self.record_exp = record_exp
         self.redis = client if client is not None else redis_client(host, **redis_options)
+        self._session_events_script = self.redis.register_script(_SESSION_EVENTS_SCRIPT)
 
     def _conversation(self, sender_id: str) -> KeyBuilder:
         return KeyBuilder(f"{self.key_prefix}{sender_id}")
@@ -600,8 +608,12 @@ class RedisTrackerStore(TrackerStore):
 
     async def _load(self, sender_id: str, full: bool) -> list[dict[str, Any]]:
         try:
-            start = 0 if full else int(await self.redis.get(self.session_key(sender_id)) or 0)
-            raw = await self.redis.lrange(self.events_key(sender_id), start, -1)
+            if full:
+                raw = await self.redis.lrange(self.events_key(sender_id), 0, -1)
+            else:  # the session's start index and its events in one round trip
+                raw = await self._session_events_script(
+                    keys=[self.events_key(sender_id), self.session_key(sender_id)]
+                )
         except Exception as e:  # redis.RedisError, OSError
             raise self._error("load", sender_id, e) from e
         return loads_events(raw)
