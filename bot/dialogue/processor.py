@@ -53,6 +53,8 @@ DEFAULT_MAX_MESSAGE_CHARS = 2000
 MESSAGE_TOO_LONG_METADATA = "kefu_message_too_long"
 FOLLOWUP_POLICY = "followup_action"
 ACTION_FAILED_METADATA = "kefu_action_failed"
+# The conversation id of the start-up warm-up's throwaway tracker (never stored).
+WARM_UP_SENDER_ID = "__kefu_warm_up__"
 
 # Said when a message is longer than the cap (the domain's `utter_message_too_long` wins).
 MESSAGE_TOO_LONG_TEXT = {
@@ -133,6 +135,59 @@ class MessageProcessor:
             name, self.domain, self.action_endpoint, self.action_executor, knowledge=self.knowledge
         )
 
+    # ------------------------------------------------------------------ warm-up
+    async def warm_up(self) -> dict[str, float]:
+        """Pay the first-use costs of this model before a shopper does (safe to call twice).
+
+        On a throwaway tracker that is never stored: the NLU pipeline's first parse
+        (tokenizer dictionaries such as jieba's, embeddings, torch's first forward pass),
+        the policies' first prediction, the response renderer and the action lookup.
+        No custom action runs (they may have side effects), no hook runs, nothing is
+        saved or published. Returns seconds per step; a failing step is logged and skipped.
+        """
+        from bot.shared.tracker import DialogueStateTracker
+
+        timings: dict[str, float] = {}
+        tracker = DialogueStateTracker(WARM_UP_SENDER_ID, self.domain.slots)
+        tracker.update(ActionExecuted(ACTION_SESSION_START_NAME), self.domain)
+        tracker.update(ActionExecuted(ACTION_LISTEN_NAME), self.domain)
+
+        def step(name: str, started: float) -> None:
+            timings[name] = round(time.perf_counter() - started, 4)
+
+        started = time.perf_counter()
+        try:
+            intent = next((i for i in self.domain.intents if not str(i).startswith("nlu_")), None)
+            parse = await self._offload(self._parse_sync, "hello")
+            if self.nlu is not None and hasattr(self.nlu, "prepare_batch"):
+                await self._offload(self.nlu.prepare_batch, ["hello", "你好"])
+            if intent:  # `/intent` messages are common in buttons
+                parse = await self._offload(self._parse_sync, f"/{intent}")
+            tracker.update(UserUttered("hello", parse.get("intent"), parse.get("entities", []), parse), self.domain)
+        except Exception:  # noqa: BLE001 - a warm-up never stops a start
+            logger.warning("Warm-up: the first parse failed; the first message will pay for it.", exc_info=True)
+        step("nlu", started)
+        started = time.perf_counter()
+        try:
+            prediction = await self._offload(self._predict_sync, tracker)
+            self.action_for(prediction.action_name)
+            for name in (ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME, ACTION_EXTRACT_SLOTS):
+                self.action_for(name)
+        except Exception:  # noqa: BLE001
+            logger.warning("Warm-up: the first prediction failed; the first message will pay for it.", exc_info=True)
+        step("policies", started)
+        started = time.perf_counter()
+        try:
+            for response in list(self.domain.responses)[:1]:
+                self.nlg.generate(response, tracker, "rest")
+            from bot.shared.tracker import EventVerbosity
+
+            tracker.current_state(EventVerbosity.ALL)  # what custom actions and stores serialise
+        except Exception:  # noqa: BLE001
+            logger.warning("Warm-up: rendering a response failed.", exc_info=True)
+        step("responses", started)
+        return timings
+
     # ------------------------------------------------------------------ trackers
     async def get_tracker(self, sender_id: str) -> Any:
         """The stored tracker, or a new one with the domain's slots."""
@@ -195,8 +250,12 @@ class MessageProcessor:
         """Concurrent messages are parsed together in a worker thread (bot/nlu/batching.py)."""
         from bot.nlu.batching import processor_batcher
 
+        if self.nlu is None:
+            # Only the `/intent{...}` reader runs (microseconds, and the text is capped at
+            # max_message_chars): a hand-off to the pool would cost more than the parse.
+            return self._parse_sync(text)
         batcher = processor_batcher(self)
-        if self.nlu is None or not batcher.config.enabled:
+        if not batcher.config.enabled:
             return await self._offload(self._parse_sync, text)
         return await batcher.parse(text)
 

@@ -2,7 +2,10 @@
 
 ``before_server_start``: create the agent (when the app was given a factory rather
 than an agent), build the output-channel registry from the mounted input channels,
-start the features (then their hooks and tasks). ``after_server_stop``: stop the
+start the features (then their hooks and tasks), then warm the worker up
+(``Agent.warm_up``: store and action-server connections; the model warmed itself
+when it was loaded) so the first shopper after start is answered at full speed.
+``after_server_stop``: stop the
 features, close the channels and the agent — the last two only when this app
 created the agent (an agent passed in belongs to the caller).
 """
@@ -63,6 +66,9 @@ def install_lifecycle(app: Sanic, features: FeatureSet, settings: ProjectSetting
         app.ctx.outputs = OutputRegistry.from_channels(app.ctx.input_channels)
         if app.ctx.agent is not None:
             await features.start(app.ctx.agent, app.ctx.outputs, settings, audit=app.ctx.audit)
+            warm_up = getattr(app.ctx.agent, "warm_up", None)
+            if warm_up is not None:
+                await warm_up()
 
     @app.after_server_stop
     async def stop_worker(app: Sanic) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import copy
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Sequence, runtime_checkable
 
 from bot.shared.exceptions import ConfigError, StoreError
 from bot.stores.keys import KeyBuilder
@@ -122,6 +122,24 @@ def _mentions_customer(events: list[dict[str, Any]], customer_ids: set[str]) -> 
             if str(event.get("value", "")) in customer_ids:
                 return True
     return False
+
+
+def loads_events(rows: Sequence[str | bytes]) -> list[dict[str, Any]]:
+    """Stored event JSON documents as dicts, decoded in one ``json.loads`` call.
+
+    A conversation is read on every turn; one C-level parse of ``[a,b,...]`` costs about
+    a third less than a ``json.loads`` per event. A corrupt row fails the same way.
+    """
+    if not rows:
+        return []
+    parts = [row.decode("utf-8") if isinstance(row, (bytes, bytearray)) else row for row in rows]
+    try:
+        events = json.loads("[" + ",".join(parts) + "]")
+    except ValueError:
+        events = None
+    if not isinstance(events, list) or len(events) != len(parts):  # a corrupt row: fail as row by row would
+        events = [json.loads(part) for part in parts]
+    return events
 
 
 class TrackerStore:
@@ -421,7 +439,7 @@ class SQLTrackerStore(TrackerStore):
         query = query.order_by(table.c.id)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(query)).scalars().all()
-        return [json.loads(row) for row in rows]
+        return loads_events(rows)
 
     async def _append(
         self, sender_id: str, events: list["Event"], tracker: "DialogueStateTracker"
@@ -537,6 +555,13 @@ class SQLTrackerStore(TrackerStore):
 
 
 # --- Redis -----------------------------------------------------------------------
+# KEYS: events list, session start index (same hash tag). The current session's events.
+_SESSION_EVENTS_SCRIPT = """
+local start = tonumber(redis.call('GET', KEYS[2]) or 0) or 0
+return redis.call('LRANGE', KEYS[1], start, -1)
+"""
+
+
 class RedisTrackerStore(TrackerStore):
     """One Redis list per conversation, appended with ``RPUSH``.
 
@@ -564,6 +589,7 @@ class RedisTrackerStore(TrackerStore):
         self.key_prefix = key_prefix if key_prefix.endswith(":") else f"{key_prefix}:"
         self.record_exp = record_exp
         self.redis = client if client is not None else redis_client(host, **redis_options)
+        self._session_events_script = self.redis.register_script(_SESSION_EVENTS_SCRIPT)
 
     def _conversation(self, sender_id: str) -> KeyBuilder:
         return KeyBuilder(f"{self.key_prefix}{sender_id}")
@@ -582,11 +608,15 @@ class RedisTrackerStore(TrackerStore):
 
     async def _load(self, sender_id: str, full: bool) -> list[dict[str, Any]]:
         try:
-            start = 0 if full else int(await self.redis.get(self.session_key(sender_id)) or 0)
-            raw = await self.redis.lrange(self.events_key(sender_id), start, -1)
+            if full:
+                raw = await self.redis.lrange(self.events_key(sender_id), 0, -1)
+            else:  # the session's start index and its events in one round trip
+                raw = await self._session_events_script(
+                    keys=[self.events_key(sender_id), self.session_key(sender_id)]
+                )
         except Exception as e:  # redis.RedisError, OSError
             raise self._error("load", sender_id, e) from e
-        return [json.loads(item) for item in raw]
+        return loads_events(raw)
 
     async def _append(
         self, sender_id: str, events: list["Event"], tracker: "DialogueStateTracker"

@@ -306,3 +306,17 @@ async def test_stores_from_endpoints_yml_with_real_domain(tmp_path: Path):
 
     with pytest.raises(UnknownComponentError, match=r"endpoints.yml:\d+"):
         create_event_broker(endpoints.event_broker)
+
+
+def test_loads_events_matches_row_by_row_and_fails_like_it() -> None:
+    import json
+
+    from bot.stores.tracker_store import loads_events
+
+    rows = [json.dumps({"event": "action", "name": "action_listen", "n": i}) for i in range(3)]
+    assert loads_events(rows) == [json.loads(r) for r in rows]
+    assert loads_events([r.encode() for r in rows]) == [json.loads(r) for r in rows]
+    assert loads_events([]) == []
+    for corrupt in ('{"event": "slot"', '{"event": "a"}, {"event": "b"}'):
+        with pytest.raises(json.JSONDecodeError):
+            loads_events([rows[0], corrupt])

@@ -6,11 +6,18 @@ Response: ``{"events": [...], "responses": [...]}``; HTTP 400 with ``action_name
 Everything else that goes wrong (server down, timeout, 5xx, bad JSON) is an
 ``ActionExecutionError`` naming the action and the URL; the processor turns it into
 fallback behaviour.
+
+Every call to one action server goes through one pooled ``httpx.AsyncClient`` per
+event loop (``action_http_client``): keep-alive connections are reused across turns
+instead of a TCP connect (and a client set-up) per action. ``warm_up_action_server``
+opens a connection at start; ``close_action_clients`` closes the pool at shutdown.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -29,6 +36,54 @@ logger = logging.getLogger(__name__)
 # The Rasa version kefu speaks the action-server protocol of.
 RASA_PROTOCOL_VERSION = "3.6.21"
 DEFAULT_ACTION_TIMEOUT_S = 5.0
+
+
+# One pooled client per (event loop, timeout): an httpx client belongs to the loop it
+# was first used on, and a Sanic worker has one loop for its whole life.
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def action_http_client(timeout: float) -> httpx.AsyncClient:
+    """The shared, pooled client of the running loop for action calls with ``timeout``."""
+    loop = asyncio.get_running_loop()
+    clients = _CLIENTS.setdefault(loop, {})
+    client = clients.get(timeout)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(timeout=timeout)
+        clients[timeout] = client
+    return client
+
+
+async def close_action_clients() -> None:
+    """Close the running loop's action-server clients (the agent's shutdown)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover - always called from a coroutine
+        return
+    for client in list(_CLIENTS.pop(loop, {}).values()):
+        await client.aclose()
+
+
+async def warm_up_action_server(action_endpoint: Any) -> bool:
+    """Open a pooled connection to the action server (``GET /health``) so the first turn doesn't.
+
+    Returns whether the server answered; a server that is down is logged, not raised
+    (it may come up later, and each action call reports its own error then).
+    """
+    url = getattr(action_endpoint, "url", None)
+    if not url:
+        return False
+    health = url.rsplit("/", 1)[0] + "/health" if url.rstrip("/").endswith("/webhook") else url
+    try:
+        client = action_http_client(endpoint_timeout(action_endpoint))
+        response = await client.get(health)
+    except (httpx.HTTPError, ActionExecutionError) as e:
+        logger.warning("The action server at %s is not reachable at start (%s); custom actions will fail "
+                       "until it is. Fix: start it with `python -m bot actions`.", url, type(e).__name__)
+        return False
+    return response.status_code < 500
 
 
 def action_call_payload(
@@ -168,8 +223,8 @@ class RemoteAction(Action):
         timeout = endpoint_timeout(self.action_endpoint)
         logger.debug("Calling action endpoint %s to run action '%s'.", url, self._name)
         try:
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                response = await client.post(url, json=payload, **self._request_options())
+            client = action_http_client(timeout)
+            response = await client.post(url, json=payload, **self._request_options())
         except httpx.TimeoutException as e:
             raise ActionExecutionError(
                 f"Custom action '{self._name}' timed out after {timeout:g}s at the action "

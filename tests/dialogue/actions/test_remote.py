@@ -204,3 +204,82 @@ def test_create_action_app_serves_webhook(action_package_path: str) -> None:
     app = create_action_app(action_package_path)
     paths = {route.path for route in app.router.routes}
     assert {"webhook", "health", "actions"} <= {p.strip("/") for p in paths}
+
+
+class CountingProxy:
+    """A TCP proxy in front of the action server that counts the connections opened to it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections = 0
+        self.server: Any = None
+
+    async def __aenter__(self) -> "CountingProxy":
+        import asyncio
+
+        async def pipe(reader: Any, writer: Any) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_reader: Any, client_writer: Any) -> None:
+            self.connections += 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer))
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.server.close()
+
+    def url(self, path: str = "/webhook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+@pytest.mark.asyncio
+async def test_remote_action_reuses_one_pooled_connection(action_server_url: str) -> None:
+    from bot.dialogue.actions.remote import close_action_clients
+
+    domain = FakeDomain(**DOMAIN_KW)
+    async with CountingProxy(_port_of(action_server_url)) as proxy:
+        for _ in range(4):  # one after the other, as the turns of a conversation
+            events = await run_action(RemoteAction("action_check_order", Endpoint(proxy.url())), domain)
+            assert_check_order_events(events)
+        assert proxy.connections == 1
+        await close_action_clients()
+        assert_check_order_events(await run_action(RemoteAction("action_check_order", Endpoint(proxy.url())), domain))
+        assert proxy.connections == 2  # a closed pool is replaced by a new one
+        await close_action_clients()
+
+
+@pytest.mark.asyncio
+async def test_warm_up_action_server_opens_the_connection_the_first_action_uses(action_server_url: str) -> None:
+    from bot.dialogue.actions.remote import close_action_clients, warm_up_action_server
+
+    domain = FakeDomain(**DOMAIN_KW)
+    async with CountingProxy(_port_of(action_server_url)) as proxy:
+        assert await warm_up_action_server(Endpoint(proxy.url())) is True
+        assert proxy.connections == 1
+        assert_check_order_events(await run_action(RemoteAction("action_check_order", Endpoint(proxy.url())), domain))
+        assert proxy.connections == 1
+        await close_action_clients()
+
+
+@pytest.mark.asyncio
+async def test_warm_up_action_server_down_is_not_an_error() -> None:
+    from bot.dialogue.actions.remote import close_action_clients, warm_up_action_server
+
+    assert await warm_up_action_server(Endpoint(f"http://127.0.0.1:{free_port()}/webhook")) is False
+    assert await warm_up_action_server(Endpoint("")) is False
+    await close_action_clients()
