@@ -68,6 +68,21 @@ def _core_unchanged(old: dict[str, str], new: dict[str, str]) -> bool:
     return all(old.get(k) == new.get(k) for k in keys)
 
 
+def check_rasa_classes(config: Any, root: Path) -> None:
+    """Stop before training when config.yml names a class written against Rasa's API."""
+    from bot.dialogue.policies import POLICIES
+    from bot.model.rasa_api import check_custom_classes, check_unavailable_components
+    from bot.nlu.registry import ALIASES, COMPONENTS
+
+    pipeline = list(zip(config.pipeline, list(config.pipeline_lines) + [None] * len(config.pipeline)))
+    policies = list(zip(config.policies, list(config.policy_lines) + [None] * len(config.policies)))
+    check_unavailable_components(pipeline, getattr(config, "filename", None))
+    entries = [("pipeline component", c, line) for c, line in pipeline]
+    entries += [("policy", p, line) for p, line in policies]
+    builtins = set(POLICIES) | set(COMPONENTS) | set(ALIASES)
+    check_custom_classes(entries, root, builtins, getattr(config, "filename", None))
+
+
 def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path) -> bool:
     """Train the NLU pipeline into ``out_dir/nlu``; False for an NLU-less config."""
     from bot.nlu import NLUPipeline
@@ -116,6 +131,7 @@ def train(
     started = time.perf_counter()
     importer = ProjectImporter.from_paths(root, config, domain, data)
     project_config = importer.get_config()
+    check_rasa_classes(project_config, importer.root)
     project_domain = importer.get_domain()
     fingerprint = compute_fingerprint(importer, project_config)
 
