@@ -137,7 +137,7 @@ def validate_nlu(domain: Any, nlu: Any, used_intents: set[str], report: Validati
             continue
         counts[intent] += 1
         by_text[ex.text.strip().lower()].add(intent)
-        if intent not in domain_intents:
+        if intent not in domain_intents and counts[intent] == 1:  # once per intent
             report.error(f"Intent '{intent}' has NLU examples but is not listed in the domain.", str(getattr(ex, "source", "") or "nlu"))
         for ent in ex.get("entities") or []:
             if ent.get("entity") not in domain_entities:
