@@ -227,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     dv = dsub.add_parser("validate", help="Check domain, data, stories and rules for mistakes.")
     _add_project_args(dv)
     dv.add_argument("--root", default=".")
-    dv.add_argument("--fail-on-warnings", action="store_true")
+    dv.add_argument("--fail-on-warnings", action="store_true",
+                    help="exit 1 on warnings too (kefu's checks that Rasa does not make, unused responses, "
+                    "intents without examples), as Rasa's flag does")
 
     from bot.privacy.cli import add_data_privacy_parsers
 
