@@ -134,6 +134,8 @@ def train(
     check_rasa_classes(project_config, importer.root)
     project_domain = importer.get_domain()
     fingerprint = compute_fingerprint(importer, project_config)
+    # the domain as trained: sub-project domains and the NLU's retrieval intents included
+    fingerprint["domain"] = _digest([fingerprint["domain"], project_domain.fingerprint()])
 
     out_path = Path(out)
     previous = latest_archive(out_path) if not force else None
