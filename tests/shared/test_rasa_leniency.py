@@ -163,3 +163,17 @@ def test_validate_fail_on_warnings_passes_a_clean_project(tmp_path: Path, capsys
     _write(tmp_path, clean)
     args = argparse.Namespace(root=str(tmp_path), config=None, domain=None, data=None, fail_on_warnings=True)
     assert run_validation(args) == 0, capsys.readouterr().out
+
+
+def test_data_version_3_0_reads_without_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from bot.shared.training_data.stories import load_story_steps
+
+    _write(tmp_path, {"stories.yml": 'version: "3.0"\nstories:\n- story: s\n  steps:\n  - intent: greet\n'
+                                     "  - action: utter_greet\n",
+                      "old.yml": 'version: "2.0"\nstories:\n- story: t\n  steps:\n  - intent: greet\n'})
+    with caplog.at_level(logging.WARNING):
+        assert load_story_steps([tmp_path / "stories.yml"])
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        load_story_steps([tmp_path / "old.yml"])
+    assert any('"2.0"' in r.getMessage() for r in caplog.records)

@@ -933,6 +933,8 @@ def check_format_version(content: dict, filename: Optional[str]) -> None:
             line_of(content, "version"),
             fix=f'Use version: "{LATEST_TRAINING_DATA_FORMAT_VERSION}".',
         ) from e
+    if major == 3 and minor <= 1:
+        return  # Rasa 3.0 files read as 3.1, as Rasa 3.6 reads them (no warning)
     if (major, minor) != (3, 1):
         logger.warning(
             '%s:%s: training data format version "%s" differs from "%s"; reading it as %s.',
