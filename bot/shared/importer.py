@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -68,7 +69,7 @@ def _imported_projects(config_path: Path) -> list[Path]:
 
     def visit(parent: Path, imports: Any) -> None:
         for entry in imports or []:
-            path = (parent / str(entry)).resolve()
+            path = Path(os.path.normpath(parent / str(entry)))  # relative stays relative: short messages
             if path in found:
                 continue
             if not path.exists():
