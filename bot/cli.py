@@ -270,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     dv = dsub.add_parser("validate", help="Check domain, data, stories and rules for mistakes.")
     _add_project_args(dv)
     dv.add_argument("--root", default=".")
-    dv.add_argument("--fail-on-warnings", action="store_true")
+    dv.add_argument("--fail-on-warnings", action="store_true",
+                    help="exit 1 on warnings too (kefu's checks that Rasa does not make, unused responses, "
+                    "intents without examples), as Rasa's flag does")
     # --- rasa-cli: data split|convert|suggest (bot/data_tools/, bot/nlu/suggest.py) ---------------
     ds = dsub.add_parser("split", help="`data split nlu`: stratified train/test split of the NLU data.")
     ssub = _SubParsers(ds.add_subparsers(dest="split_command", metavar="WHAT"), common)

@@ -127,6 +127,21 @@ def _core_unchanged(old: dict[str, str], new: dict[str, str]) -> bool:
     return all(old.get(k) == new.get(k) for k in keys)
 
 
+def check_rasa_classes(config: Any, root: Path) -> None:
+    """Stop before training when config.yml names a class written against Rasa's API."""
+    from bot.dialogue.policies import POLICIES
+    from bot.model.rasa_api import check_custom_classes, check_unavailable_components
+    from bot.nlu.registry import ALIASES, COMPONENTS
+
+    pipeline = list(zip(config.pipeline, list(config.pipeline_lines) + [None] * len(config.pipeline)))
+    policies = list(zip(config.policies, list(config.policy_lines) + [None] * len(config.policies)))
+    check_unavailable_components(pipeline, getattr(config, "filename", None))
+    entries = [("pipeline component", c, line) for c, line in pipeline]
+    entries += [("policy", p, line) for p, line in policies]
+    builtins = set(POLICIES) | set(COMPONENTS) | set(ALIASES)
+    check_custom_classes(entries, root, builtins, getattr(config, "filename", None))
+
+
 def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path) -> bool:
     """Train the NLU pipeline into ``out_dir/nlu``; False for an NLU-less config."""
     from bot.nlu import NLUPipeline
@@ -181,11 +196,14 @@ def train(
     started = time.perf_counter()
     importer, nlu_importer = _project_importers(root, config, domain, data, nlu, stories, nlu_only)
     project_config = importer.get_config()
+    check_rasa_classes(project_config, importer.root)
     project_domain = (
         importer.get_domain() if importer.domain_path is not None
         else _domain_from_nlu(nlu_importer.get_nlu_data())
     )
     fingerprint = compute_fingerprint(importer, project_config, nlu_importer)
+    # the domain as trained: sub-project domains and the NLU's retrieval intents included
+    fingerprint["domain"] = _digest([fingerprint["domain"], project_domain.fingerprint()])
 
     out_path = Path(out)
     previous = latest_archive(out_path) if not force else None
