@@ -38,6 +38,7 @@ class HandoffFeature(BaseFeature):
     async def start(self, context: FeatureContext) -> None:
         self.service.bind_agent(context.agent)
         self.service.outputs = context.outputs
+        self.service.server_audit = context.audit
         await self.service.start()
         self._started = True
 

@@ -45,12 +45,19 @@ from bot.handoff.rules import Escalation
 from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore
 from bot.shared.message import OutputChannel
 from bot.shared.outputs import OutputRegistry
+from bot.web.principals import Principal, Role
 
 __all__ = ["HandoffError", "HandoffService", "ProfileProvider", "summary_view"]
 
 logger = logging.getLogger(__name__)
 
 ProfileProvider = Callable[[str | None, str], Awaitable[dict[str, Any] | None]]
+
+
+def console_actor(agent: AgentSpec) -> Principal:
+    """An agent logged into the console, as the server's audit log records principals."""
+    role = Role(agent.role) if agent.role in {r.value for r in Role} else Role.AGENT
+    return Principal(subject=agent.id, role=role, via="console")
 
 
 class HandoffService:
@@ -83,6 +90,7 @@ class HandoffService:
         self.escalator = Escalator(config, self.records, self.queue, self.router, self.notifier, clock, self._spawn)
         self.relay = Relay(config, self.store, self.queue, self.notifier, self.delivery)
         self.csat = Csat(config, self.store, self.notifier, self.delivery)
+        self.server_audit: Any = None  # bot.stores.audit.AuditLog, bound by the feature at start
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
         self._started = False
@@ -333,6 +341,9 @@ class HandoffService:
         """The record plus relayed messages; every access is audited."""
         h = await self._visible(handoff_id, actor)
         await self.store.audit(actor.id, f"transcript_{action}", handoff_id, h.conversation_id)
+        if self.server_audit is not None:  # the server's audit log too, where an admin reads every transcript access
+            await self.server_audit.record(console_actor(actor), f"handoff.transcript_{action}", h.conversation_id,
+                                           detail={"handoff_id": handoff_id})
         return {**h.as_dict(), "messages": await self.store.messages(handoff_id)}
 
     async def export(self, handoff_id: str, actor: AgentSpec) -> dict[str, Any]:
