@@ -221,37 +221,56 @@ class CRF(nn.Module):
 
 
 class DIETModel(nn.Module):
+    """Rasa 3.6's DIET graph for text (rasa/nlu/classifiers/diet_classifier.py).
+
+    Per token: sparse features -> dense (``dense_dimension``), concatenated with dense
+    features; the message's sentence features become one more position right after its
+    last token (Rasa's ``__CLS__``), so the CLS sits at the same position in training
+    (padded batches) and at inference. When token and sentence features differ in width
+    both are projected to ``concat_dimension`` first. Then Rasa's transformer encoder:
+    input projection to ``transformer_size`` scaled by sqrt(size), sinusoidal positions,
+    pre-norm layers with a 4x GELU feed-forward, a final layer norm. The CLS output is
+    embedded (``embedding_dimension``) and compared to the intent embeddings.
+    """
+
     def __init__(self, dims: dict[str, int], num_intents: int, tag_sets: dict[str, list[str]],
                  cfg: dict[str, Any]) -> None:
         super().__init__()
         self.cfg = cfg
-        size = int(cfg["transformer_size"]) if int(cfg["number_of_transformer_layers"]) > 0 else \
-            int(cfg["concat_dimension"]["text"] if isinstance(cfg["concat_dimension"], dict) else cfg["concat_dimension"])
-        dense_dim = cfg["dense_dimension"]["text"] if isinstance(cfg["dense_dimension"], dict) else cfg["dense_dimension"]
-        dense_dim = int(dense_dim)
+        layers = _per_text(cfg["number_of_transformer_layers"])
         self.dims = dims
-        self.seq_sparse = nn.Linear(dims["seq_sparse"], dense_dim, bias=False) if dims["seq_sparse"] else None
-        self.sent_sparse = nn.Linear(dims["sent_sparse"], dense_dim, bias=False) if dims["sent_sparse"] else None
+        dense_dim = _per_text(cfg["dense_dimension"])
+        concat_dim = _per_text(cfg["concat_dimension"])
+        self.seq_sparse = nn.Linear(dims["seq_sparse"], dense_dim) if dims["seq_sparse"] else None
+        self.sent_sparse = nn.Linear(dims["sent_sparse"], dense_dim) if dims["sent_sparse"] else None
         seq_in = (dense_dim if dims["seq_sparse"] else 0) + dims["seq_dense"]
         sent_in = (dense_dim if dims["sent_sparse"] else 0) + dims["sent_dense"]
-        self.seq_proj = nn.Linear(max(seq_in, 1), size)
-        self.sent_proj = nn.Linear(max(sent_in, 1), size)
-        self.drop = nn.Dropout(float(cfg["drop_rate"]))
-        self.pos = nn.Embedding(MAX_SEQUENCE_LENGTH + 1, size)
-        layers = int(cfg["number_of_transformer_layers"])
-        if isinstance(layers, dict):  # pragma: no cover
-            layers = int(layers.get("text", 2))
-        self.encoder = None
+        self.seq_unify: nn.Module = nn.Identity()
+        self.sent_unify: nn.Module = nn.Identity()
+        width = max(seq_in, sent_in, 1)
+        if seq_in != sent_in:
+            width = concat_dim
+            self.seq_unify = nn.Linear(max(seq_in, 1), concat_dim)
+            self.sent_unify = nn.Linear(max(sent_in, 1), concat_dim)
+        self.input_drop = nn.Dropout(float(cfg["drop_rate"]))
+        self.dense_input_dropout = bool(cfg["use_dense_input_dropout"])
+        size = _per_text(cfg["transformer_size"]) if layers > 0 else width
+        self.size = size
+        self.encoder: nn.Module | None = None
         if layers > 0:
+            self.embed_in = nn.Linear(width, size)
+            self.drop = nn.Dropout(float(cfg["drop_rate"]))
             layer = nn.TransformerEncoderLayer(
-                size, int(cfg["number_of_attention_heads"]), dim_feedforward=size * 2,
-                dropout=float(cfg["drop_rate"]), batch_first=True, norm_first=True,
+                size, int(cfg["number_of_attention_heads"]), dim_feedforward=size * 4,
+                dropout=float(cfg["drop_rate"]), activation="gelu", batch_first=True, norm_first=True,
             )
             self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(size)
+            self.norm = nn.LayerNorm(size)
+            self.register_buffer("timing", sinusoid(MAX_SEQUENCE_LENGTH + 1, size), persistent=False)
         emb = int(cfg["embedding_dimension"])
         self.text_embed = nn.Linear(size, emb)
         self.label_embed = nn.Embedding(max(num_intents, 1), emb)
+        nn.init.xavier_uniform_(self.label_embed.weight)
         self.taggers = nn.ModuleDict()
         self.crfs = nn.ModuleDict()
         for key, tags in tag_sets.items():
@@ -259,28 +278,37 @@ class DIETModel(nn.Module):
             self.crfs[key] = CRF(tags, bool(cfg["BILOU_flag"]))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token outputs (B,T,H) and sentence output (B,H)."""
-        b, t = batch["mask"].shape
+        """Token outputs (B,T,H) and sentence (CLS) output (B,H)."""
+        mask = batch["mask"]
+        b, t = mask.shape
         parts = []
         if self.seq_sparse is not None:
-            parts.append(torch.sparse.mm(batch["seq_sparse"], self.seq_sparse.weight.t()).view(b, t, -1))
+            parts.append(torch.sparse.mm(batch["seq_sparse"], self.seq_sparse.weight.t()).view(b, t, -1)
+                         + self.seq_sparse.bias)
         if self.dims["seq_dense"]:
-            parts.append(batch["seq_dense"])
+            dense = batch["seq_dense"]
+            parts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
         seq = torch.cat(parts, -1) if parts else torch.zeros(b, t, 1)
         sparts = []
         if self.sent_sparse is not None:
-            sparts.append(torch.sparse.mm(batch["sent_sparse"], self.sent_sparse.weight.t()))
+            sparts.append(torch.sparse.mm(batch["sent_sparse"], self.sent_sparse.weight.t()) + self.sent_sparse.bias)
         if self.dims["sent_dense"]:
-            sparts.append(batch["sent_dense"])
+            dense = batch["sent_dense"]
+            sparts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
         sent = torch.cat(sparts, -1) if sparts else torch.zeros(b, 1)
-        x = torch.cat([self.seq_proj(self.drop(seq)), self.sent_proj(self.drop(sent)).unsqueeze(1)], 1)
-        positions = torch.arange(t + 1).clamp(max=MAX_SEQUENCE_LENGTH)
-        x = x + self.pos(positions).unsqueeze(0)
-        full_mask = torch.cat([batch["mask"], torch.ones(b, 1, dtype=torch.bool)], 1)
+        seq, sent = self.seq_unify(seq), self.sent_unify(sent)
+        # the CLS goes right after each message's last token (position n_i), padding after it
+        lengths = batch["lengths"]
+        x = torch.cat([seq * mask.unsqueeze(-1), torch.zeros(b, 1, seq.shape[-1])], 1)
+        rows = torch.arange(b)
+        x = x.index_put((rows, lengths), sent)
+        full_mask = torch.arange(t + 1).unsqueeze(0) <= lengths.unsqueeze(1)
         if self.encoder is not None:
+            x = self.embed_in(x)
+            x = self.drop(x + self.timing[: t + 1].unsqueeze(0))
             x = self.encoder(x, src_key_padding_mask=~full_mask)
-        x = self.norm(x)
-        return x[:, :t], x[:, t]
+            x = self.norm(x)
+        return x[:, :t], x[rows, lengths]
 
     def similarities(self, sentence: torch.Tensor) -> torch.Tensor:
         text = self.text_embed(sentence)
@@ -289,6 +317,21 @@ class DIETModel(nn.Module):
             text = nn.functional.normalize(text, dim=-1)
             labels = nn.functional.normalize(labels, dim=-1)
         return text @ labels.t()
+
+
+def _per_text(value: Any) -> int:
+    """Rasa's size options may be a number or ``{text: .., label: ..}``."""
+    return int(value.get("text", next(iter(value.values()))) if isinstance(value, dict) else value)
+
+
+def sinusoid(length: int, size: int) -> torch.Tensor:
+    """Transformer timing signal (Vaswani et al.), as Rasa's encoder adds it."""
+    pos = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    rates = torch.pow(10000.0, -torch.arange(0, size, 2, dtype=torch.float32) / size)
+    out = torch.zeros(length, size)
+    out[:, 0::2] = torch.sin(pos * rates)
+    out[:, 1::2] = torch.cos(pos * rates)[:, : size // 2]
+    return out
 
 
 # --------------------------------------------------------------------------- data
@@ -337,7 +380,7 @@ def make_batch(items: list[dict[str, Any]], dims: dict[str, int], sparse_dropout
     mask = torch.zeros(b, t, dtype=torch.bool)
     for i, it in enumerate(items):
         mask[i, : it["n"]] = True
-    batch: dict[str, torch.Tensor] = {"mask": mask}
+    batch: dict[str, torch.Tensor] = {"mask": mask, "lengths": torch.tensor([it["n"] for it in items])}
 
     def sparse(key: str, rows_per_item: int) -> torch.Tensor:
         rows, cols, vals = [], [], []
