@@ -220,6 +220,69 @@ class CRF(nn.Module):
 # --------------------------------------------------------------------------- model
 
 
+class MaskedLinear(nn.Linear):
+    """Rasa's ``RandomlyConnectedDense``: a dense layer with a fixed random share
+    (``density``) of its weights kept, every input and every output still connected."""
+
+    def __init__(self, n_in: int, n_out: int, density: float = 1.0, bias: bool = True) -> None:
+        super().__init__(n_in, n_out, bias=bias)
+        self.density = float(density)
+        if self.density < 1.0:
+            keep = torch.rand(n_out, n_in) < self.density
+            # a diagonal of ones (wrapped), so no input and no output is cut off
+            diag = torch.arange(max(n_in, n_out))
+            keep[diag % n_out, diag % n_in] = True
+            self.register_buffer("keep", keep.float())
+        else:
+            self.keep = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.keep is None else self.weight * self.keep
+        return nn.functional.linear(x, weight, self.bias)
+
+
+class EncoderLayer(nn.Module):
+    """One pre-norm transformer layer as in Rasa's ``TransformerEncoderLayer``:
+    attention without attention dropout, a 4x GELU feed-forward, dropout after each block.
+
+    ``only`` (B,) limits the output to one position per row (the CLS): keys and values
+    still come from every token, so that output equals the full layer's at that position
+    while the other positions' queries and feed-forward are not computed at all.
+    """
+
+    def __init__(self, size: int, heads: int, dropout: float, density: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(size)
+        self.query = MaskedLinear(size, size, density, bias=False)
+        self.key = MaskedLinear(size, size, density, bias=False)
+        self.value = MaskedLinear(size, size, density, bias=False)
+        self.out = MaskedLinear(size, size, density)
+        self.norm2 = nn.LayerNorm(size)
+        self.ff1 = MaskedLinear(size, 4 * size, density)
+        self.ff2 = MaskedLinear(4 * size, size, density)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, only: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, size = x.shape
+        h = self.norm1(x)
+        split = size // self.heads
+        k = self.key(h).view(b, t, self.heads, split).transpose(1, 2)
+        v = self.value(h).view(b, t, self.heads, split).transpose(1, 2)
+        if only is not None:
+            rows = torch.arange(b)
+            x, h = x[rows, only].unsqueeze(1), h[rows, only].unsqueeze(1)
+        q = self.query(h).view(b, h.shape[1], self.heads, split).transpose(1, 2)
+        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
+        attended = attended.transpose(1, 2).reshape(b, h.shape[1], size)
+        x = x + self.drop(self.out(attended))
+        x = x + self.drop(self.ff2(self.drop(nn.functional.gelu(self.ff1(self.norm2(x))))))
+        return x
+
+    def dense_layers(self) -> list[nn.Linear]:
+        return [self.query, self.key, self.value, self.out, self.ff1, self.ff2]
+
+
 class DIETModel(nn.Module):
     """Rasa 3.6's DIET graph for text (rasa/nlu/classifiers/diet_classifier.py).
 
@@ -230,7 +293,10 @@ class DIETModel(nn.Module):
     both are projected to ``concat_dimension`` first. Then Rasa's transformer encoder:
     input projection to ``transformer_size`` scaled by sqrt(size), sinusoidal positions,
     pre-norm layers with a 4x GELU feed-forward, a final layer norm. The CLS output is
-    embedded (``embedding_dimension``) and compared to the intent embeddings.
+    passed through GELU (as Rasa's ``RasaSequenceLayer`` does), embedded
+    (``embedding_dimension``) and compared to the intent embeddings. Dense layers of the
+    encoder keep a random ``connection_density`` share of their weights
+    (``RandomlyConnectedDense``); dropout follows the sparse-to-dense layer and every block.
     """
 
     def __init__(self, dims: dict[str, int], num_intents: int, tag_sets: dict[str, list[str]],
@@ -256,17 +322,20 @@ class DIETModel(nn.Module):
         self.dense_input_dropout = bool(cfg["use_dense_input_dropout"])
         size = _per_text(cfg["transformer_size"]) if layers > 0 else width
         self.size = size
-        self.encoder: nn.Module | None = None
+        self.layers = nn.ModuleList()
+        density = float(cfg["connection_density"])
         if layers > 0:
-            self.embed_in = nn.Linear(width, size)
+            self.embed_in = MaskedLinear(width, size, density)
             self.drop = nn.Dropout(float(cfg["drop_rate"]))
-            layer = nn.TransformerEncoderLayer(
-                size, int(cfg["number_of_attention_heads"]), dim_feedforward=size * 4,
-                dropout=float(cfg["drop_rate"]), activation="gelu", batch_first=True, norm_first=True,
+            self.layers.extend(
+                EncoderLayer(size, int(cfg["number_of_attention_heads"]), float(cfg["drop_rate"]), density)
+                for _ in range(layers)
             )
-            self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(size)
             self.register_buffer("timing", sinusoid(MAX_SEQUENCE_LENGTH + 1, size), persistent=False)
+        #: token outputs are only needed for entity tagging: without it the last layer
+        #: computes the CLS position alone
+        self.needs_tokens = bool(tag_sets)
         emb = int(cfg["embedding_dimension"])
         self.text_embed = nn.Linear(size, emb)
         self.label_embed = nn.Embedding(max(num_intents, 1), emb)
@@ -283,15 +352,17 @@ class DIETModel(nn.Module):
         b, t = mask.shape
         parts = []
         if self.seq_sparse is not None:
-            parts.append(torch.sparse.mm(batch["seq_sparse"], self.seq_sparse.weight.t()).view(b, t, -1)
-                         + self.seq_sparse.bias)
+            dense = torch.sparse.mm(batch["seq_sparse"], self.seq_sparse.weight.t()).view(b, t, -1)
+            dense = dense + self.seq_sparse.bias
+            parts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
         if self.dims["seq_dense"]:
             dense = batch["seq_dense"]
             parts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
         seq = torch.cat(parts, -1) if parts else torch.zeros(b, t, 1)
         sparts = []
         if self.sent_sparse is not None:
-            sparts.append(torch.sparse.mm(batch["sent_sparse"], self.sent_sparse.weight.t()) + self.sent_sparse.bias)
+            dense = torch.sparse.mm(batch["sent_sparse"], self.sent_sparse.weight.t()) + self.sent_sparse.bias
+            sparts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
         if self.dims["sent_dense"]:
             dense = batch["sent_dense"]
             sparts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
@@ -303,12 +374,25 @@ class DIETModel(nn.Module):
         rows = torch.arange(b)
         x = x.index_put((rows, lengths), sent)
         full_mask = torch.arange(t + 1).unsqueeze(0) <= lengths.unsqueeze(1)
-        if self.encoder is not None:
-            x = self.embed_in(x)
-            x = self.drop(x + self.timing[: t + 1].unsqueeze(0))
-            x = self.encoder(x, src_key_padding_mask=~full_mask)
-            x = self.norm(x)
+        if not len(self.layers):
+            return x[:, :t], x[rows, lengths]
+        x = self.drop(self.embed_in(x) * (self.size ** 0.5) + self.timing[: t + 1].unsqueeze(0))
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if i == last and not self.needs_tokens:
+                cls = nn.functional.gelu(self.norm(layer(x, full_mask, only=lengths)[:, 0]))
+                return x[:, :t], cls
+            x = layer(x, full_mask)
+        x = nn.functional.gelu(self.norm(x))
         return x[:, :t], x[rows, lengths]
+
+    def regularized_layers(self) -> list[nn.Module]:
+        """Layers whose weights get Rasa's L2 ``regularization_constant`` (its dense layers)."""
+        layers: list[Any] = [self.seq_sparse, self.sent_sparse, self.seq_unify, self.sent_unify,
+                             getattr(self, "embed_in", None), self.text_embed, self.label_embed]
+        for layer in self.layers:
+            layers.extend(layer.dense_layers())
+        return [m for m in layers if m is not None and isinstance(getattr(m, "weight", None), torch.Tensor)]
 
     def similarities(self, sentence: torch.Tensor) -> torch.Tensor:
         text = self.text_embed(sentence)
@@ -317,6 +401,19 @@ class DIETModel(nn.Module):
             text = nn.functional.normalize(text, dim=-1)
             labels = nn.functional.normalize(labels, dim=-1)
         return text @ labels.t()
+
+
+def length_bucketed_batches(order: list[int], lengths: list[int], size: int,
+                            window: int = 8) -> list[list[int]]:
+    """Batches of ``size`` from the shuffled ``order``: each window of ``window`` batches is
+    sorted by length before it is split, and the batches are shuffled again."""
+    batches: list[list[int]] = []
+    span = size * window
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lengths.__getitem__)
+        batches.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
+    random.shuffle(batches)
+    return batches
 
 
 def _per_text(value: Any) -> int:
@@ -332,6 +429,47 @@ def sinusoid(length: int, size: int) -> torch.Tensor:
     out[:, 0::2] = torch.sin(pos * rates)
     out[:, 1::2] = torch.cos(pos * rates)[:, : size // 2]
     return out
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
+                     num_negatives: int, cosine: bool = False) -> torch.Tensor:
+    """Rasa's ``SingleLabelDotProductLoss`` with ``loss_type: cross_entropy``.
+
+    ``text`` (B,E) are the CLS embeddings, ``labels`` (K,E) every intent's embedding,
+    ``target`` (B) the gold intent ids. For each example the positive similarity competes
+    with ``num_negatives`` negatives of four kinds, each drawn uniformly with replacement
+    (negatives that turn out to share the gold label are masked out, as Rasa does):
+    text-vs-other-label, gold-label-vs-other-label, text-vs-texts-of-other-labels in the
+    batch and gold-label-vs-those-texts. Only the first kind exists at inference; the
+    other three keep the label and text embeddings apart from each other, which is what
+    makes DIET generalise from few examples.
+    """
+    if cosine:
+        text = nn.functional.normalize(text, dim=-1)
+        labels = nn.functional.normalize(labels, dim=-1)
+    b, k = text.shape[0], labels.shape[0]
+    pos_label = labels[target]  # (B,E)
+    sim_pos = (text * pos_label).sum(-1, keepdim=True)
+    neg_inf = torch.finfo(text.dtype).min / 2
+    n = max(int(num_negatives), 1)
+
+    label_ids = torch.randint(0, k, (b, n))
+    bad_labels = label_ids == target.unsqueeze(1)
+    neg_labels = labels[label_ids]  # (B,n,E)
+    sim_il = torch.einsum("be,bne->bn", text, neg_labels).masked_fill(bad_labels, neg_inf)
+    sim_ll = torch.einsum("be,bne->bn", pos_label, neg_labels).masked_fill(bad_labels, neg_inf)
+    parts = [sim_pos, sim_il, sim_ll]
+    if b > 1:
+        text_ids = torch.randint(0, b, (b, n))
+        bad_texts = target[text_ids] == target.unsqueeze(1)
+        neg_texts = text[text_ids]
+        parts.append(torch.einsum("be,bne->bn", text, neg_texts).masked_fill(bad_texts, neg_inf))
+        parts.append(torch.einsum("be,bne->bn", pos_label, neg_texts).masked_fill(bad_texts, neg_inf))
+    logits = torch.cat(parts, 1)
+    return nn.functional.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
 
 
 # --------------------------------------------------------------------------- data
@@ -482,12 +620,11 @@ class DIETClassifier(Component):
     ignored_options = frozenset({
         "hidden_layers_sizes", "share_hidden_layers", "use_key_relative_attention",
         "use_value_relative_attention", "max_relative_position", "unidirectional_encoder",
-        "batch_strategy", "number_of_negative_examples", "loss_type", "maximum_positive_similarity",
+        "batch_strategy", "loss_type", "maximum_positive_similarity",
         "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
         "negative_margin_scale", "connection_density", "drop_rate_attention",
-        "evaluate_every_number_of_epochs", "evaluate_on_number_of_examples",
         "use_masked_language_model", "tensorboard_log_directory", "tensorboard_log_level",
-        "checkpoint_model", "run_eagerly",
+        "run_eagerly",
     })
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
@@ -569,6 +706,15 @@ class DIETClassifier(Component):
             self._fit(arrays, intent_ids, tags)
 
     def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]]) -> None:
+        """Rasa's training loop: Adam, batch size growing linearly over the epochs.
+
+        Batches are drawn as Rasa does (shuffled every epoch), then the shuffled order is
+        cut into windows of a few batches that are sorted by length before being split,
+        so a batch pads to similar lengths (far less transformer work on mixed-length
+        data) while its examples stay random. ``evaluate_on_number_of_examples`` holds
+        that many examples out and, with ``checkpoint_model``, the weights of the epoch
+        that scored best on them are kept, as in Rasa.
+        """
         assert self.model is not None
         cfg = self.config
         model = self.model
@@ -578,25 +724,38 @@ class DIETClassifier(Component):
         lo, hi = (int(bs[0]), int(bs[-1])) if isinstance(bs, (list, tuple)) else (int(bs), int(bs))
         sparse_drop = float(cfg["drop_rate"]) if cfg["use_sparse_input_dropout"] else 0.0
         reg = float(cfg["regularization_constant"])
-        n = len(arrays)
-        order = list(range(n))
+        regularized = [m.weight for m in model.regularized_layers()]
+        num_neg = int(cfg["number_of_negative_examples"])
+        cosine = cfg["similarity_type"] == "cosine"
+        targets = torch.tensor(intent_ids, dtype=torch.long)
+        order = list(range(len(arrays)))
+        held_out: list[int] = []
+        n_eval = int(cfg["evaluate_on_number_of_examples"] or 0)
+        if n_eval > 0 and self.intents:
+            random.shuffle(order)
+            held_out, order = order[:n_eval], order[n_eval:]
+        every = max(int(cfg["evaluate_every_number_of_epochs"] or 1), 1)
+        best: tuple[float, dict[str, torch.Tensor]] | None = None
+        lengths = [a["n"] for a in arrays]
+        n = len(order)
         model.train()
         for epoch in range(epochs):
             size = lo + int((hi - lo) * epoch / max(epochs - 1, 1))
             random.shuffle(order)
             total = 0.0
-            for start in range(0, n, size):
-                idx = order[start : start + size]
+            for idx in length_bucketed_batches(order, lengths, size):
                 batch = make_batch([arrays[i] for i in idx], self.dims, sparse_drop)
                 tokens, sentence = model(batch)
                 loss = torch.zeros(())
                 if self.intents:
-                    target = torch.tensor([intent_ids[i] for i in idx])
+                    target = targets[idx]
                     has = target >= 0
-                    if has.any():
-                        sims = model.similarities(sentence[has])
-                        loss = loss + nn.functional.cross_entropy(sims, target[has])
+                    if bool(has.any()):
+                        text = model.text_embed(sentence[has])
+                        loss = loss + dot_product_loss(
+                            text, model.label_embed.weight, target[has], num_neg, cosine)
                         if cfg["constrain_similarities"]:
+                            sims = model.similarities(sentence[has])
                             onehot = nn.functional.one_hot(target[has], len(self.intents)).float()
                             loss = loss + nn.functional.binary_cross_entropy_with_logits(sims, onehot)
                 t = batch["mask"].shape[1]
@@ -610,14 +769,35 @@ class DIETClassifier(Component):
                     if batch["mask"].any():
                         loss = loss + model.crfs[key].nll(emissions, gold, batch["mask"])
                 if reg:
-                    loss = loss + reg * sum(p.pow(2).sum() for p in model.label_embed.parameters())
+                    loss = loss + reg * sum(w.pow(2).sum() for w in regularized)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
+            if held_out and ((epoch + 1) % every == 0 or epoch == epochs - 1):
+                accuracy = self._accuracy([arrays[i] for i in held_out], targets[held_out])
+                logger.info("DIET epoch %d/%d: accuracy on %d held-out examples %.3f",
+                            epoch + 1, epochs, len(held_out), accuracy)
+                if cfg["checkpoint_model"] and (best is None or accuracy > best[0]):
+                    best = (accuracy, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                model.train()
             if epoch == epochs - 1 or (epoch + 1) % 50 == 0:
                 logger.debug("DIET epoch %d/%d loss %.4f", epoch + 1, epochs, total)
+        if best is not None:
+            logger.info("DIET keeps the checkpoint with held-out accuracy %.3f", best[0])
+            model.load_state_dict(best[1])
         model.eval()
+
+    def _accuracy(self, arrays: list[dict[str, Any]], targets: torch.Tensor) -> float:
+        assert self.model is not None
+        self.model.eval()
+        right = 0
+        with torch.inference_mode():
+            for start in range(0, len(arrays), 256):
+                _, sentence = self.model(make_batch(arrays[start : start + 256], self.dims))
+                pred = self.model.similarities(sentence).argmax(1)
+                right += int((pred == targets[start : start + 256]).sum())
+        return right / max(len(arrays), 1)
 
     # ---- inference
     def process(self, message: Message) -> None:
