@@ -266,7 +266,10 @@ class ByteDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.threshold == 0:
             return x
-        keep = torch.randint(0, 256, x.shape, dtype=torch.uint8) >= self.threshold
+        n = x.numel()
+        # eight random bytes per 64-bit draw: an eighth of the generator calls
+        bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+        keep = bytes_.view(torch.uint8)[:n].view(x.shape) >= self.threshold
         return x * keep * self.scale
 
 
@@ -283,12 +286,13 @@ class MaskedLinear(nn.Linear):
             diag = torch.arange(max(n_in, n_out))
             keep[diag % n_out, diag % n_in] = True
             self.register_buffer("keep", keep.float())
+            # the cut weights are zero and their gradient is masked: Adam (and its L2 term)
+            # then never moves them, so the forward pass is a plain linear layer
+            with torch.no_grad():
+                self.weight.mul_(self.keep)
+            self.weight.register_hook(lambda grad: grad * self.keep)
         else:
             self.keep = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight if self.keep is None else self.weight * self.keep
-        return nn.functional.linear(x, weight, self.bias)
 
 
 class EncoderLayer(nn.Module):
@@ -794,13 +798,18 @@ class DIETClassifier(Component):
         assert self.model is not None
         cfg = self.config
         model = self.model
-        opt = torch.optim.Adam(model.parameters(), lr=float(cfg["learning_rate"]))
+        reg = float(cfg["regularization_constant"])
+        # Rasa adds reg * sum(w^2) of its dense kernels to the loss; its gradient 2 * reg * w
+        # is exactly Adam's (non-decoupled) weight_decay on those weights
+        regularized = {id(m.weight) for m in model.regularized_layers()}
+        opt = torch.optim.Adam([
+            {"params": [p for p in model.parameters() if id(p) in regularized], "weight_decay": 2 * reg},
+            {"params": [p for p in model.parameters() if id(p) not in regularized]},
+        ], lr=float(cfg["learning_rate"]))
         epochs = int(cfg["epochs"])
         bs = cfg["batch_size"]
         lo, hi = (int(bs[0]), int(bs[-1])) if isinstance(bs, (list, tuple)) else (int(bs), int(bs))
         sparse_drop = float(cfg["drop_rate"]) if cfg["use_sparse_input_dropout"] else 0.0
-        reg = float(cfg["regularization_constant"])
-        regularized = [m.weight for m in model.regularized_layers()]
         num_neg = int(cfg["number_of_negative_examples"])
         cosine = cfg["similarity_type"] == "cosine"
         targets = torch.tensor(intent_ids, dtype=torch.long)
@@ -847,8 +856,6 @@ class DIETClassifier(Component):
                     emissions = model.taggers[key](tokens)
                     if batch["mask"].any():
                         loss = loss + model.crfs[key].nll(emissions, gold, batch["mask"])
-                if reg:
-                    loss = loss + reg * sum(w.pow(2).sum() for w in regularized)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -129,9 +129,13 @@ def test_masked_linear_keeps_about_density_and_connects_every_unit() -> None:
     keep = layer.keep
     assert 0.18 < float(keep.mean()) < 0.25
     assert bool((keep.sum(0) > 0).all()) and bool((keep.sum(1) > 0).all())
+    assert torch.all(layer.weight[keep == 0] == 0)
     x = torch.randn(3, 64)
-    expected = x @ (layer.weight * keep).t() + layer.bias
-    assert torch.allclose(layer(x), expected, atol=1e-6)
+    layer(x).pow(2).sum().backward()
+    assert layer.weight.grad is not None and torch.all(layer.weight.grad[keep == 0] == 0)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1, weight_decay=0.01)
+    opt.step()  # cut weights stay cut
+    assert torch.all(layer.weight[keep == 0] == 0) and bool((layer.weight[keep == 1] != 0).any())
     assert MaskedLinear(4, 4, density=1.0).keep is None
 
 
