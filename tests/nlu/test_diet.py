@@ -1,0 +1,200 @@
+"""DIET as Rasa builds it (bot/nlu/diet.py): CLS position, packed encoder, loss, layers."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from bot.nlu import NLUPipeline
+from bot.nlu.diet import (
+    ByteDropout, DIETClassifier, DIETModel, MaskedLinear, dot_product_loss, length_bucketed_batches,
+)
+from bot.shared.training_data.nlu import load_nlu_yaml
+
+RASA_DEFAULT = [
+    {"name": "WhitespaceTokenizer"}, {"name": "RegexFeaturizer"}, {"name": "LexicalSyntacticFeaturizer"},
+    {"name": "CountVectorsFeaturizer"},
+    {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4},
+    {"name": "DIETClassifier", "epochs": 100}, {"name": "EntitySynonymMapper"},
+    {"name": "FallbackClassifier", "threshold": 0.3, "ambiguity_threshold": 0.1},
+]
+
+# a small English bot in the style of `rasa init` (hand-written for this test)
+SMALL_BOT = """
+version: "3.1"
+nlu:
+- intent: greet
+  examples: |
+    - hey
+    - hello
+    - hi
+    - hello there
+    - good morning
+    - good evening
+    - hey there
+- intent: goodbye
+  examples: |
+    - bye
+    - goodbye
+    - see you later
+    - good night
+    - have a nice day
+- intent: affirm
+  examples: |
+    - yes
+    - y
+    - indeed
+    - of course
+    - that sounds good
+    - correct
+- intent: deny
+  examples: |
+    - no
+    - n
+    - never
+    - I don't think so
+    - not really
+- intent: mood_great
+  examples: |
+    - perfect
+    - great
+    - amazing
+    - I am feeling very good
+    - I am great
+    - so good
+- intent: mood_unhappy
+  examples: |
+    - my day was horrible
+    - I am sad
+    - I don't feel very well
+    - sad
+    - very sad
+    - not good
+"""
+
+
+def _tiny_model(tag_sets: dict[str, list[str]] | None = None, density: float = 1.0) -> DIETModel:
+    cfg = dict(DIETClassifier.defaults)
+    cfg.update(similarity_type="inner", drop_rate=0.0, transformer_size=16, number_of_attention_heads=2,
+               connection_density=density, embedding_dimension=4)
+    torch.manual_seed(0)
+    dims = {"seq_sparse": 0, "sent_sparse": 0, "seq_dense": 6, "sent_dense": 5}
+    return DIETModel(dims, 3, tag_sets or {}, cfg).eval()
+
+
+def _batch(lengths: list[int], seed: int = 1) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(seed)
+    t = max(lengths)
+    mask = torch.tensor([[i < n for i in range(t)] for n in lengths])
+    return {"mask": mask, "lengths": torch.tensor(lengths),
+            "seq_dense": torch.randn(len(lengths), t, 6, generator=gen) * mask.unsqueeze(-1),
+            "sent_dense": torch.randn(len(lengths), 5, generator=gen)}
+
+
+def _alone(batch: dict[str, Any], row: int) -> dict[str, Any]:
+    n = int(batch["lengths"][row])
+    return {"mask": batch["mask"][row : row + 1, :n], "lengths": batch["lengths"][row : row + 1],
+            "seq_dense": batch["seq_dense"][row : row + 1, :n], "sent_dense": batch["sent_dense"][row : row + 1]}
+
+
+def test_diet_sentence_output_does_not_depend_on_padding() -> None:
+    """The CLS sits right after each message's tokens: a short message parsed alone gets
+    the same sentence vector as in a padded training batch (it did not before)."""
+    model = _tiny_model()
+    batch = _batch([5, 1, 3])
+    with torch.no_grad():
+        _, together = model(batch)
+        for row in range(3):
+            _, alone = model(_alone(batch, row))
+            assert torch.allclose(alone[0], together[row], atol=1e-5)
+
+
+def test_diet_cls_only_last_layer_equals_the_full_layer() -> None:
+    """Without entities the last layer computes the CLS alone; the result is the same."""
+    model = _tiny_model()
+    batch = _batch([4, 2, 1])
+    with torch.no_grad():
+        _, short_cut = model(batch)
+        model.needs_tokens = True
+        tokens, full = model(batch)
+    assert torch.allclose(short_cut, full, atol=1e-5)
+    assert tokens.shape == (3, 4, 16)
+    assert torch.all(tokens[1, 3:] == 0)  # row 1: two tokens, its CLS at 2, padding after
+
+
+def test_masked_linear_keeps_about_density_and_connects_every_unit() -> None:
+    torch.manual_seed(0)
+    layer = MaskedLinear(64, 48, density=0.2)
+    keep = layer.keep
+    assert 0.18 < float(keep.mean()) < 0.25
+    assert bool((keep.sum(0) > 0).all()) and bool((keep.sum(1) > 0).all())
+    assert torch.all(layer.weight[keep == 0] == 0)
+    x = torch.randn(3, 64)
+    layer(x).pow(2).sum().backward()
+    assert layer.weight.grad is not None and torch.all(layer.weight.grad[keep == 0] == 0)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1, weight_decay=0.01)
+    opt.step()  # cut weights stay cut
+    assert torch.all(layer.weight[keep == 0] == 0) and bool((layer.weight[keep == 1] != 0).any())
+    assert MaskedLinear(4, 4, density=1.0).keep is None
+
+
+def test_byte_dropout_drops_the_rate_and_keeps_the_mean() -> None:
+    torch.manual_seed(0)
+    drop = ByteDropout(0.2)
+    x = torch.ones(200_000)
+    out = drop(x)
+    dropped = float((out == 0).float().mean())
+    assert abs(dropped - 0.2) < 0.01
+    assert abs(float(out.mean()) - 1.0) < 0.01
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(ByteDropout(0.0).train()(x), x)
+
+
+def test_dot_product_loss_masks_negatives_of_the_gold_label() -> None:
+    torch.manual_seed(0)
+    text = torch.randn(6, 4)
+    # one label only: every sampled negative is the gold label, masked out: nothing to lose
+    assert float(dot_product_loss(text, torch.randn(1, 4), torch.zeros(6, dtype=torch.long), 5)) == pytest.approx(0.0, abs=1e-6)
+    labels = torch.eye(3, 4) * 5
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    aligned = dot_product_loss(labels[target], labels, target, 10)
+    opposed = dot_product_loss(-labels[target], labels, target, 10)
+    assert float(aligned) < 0.01 < float(opposed)
+
+
+def test_length_bucketed_batches_cover_every_example_once() -> None:
+    lengths = [1, 9, 3, 7, 5, 2, 8, 4, 6, 10]
+    batches = length_bucketed_batches(list(range(10)), lengths, size=3, window=2)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    assert all(len(b) <= 3 for b in batches)
+    for b in batches:  # inside a window, batches hold neighbours in length
+        assert max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 5
+
+
+def test_diet_evaluates_held_out_examples_and_keeps_the_best_checkpoint(caplog: pytest.LogCaptureFixture) -> None:
+    data = load_nlu_yaml(SMALL_BOT)
+    pipeline = [*RASA_DEFAULT[:5], {"name": "DIETClassifier", "epochs": 6, "evaluate_on_number_of_examples": 8,
+                                     "evaluate_every_number_of_epochs": 2, "checkpoint_model": True,
+                                     "transformer_size": 32, "random_seed": 1}]
+    nlu = NLUPipeline.from_config({"language": "en", "pipeline": pipeline})
+    with caplog.at_level("INFO", logger="bot.nlu.diet"):
+        nlu.train(data)
+    evaluated = [r.getMessage() for r in caplog.records if "held-out examples" in r.getMessage()]
+    assert len(evaluated) == 3 and all("on 8 held-out" in m for m in evaluated)
+    assert any("keeps the checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_rasa_default_pipeline_reads_its_own_training_examples() -> None:
+    """Issue #16: with Rasa's default pipeline a small bot answered "hi" with affirm and
+    "hey" with nlu_fallback. Every training example must come back with its intent."""
+    data = load_nlu_yaml(SMALL_BOT)
+    nlu = NLUPipeline.from_config({"language": "en", "pipeline": RASA_DEFAULT})
+    nlu.train(data)
+    wrong = [(m.text, m.intent, nlu.parse(m.text)["intent"]["name"]) for m in data.training_examples
+             if nlu.parse(m.text)["intent"]["name"] != m.intent]
+    assert wrong == []
+    for text in ("hi", "hey"):
+        parsed = nlu.parse(text)["intent"]
+        assert parsed["name"] == "greet" and parsed["confidence"] > 0.5
