@@ -1,16 +1,16 @@
 """Custom components and policies written against Rasa's Python API.
 
-kefu runs Rasa projects' files, not Rasa's Python classes: a ``config.yml`` entry
-naming a project class (``policy.memoization.MemoizationPolicy``) that imports
-``rasa.engine``/``rasa.core``... cannot run without Rasa. Before anything trains,
-``check_custom_classes`` reads each such module's source (without importing it)
-and stops with one message that names the config line, every Rasa API the class
-imports (file:line), and kefu's built-in of the same name where there is one.
+A ``config.yml`` entry naming a project class (``policy.memoization.MemoizationPolicy``)
+that imports ``rasa.engine``/``rasa.core``... runs when kefu's compatibility layer
+(``bot/dialogue/rasa_compat``) offers every Rasa API it imports — policies only.
+Before anything trains, ``check_custom_classes`` reads each such module's source
+(without importing it) and otherwise stops with one message that names the config
+line, every Rasa API that is missing (file:line), and kefu's built-in of the same
+name where there is one. Custom NLU components on Rasa's classes still stop.
 """
 from __future__ import annotations
 
 import ast
-import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +104,20 @@ def check_unavailable_components(
 
 
 def rasa_available() -> bool:
-    return importlib.util.find_spec("rasa") is not None
+    from bot.dialogue.rasa_compat import rasa_installed
+
+    return rasa_installed()
+
+
+def _missing(imports: list[RasaImport]) -> list[str]:
+    """Each import the compatibility layer does not offer, as ``file:line: module (names)``."""
+    from bot.dialogue.rasa_compat import missing_apis
+
+    out = []
+    for item in imports:
+        for module, names in missing_apis([(item.module, item.names)]):
+            out.append(str(RasaImport(item.file, item.line, module, names)))
+    return out
 
 
 def check_custom_classes(
@@ -136,6 +149,19 @@ def check_custom_classes(
         imports = rasa_imports_of(path.read_text(encoding="utf-8", errors="replace"), shown)
         if not imports:
             continue
+        if kind == "policy":
+            # Policies run through kefu's Rasa compatibility layer when it offers every import.
+            missing = _missing(imports)
+            if not missing:
+                continue
+            raise ConfigError(
+                f"The policy '{name}' is written against Rasa's Python API; kefu offers Rasa's policy "
+                f"classes (bot/dialogue/rasa_compat) but not: {'; '.join(missing)}.",
+                config_file,
+                line,
+                fix=f"Port those parts to what kefu offers (see docs/compatibility.md, 'Custom components "
+                f"and policies'){' or use the built-in `- name: ' + class_name + '`' if class_name in builtins else ''}.",
+            )
         listed = "; ".join(str(i) for i in imports[:12])
         more = f" and {len(imports) - 12} more" if len(imports) > 12 else ""
         if class_name in builtins:
