@@ -13,6 +13,7 @@ python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [[ $WITH_TEST == 1 ]]; then
     command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
     command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # self-signed certificates for the TLS test
+    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)  # the load balancer of the cluster tests
     # Browser tests drive Debian's Chromium (Playwright can't download its own here);
     # the CJK font makes Chinese text render in screenshots.
     [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
