@@ -74,30 +74,7 @@ class ActionCoupons(Action):
         return []
 
 
-class ActionPoints(Action):
-    def name(self) -> str:
-        return "action_points"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
-        lang = language(tracker)
-        try:
-            customer = await identified_customer(tracker)
-            if customer is None:
-                dispatcher.utter_message(response="utter_points_info")
-                return []
-            summary = rules.points_summary(await get_shop().points(customer.id), now())
-        except ShopError as e:
-            unavailable(dispatcher, tracker, "points", e)
-            return []
-        text = t(lang, f"您有 {summary.balance} 积分，可抵 {money(summary.worth_cents)}。",
-                 f"You have {summary.balance} points, worth {money(summary.worth_cents)}.")
-        if summary.expiring and summary.next_expiry:
-            text += t(lang, f"其中 {summary.expiring} 积分将于{day(lang, summary.next_expiry)}过期，记得使用哦。",
-                      f" {summary.expiring} of them expire on {day(lang, summary.next_expiry)}.")
-        elif summary.next_expiry:
-            text += t(lang, f"最早一批积分{day(lang, summary.next_expiry)}到期。", f" The oldest expire on {day(lang, summary.next_expiry)}.")
-        dispatcher.utter_message(text=text)
-        return []
+# action_points (balance, tier, redemption) lives in actions/loyalty.py.
 
 
 class ActionSizeAdvice(Action):

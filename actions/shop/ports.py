@@ -17,6 +17,8 @@ from typing import Any, Optional, Sequence
 
 from actions.shop import DEFAULT_DB, get_shop, load_shop_config
 from actions.shop.base import ShopDataError, ShopStore
+from actions.shop.config import shop_config
+from actions.shop.loyalty import membership
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class ShopProfilePort:
             if customer is None:
                 return None
             orders = await shop.recent_orders(customer.id, limit=50)
+            points = await shop.points(customer.id)
         except Exception as e:  # no shop configured, shop down: the handoff goes on without a profile
             logger.debug("No shop profile for %s: %s", sender_id, e)
             return None
@@ -48,11 +51,14 @@ class ShopProfilePort:
             {"order_id": o.id, "kind": a.kind, "status": a.status, "reason": a.reason}
             for o in orders for a in o.after_sales if a.status not in ("closed", "completed", "rejected")
         ]
+        member = membership(shop_config(), points)
         return {
+            "tier": member.tier.code, "priority_service": member.tier.priority_service,
             "customer_id": customer.id, "name": customer.name, "orders": len(orders),
             "lifetime_value_cents": lifetime, "open_after_sales": open_cases,
             "recent_orders": [{"id": o.id, "status": o.status, "total_cents": o.total_cents} for o in orders[:5]],
-            "vip": lifetime >= self.vip_lifetime_value_cents,
+            # the handoff queue puts "vip" first; a tier with priority service (shop.yml) is honoured the same way
+            "vip": lifetime >= self.vip_lifetime_value_cents or member.tier.priority_service,
         }
 
 
