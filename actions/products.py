@@ -330,7 +330,8 @@ class ActionRestockSubscribe(Action):
         except ShopError as e:
             unavailable(dispatcher, tracker, "restock subscription", e)
             return []
-        what = " ".join(x for x in (product.title(lang), colour, size) if x)
+        shown_colour = shop_config().colours.get(colour or "", colour) if lang == "en" else colour
+        what = " ".join(x for x in (product.title(lang), shown_colour, size) if x)
         if new:
             dispatcher.utter_message(text=t(lang, f"好的，{what} 到货后我第一时间通知您。",
                                             f"Done: I'll message you as soon as {what} is back in stock."))

@@ -21,7 +21,7 @@ from actions.shop.base import ShopDataError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shop.yml"
+DEFAULT_PATH = Path("shop.yml")  # in the project folder the bot runs from, like endpoints.yml
 ENV_PATH = "KEFU_SHOP_CONFIG"
 
 
