@@ -10,6 +10,7 @@ subscribes this conversation to a restock notice (`action_restock_subscribe`), w
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -46,7 +47,8 @@ async def finder(shop: ShopStore) -> ProductFinder:
     cached = _finder.get(key)
     if cached and time.monotonic() - cached[0] < FINDER_TTL_S:
         return cached[1]
-    built = ProductFinder(await shop.products())
+    products = await shop.products()
+    built = await asyncio.to_thread(ProductFinder, products)  # pinyin of every title: seconds on the first build
     _finder.clear()
     _finder[key] = (time.monotonic(), built)
     return built
@@ -95,30 +97,41 @@ def size_of(tracker: Tracker, text: str) -> Optional[str]:
     return next((g for g in m.groups() if g), None) if m else None
 
 
+def shown_size(size: str, lang: str) -> str:
+    return size.replace("码", "") if lang == "en" else size
+
+
 def stock_line(product: ProductView, lang: str, size: Optional[str], colour: Optional[str]) -> tuple[str, int]:
+    """What the stock of this size/colour is, and the units (0 when it does not exist or is sold out)."""
+    cfg = shop_config()
     units = product.stock_of(size, colour)
-    what = " ".join(x for x in (colour if lang != "en" else shop_config().colours.get(colour or "", colour), size) if x)
+    zh_what = f"{colour or ''}{size or ''}"
+    en_what = " ".join(x for x in (cfg.colours.get(colour or "", colour), f"size {shown_size(size, 'en')}" if size else None) if x)
     if size and product.sizes and size not in product.sizes:
-        return t(lang, f"这款没有 {size}，可选尺码：{'、'.join(product.sizes)}。",
-                 f"It doesn't come in {size}; sizes: {', '.join(product.sizes)}."), 0
+        return t(lang, f"这款没有{size}，可选尺码：{'、'.join(product.sizes)}。",
+                 f"It doesn't come in size {shown_size(size, 'en')}; sizes: "
+                 f"{', '.join(shown_size(x, 'en') for x in product.sizes)}."), 0
     if colour and product.colours and colour not in product.colours:
         return t(lang, f"这款没有{colour}，可选颜色：{'、'.join(product.colours)}。",
-                 f"It doesn't come in {what}; colours: {', '.join(product.colours)}."), 0
+                 f"It doesn't come in {en_what}; colours: {', '.join(cfg.colours.get(c, c) for c in product.colours)}."), 0
     if units <= 0:
-        return t(lang, f"{what + ' ' if what else ''}暂时缺货。", f"{what + ' ' if what else ''}is out of stock right now."), 0
+        return t(lang, f"{zh_what}暂时缺货。", f"{en_what + ' is' if en_what else 'It is'} out of stock right now."), 0
     if units < 10:
-        return t(lang, f"{what + ' ' if what else ''}仅剩 {units} 件。", f"{what + ': ' if what else ''}only {units} left."), units
-    return t(lang, f"{what + ' ' if what else ''}有货（{units} 件）。", f"{what + ': ' if what else ''}in stock ({units})."), units
+        return t(lang, f"{zh_what}仅剩 {units} 件。", f"{en_what + ': o' if en_what else 'O'}nly {units} left."), units
+    return t(lang, f"{zh_what}有货（{units} 件）。", f"{en_what + ': i' if en_what else 'I'}n stock ({units})."), units
 
 
 def in_stock_variants(product: ProductView, lang: str, colour: Optional[str]) -> str:
+    """The sizes still in stock, when some are not (all in stock needs no list)."""
     if not product.variants:
         return ""
-    sizes = [v.size for v in product.variants if v.stock > 0 and (colour is None or v.colour == colour)]
-    sizes = sorted(set(sizes), key=lambda s: product.sizes.index(s) if s in product.sizes else 99)
-    if not sizes:
+    relevant = [v for v in product.variants if colour is None or v.colour == colour]
+    sizes = sorted({v.size for v in relevant if v.stock > 0},
+                   key=lambda s: product.sizes.index(s) if s in product.sizes else 99)
+    every = {v.size for v in relevant}
+    if not sizes or len(sizes) == len(every):
         return ""
-    return t(lang, f"有货尺码：{'、'.join(sizes)}。", f"Sizes in stock: {', '.join(sizes)}.")
+    return t(lang, f"有货尺码：{'、'.join(sizes)}。", f"Sizes in stock: {', '.join(shown_size(x, 'en') for x in sizes)}.")
 
 
 def specs_line(product: ProductView, lang: str) -> str:
@@ -159,7 +172,8 @@ class ActionProductInfo(Action):
         shop = get_shop()
         try:
             index = await finder(shop)
-            matches = self.resolve(index, tracker, text)
+            # ~10 ms of CPU on the demo's 360 products (benchmarks/shop_products.py): off the event loop
+            matches = await asyncio.to_thread(self.resolve, index, tracker, text)
             if not matches:
                 return await self.fit_need(dispatcher, tracker, index, text, lang)
             fresh = {p.sku: p for p in await shop.products([m.product.sku for m in matches])}

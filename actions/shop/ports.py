@@ -243,3 +243,29 @@ class ShopErasurePort:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+class ShopCompensationPort:
+    """Compensation coupons for resolved complaints, within shop.yml's per-role limits.
+
+    The seam for the agent console: a console route (bot/handoff) that knows the agent's
+    verified role calls ``compensate``; until it exists, `python -m actions.shop compensate`
+    does the same. One coupon per case: a repeated call returns the first coupon.
+    """
+
+    def __init__(self, project_root: str | Path = ".", *, store: Optional[ShopStore] = None) -> None:
+        self.project_root = Path(project_root)
+        self.store = store
+
+    async def compensate(self, customer_id: int | str, *, amount_cents: int, role: str, agent: str,
+                         case_id: str) -> dict[str, Any]:
+        from datetime import datetime, timezone
+
+        from actions.shop.loyalty import compensate
+
+        config = shop_config()
+        result = await compensate(self.store or get_shop(), config, int(customer_id), amount_cents=int(amount_cents),
+                                  role=role, agent=agent, case_id=case_id, now=datetime.now(timezone.utc))
+        return {"ok": result.ok, "code": result.code, "limit_cents": config.compensation_limits_cents.get(role),
+                "coupon_code": result.coupon.code if result.coupon else None,
+                "amount_cents": result.coupon.amount_cents if result.coupon else None, "new": result.new}

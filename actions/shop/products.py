@@ -41,9 +41,22 @@ def pinyin(text: str) -> str:
     return "".join(lazy_pinyin(normalise(text), style=Style.NORMAL, errors="default"))
 
 
-def coverage(title: str, text: str) -> float:
-    """Share of `title` found in `text` in order (matching blocks of two or more characters)."""
+@lru_cache(maxsize=16384)
+def bigrams(text: str) -> tuple[str, ...]:
+    return tuple(text[i:i + 2] for i in range(len(text) - 1))
+
+
+def coverage(title: str, text: str, text_bigrams: Optional[frozenset] = None) -> float:
+    """Share of `title` found in `text` in order (matching blocks of two or more characters).
+
+    A block of k >= 2 matched characters holds k - 1 of the title's bigrams, so twice the
+    title bigrams present in `text` bound the share from above: titles that cannot reach
+    MATCH_THRESHOLD skip the (much dearer) sequence matching.
+    """
     if not title or not text:
+        return 0.0
+    present = text_bigrams if text_bigrams is not None else frozenset(bigrams(text))
+    if 2 * sum(b in present for b in bigrams(title)) < MATCH_THRESHOLD * len(title):
         return 0.0
     blocks = SequenceMatcher(None, title, text, autojunk=False).get_matching_blocks()
     matched = sum(b.size for b in blocks if b.size >= 2)
@@ -73,13 +86,14 @@ class ProductFinder:
         norm, py = normalise(text), pinyin(text)
         if not norm:
             return []
+        norm_chars, py_chars = frozenset(bigrams(norm)), frozenset(bigrams(py))
         scored = []
         for product, zh, zh_py, en in self._keys:
-            score, how = coverage(zh, norm), "title"
-            py_score = coverage(zh_py, py) * 0.95  # homophones and typed pinyin
+            score, how = coverage(zh, norm, norm_chars), "title"
+            py_score = coverage(zh_py, py, py_chars) * 0.95  # homophones and typed pinyin
             if py_score > score:
                 score, how = py_score, "pinyin"
-            en_score = coverage(en, norm)
+            en_score = coverage(en, norm, norm_chars)
             if en_score > score:
                 score, how = en_score, "english"
             if score >= MATCH_THRESHOLD:

@@ -201,3 +201,18 @@ def test_membership_counts_lifetime_earned_points_not_the_balance() -> None:
     assert member.tier.code == "gold" and member.lifetime_points == 6000 and member.next_tier is None
     silver = membership(config, [PointsEntryView(1200, "purchase:z", NOW)])
     assert silver.tier.code == "silver" and silver.points_to_next == 3800
+
+
+def test_compensation_port_for_the_console_reports_the_limit(shop_url: str) -> None:
+    from actions.shop.ports import ShopCompensationPort
+
+    store = SqlShopStore(shop_url)
+    store.sync_coupon_templates(coupon_template_views())
+    port = ShopCompensationPort(ROOT, store=store)
+    customer_id = _customer_id(store)
+    refused = asyncio.run(port.compensate(customer_id, amount_cents=2001, role="agent", agent="alice", case_id="h5"))
+    issued = asyncio.run(port.compensate(str(customer_id), amount_cents=2000, role="agent", agent="alice", case_id="h5"))
+    asyncio.run(store.close())
+    assert refused == {"ok": False, "code": "over_limit", "limit_cents": 2000, "coupon_code": None,
+                       "amount_cents": None, "new": False}
+    assert issued["ok"] and issued["amount_cents"] == 2000 and issued["coupon_code"] and issued["new"]
