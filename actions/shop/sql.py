@@ -406,7 +406,8 @@ class SqlShopStore:
                     sub.notified_at = now
                     events.append(_outbox(s, "back_in_stock", sub.sender_id, sub.customer_id, None, now, {
                         "sku": sku, "product_name": product.title_zh, "product_name_en": product.title_en,
-                        "size": sub.size or None, "colour": sub.colour or None, "stock": available}))
+                        # "" rather than None: the notice renders the slot as text ("None" otherwise)
+                        "size": sub.size, "colour": sub.colour, "stock": available}))
             return events
 
         return await self._run(tx, "set stock")

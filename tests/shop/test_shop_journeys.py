@@ -120,3 +120,20 @@ async def test_coupon_redeemed_counts_as_the_birthday_journeys_conversion(engine
     counts = await store.report_counts()
     conversions = counts.get("conversions") or []
     assert [tuple(row[:2]) for row in conversions] == [("birthday", "greeting")], counts
+
+
+async def test_browse_follow_up_is_ab_tested_carries_the_card_and_stops_on_a_cart(engine) -> None:
+    eng, sender, clock, _ = engine
+    now = clock.now()
+    viewers = [f"v{i}" for i in range(12)]
+    await eng.submit([BehaviourEvent(f"pv-{c}", "product_viewed", c, now, {"sku": "RUN-00002", "product_name": "疾风磐石跑鞋03"},
+                                     {}, c) for c in viewers + ["carted"]])
+    await eng.submit([BehaviourEvent("cart-1", "cart_item_added", "carted", now + 60, {"sku": "RUN-00002"}, {}, "carted")])
+    clock.advance(2 * 3600 + 60)
+    await eng.drain()
+    sent = [o for c in viewers for o in sender.to(c)]
+    assert len(sent) == len(viewers) and {o.journey for o in sent} == {"browse_follow_up"}
+    assert {o.variant for o in sent} == {"compare", "nudge"}  # 12 shoppers split between both arms
+    compare = [o for o in sent if o.variant == "compare"]
+    assert all(o.slots == {"product": "疾风磐石跑鞋03", "product_sku": "RUN-00002"} for o in compare)
+    assert [o.journey for o in sender.to("carted")] == []  # added to cart: no follow-up
