@@ -265,3 +265,23 @@ def test_top_tier_gets_priority_service_in_the_handoff_profile(store) -> None:
     asyncio.run(award(store, shop_config(), customer.id, "purchase", ref="big-order", amount_cents=600_000, now=NOW))
     after = asyncio.run(port.profile(*OWNER))
     assert after["tier"] == "gold" and after["priority_service"] is True and after["vip"] is True
+
+
+def test_new_customer_gets_the_welcome_coupon_once_in_chat_or_by_the_journey(store, executor, domain) -> None:
+    engine = create_engine(store.url)
+    with engine.begin() as c:
+        c.execute(text("insert into customers (id, name, phone, created_at) values (9001, '新客', '13900009001', '2026-11-23 01:00:00')"))
+        c.execute(text("insert into channel_identities (customer_id, channel, external_id) values (9001, 'wechat', 'new-openid')"))
+    engine.dispose()
+    ask = payload("有优惠券吗", intent="coupon_inquiry", sender="new-openid", channel="wechat")
+    _, first = run(executor, domain, "action_coupons", ask)
+    code = re.search(r"券码 ([A-Z0-9]+)", first[0]["text"]).group(1)
+    assert first[0]["text"].startswith("新人礼已发放") and "首单满99元可用" in first[0]["text"]
+    assert "新人满99减20" in first[1]["text"]  # and it is listed with the shopper's coupons
+    _, second = run(executor, domain, "action_coupons", ask)
+    assert not any(r.get("text", "").startswith("新人礼") for r in second)
+    _, journey = run(executor, domain, "action_coupon_welcome", payload("", intent="", sender="new-openid", channel="wechat"))
+    assert journey[0]["custom"]["coupon"]["code"] == code  # the journey step shows the same coupon, not a second
+    # a customer with orders gets no welcome coupon
+    _, owner = run(executor, domain, "action_coupons", payload("有优惠券吗", intent="coupon_inquiry", sender=OWNER[1], channel=OWNER[0]))
+    assert not any(r.get("text", "").startswith("新人礼") for r in owner)
