@@ -216,3 +216,35 @@ def test_compensation_port_for_the_console_reports_the_limit(shop_url: str) -> N
     assert refused == {"ok": False, "code": "over_limit", "limit_cents": 2000, "coupon_code": None,
                        "amount_cents": None, "new": False}
     assert issued["ok"] and issued["amount_cents"] == 2000 and issued["coupon_code"] and issued["new"]
+
+
+def test_demo_shop_yml_agrees_with_the_seeders_catalogue() -> None:
+    """The demo keeps its values: shop.yml's categories are the seeder's (codes, names, sizes, return rules)."""
+    from actions.shop import catalog
+
+    config = load_shop_yml(ROOT / "shop.yml")
+    assert [(c.code, c.name.zh, c.name.en, c.size_chart, c.sizes, c.returnable, c.exchangeable) for c in config.categories] == [
+        (c.code, c.zh, c.en, c.size_chart, c.sizes, c.returnable, c.exchangeable) for c in catalog.CATEGORIES]
+    assert config.colours == catalog.COLOURS_EN
+
+
+def test_concurrent_issues_with_one_key_give_one_coupon(shop_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    store = SqlShopStore(shop_url)
+    store.sync_coupon_templates(coupon_template_views())
+    customer_id = _customer_id(store)
+
+    async def go():
+        return await asyncio.gather(*(store.issue_coupon(customer_id, "CART10", issue_key="journey:abandoned_cart:reminder",
+                                                         issued_by="journey:abandoned_cart:reminder", now=NOW)
+                                      for _ in range(6)))
+
+    results = asyncio.run(go())
+    asyncio.run(store.close())
+    assert len({r.coupon.code for r in results}) == 1 and sum(r.new for r in results) == 1
+    engine = create_engine(shop_url)
+    with engine.connect() as c:
+        rows = c.execute(text("select count(*) from coupon_issues where issue_key = 'journey:abandoned_cart:reminder'")).scalar()
+    engine.dispose()
+    assert rows == 1
