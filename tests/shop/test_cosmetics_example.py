@@ -105,6 +105,10 @@ def test_cosmetics_shop_answers_from_its_catalogue_over_rest(project: Path, tmp_
                                "metadata": {"page": {"sku": "SKN-00001"}}})
         said = " ".join(str(r.get("text")) for r in replies)
         assert "玻尿酸保湿精华" in said and "hyaluronic acid" in said, replies  # the widget's product page
+
+        replies = _post(port, {"sender": "shopper-d", "message": "how many points do I have"})
+        said = " ".join(str(r.get("text")) for r in replies)
+        assert "300 points buy a HK$20 coupon" in said, replies  # not identified over REST: the shop's rule text
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
