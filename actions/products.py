@@ -62,11 +62,17 @@ def entity(tracker: Tracker, name: str) -> Optional[str]:
 
 
 def page_sku(tracker: Tracker) -> Optional[str]:
-    """The product page the widget is on (client metadata `page.sku`; public catalogue data, not identity)."""
+    """The product page the widget is on: metadata `page` as the widget sends it (the page path,
+    read with shop.yml `formats: product_page`) or `{"sku": ...}`. Public catalogue data, not identity."""
     metadata = (tracker.latest_message or {}).get("metadata") or {}
-    page = metadata.get("page") if isinstance(metadata, dict) else None
-    sku = page.get("sku") if isinstance(page, dict) else metadata.get("product_sku") if isinstance(metadata, dict) else None
-    return str(sku)[:48] if sku else None
+    if not isinstance(metadata, dict):
+        return None
+    page = metadata.get("page")
+    if isinstance(page, dict) and page.get("sku"):
+        return str(page["sku"])[:48]
+    if isinstance(page, str):
+        return shop_config().sku_from_page(page[:512])
+    return None
 
 
 def colour_of(tracker: Tracker, text: str) -> Optional[str]:

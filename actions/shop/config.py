@@ -81,6 +81,7 @@ class ShopConfig:
     currency_symbol: str
     order_id_pattern: str
     phone_pattern: str
+    product_page_pattern: Optional[str]  # regex with a `sku` group, matched against the widget's page path
     categories: tuple[CategoryConfig, ...]
     colours: dict[str, str]  # zh → en
     coupon_templates: dict[str, CouponTemplate]
@@ -94,6 +95,12 @@ class ShopConfig:
     @property
     def order_id_re(self) -> re.Pattern:
         return self._compiled.setdefault("order", re.compile(self.order_id_pattern))
+
+    def sku_from_page(self, path: str) -> Optional[str]:
+        if not self.product_page_pattern or not path:
+            return None
+        m = self._compiled.setdefault("page", re.compile(self.product_page_pattern)).search(path)
+        return m.group("sku") if m else None
 
     @property
     def phone_re(self) -> re.Pattern:
@@ -256,10 +263,21 @@ def parse_shop_config(text: str, path: Optional[Path] = None) -> ShopConfig:
         currency_code=str(currency.get("code", "CNY")), currency_symbol=str(currency.get("symbol", "¥")),
         order_id_pattern=r.pattern(formats, "order_id", r"E\d{11}"),
         phone_pattern=r.pattern(formats, "phone", r"1[3-9]\d{9}"),
+        product_page_pattern=_page_pattern(r, formats),
         categories=tuple(categories), colours=colours, coupon_templates=templates,
         compensation_limits_cents=limits, points_rules=rules,
         points_expire_days=int(r.number(points, "expire_days", 365, minimum=1)), tiers=tuple(tiers), path=path,
     )
+
+
+def _page_pattern(r: _Reader, formats: dict) -> Optional[str]:
+    if formats.get("product_page") is None:
+        return None
+    pattern = r.pattern(formats, "product_page", "")
+    if "(?P<sku>" not in pattern:
+        raise r.fail(formats, "product_page", "`product_page` needs a named group `sku`",
+                     "write e.g. '/p/(?P<sku>[A-Z]{3}-\\d{5})'")
+    return pattern
 
 
 _config: Optional[ShopConfig] = None

@@ -140,6 +140,16 @@ def test_the_widget_page_names_the_product_when_the_message_does_not(store, exec
     assert shoe.attributes["material"] in responses[0]["text"]
 
 
+def test_the_widgets_page_path_names_the_product(store, executor, domain) -> None:
+    """The widget sends `metadata.page` = window.location.pathname; shop.yml `formats: product_page` reads the sku."""
+    shoe = a_shoe(store)
+    slots, responses = run(executor, domain, "action_product_info",
+                           payload("这双多少钱", metadata={"page": f"/p/{shoe.sku}", "lang": "zh"}))
+    assert slots["product_sku"] == shoe.sku and f"¥{shoe.price_cents / 100:.2f}" in responses[0]["text"]
+    _, responses = run(executor, domain, "action_product_info", payload("这双多少钱", metadata={"page": "/cart"}))
+    assert responses[0]["response"] == "utter_product_inquiry"
+
+
 def test_out_of_stock_size_offers_alternatives_and_a_restock_button(store, executor, domain) -> None:
     shoe = a_shoe(store, sold_out_size=True)
     size = next(v.size for v in shoe.variants if v.stock == 0 and shoe.stock_of(v.size) == 0)

@@ -102,7 +102,7 @@ def test_cosmetics_shop_answers_from_its_catalogue_over_rest(project: Path, tmp_
         assert "Done: I'll message you as soon as Velvet Matte Lipstick classic red" in said, replies
 
         replies = _post(port, {"sender": "shopper-c", "message": "这个是什么成分",
-                               "metadata": {"page": {"sku": "SKN-00001"}}})
+                               "metadata": {"page": "/products/SKN-00001"}})  # as the widget sends it
         said = " ".join(str(r.get("text")) for r in replies)
         assert "玻尿酸保湿精华" in said and "hyaluronic acid" in said, replies  # the widget's product page
 

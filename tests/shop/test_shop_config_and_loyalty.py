@@ -42,6 +42,7 @@ def test_demo_shop_yml_keeps_the_demo_values() -> None:
     ("catalog:\n  categories:\n    - {code: a, name: {zh: a, en: a}}\ncoupons:\n  templates:\n"
      "    X: {title: {zh: a, en: b}, amount: 1, category: nope}\n", ":6", "unknown category 'nope'"),
     ("tiers:\n  - {code: gold, name: {zh: 金, en: Gold}, min_points: 10}\n", ":2", "lowest tier must start at min_points 0"),
+    ("formats:\n  product_page: '/p/(.+)'\n", ":2", "needs a named group `sku`"),
 ])
 def test_bad_shop_yml_names_file_line_and_fix(text: str, where: str, what: str, tmp_path: Path) -> None:
     path = tmp_path / "shop.yml"
