@@ -494,6 +494,10 @@ class SqlShopStore:
     async def redeem_points(self, customer_id: int, template: str, *, issue_key: str, now: datetime) -> IssueResult:
         def tx(s: Session) -> IssueResult:
             with s.begin():
+                # one redemption per customer at a time: the balance read below stays true until commit
+                # (a row lock on PostgreSQL/MySQL; SQLite has one writer anyway)
+                if s.execute(select(m.Customer.id).where(m.Customer.id == customer_id).with_for_update()).first() is None:
+                    return IssueResult(False, "unknown_customer")
                 row = s.get(m.CouponTemplateRow, template)
                 if row is None:
                     return IssueResult(False, "unknown_template")

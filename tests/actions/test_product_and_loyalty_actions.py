@@ -295,3 +295,28 @@ def test_new_customer_gets_the_welcome_coupon_once_in_chat_or_by_the_journey(sto
     # a customer with orders gets no welcome coupon
     _, owner = run(executor, domain, "action_coupons", payload("有优惠券吗", intent="coupon_inquiry", sender=OWNER[1], channel=OWNER[0]))
     assert not any(r.get("text", "").startswith("新人礼") for r in owner)
+
+
+def test_an_ambiguous_name_asks_which_one_and_the_button_answers(store, executor, domain) -> None:
+    from actions.shop.products import ProductFinder
+
+    catalogue = products(store)
+    finder = ProductFinder(catalogue.values())
+    # a model word + category shared by two brands ("磐石跑鞋"): find one such pair in this shop
+    pair = None
+    for p in catalogue.values():
+        partial = p.title_zh[len(p.brand):-2]  # without brand and number
+        found = finder.search(partial)
+        if len(found) >= 2:
+            pair = (partial, found)
+            break
+    if pair is None:
+        pytest.skip("no ambiguous partial title in this shop")
+    partial, found = pair
+    slots, responses = run(executor, domain, "action_product_info", payload(f"{partial}多少钱"))
+    assert responses[0]["text"].startswith("您问的是哪一款") and slots["shown_products"] == [m.product.sku for m in found]
+    button = responses[0]["buttons"][1]
+    assert button["payload"] == f'/product_inquiry{{"product_sku": "{found[1].product.sku}"}}'
+    slots, responses = run(executor, domain, "action_product_info",
+                           payload(button["payload"], entities=[{"entity": "product_sku", "value": found[1].product.sku}]))
+    assert slots["product_sku"] == found[1].product.sku and found[1].product.title_zh in responses[0]["text"]
