@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 SHOP_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+# The demo shop's formats; the running shop's own come from shop.yml (`config.shop_config().order_id_re`).
 ORDER_ID_RE = re.compile(r"E\d{11}")
 PHONE_RE = re.compile(r"1[3-9]\d{9}")
 

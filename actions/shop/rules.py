@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
-from actions.shop.base import PHONE_RE, SHOP_TZ, CouponView, OrderView, PointsEntryView
+from actions.shop.base import SHOP_TZ, CouponView, OrderView, PointsEntryView
 
 ORDER_STATUSES = ("pending_payment", "paid", "shipped", "delivered", "after_sales", "cancelled", "refunded")
 BEFORE_SHIPMENT = ("pending_payment", "paid")

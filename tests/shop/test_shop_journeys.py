@@ -6,7 +6,6 @@ they go through the broker conversion (`from_broker_message`) into a real trigge
 """
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
