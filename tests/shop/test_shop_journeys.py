@@ -136,3 +136,15 @@ async def test_browse_follow_up_is_ab_tested_carries_the_card_and_stops_on_a_car
     compare = [o for o in sent if o.variant == "compare"]
     assert all(o.slots == {"product": "疾风磐石跑鞋03", "product_sku": "RUN-00002"} for o in compare)
     assert [o.journey for o in sender.to("carted")] == []  # added to cart: no follow-up
+
+
+async def test_care_message_due_in_quiet_hours_waits_for_the_morning(engine) -> None:
+    eng, sender, clock, _ = engine
+    clock.set(local_ts(2026, 11, 23, 22, 0))
+    await eng.submit([BehaviourEvent("d9", "order_delivered", "night", clock.now(), {"order_id": "E20261123009"}, {}, "night")])
+    clock.set(local_ts(2026, 11, 24, 22, 1))  # due 22:00, inside quiet hours 21:00-09:00
+    await eng.drain()
+    assert _sent(sender, "night") == []
+    clock.set(local_ts(2026, 11, 25, 9, 1))
+    await eng.drain()
+    assert [s[:2] for s in _sent(sender, "night")] == [("post_purchase_care", "care")]
