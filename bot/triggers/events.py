@@ -33,6 +33,13 @@ SHOP_EVENT_TYPES = (
     "subscribed",
     "unsubscribed",
     "customer_birthday",
+    # issue #20: shop operations (actions/shop publishes them through its outbox)
+    "customer_registered",
+    "order_out_for_delivery",
+    "back_in_stock",
+    "coupon_issued",
+    "coupon_redeemed",
+    "points_earned",
 )
 BOT_EVENT_TYPES = (
     "conversation_started",
