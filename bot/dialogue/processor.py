@@ -43,6 +43,7 @@ from bot.shared.exceptions import (
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
 
 from bot.nlu.language import conversation_language
+from bot.nlu.regex_interpreter import is_intent_message
 
 logger = logging.getLogger(__name__)
 
@@ -402,7 +403,10 @@ class MessageProcessor:
         lang = parse_data.get("language")
         if not lang or "language" not in {s.name for s in self.domain.slots}:
             return
-        if tracker.get_slot("language") != lang:
+        current = tracker.get_slot("language")
+        if current and is_intent_message(parse_data.get("text")):
+            return  # a button payload (`/intent{...}`) is ASCII, not the shopper's language
+        if current != lang:
             tracker.update(SlotSet("language", lang), self.domain)
 
     async def _run_action_extract_slots(self, tracker: Any, output_channel: OutputChannel | None) -> None:

@@ -98,8 +98,8 @@ def test_cosmetics_shop_answers_from_its_catalogue_over_rest(project: Path, tmp_
                        .get("elements", [{}])[0].get("buttons", []) if b["payload"].startswith("/restock_subscribe"))
         replies = _post(port, {"sender": "shopper-b", "message": restock})
         said = " ".join(str(r.get("text")) for r in replies)
-        # a button payload is ASCII, so the engine's language detection answers it in English
-        assert "Done: I'll message you as soon as Velvet Matte Lipstick classic red" in said, replies
+        # a button payload is ASCII, but the conversation stays in the shopper's language
+        assert "到货后我第一时间通知您" in said and "丝绒哑光口红" in said, replies
 
         replies = _post(port, {"sender": "shopper-c", "message": "这个是什么成分",
                                "metadata": {"page": "/products/SKN-00001"}})  # as the widget sends it
