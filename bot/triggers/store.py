@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.stores.sql import create_async_sql_engine, create_tables
+from bot.stores.migrate import ensure_schema
+from bot.stores.sql import create_async_sql_engine
 from bot.triggers.events import BehaviourEvent
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ events_t = sa.Table(
     sa.Column("id", sa.String(128), primary_key=True),
     sa.Column("customer_id", sa.String(128), nullable=False, index=True),
     sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
     sa.Column("body", sa.Text, nullable=False),
 )
 customers_t = sa.Table(
@@ -221,7 +222,8 @@ class SQLTriggerStore:
     async def setup(self) -> None:
         if self._ready:
             return
-        await create_tables(self.engine, metadata, "trigger store", "check the triggers store url.")
+        # Alembic branch "triggers" (bot/stores/migrations), which also holds the job queue's table.
+        await ensure_schema(self.engine, "triggers", "trigger store", "check the triggers store url.")
         self._ready = True
 
     async def close(self) -> None:

@@ -209,7 +209,7 @@ async def test_sql_tracker_store_writes_rasa_columns_with_wal(tmp_path: Path, do
 
 def test_async_sql_url_swaps_sync_drivers():
     assert async_sql_url("sqlite:///kefu.db") == "sqlite+aiosqlite:///kefu.db"
-    assert async_sql_url("postgresql://u:p@db/kefu") == "postgresql+asyncpg://u:p@db/kefu"
+    assert async_sql_url("postgresql://u:p@db/kefu") == "postgresql+psycopg://u:p@db/kefu"
     assert async_sql_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     with pytest.raises(ConfigError, match="not an SQLAlchemy database URL"):
         async_sql_url("kefu.db")
