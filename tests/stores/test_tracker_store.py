@@ -1,4 +1,4 @@
-"""One behaviour suite run against every tracker store (memory, SQLite file, Redis)."""
+"""One behaviour suite run against every tracker store (memory, SQLite file, Redis, PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +28,10 @@ from bot.stores.tracker_store import (
     create_tracker_store,
 )
 
-ALL_KINDS = ["memory", "sql", pytest.param("redis", marks=pytest.mark.redis)]
-PERSISTENT_KINDS = ["sql", pytest.param("redis", marks=pytest.mark.redis)]
+ALL_KINDS = ["memory", "sql", pytest.param("redis", marks=pytest.mark.redis),
+             pytest.param("postgres", marks=pytest.mark.postgres)]
+PERSISTENT_KINDS = ["sql", pytest.param("redis", marks=pytest.mark.redis),
+                    pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def first_turn(sender_id: str, domain: Any, t0: float = 1_700_000_000.0) -> DialogueStateTracker:
