@@ -26,6 +26,7 @@ from bot.shared.exceptions import StoreError
 from bot.stores.sql import sync_sql_url
 
 logger = logging.getLogger(__name__)
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one INFO line per plugin, every run
 
 VERSION_TABLE = "kefu_alembic_version"
 LOCK_KEY = 0x6B656675  # "kefu": one advisory lock for all migrations of a database
