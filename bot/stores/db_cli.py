@@ -1,4 +1,4 @@
-"""``python -m bot db upgrade|current|history|stamp``: the SQL stores' schema migrations by hand.
+"""``python -m bot db upgrade|current|history|stamp|revision``: the SQL stores' schema migrations by hand.
 
 Stores migrate themselves on start (``bot.stores.migrate.ensure_schema``); this command is
 for operators who migrate as a deploy step (``KEFU_DB_MIGRATE=check`` on the servers), for
@@ -42,6 +42,10 @@ def add_db_parser(sub: Any) -> None:
     with_stores(c)
     h = dsub.add_parser("history", help="The revisions of each store, oldest first.")
     with_stores(h)
+    r = dsub.add_parser("revision", help="Developers: write the next revision file of a store (or a new store's first).")
+    r.add_argument("--store", required=True, help="the store's branch, e.g. handoff (or a new one with --new-store)")
+    r.add_argument("-m", "--message", required=True, help="what the revision does, e.g. 'handoff: add a tags index'")
+    r.add_argument("--new-store", action="store_true", help="start a new branch for a new store's tables")
     s = dsub.add_parser("stamp", help="Record a revision as applied without running it (a schema made by hand).")
     with_url(s)
     s.add_argument("revision", help="e.g. handoff_0002, or handoff@head")
@@ -87,6 +91,9 @@ def run_db_command(args: argparse.Namespace) -> int:
     if command == "history":
         for store, revision, down, message in migrate.history(args.store):
             print(f"{store:<10} {down or '(base)':>16} -> {revision:<16} {message}")
+        return 0
+    if command == "revision":
+        print(f"Wrote {migrate.new_revision(args.store, args.message, new_store=args.new_store)}")
         return 0
     if command == "stamp":
         _print_states(migrate.stamp(_url(args), args.revision, purge=args.purge))

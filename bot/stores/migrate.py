@@ -264,3 +264,29 @@ def history(store_names: Sequence[str] | None = None) -> list[tuple[str, str, st
             down = rev.down_revision if isinstance(rev.down_revision, str) or rev.down_revision is None else ",".join(rev.down_revision)
             rows.append((name, rev.revision, down, (rev.doc or "").strip().splitlines()[0] if rev.doc else ""))
     return rows
+
+
+def new_revision(store: str, message: str, new_store: bool = False) -> str:
+    """Write the next revision file of ``store`` (or the first of a new store's branch); returns its path.
+
+    For developers in a source checkout: the file lands in bot/stores/migrations/versions.
+    """
+    import re
+
+    from alembic import command
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", store):
+        raise StoreError(f"'{store}' is not a store name. Fix: use lower-case letters, digits and '_'.")
+    known = stores()
+    if new_store and store in known:
+        raise StoreError(f"The store '{store}' already has migrations. Fix: drop --new-store.")
+    if new_store:
+        number, head, labels = 1, "base", store
+    else:
+        _check_store(store)
+        number = 1 + len(list(script_directory().iterate_revisions(f"{store}@head", "base")))
+        head, labels = f"{store}@head", None
+    script = command.revision(alembic_config(), message=message, head=head, branch_label=labels,
+                              rev_id=f"{store}_{number:04d}")
+    script_directory.cache_clear()
+    return str(script.path)

@@ -209,3 +209,32 @@ def test_every_revision_downgrades_and_upgrades_again(tmp_path: Path):
     assert set(sa.inspect(engine).get_table_names()) == {migrate.VERSION_TABLE}
     engine.dispose()
     assert all(s.up_to_date for s in migrate.upgrade(url))
+
+
+def test_a_new_store_is_one_revision_file(tmp_path: Path, monkeypatch, capsys):
+    """`db revision --new-store` writes the first file of a new branch; filled in, it migrates like the rest."""
+    import shutil
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)
+    migrate.script_directory.cache_clear()
+    try:
+        assert main(["db", "revision", "--new-store", "--store", "loyalty", "-m", "loyalty: points ledger"]) == 0
+        path = Path(capsys.readouterr().out.split("Wrote ", 1)[1].strip())
+        assert path.parent == scripts / "versions" and path.name.startswith("loyalty_0001_")
+        text = path.read_text()
+        assert 'branch_labels = (\'loyalty\',)' in text and "down_revision = None" in text
+        path.write_text(text.replace("def upgrade() -> None:\n    pass", (
+            "def upgrade() -> None:\n"
+            "    op.create_table('loyalty_points', sa.Column('id', sa.Integer(), primary_key=True),\n"
+            "                    sa.Column('points', sa.Integer(), nullable=False))")))
+        assert "loyalty" in migrate.stores()
+        url = f"sqlite:///{tmp_path / 'loyalty.db'}"
+        (state,) = migrate.upgrade(url, ["loyalty"])
+        assert state.current == "loyalty_0001" and state.up_to_date
+        assert "loyalty_points" in sa.inspect(sa.create_engine(url)).get_table_names()
+        assert main(["db", "revision", "--store", "loyalty", "-m", "loyalty: expiry"]) == 0
+        assert "loyalty_0002_" in capsys.readouterr().out and migrate.head_of("loyalty") == "loyalty_0002"
+    finally:
+        migrate.script_directory.cache_clear()
