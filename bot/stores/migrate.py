@@ -15,8 +15,10 @@ store's tables is one revision file (docs/database.md).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import weakref
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ VERSION_TABLE = "kefu_alembic_version"
 LOCK_KEY = 0x6B656675  # "kefu": one advisory lock for all migrations of a database
 MODE_ENV = "KEFU_DB_MIGRATE"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_ENGINE_LOCKS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
+_ENGINE_DONE: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -195,9 +199,20 @@ async def ensure_schema(engine: Any, store: str, what: str, fix: str,
     _check_store(store)
     mode = _mode()
     url = engine.url.render_as_string(hide_password=False)
+    # One migration at a time per engine in this process (an in-memory SQLite is one shared
+    # connection; the database lock covers other processes).
+    if store in _ENGINE_DONE.get(engine.sync_engine, ()):
+        return "current"
+    lock = _ENGINE_LOCKS.setdefault(engine.sync_engine, asyncio.Lock())
     try:
-        async with engine.begin() as connection:
-            return await connection.run_sync(_ensure_sync, store, dict(tables or {}), mode, url)
+        async with lock:
+            done = _ENGINE_DONE.setdefault(engine.sync_engine, set())
+            if store in done:  # another caller of this engine migrated while we waited
+                return "current"
+            async with engine.begin() as connection:
+                result = await connection.run_sync(_ensure_sync, store, dict(tables or {}), mode, url)
+            done.add(store)
+            return result
     except StoreError:
         raise
     except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, alembic errors, OSError
