@@ -440,6 +440,12 @@ class SQLTriggerStore:
                 # The driver would BEGIN only at the INSERT, after the cap reads: take the
                 # write lock first so workers in other processes cannot interleave.
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self.engine.dialect.name == "postgresql":
+                # A lock per customer whether or not a profile row exists (a row lock would miss
+                # customers without one), taken in sorted order so two batches cannot deadlock.
+                for customer in customers:
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                                       {"key": f"trigger-cap:{customer}"})
             else:
                 for part in _chunks(customers):
                     await conn.execute(sa.select(customers_t.c.customer_id).where(

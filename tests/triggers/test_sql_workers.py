@@ -64,11 +64,13 @@ async def test_each_due_job_is_leased_to_one_worker(open_worker):
 
 
 @pytest.mark.asyncio
-async def test_a_daily_cap_of_one_holds_across_workers(open_worker):
+@pytest.mark.parametrize("with_profile", [True, False])
+async def test_a_daily_cap_of_one_holds_across_workers(open_worker, with_profile):
     stores = [open_worker() for _ in range(WORKERS)]
     for store in stores:
         await store.setup()
-    await stores[0].update_profile("c1", {"name": "Li"}, at=1.0)  # the row the cap check locks
+    if with_profile:  # a customer the store knows, and one it has never seen (no profile row)
+        await stores[0].update_profile("c1", {"name": "Li"}, at=1.0)
 
     def reservation(i: int) -> Reservation:
         return Reservation(f"send-{i}", "c1", "cart", "remind", "a", "msg", transactional=False)
