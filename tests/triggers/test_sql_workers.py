@@ -82,3 +82,29 @@ async def test_a_daily_cap_of_one_holds_across_workers(open_worker, with_profile
     # The same send id again is "pending" (an idempotent retry), not a second reservation.
     winner = next(i for i, (status,) in enumerate(results) if status == "reserved")
     assert await stores[(winner + 1) % WORKERS].reserve_sends([reservation(winner)], 101.0, 1, None) == ["pending"]
+
+
+@pytest.mark.asyncio
+async def test_workers_racing_on_one_id_store_it_once(open_worker):
+    """The same behaviour event, journey entry and profile change arriving at every worker at once."""
+    from bot.triggers.events import BehaviourEvent
+    from bot.triggers.store import Instance, SendRecord
+
+    stores = [open_worker() for _ in range(WORKERS)]
+    for store in stores:
+        await store.setup()
+    event = BehaviourEvent.from_dict({"id": "evt-1", "customer_id": "c7", "type": "order_paid", "timestamp": 50.0,
+                                      "properties": {}})
+    existing = await asyncio.gather(*(s.add_events([event]) for s in stores))
+    assert sorted(existing) == [[]] + [["evt-1"]] * (WORKERS - 1)
+    instance = Instance("c7:care:50", "c7", "care", 50.0, "c7")
+    created = await asyncio.gather(*(s.create_instance(instance) for s in stores))
+    assert sorted(created) == [False] * (WORKERS - 1) + [True]
+    send = SendRecord("send-c7", "c7", "care", "day1", "a", "sent", 51.0, 52.0)
+    converted = await asyncio.gather(*(s.record_conversion(send, f"evt-{i}", 60.0) for i, s in enumerate(stores)))
+    assert sorted(converted) == [False] * (WORKERS - 1) + [True]
+    await asyncio.gather(*(s.update_profile("c7", {f"k{i}": i}, at=70.0 + i) for i, s in enumerate(stores)))
+    profile = await stores[0].get_profile("c7")
+    assert {k: profile[k] for k in profile if k.startswith("k")} == {f"k{i}": i for i in range(WORKERS)}
+    await asyncio.gather(*(s.stop_variant("care", "day1", "a", at=80.0 + i) for i, s in enumerate(stores)))
+    assert list(await stores[1].stopped_variants()) == [("care", "day1", "a")]
