@@ -113,6 +113,9 @@ def create_async_sql_engine(
 async def create_tables(engine: Any, metadata: Any, what: str, fix: str) -> None:
     """Create ``metadata``'s missing tables; any failure is a StoreError naming the store and the fix.
 
+    Stores with an Alembic branch use ``bot.stores.migrate.ensure_schema`` instead (their
+    tables then upgrade in place); see docs/database.md to move a store over.
+
     The URL in the message is SQLAlchemy's repr, which masks a password.
     """
     from bot.shared.exceptions import StoreError

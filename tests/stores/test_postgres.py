@@ -102,3 +102,24 @@ async def test_postgres_rows_use_rasas_columns(postgres_url: str, postgres_serve
     assert [r[0] for r in rows] == ["action", "user", "slot", "action", "bot", "action"]
     assert rows[0][1] == 1_700_000_000.0 and rows[1][2] == "order_status" and rows[3][3] == "utter_order"
     assert {"ix_events_sender_id_id", "ix_events_sender_id_type_name"} <= indexes
+
+
+@pytest.mark.asyncio
+async def test_a_rasa_endpoints_yml_runs_unchanged(postgres_server: PostgresServer, domain, monkeypatch):
+    """The tracker_store section of a Rasa 3 project's endpoints.yml, password from the environment."""
+    from bot.shared.endpoints import endpoints_from_yaml
+
+    monkeypatch.setenv("DB_PASSWORD", PASSWORD)
+    postgres_server.execute('DROP DATABASE IF EXISTS "rasa_yml" WITH (FORCE)')
+    endpoints = endpoints_from_yaml(
+        "tracker_store:\n  type: SQL\n  dialect: postgresql\n"
+        f"  url: {postgres_server.host}\n  port: {postgres_server.port}\n  db: rasa_yml\n"
+        f"  username: {SUPERUSER}\n  password: ${{DB_PASSWORD}}\n  login_db: postgres\n",
+        "endpoints.yml")
+    store = create_tracker_store(endpoints.tracker_store, domain)
+    try:
+        await store.save(first_turn("dee", domain))
+        assert await store.keys() == ["dee"]
+    finally:
+        await store.close()
+        postgres_server.execute('DROP DATABASE IF EXISTS "rasa_yml" WITH (FORCE)')

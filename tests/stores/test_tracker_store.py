@@ -217,6 +217,18 @@ def test_async_sql_url_swaps_sync_drivers():
         async_sql_url("kefu.db")
 
 
+def test_postgresql_urls_all_go_through_psycopg():
+    from bot.stores.sql import is_postgresql, sync_sql_url
+
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
+        assert sync_sql_url(f"{scheme}://u:p@db/kefu") == "postgresql+psycopg://u:p@db/kefu"
+        assert is_postgresql(f"{scheme}://db/kefu")
+    assert async_sql_url("postgres+psycopg2://db/kefu") == "postgresql+psycopg://db/kefu"
+    assert sync_sql_url("sqlite+aiosqlite:///x.db") == "sqlite:///x.db" and not is_postgresql("sqlite:///x.db")
+    with pytest.raises(ConfigError, match="not an SQLAlchemy database URL"):
+        sync_sql_url("db.example.com")
+
+
 @pytest.mark.redis
 @pytest.mark.asyncio
 async def test_redis_tracker_store_uses_hash_tagged_keys_and_ttl(redis_url: str, domain):
