@@ -21,10 +21,14 @@ def add_db_parser(sub: Any) -> None:
     p = sub.add_parser("db", help="SQL store schema migrations (Alembic): `db upgrade|current|history|stamp`.")
     dsub = p.add_subparsers(dest="db_command", metavar="WHAT")
 
-    def with_url(q: argparse.ArgumentParser) -> None:
+    def with_url(q: argparse.ArgumentParser, endpoints: bool = False) -> None:
         q.add_argument("--url", default=None,
                        help=f"SQLAlchemy URL of the database (default: ${URL_ENV}), e.g. "
                             "postgresql://kefu:PASS@db/kefu or sqlite:///handoff.db")
+        if endpoints:
+            q.add_argument("--endpoints", default=None, metavar="FILE",
+                           help="instead of --url: the databases an endpoints.yml names (tracker_store of "
+                                "type sql, audit), each with its store's tables; ${ENV} is expanded")
 
     def with_stores(q: argparse.ArgumentParser) -> None:
         q.add_argument("--store", action="append", default=None, metavar="STORE",
@@ -32,13 +36,13 @@ def add_db_parser(sub: Any) -> None:
                             "(default: all; a SQLite file per store wants the store that lives in it)")
 
     u = dsub.add_parser("upgrade", help="Create or upgrade the stores' tables to the newest revision (data kept).")
-    with_url(u)
+    with_url(u, endpoints=True)
     with_stores(u)
     u.add_argument("revision", nargs="?", default="head", help="target revision (default: head of each store)")
     u.add_argument("--table", action="append", default=None, metavar="DEFAULT=NAME",
                    help="a store configured with another table name, e.g. events=conversations")
     c = dsub.add_parser("current", help="Each store's revision in the database, and whether it is the newest.")
-    with_url(c)
+    with_url(c, endpoints=True)
     with_stores(c)
     h = dsub.add_parser("history", help="The revisions of each store, oldest first.")
     with_stores(h)
@@ -58,6 +62,33 @@ def _url(args: argparse.Namespace) -> str:
         raise ConfigError("No database URL.", "command line",
                           fix=f"Pass --url postgresql://USER:PASS@HOST/DB (or sqlite:///FILE.db), or set {URL_ENV}.")
     return str(url)
+
+
+def endpoint_targets(path: str) -> list[tuple[str, str, dict[str, str]]]:
+    """``(store, url, tables)`` for each SQL store an endpoints.yml configures (its URL as the server builds it)."""
+    from pathlib import Path
+
+    from bot.shared.endpoints import load_endpoints
+    from bot.stores._common import endpoint_type
+    from bot.stores.audit import audit_url
+    from bot.stores.tracker_store import _create_sql
+
+    if not Path(path).is_file():
+        raise ConfigError(f"No endpoints file at '{path}'.", path, fix="Pass the project's endpoints.yml.")
+    endpoints = load_endpoints(path)
+    targets: list[tuple[str, str, dict[str, str]]] = []
+    tracker = endpoints.tracker_store
+    if tracker is not None and (endpoint_type(tracker) or "").lower() == "sql":
+        store = _create_sql(tracker, None, None)  # builds the engine only; nothing connects
+        targets.append(("tracker", store.url, {"events": store.events.name}))
+    targets.append(("audit", audit_url(endpoints.extra.get("audit"), Path(path).resolve().parent), {}))
+    return targets
+
+
+def _masked(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def _tables(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -81,6 +112,20 @@ def run_db_command(args: argparse.Namespace) -> int:
     from bot.stores import migrate
 
     command = getattr(args, "db_command", None)
+    if command in ("upgrade", "current") and args.endpoints:
+        if args.url or args.store:
+            raise ConfigError("--endpoints names the databases and stores itself.", "command line",
+                              fix="Use either --endpoints FILE or --url URL [--store S].")
+        behind = False
+        for store, url, tables in endpoint_targets(args.endpoints):
+            print(f"{store}: {_masked(url)}")
+            if command == "upgrade":
+                states = migrate.upgrade(url, [store], args.revision, {**tables, **_tables(args.table)})
+            else:
+                states = migrate.current(url, [store])
+            behind = behind or not all(s.up_to_date for s in states)
+            _print_states(states)
+        return 3 if behind and command == "current" else 0
     if command == "upgrade":
         _print_states(migrate.upgrade(_url(args), args.store, args.revision, _tables(args.table)))
         return 0

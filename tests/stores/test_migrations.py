@@ -270,3 +270,20 @@ def test_revisions_build_exactly_the_tables_the_store_declares(store: str, tmp_p
         differences = compare_metadata(context, metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_db_upgrade_from_a_projects_endpoints_yml(tmp_path: Path, monkeypatch, capsys):
+    """`db upgrade --endpoints endpoints.yml`: the tracker store (Rasa keys, a custom table) and the audit log."""
+    monkeypatch.setenv("TRACKER_DB", str(tmp_path / "trackers.db"))
+    endpoints = tmp_path / "endpoints.yml"
+    endpoints.write_text("tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: ${TRACKER_DB}\n"
+                         "  table_name: conversations\n", encoding="utf-8")
+    assert main(["db", "current", "--endpoints", str(endpoints)]) == 3
+    assert main(["db", "upgrade", "--endpoints", str(endpoints)]) == 0
+    assert main(["db", "current", "--endpoints", str(endpoints)]) == 0
+    out = capsys.readouterr().out
+    assert f"tracker: sqlite+aiosqlite:///{tmp_path / 'trackers.db'}" in out and "audit: sqlite:///" in out
+    assert "conversations" in sa.inspect(sa.create_engine(f"sqlite:///{tmp_path / 'trackers.db'}")).get_table_names()
+    assert (tmp_path / "audit.db").exists()  # the audit log's default: next to endpoints.yml
+    assert main(["db", "upgrade", "--endpoints", str(endpoints), "--url", "sqlite://"]) == 1
+    assert main(["db", "current", "--endpoints", str(tmp_path / "missing.yml")]) == 1
