@@ -123,3 +123,30 @@ async def test_a_rasa_endpoints_yml_runs_unchanged(postgres_server: PostgresServ
     finally:
         await store.close()
         postgres_server.execute('DROP DATABASE IF EXISTS "rasa_yml" WITH (FORCE)')
+
+
+def test_the_test_server_runs_unprivileged_on_loopback_and_cleans_up(postgres_server: PostgresServer):
+    """tests/postgres_server.py itself: 127.0.0.1 and a socket in its folder, never root, nothing left behind.
+
+    (A second server of its own; ``postgres_server`` only brings the missing-PostgreSQL skip/fail rule.)"""
+    import os
+    import socket
+
+    server = PostgresServer().start()
+    directory = server.directory
+    assert directory is not None
+    try:
+        assert (server.socket_dir / f".s.PGSQL.{server.port}").exists()
+        owner = os.stat(directory / "data" / "postmaster.pid").st_uid
+        assert owner != 0 if os.geteuid() == 0 else owner == os.geteuid()
+        with socket.create_connection((server.host, server.port), timeout=5):
+            pass
+        import psycopg
+
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(host=server.host, port=server.port, user=SUPERUSER, password="wrong", dbname="postgres")
+    finally:
+        server.stop()
+    assert not directory.exists()
+    with pytest.raises(OSError):
+        socket.create_connection((server.host, server.port), timeout=1).close()
