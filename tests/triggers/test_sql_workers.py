@@ -108,3 +108,29 @@ async def test_workers_racing_on_one_id_store_it_once(open_worker):
     assert {k: profile[k] for k in profile if k.startswith("k")} == {f"k{i}": i for i in range(WORKERS)}
     await asyncio.gather(*(s.stop_variant("care", "day1", "a", at=80.0 + i) for i, s in enumerate(stores)))
     assert list(await stores[1].stopped_variants()) == [("care", "day1", "a")]
+
+
+@pytest.mark.asyncio
+async def test_export_erase_and_purge_of_a_customer(open_worker):
+    """Privacy and retention on the trigger tables (PIPL/GDPR): export all, erase to a tombstone, purge old events."""
+    from bot.triggers.events import BehaviourEvent
+    from bot.triggers.store import Instance
+
+    store = open_worker()
+    for i, ts in enumerate((10.0, 20.0, 500.0)):
+        await store.add_event(BehaviourEvent.from_dict({"id": f"e{i}", "customer_id": "c9", "type": "order_paid",
+                                                        "timestamp": ts, "properties": {"n": i}}))
+    await store.add_event(BehaviourEvent.from_dict({"id": "other", "customer_id": "c8", "type": "order_paid",
+                                                    "timestamp": 15.0, "properties": {}}))
+    await store.update_profile("c9", {"city": "杭州"}, at=30.0)
+    await store.create_instance(Instance("c9:care:10", "c9", "care", 10.0, "wx-c9", {"id": "e0"}))
+    exported = await store.export_customer("c9")
+    assert [e["id"] for e in exported["events"]] == ["e0", "e1", "e2"]
+    assert exported["profile"]["city"] == "杭州" and exported["instances"][0]["body"]["sender_id"] == "wx-c9"
+    assert await store.purge_events(cutoff=100.0, dry_run=True) == 3
+    assert await store.purge_events(cutoff=100.0, batch=2) == 3
+    assert [e.id for e in await store.events_for("c9")] == ["e2"] and await store.events_for("c8") == []
+    counts = await store.erase_customer("c9", at=600.0)
+    assert counts["events"] == 1 and counts["instances"] == 1 and counts["profile"] == 1
+    profile = await store.get_profile("c9")
+    assert profile == {"erased_at": 600.0, "opted_out": True}
