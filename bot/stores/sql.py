@@ -162,3 +162,10 @@ async def create_database_if_missing(url: str, login_db: str, filename: str = "e
             return True
     finally:
         await engine.dispose()
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory-lock key (signed 64-bit) for a name, the same in every process."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big", signed=True)

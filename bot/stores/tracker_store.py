@@ -39,6 +39,7 @@ from bot.stores.sql import (  # noqa: F401 (ASYNC_DRIVERS, async_sql_url re-expo
     ASYNC_DRIVERS,
     async_sql_url,
     create_async_sql_engine,
+    advisory_key,
     create_database_if_missing,
     create_tables,
 )
@@ -475,8 +476,8 @@ class SQLTrackerStore(TrackerStore):
             if self.engine.dialect.name == "postgresql":
                 # Two workers saving one conversation at once (no lock store) would both count
                 # the same stored events and write the new ones twice: one at a time per sender.
-                await connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                                         {"key": f"{table.name}:{sender_id}"})
+                await connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                         {"key": advisory_key(f"tracker:{table.name}:{sender_id}")})
             total = (
                 await connection.execute(
                     sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender_id)

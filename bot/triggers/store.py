@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.stores.migrate import ensure_schema
-from bot.stores.sql import create_async_sql_engine
+from bot.stores.sql import advisory_key, create_async_sql_engine
 from bot.triggers.events import BehaviourEvent
 
 logger = logging.getLogger(__name__)
@@ -470,8 +470,8 @@ class SQLTriggerStore:
                 # A lock per customer whether or not a profile row exists (a row lock would miss
                 # customers without one), taken in sorted order so two batches cannot deadlock.
                 for customer in customers:
-                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                                       {"key": f"trigger-cap:{customer}"})
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": advisory_key(f"trigger-cap:{customer}")})
             else:
                 for part in _chunks(customers):
                     await conn.execute(sa.select(customers_t.c.customer_id).where(
