@@ -216,7 +216,9 @@ async def ensure_schema(engine: Any, store: str, what: str, fix: str,
     except StoreError:
         raise
     except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, alembic errors, OSError
-        raise StoreError(f"Could not open the {what} at '{engine.url!r}': {e}. Fix: {fix}") from e
+        raise StoreError(f"Could not open the {what} at '{engine.url!r}': {e}. Fix: {fix} If the server's "
+                         f"database user may not change the schema, run `{upgrade_command(url, store)}` as its "
+                         f"owner and set {MODE_ENV}=check.") from e
 
 
 # --- python -m bot db ---------------------------------------------------------------

@@ -287,3 +287,33 @@ def test_db_upgrade_from_a_projects_endpoints_yml(tmp_path: Path, monkeypatch, c
     assert (tmp_path / "audit.db").exists()  # the audit log's default: next to endpoints.yml
     assert main(["db", "upgrade", "--endpoints", str(endpoints), "--url", "sqlite://"]) == 1
     assert main(["db", "current", "--endpoints", str(tmp_path / "missing.yml")]) == 1
+
+
+@pytest.mark.postgres
+def test_an_app_user_without_ddl_rights_runs_after_the_owner_migrates(postgres_server, postgres_url, monkeypatch):
+    """Production split: the schema owner runs `db upgrade`; the servers' user may only read and write rows
+    (PostgreSQL 15 gives PUBLIC no CREATE on schema public)."""
+    from bot.handoff.store import SQLHandoffStore
+
+    postgres_server.execute("DROP ROLE IF EXISTS kefu_app", "CREATE ROLE kefu_app LOGIN PASSWORD 'app-secret'",
+                            database="kefu_test")
+    app_url = postgres_url.replace("kefu:kefu-test-secret@", "kefu_app:app-secret@")
+
+    async def use_store() -> Any:
+        store = SQLHandoffStore(app_url)
+        try:
+            await store.create({"id": "h1", "conversation_id": "s1", "reason": "r", "queue": "q"})
+            return await store.get("h1")
+        finally:
+            await store.close()
+
+    with pytest.raises(StoreError, match="permission denied") as error:
+        asyncio.run(use_store())
+    assert "python -m bot db upgrade --url '" in str(error.value) and "app-secret" not in str(error.value)
+
+    assert main(["db", "upgrade", "--url", postgres_url, "--store", "handoff"]) == 0  # as the owner
+    postgres_server.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO kefu_app",
+                            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO kefu_app", database="kefu_test")
+    monkeypatch.setenv(migrate.MODE_ENV, "check")
+    assert asyncio.run(use_store())["conversation_id"] == "s1"
+    postgres_server.execute("DROP OWNED BY kefu_app", "DROP ROLE kefu_app", database="kefu_test")
