@@ -169,9 +169,14 @@ class PostgresServer:
         import psycopg
 
         try:
-            self.execute("DROP SCHEMA public CASCADE", "CREATE SCHEMA public", database=name)
+            self.execute("DROP SCHEMA public CASCADE", database=name)
         except psycopg.OperationalError:
             return self.create_database(name)
+        try:  # public as a new database has it (PostgreSQL 14+: owned by the database owner, USAGE for all)
+            self.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner", database=name)
+        except psycopg.errors.UndefinedObject:  # PostgreSQL 13 and older
+            self.execute("CREATE SCHEMA public", database=name)
+        self.execute("GRANT USAGE ON SCHEMA public TO PUBLIC", database=name)
         return self.url(name)
 
     def __enter__(self) -> "PostgresServer":
