@@ -118,7 +118,7 @@ class ModelRegistry:
         data = self.read()
         current = data["active"]
         previous = next((h["previous"] for h in reversed(data["history"])
-                         if h["model"] == current and h.get("previous")), None)
+                         if h["model"] == current and h["action"] == "activate" and h.get("previous")), None)
         if previous is None:
             raise RegistryError("Nothing to roll back to: no earlier active model.", 409)
         return self.activate(previous, by, is_admin=True, action="rollback")
