@@ -148,6 +148,11 @@ class Annotator:
                 return path
         return None
 
+    def _has_example(self, text: str, intent: str) -> bool:
+        key = text_key(text)
+        data = self._importer().get_nlu_data()
+        return any(m.intent == intent and text_key(m.text) == key for m in data.training_examples)
+
     def add_example(self, text: str, intent: str, entities: list[dict[str, Any]] | None = None) -> SaveResult:
         text = " ".join(str(text).split())
         intent = str(intent).strip()
@@ -172,6 +177,9 @@ class Annotator:
                     raise AnnotationRejected(f"Entity {', '.join(unknown)} is not in the domain "
                                              f"(known: {', '.join(sorted(known)) or 'none'}); add it to the domain first.")
             path = self.intent_file(intent)
+            if path is not None and self._has_example(text, intent):
+                self._mark(text, "annotated", {"intent": intent})
+                return SaveResult("unchanged", self._rel(path), 0, "", 0)
             writes: list[tuple[Path, str]] = []
             if path is None:
                 path = self.new_intent_path()
@@ -227,9 +235,13 @@ class Annotator:
 
     # -- test stories -----------------------------------------------------------------
     def save_test_story(self, name: str, steps: list[dict[str, Any]]) -> SaveResult:
+        """A test story (``user:`` text + intent per turn) into ``test_stories`` (tests/ by default)."""
+        return self.save_story_to(self.root / self.config.test_stories, name, steps)
+
+    def save_story_to(self, path: Path, name: str, steps: list[dict[str, Any]]) -> SaveResult:
+        """A story appended to ``path`` (created when missing); steps checked against the domain."""
         if not steps:
             raise AnnotationRejected("The conversation has no user message to save as a story.")
-        path = self.root / self.config.test_stories
         domain = self._importer().get_domain()
         actions = set(domain.action_names_or_texts)
         for step in steps:

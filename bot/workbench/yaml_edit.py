@@ -259,7 +259,7 @@ def story_block(name: str, steps: list[dict[str, Any]], item_col: int = 0, key_c
 def add_test_story(path: Path, original: str, name: str, steps: list[dict[str, Any]]) -> tuple[str, Edit]:
     """The story appended to ``stories:`` of a test-story file (created when ``original`` is empty)."""
     if not original.strip():
-        header = 'version: "3.1"\n\n# Conversations saved from the trainer workbench as test stories.\nstories:\n'
+        header = 'version: "3.1"\n\n# Stories saved from the kefu trainer workbench.\nstories:\n'
         new_text = header + story_block(name, steps)
         after = to_plain(load(new_text, path))
         if after.get("stories") != [{"story": name, "steps": steps}]:
