@@ -19,6 +19,7 @@
       newIntentCandidate: "new intent?", noSelection: "Select part of a message first.", loaded: "Loaded model",
       fallback: "fallback", low_confidence: "low confidence", kb_no_answer: "FAQ miss", kb_clarify: "FAQ clarify",
       low_csat: "low CSAT", unauthorized: "The token was refused.",
+      sawHoldout: "The active model was trained outside the workbench and saw these held-out examples: its figures are optimistic. Activate a workbench-trained model once to compare fairly.",
     },
     zh: {
       title: "训练师工作台", login: "进入", logout: "退出", inbox: "待处理", conversations: "会话", models: "模型",
@@ -34,6 +35,7 @@
       confusions: "变化的混淆", delta: "变化", handoff: "转人工", newIntentCandidate: "新意图?",
       noSelection: "请先选中消息中的文字。", loaded: "当前模型", fallback: "兜底", low_confidence: "低置信度",
       kb_no_answer: "知识库未答", kb_clarify: "知识库追问", low_csat: "低满意度", unauthorized: "令牌无效。",
+      sawHoldout: "当前模型不是在工作台训练的,训练时见过这些留出样本,其分数偏高。先启用一次工作台训练的模型,之后的比较才公平。",
     },
   };
   let lang = localStorage.getItem("kefu-wb-lang") || ((navigator.language || "en").startsWith("zh") ? "zh" : "en");
@@ -51,11 +53,14 @@
     return node;
   };
   let project = { intents: [], entities: [], faq: [] };
+  let loadedModel = null;
+  const showLoaded = (name) => { if (name !== undefined) loadedModel = name; $("#loaded-model").textContent = `${t("loaded")}: ${loadedModel || "—"}`; };
 
   function applyI18n() {
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     $$("[data-i18n]").forEach((n) => { n.textContent = t(n.dataset.i18n); });
     $$("[data-i18n-placeholder]").forEach((n) => { n.placeholder = t(n.dataset.i18nPlaceholder); });
+    showLoaded();
   }
 
   async function api(method, path, body) {
@@ -217,7 +222,9 @@
       el("td", { class: r.delta < 0 ? "delta-neg" : r.delta > 0 ? "delta-pos" : "" }, r.delta === null ? "—" : (r.delta > 0 ? "+" : "") + r.delta.toFixed(3))));
     return el("div", {},
       el("h3", {}, `${entry.name}: `, el("span", { class: c.passed ? "pass" : "fail" }, c.passed ? t("passed") : t("failed")),
-        ` · ${t("accuracy")} ${c.accuracy.active ?? "—"} → ${c.accuracy.candidate}`),
+        ` · ${t("accuracy")} ${c.accuracy.active ?? "—"} → ${c.accuracy.candidate} (n=${c.held_out})`),
+      c.active_saw_holdout ? el("p", { class: "warn" }, t("sawHoldout")) : "",
+      c.regressions.length ? el("p", { class: "fail" }, c.regressions.map((r) => `${r.intent} ${r.delta.toFixed(3)} < ${r.limit}`).join(" · ")) : "",
       el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, t("intent")), el("th", {}, "n"), el("th", {}, t("active")),
         el("th", {}, t("model")), el("th", {}, t("delta")))), el("tbody", {}, rows)),
       c.confusions_changed.length ? el("div", {}, el("h4", {}, t("confusions")),
@@ -226,7 +233,7 @@
 
   async function loadModels() {
     const data = await api("GET", "/models");
-    $("#loaded-model").textContent = `${t("loaded")}: ${data.loaded || "—"}`;
+    showLoaded(data.loaded);
     const body = $("#model-table tbody"); body.replaceChildren();
     for (const m of [...data.models].reverse()) {
       const c = m.comparison || {};
@@ -270,7 +277,7 @@
   async function open() {
     project = await api("GET", "/project");
     $("#intent-list").replaceChildren(...project.intents.map((i) => el("option", { value: i })));
-    $("#loaded-model").textContent = `${t("loaded")}: ${project.model || "—"}`;
+    showLoaded(project.model);
     $("#login").hidden = true; $("#app").hidden = false;
     showTab("inbox");
   }
