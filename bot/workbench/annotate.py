@@ -94,6 +94,7 @@ class Annotator:
         self.root = Path(root).resolve()
         self.config = config or WorkbenchConfig()
         self.state_path = self.root / ".kefu" / "workbench" / "state.json"
+        self._validated: tuple[str, list[str], list[str]] | None = None  # (files digest, errors, warnings)
 
     # -- project files ----------------------------------------------------------------
     def _importer(self) -> Any:
@@ -108,11 +109,25 @@ class Annotator:
             return str(path)
 
     def _validation(self) -> tuple[list[str], list[str]]:
-        """``data validate`` of the project: (errors, warnings) as printed by the CLI."""
+        """``data validate`` of the project: (errors, warnings) as printed by the CLI.
+
+        Cached by a digest of the files it reads, so a save validates once (after the write),
+        not twice, when nobody changed the project since the previous save.
+        """
+        from bot.shared.importer import file_digest
         from bot.validation import validate_project
 
-        report = validate_project(self._importer())
-        return [str(f) for f in report.errors], [str(f) for f in report.warnings]
+        importer = self._importer()
+        files = [p for p in [importer.config_path, *importer.domain_files, *importer.nlu_files,
+                             *importer.story_files] if p is not None and Path(p).is_file()]
+        digest = file_digest([Path(p) for p in files])
+        cached = self._validated
+        if cached is not None and cached[0] == digest:
+            return list(cached[1]), list(cached[2])
+        report = validate_project(importer)
+        result = [str(f) for f in report.errors], [str(f) for f in report.warnings]
+        self._validated = (digest, *result)
+        return result
 
     def _save(self, kind: str, writes: list[tuple[Path, str]], edit: yaml_edit.Edit) -> SaveResult:
         """Write ``writes``, validate, undo them all when validation found a new error."""

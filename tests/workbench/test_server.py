@@ -169,3 +169,42 @@ async def test_trainer_loop_inbox_annotate_browse_train_gate_activate(shop: Path
         assert resp.status == 409  # nothing was active before it
     finally:
         await agent.close()
+
+
+@pytest.mark.asyncio
+async def test_an_activation_reaches_another_worker_through_the_registry(shop: Path, shop_model: Path) -> None:
+    """Two workers (agents) over one project: B follows what A activated, without a restart."""
+    import shutil
+
+    from bot.agent import Agent
+    from bot.workbench.config import WorkbenchConfig
+    from bot.workbench.feature import WorkbenchService
+
+    (shop / "models").mkdir()
+    for name in ("m-old", "m-new"):
+        shutil.copy(shop_model, shop / "models" / f"{name}.tar.gz")
+    a = await Agent.create(shop / "models" / "m-old.tar.gz", None, project_root=shop)
+    b = await Agent.create(shop / "models" / "m-old.tar.gz", None, project_root=shop)
+    try:
+        config = WorkbenchConfig.for_project(shop)
+        worker_a, worker_b = WorkbenchService(shop, config, a), WorkbenchService(shop, config, b)
+        for name in ("m-old", "m-new"):
+            worker_a.registry.add(str(shop / "models" / f"{name}.tar.gz"), "tina", "v", {"passed": True})
+        from bot.web.principals import Principal, Role
+
+        admin = Principal("root", Role.ADMIN)
+        worker_a.registry.activate("m-old", "root", is_admin=True)
+        await worker_a.follow_once()
+        await worker_b.follow_once()  # both workers on the registry's m-old
+        await worker_a.activate(admin, "m-new", override=False)
+        assert a.model_path.endswith("m-new.tar.gz")
+        assert b.model_path.endswith("m-old.tar.gz")
+        assert await worker_b.follow_once() is True  # what the feature's task does every follow_interval_s
+        assert b.model_path.endswith("m-new.tar.gz")
+        assert (await b.parse_message("hello"))["intent"]["name"] == "greet"  # serving throughout
+        assert await worker_b.follow_once() is False  # nothing new
+        await worker_a.activate(admin, "", override=False, rollback=True)
+        assert await worker_b.follow_once() is True and b.model_path.endswith("m-old.tar.gz")
+    finally:
+        await a.close()
+        await b.close()
