@@ -13,6 +13,7 @@
         max_f1_drop: 0.05        # any intent's F1 falling more than this blocks activation
         max_accuracy_drop: 0.01  # overall held-out accuracy falling more than this blocks it too
         min_support: 2           # intents with fewer held-out examples are reported, not gated
+        max_new_story_failures: 0  # test stories (tests/) the active model passes and the candidate fails
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class GateConfig:
     max_f1_drop: float = 0.05
     max_accuracy_drop: float = 0.01
     min_support: int = 2
+    max_new_story_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class WorkbenchConfig:
                 g[name] = _number(gate[name], f"{SECTION}.gate.{name}", filename, 0.0, 1.0)
         if "holdout" in gate:
             g["holdout"] = _number(gate["holdout"], f"{SECTION}.gate.holdout", filename, 0.05, 0.5)
+        if "max_new_story_failures" in gate:
+            g["max_new_story_failures"] = int(_number(gate["max_new_story_failures"],
+                                                      f"{SECTION}.gate.max_new_story_failures", filename, 0, None))
         if "min_support" in gate:
             g["min_support"] = int(_number(gate["min_support"], f"{SECTION}.gate.min_support", filename, 1, None))
         values["gate"] = GateConfig(**g)

@@ -161,14 +161,52 @@ def compare(candidate: dict[str, Any], active: dict[str, Any] | None, gate: Gate
     }
 
 
+def story_results(archive: Path, stories: list[Path]) -> dict[str, Any]:
+    """``test core`` of one archive on the project's test stories: which stories pass."""
+    import asyncio
+
+    from bot.testing.runner import evaluate_core
+
+    out = Path(tempfile.mkdtemp(prefix="kefu-wb-core-"))
+    try:
+        result = asyncio.run(evaluate_core(archive, list(stories), out, errors=False))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    accuracy = result.conversation_accuracy or {}
+    return {"correct": int(accuracy.get("correct", 0)), "total": int(accuracy.get("total", 0)),
+            "failed": sorted(str(s) for s in result.failed_stories), "action_accuracy": round(float(result.accuracy), 4)}
+
+
+def compare_stories(root: Path, candidate: Path, active: Path | None) -> dict[str, Any] | None:
+    """Both models on the test stories (tests/ as ``test core`` finds them); None without any."""
+    from bot.shared.importer import ProjectImporter
+
+    stories = ProjectImporter.from_paths(root).test_story_files()
+    if not stories:
+        return None
+    cand = story_results(candidate, stories)
+    act = story_results(active, stories) if active is not None else None
+    newly_failing = sorted(set(cand["failed"]) - set(act["failed"])) if act else []
+    return {"files": [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in stories],
+            "candidate": cand, "active": act, "newly_failing": newly_failing}
+
+
 def gate_candidate(root: Path, candidate: Path, active: Path | None, gate: GateConfig,
                    active_saw_holdout: bool = False) -> dict[str, Any]:
-    """Evaluate both archives on the same held-out examples and compare them."""
+    """Evaluate both archives on the same held-out examples and test stories, and compare them."""
     messages = held_out_messages(root, gate.holdout)
     started = time.perf_counter()
     cand = evaluate_archive(candidate, messages)
-    act = evaluate_archive(active, messages) if active is not None and Path(active).exists() else None
+    has_active = active is not None and Path(active).exists()
+    act = evaluate_archive(active, messages) if has_active else None
     comparison = compare(cand, act, gate)
+    stories = compare_stories(root, candidate, active if has_active else None)
+    comparison["stories"] = stories
+    if stories and len(stories["newly_failing"]) > gate.max_new_story_failures:
+        comparison["regressions"].append({"intent": "(test stories)", "delta": -len(stories["newly_failing"]),
+                                          "limit": -gate.max_new_story_failures,
+                                          "stories": stories["newly_failing"][:20]})
+        comparison["passed"] = False
     comparison.update({"held_out": len(messages), "active_saw_holdout": bool(act and active_saw_holdout),
                        "evaluate_s": round(time.perf_counter() - started, 2),
                        "candidate_model": Path(candidate).name,

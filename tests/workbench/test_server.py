@@ -154,6 +154,9 @@ async def test_trainer_loop_inbox_annotate_browse_train_gate_activate(shop: Path
         comparison = entry["comparison"]
         assert comparison["active_saw_holdout"] is True  # the active model was trained on everything
         assert comparison["held_out"] > 0 and comparison["intents"]
+        stories = comparison["stories"]  # the test story saved above, run on both models
+        assert stories["files"] == ["tests/test_workbench_stories.yml"]
+        assert stories["candidate"]["total"] == stories["active"]["total"] == 1
         assert entry["trained_by"] == "tina" and entry["data_version"]
         if entry["gate_passed"] is False:  # then only an admin's override activates it
             _, resp = await app.asgi_client.post(f"/workbench/api/models/{name}/activate", headers=ADMIN, json={})

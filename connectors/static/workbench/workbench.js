@@ -18,7 +18,7 @@
       perIntent: "Per-intent F1 (held-out)", confusions: "Confusions that changed", delta: "Δ", handoff: "handoff",
       newIntentCandidate: "new intent?", noSelection: "Select part of a message first.", loaded: "Loaded model",
       fallback: "fallback", low_confidence: "low confidence", kb_no_answer: "FAQ miss", kb_clarify: "FAQ clarify",
-      low_csat: "low CSAT", unauthorized: "The token was refused.",
+      low_csat: "low CSAT", unauthorized: "The token was refused.", testStories: "Test stories passed",
       sawHoldout: "The active model was trained outside the workbench and saw these held-out examples: its figures are optimistic. Activate a workbench-trained model once to compare fairly.",
     },
     zh: {
@@ -34,7 +34,7 @@
       trainDone: "候选模型已训练", empty: "没有待处理的消息。", perIntent: "各意图 F1(留出集)",
       confusions: "变化的混淆", delta: "变化", handoff: "转人工", newIntentCandidate: "新意图?",
       noSelection: "请先选中消息中的文字。", loaded: "当前模型", fallback: "兜底", low_confidence: "低置信度",
-      kb_no_answer: "知识库未答", kb_clarify: "知识库追问", low_csat: "低满意度", unauthorized: "令牌无效。",
+      kb_no_answer: "知识库未答", kb_clarify: "知识库追问", low_csat: "低满意度", unauthorized: "令牌无效。", testStories: "测试故事通过",
       sawHoldout: "当前模型不是在工作台训练的,训练时见过这些留出样本,其分数偏高。先启用一次工作台训练的模型,之后的比较才公平。",
     },
   };
@@ -224,6 +224,8 @@
       el("h3", {}, `${entry.name}: `, el("span", { class: c.passed ? "pass" : "fail" }, c.passed ? t("passed") : t("failed")),
         ` · ${t("accuracy")} ${c.accuracy.active ?? "—"} → ${c.accuracy.candidate} (n=${c.held_out})`),
       c.active_saw_holdout ? el("p", { class: "warn" }, t("sawHoldout")) : "",
+      c.stories ? el("p", { class: "stories" }, `${t("testStories")}: ${c.stories.active ? `${c.stories.active.correct}/${c.stories.active.total}` : "—"} → ${c.stories.candidate.correct}/${c.stories.candidate.total}`,
+        c.stories.newly_failing.length ? ` · ${c.stories.newly_failing.join(", ")}` : "") : "",
       c.regressions.length ? el("p", { class: "fail" }, c.regressions.map((r) => `${r.intent} ${r.delta.toFixed(3)} < ${r.limit}`).join(" · ")) : "",
       el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, t("intent")), el("th", {}, "n"), el("th", {}, t("active")),
         el("th", {}, t("model")), el("th", {}, t("delta")))), el("tbody", {}, rows)),
