@@ -130,3 +130,16 @@ def test_registry_activation_rules_and_rollback(tmp_path: Path) -> None:
     with pytest.raises(RegistryError) as info:
         registry.activate("nope", "root", is_admin=True)
     assert info.value.status == 404
+
+
+def test_config_errors_name_the_key_and_the_fix() -> None:
+    from bot.shared.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="Unknown key.*low_confidense.*Valid keys"):
+        WorkbenchConfig.from_section({"low_confidense": 0.5}, "config.yml")
+    with pytest.raises(ConfigError, match=r"workbench.gate.max_f1_drop.*\[0.0, 1.0\]"):
+        WorkbenchConfig.from_section({"gate": {"max_f1_drop": 2}}, "config.yml")
+    with pytest.raises(ConfigError, match="must be a number"):
+        WorkbenchConfig.from_section({"cluster_distance": "far"}, "config.yml")
+    config = WorkbenchConfig.from_section({"gate": {"holdout": 0.1, "max_new_story_failures": 2}})
+    assert config.gate.holdout == 0.1 and config.gate.max_new_story_failures == 2 and config.low_confidence == 0.5

@@ -40,3 +40,19 @@ def test_interactive_session_through_stdin_saves_corrections(shop: Path, shop_mo
     diff = subprocess.run(["git", "diff", "--numstat"], cwd=shop, capture_output=True, text=True).stdout
     assert diff.split() == ["2", "0", "data/nlu.yml"], diff  # "where is my order" was an example already
     assert "NLU: data/nlu.yml" in out and "Story: data/stories.yml" in out
+
+
+def test_models_cli_trains_behind_the_gate_activates_and_lists(shop: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bot", "models", *args, "--root", str(shop)],
+                              capture_output=True, text=True, env=env, cwd=shop, timeout=300)
+
+    trained = cli("train", "--activate")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "gate passed" in trained.stdout and "Activated" in trained.stdout  # the first model: nothing to compare
+    listed = cli("list")
+    (line,) = listed.stdout.splitlines()
+    assert line.startswith("* ") and "gate passed" in line
+    assert cli("rollback").returncode == 1  # nothing before it
