@@ -95,12 +95,38 @@ class Annotator:
         self.config = config or WorkbenchConfig()
         self.state_path = self.root / ".kefu" / "workbench" / "state.json"
         self._validated: tuple[str, list[str], list[str]] | None = None  # (files digest, errors, warnings)
+        self._importer_cache: tuple[Any, Any] | None = None
 
     # -- project files ----------------------------------------------------------------
+    def _files_key(self) -> tuple[tuple[str, int, int], ...]:
+        """Every YAML file the project's importer could read, with its size and mtime."""
+        from bot.shared.importer import DEFAULT_DATA_DIRS
+
+        paths = [self.root / "config.yml", self.root / "domain.yml"]
+        for folder in (*DEFAULT_DATA_DIRS, "domain"):
+            if (self.root / folder).is_dir():
+                paths += sorted((self.root / folder).rglob("*.y*ml"))
+        key = []
+        for p in paths:
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            key.append((str(p), st.st_mtime_ns, st.st_size))
+        return tuple(key)
+
     def _importer(self) -> Any:
+        """The project's importer; its file classification (a YAML load per file) is reused
+        while no file changed but by this annotator's own additions."""
         from bot.shared.importer import ProjectImporter
 
-        return ProjectImporter.from_paths(self.root)
+        key = self._files_key()
+        if self._importer_cache is not None and self._importer_cache[0] == key:
+            return self._importer_cache[1]
+        importer = ProjectImporter.from_paths(self.root)
+        importer.nlu_files  # classify now, once
+        self._importer_cache = (key, importer)
+        return importer
 
     def _rel(self, path: Path) -> str:
         try:
@@ -108,7 +134,7 @@ class Annotator:
         except ValueError:
             return str(path)
 
-    def _validation(self) -> tuple[list[str], list[str]]:
+    def _validation(self, importer: Any = None) -> tuple[list[str], list[str]]:
         """``data validate`` of the project: (errors, warnings) as printed by the CLI.
 
         Cached by a digest of the files it reads, so a save validates once (after the write),
@@ -117,7 +143,7 @@ class Annotator:
         from bot.shared.importer import file_digest
         from bot.validation import validate_project
 
-        importer = self._importer()
+        importer = importer or self._importer()
         files = [p for p in [importer.config_path, *importer.domain_files, *importer.nlu_files,
                              *importer.story_files] if p is not None and Path(p).is_file()]
         digest = file_digest([Path(p) for p in files])
@@ -129,14 +155,21 @@ class Annotator:
         self._validated = (digest, *result)
         return result
 
-    def _save(self, kind: str, writes: list[tuple[Path, str]], edit: yaml_edit.Edit) -> SaveResult:
-        """Write ``writes``, validate, undo them all when validation found a new error."""
-        before_errors, before_warnings = self._validation()
+    def _save(self, kind: str, writes: list[tuple[Path, str]], edit: yaml_edit.Edit,
+              importer: Any = None) -> SaveResult:
+        """Write ``writes``, validate, undo them all when validation found a new error.
+
+        ``importer`` (the save's own, its file list already read) is reused after the write
+        unless the save creates a file, which a new importer must find.
+        """
+        importer = importer or self._importer()
+        before_errors, before_warnings = self._validation(importer)
         originals = {p: (p.read_text(encoding="utf-8") if p.exists() else None) for p, _ in writes}
         for path, text in writes:
             atomic_write(path, text)
         try:
-            errors, warnings = self._validation()
+            after = importer if all(text is not None for text in originals.values()) else None
+            errors, warnings = self._validation(after)
         except Exception as e:
             errors, warnings = [f"[error] {e}"], []
         new_errors = [e for e in errors if e not in before_errors]
@@ -147,14 +180,17 @@ class Annotator:
                 else:
                     atomic_write(path, text)
             raise AnnotationRejected("`data validate` fails after this change; it was undone.", new_errors)
+        if after is not None and self._importer_cache is not None and self._importer_cache[1] is importer:
+            # Lines added under existing keys change no file's kind: keep the classification.
+            self._importer_cache = (self._files_key(), importer)
         return SaveResult(kind, self._rel(edit.path), edit.line, edit.text if edit.text.endswith("\n")
                           else edit.text + "\n", len(warnings),
                           tuple(w for w in warnings if w not in before_warnings))
 
     # -- intents ----------------------------------------------------------------------
-    def intent_file(self, intent: str) -> Path | None:
+    def intent_file(self, intent: str, importer: Any = None) -> Path | None:
         """The NLU file that already has ``intent`` (first found), else None."""
-        for path in self._importer().nlu_files:
+        for path in (importer or self._importer()).nlu_files:
             text = path.read_text(encoding="utf-8")
             if f"intent: {intent}" not in text and f"intent: \"{intent}\"" not in text:
                 continue
@@ -163,9 +199,9 @@ class Annotator:
                 return path
         return None
 
-    def _has_example(self, text: str, intent: str) -> bool:
+    def _has_example(self, text: str, intent: str, importer: Any = None) -> bool:
         key = text_key(text)
-        data = self._importer().get_nlu_data()
+        data = (importer or self._importer()).get_nlu_data()
         return any(m.intent == intent and text_key(m.text) == key for m in data.training_examples)
 
     def add_example(self, text: str, intent: str, entities: list[dict[str, Any]] | None = None) -> SaveResult:
@@ -185,14 +221,15 @@ class Annotator:
                 raise AnnotationRejected(f"Entity {e!r} is not a span of the text (0..{len(text)}) with a name.")
         example = build_entity_annotation(text, entities) if entities else text
         with project_lock(self.root):
+            importer = self._importer()
             if entities:
-                known = set(self._importer().get_domain().entities)
+                known = set(importer.get_domain().entities)
                 unknown = sorted({str(e["entity"]) for e in entities} - known)
                 if unknown:
                     raise AnnotationRejected(f"Entity {', '.join(unknown)} is not in the domain "
                                              f"(known: {', '.join(sorted(known)) or 'none'}); add it to the domain first.")
-            path = self.intent_file(intent)
-            if path is not None and self._has_example(text, intent):
+            path = self.intent_file(intent, importer)
+            if path is not None and self._has_example(text, intent, importer):
                 self._mark(text, "annotated", {"intent": intent})
                 return SaveResult("unchanged", self._rel(path), 0, "", 0)
             writes: list[tuple[Path, str]] = []
@@ -205,7 +242,7 @@ class Annotator:
                                 f"- intent: {yaml_edit.scalar(intent)}\n  examples: |\n    - {example}\n")
                     edit = yaml_edit.Edit(path, 1, new_text)
                 writes.append((path, new_text))
-                domain_path = self._importer().domain_path
+                domain_path = importer.domain_path
                 if domain_path is not None and domain_path.is_file():
                     domain_text, _ = yaml_edit.add_domain_intent(
                         domain_path, domain_path.read_text(encoding="utf-8"), intent)
@@ -213,7 +250,7 @@ class Annotator:
             else:
                 new_text, edit = yaml_edit.add_nlu_example(path, path.read_text(encoding="utf-8"), intent, example)
                 writes.append((path, new_text))
-            result = self._save("intent", writes, edit)
+            result = self._save("intent", writes, edit, importer)
             self._mark(text, "annotated", {"intent": intent})
         return result
 
