@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot.shared.yaml_io import read_yaml_file, to_plain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +44,7 @@ def test_interactive_session_through_stdin_saves_corrections(shop: Path, shop_mo
     assert "NLU: data/nlu.yml" in out and "Story: data/stories.yml" in out
 
 
+@pytest.mark.slow  # four CLI processes (~30 s on 2 shared cores)
 def test_models_cli_trains_behind_the_gate_activates_and_lists(shop: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
