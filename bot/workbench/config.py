@@ -8,6 +8,7 @@
       test_stories: tests/test_workbench_stories.yml
       models_dir: models
       follow_interval_s: 2       # how often each worker checks the registry's active model
+      notify_url: redis://localhost:6379/0  # activations announced at once (default: endpoints.yml's Redis)
       gate:
         holdout: 0.2             # share of NLU examples no workbench-trained model sees (by text hash)
         max_f1_drop: 0.05        # any intent's F1 falling more than this blocks activation
@@ -44,6 +45,7 @@ class WorkbenchConfig:
     test_stories: str = "tests/test_workbench_stories.yml"
     models_dir: str = "models"
     follow_interval_s: float = 2.0
+    notify_url: str = ""  # Redis for activation messages ("": endpoints.yml's Redis store, if any)
     gate: GateConfig = field(default_factory=GateConfig)
 
     @classmethod
@@ -67,9 +69,9 @@ class WorkbenchConfig:
         if "max_conversations" in raw:
             values["max_conversations"] = int(_number(raw["max_conversations"], f"{SECTION}.max_conversations",
                                                       filename, 1, None))
-        for name in ("new_intent_file", "test_stories", "models_dir"):
+        for name in ("new_intent_file", "test_stories", "models_dir", "notify_url"):
             if name in raw:
-                if name == "new_intent_file" and raw[name] == "":
+                if name in ("new_intent_file", "notify_url") and raw[name] == "":
                     continue
                 if not isinstance(raw[name], str) or not raw[name].strip():
                     raise ConfigError(f"`{SECTION}.{name}` must be a path.", filename, fix="Give a relative path.")

@@ -43,8 +43,10 @@ STATIC_DIR = Path(__file__).resolve().parents[2] / "connectors" / "static" / "wo
 class WorkbenchService:
     """What the routes, the CLI and the benchmark call: one project, its tracker store, its agent."""
 
-    def __init__(self, root: Path, config: WorkbenchConfig, agent: Any = None, audit: Any = None) -> None:
+    def __init__(self, root: Path, config: WorkbenchConfig, agent: Any = None, audit: Any = None,
+                 notifier: Any = None) -> None:
         self.root = Path(root).resolve()
+        self.notifier = notifier  # bot/workbench/notify.py RedisActivations, or None (polling only)
         self.config = config
         self.agent = agent
         self.audit = audit
@@ -214,7 +216,9 @@ class WorkbenchService:
             record = await run_blocking(self.registry.rollback, actor.subject)
         else:
             record = await run_blocking(self.registry.activate, name, actor.subject, actor.is_admin, override)
-        await self.follow_once()  # this worker now; the others within follow_interval_s
+        await self.follow_once()  # this worker now; the others on the message, or within follow_interval_s
+        if self.notifier is not None:
+            await self.notifier.publish(record["model"])
         await self._audit(actor, f"workbench.{record['action']}", record["model"],
                           {"previous": record["previous"], "override": record["override"]})
         return record
@@ -285,21 +289,40 @@ class WorkbenchFeature(BaseFeature):
         self.settings = settings  # root None (an embedding without a project): routes answer 503
         self.config = WorkbenchConfig.from_section(settings.section(SECTION))
         self.service: WorkbenchService | None = None
+        self.notifier: Any = None
 
     async def start(self, context: FeatureContext) -> None:
         if self.settings.root is None:
             return
+        from bot.workbench.notify import RedisActivations, redis_url_from_endpoints
+
+        url = self.config.notify_url or redis_url_from_endpoints(Path(self.settings.root) / "endpoints.yml")
+        self.notifier = RedisActivations(url) if url else None
         self.service = WorkbenchService(Path(self.settings.root), self.config, context.agent,
-                                        getattr(context, "audit", None))
+                                        getattr(context, "audit", None), self.notifier)
 
     async def stop(self) -> None:
         self.service = None
+        if self.notifier is not None:
+            await self.notifier.close()
+            self.notifier = None
 
     def health(self) -> FeatureHealth:
-        return FeatureHealth(detail={"low_confidence": self.config.low_confidence})
+        return FeatureHealth(detail={"low_confidence": self.config.low_confidence,
+                                     "activation_messages": "redis" if self.notifier is not None else "polling"})
 
     def tasks(self) -> Sequence[BackgroundTask]:
-        return (self._follow,)
+        return (self._follow, self._listen) if self.notifier is not None else (self._follow,)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        async def changed() -> None:
+            if self.service is not None:
+                try:
+                    await self.service.follow_once()
+                except Exception:  # a bad archive must not end listening
+                    logger.exception("Loading the newly activated model failed")
+
+        await self.notifier.listen(stop, changed)
 
     async def _follow(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

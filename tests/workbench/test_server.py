@@ -211,3 +211,48 @@ async def test_an_activation_reaches_another_worker_through_the_registry(shop: P
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_an_activation_is_announced_over_redis_pub_sub(shop: Path, shop_model: Path, redis_url: str) -> None:
+    """With a Redis URL the other worker switches on the message (its polling is made hourly here)."""
+    import shutil
+
+    from bot.agent import Agent
+    from bot.feature import FeatureContext
+    from bot.server.features import project_settings
+    from bot.web.principals import Principal, Role
+    from bot.workbench.feature import WorkbenchFeature
+
+    config = (shop / "config.yml").read_text(encoding="utf-8")
+    (shop / "config.yml").write_text(config.replace("workbench:\n", f"workbench:\n  notify_url: {redis_url}\n"
+                                                    "  follow_interval_s: 3600\n"), encoding="utf-8")
+    (shop / "models").mkdir()
+    for name in ("m-old", "m-new"):
+        shutil.copy(shop_model, shop / "models" / f"{name}.tar.gz")
+    agents = [await Agent.create(shop / "models" / "m-old.tar.gz", None, project_root=shop) for _ in range(2)]
+    features = [WorkbenchFeature(project_settings(shop)) for _ in agents]
+    stop = asyncio.Event()
+    tasks = []
+    try:
+        for feature, agent in zip(features, agents):
+            await feature.start(FeatureContext(agent=agent, outputs=None, settings=feature.settings))
+            assert feature.health().detail["activation_messages"] == "redis"
+            tasks += [asyncio.create_task(task(stop)) for task in feature.tasks()]
+        a, b = features[0].service, features[1].service
+        for name in ("m-old", "m-new"):
+            a.registry.add(str(shop / "models" / f"{name}.tar.gz"), "tina", "v", {"passed": True})
+        await asyncio.sleep(1.5)  # both subscribed
+        await a.activate(Principal("root", Role.ADMIN), "m-new", override=False)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not agents[1].model_path.endswith("m-new.tar.gz") and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        assert agents[1].model_path.endswith("m-new.tar.gz")
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+        for feature in features:
+            await feature.stop()
+        for agent in agents:
+            await agent.close()
