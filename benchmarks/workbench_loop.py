@@ -52,6 +52,10 @@ def copy_demo(target: Path) -> Path:
         shutil.copy(REPO / name, target / name)
     for name in ("nlu_data", "knowledge_base"):
         shutil.copytree(REPO / name, target / name)
+    # the gate also compares the FAQ retrieval of both models on held-out shopper questions
+    shutil.copy(REPO / "benchmarks" / "data" / "kb_heldout_queries.yml", target / "kb_queries.yml")
+    with open(target / "config.yml", "a", encoding="utf-8") as f:
+        f.write("\nworkbench:\n  gate:\n    kb_queries: kb_queries.yml\n")
     return target
 
 
@@ -169,7 +173,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                      "held_out_examples": comparison["held_out"], "accuracy": comparison["accuracy"],
                      "other_intents_min_delta": min((r["delta"] for r in others if r["delta"] is not None), default=None),
                      "other_intents_f1_fell": [r for r in others if r["delta"] is not None and r["delta"] < 0],
-                     "confusions_changed": comparison["confusions_changed"][:15]},
+                     "confusions_changed": comparison["confusions_changed"][:15],
+                     "kb": comparison.get("kb"), "stories": comparison.get("stories")},
             "activated": activated,
             "timings": timings,
         }

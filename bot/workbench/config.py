@@ -15,6 +15,8 @@
         max_accuracy_drop: 0.01  # overall held-out accuracy falling more than this blocks it too
         min_support: 2           # intents with fewer held-out examples are reported, not gated
         max_new_story_failures: 0  # test stories (tests/) the active model passes and the candidate fails
+        kb_queries: tests/kb_queries.yml  # the FAQ report (`test kb --queries`) of both models
+        max_kb_recall_drop: 0.02   # recall@1 on those queries may not fall more than this
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class GateConfig:
     max_accuracy_drop: float = 0.01
     min_support: int = 2
     max_new_story_failures: int = 0
+    kb_queries: str = ""  # YAML of `queries: [{topic, text}]` (as `test kb --queries`); "": no KB report
+    max_kb_recall_drop: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,12 @@ class WorkbenchConfig:
             raise ConfigError(f"Unknown key(s) under `{SECTION}.gate:`: {', '.join(sorted(set(gate) - gate_known))}.",
                               filename, fix=f"Valid keys: {', '.join(sorted(gate_known))}.")
         g: dict[str, Any] = {}
-        for name in ("max_f1_drop", "max_accuracy_drop"):
+        if "kb_queries" in gate:
+            if not isinstance(gate["kb_queries"], str):
+                raise ConfigError(f"`{SECTION}.gate.kb_queries` must be a path.", filename,
+                                  fix="Write `kb_queries: tests/kb_queries.yml`.")
+            g["kb_queries"] = gate["kb_queries"]
+        for name in ("max_f1_drop", "max_accuracy_drop", "max_kb_recall_drop"):
             if name in gate:
                 g[name] = _number(gate[name], f"{SECTION}.gate.{name}", filename, 0.0, 1.0)
         if "holdout" in gate:

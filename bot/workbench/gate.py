@@ -191,6 +191,39 @@ def compare_stories(root: Path, candidate: Path, active: Path | None) -> dict[st
             "candidate": cand, "active": act, "newly_failing": newly_failing}
 
 
+def kb_report(archive: Path, queries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``test kb`` figures of one archive's knowledge base on ``queries`` (None: no KB in it)."""
+    from bot.knowledge.evaluate import evaluate
+    from bot.model.loader import LoadedModel
+
+    model = LoadedModel.load(archive)
+    try:
+        holder = model.knowledge
+        if holder is None:
+            return None
+        report = evaluate(getattr(holder, "current", holder), queries)
+    finally:
+        if model.knowledge is not None and hasattr(model.knowledge, "stop_watching"):
+            model.knowledge.stop_watching()
+        model.close()
+    return {k: report.get(k) for k in ("queries", "recall@1", "recall@3", "mrr", "answer_rate", "answer_wrong_rate")}
+
+
+def compare_kb(root: Path, candidate: Path, active: Path | None, gate: GateConfig) -> dict[str, Any] | None:
+    """Both knowledge bases on ``gate.kb_queries`` (as ``test kb --queries``); None when not configured."""
+    if not gate.kb_queries:
+        return None
+    from bot.knowledge.evaluate import load_queries
+
+    queries = load_queries(root / gate.kb_queries)
+    cand = kb_report(candidate, queries)
+    act = kb_report(active, queries) if active is not None else None
+    delta = None
+    if cand and act and cand.get("recall@1") is not None and act.get("recall@1") is not None:
+        delta = round(cand["recall@1"] - act["recall@1"], 4)
+    return {"queries": gate.kb_queries, "candidate": cand, "active": act, "recall@1_delta": delta}
+
+
 def gate_candidate(root: Path, candidate: Path, active: Path | None, gate: GateConfig,
                    active_saw_holdout: bool = False) -> dict[str, Any]:
     """Evaluate both archives on the same held-out examples and test stories, and compare them."""
@@ -206,6 +239,12 @@ def gate_candidate(root: Path, candidate: Path, active: Path | None, gate: GateC
         comparison["regressions"].append({"intent": "(test stories)", "delta": -len(stories["newly_failing"]),
                                           "limit": -gate.max_new_story_failures,
                                           "stories": stories["newly_failing"][:20]})
+        comparison["passed"] = False
+    kb = compare_kb(root, candidate, active if has_active else None, gate)
+    comparison["kb"] = kb
+    if kb and kb["recall@1_delta"] is not None and kb["recall@1_delta"] < -gate.max_kb_recall_drop:
+        comparison["regressions"].append({"intent": "(knowledge base recall@1)", "delta": kb["recall@1_delta"],
+                                          "limit": -gate.max_kb_recall_drop})
         comparison["passed"] = False
     comparison.update({"held_out": len(messages), "active_saw_holdout": bool(act and active_saw_holdout),
                        "evaluate_s": round(time.perf_counter() - started, 2),

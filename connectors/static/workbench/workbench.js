@@ -226,6 +226,7 @@
       c.active_saw_holdout ? el("p", { class: "warn" }, t("sawHoldout")) : "",
       c.stories ? el("p", { class: "stories" }, `${t("testStories")}: ${c.stories.active ? `${c.stories.active.correct}/${c.stories.active.total}` : "—"} → ${c.stories.candidate.correct}/${c.stories.candidate.total}`,
         c.stories.newly_failing.length ? ` · ${c.stories.newly_failing.join(", ")}` : "") : "",
+      c.kb && c.kb.candidate ? el("p", { class: "kb" }, `${t("faq")} recall@1: ${c.kb.active ? c.kb.active["recall@1"] : "—"} → ${c.kb.candidate["recall@1"]} (${c.kb.candidate.queries})`) : "",
       c.regressions.length ? el("p", { class: "fail" }, c.regressions.map((r) => `${r.intent} ${r.delta.toFixed(3)} < ${r.limit}`).join(" · ")) : "",
       el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, t("intent")), el("th", {}, "n"), el("th", {}, t("active")),
         el("th", {}, t("model")), el("th", {}, t("delta")))), el("tbody", {}, rows)),
