@@ -5,7 +5,7 @@
    activated, so the gate compares like with like.
 2. The real server (``create_app``, REST channel, JWT auth) receives the ``feed`` messages of
    ``benchmarks/data/workbench_messages.json``: colloquial phrasings (typos, slang, pinyin,
-   English) of six needs the demo already has intents for.
+   English) of five needs the demo already has intents for.
 3. As a trainer (JWT role ``trainer``) the script reads ``GET /workbench/api/inbox`` and
    annotates every inbox message it has a label for with ``POST /workbench/api/annotate/intent``
    (each save: additions only, ``data validate``).
