@@ -3,7 +3,7 @@
     workbench:
       low_confidence: 0.5        # a parse below this intent confidence goes to the inbox
       cluster_distance: 0.35     # cosine distance under which two inbox messages form one group
-      max_conversations: 5000    # conversations the inbox and the browser scan (newest first)
+      max_conversations: 5000    # conversations the inbox and the browser scan per request
       new_intent_file: nlu_data/nlu/workbench.yml   # intents new to the project (default: beside the NLU data)
       test_stories: tests/test_workbench_stories.yml
       models_dir: models

@@ -272,8 +272,10 @@ def _time_arg(request: Request, name: str) -> float | None:
     import datetime as dt
 
     try:
-        return dt.datetime.fromisoformat(raw).replace(tzinfo=dt.timezone.utc).timestamp() \
-            if "T" not in raw and len(raw) == 10 else dt.datetime.fromisoformat(raw).timestamp()
+        if len(raw) == 10:  # a date (UTC): `until` includes the whole day
+            start = dt.datetime.fromisoformat(raw).replace(tzinfo=dt.timezone.utc).timestamp()
+            return start + 86399.999 if name == "until" else start
+        return dt.datetime.fromisoformat(raw).timestamp()
     except ValueError as e:
         raise bad_request(f"Query parameter '{name}' must be a date (2026-12-01) or a Unix time.", name) from e
 

@@ -122,6 +122,14 @@ async def test_trainer_loop_inbox_annotate_browse_train_gate_activate(shop: Path
         assert all("goodbye" in c["intents"] for c in resp.json["conversations"])
         _, resp = await app.asgi_client.get("/workbench/api/conversations?handoff=true", headers=trainer)
         assert resp.json["total"] == 0
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        _, resp = await app.asgi_client.get(f"/workbench/api/conversations?since={today}&until={today}",
+                                            headers=trainer)
+        assert resp.json["total"] == len(TRAFFIC)  # `until` a date: the whole day
+        _, resp = await app.asgi_client.get("/workbench/api/conversations?until=2000-01-01", headers=trainer)
+        assert resp.json["total"] == 0
+        _, resp = await app.asgi_client.get("/workbench/api/conversations?since=yesterday", headers=trainer)
+        assert resp.status == 400 and "since" in resp.json["message"]
         _, resp = await app.asgi_client.get("/workbench/api/conversations/s-cancel", headers=trainer)
         assert resp.status == 200
         user = [m for m in resp.json["messages"] if m["type"] == "user"]
