@@ -323,8 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps whose last N steps agree are drawn once (default 2)")
     p.add_argument("--nlu", "-u", nargs="+", default=None, help="accepted for Rasa scripts: intents are drawn by name")
     p.add_argument("--root", default=".", help="project folder (default: current folder)")
-    p = sub.add_parser("interactive", help="Not yet: arrives with the trainer workbench (prints what to use now).")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    _add_workbench_parsers(sub)  # interactive, models (bot/workbench/cli.py)
     # --- end rasa-cli ----------------------------------------------------------------------------
     # --- api-auth: `token create` (API credentials, bot/web/tokens.py) -------------------------
     from bot.web.tokens import add_token_parser
@@ -626,12 +625,22 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 
 def cmd_interactive(args: argparse.Namespace) -> int:
-    print("`interactive` (interactive learning) arrives with kefu's trainer workbench. Meanwhile: chat with "
-          "`python -m bot shell --debug` (every prediction and its policy is logged), write the conversation "
-          "into data/stories.yml, check it with `python -m bot data validate`, and retrain with "
-          "`python -m bot train`; `python -m bot test core --stories tests/` keeps it from regressing.",
-          file=sys.stderr)
-    return 2
+    from bot.workbench.cli import cmd_interactive as run
+
+    return run(args)
+
+
+def _add_workbench_parsers(sub: Any) -> None:
+    from bot.workbench.cli import add_interactive_parser, add_models_parser
+
+    add_interactive_parser(sub)
+    add_models_parser(sub)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from bot.workbench.cli import cmd_models as run
+
+    return run(args)
 # --- end rasa-cli ------------------------------------------------------------------------------------
 
 
@@ -690,6 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": cmd_data,
         "visualize": cmd_visualize,  # rasa-cli
         "interactive": cmd_interactive,  # rasa-cli
+        "models": cmd_models,  # trainer workbench
         "kb": cmd_kb,
         "shop": _run_shop,
         "triggers": _run_triggers,

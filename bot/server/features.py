@@ -21,6 +21,7 @@ from bot.shared.endpoints import load_endpoints
 from bot.shared.outputs import OutputRegistry
 from bot.shared.yaml_io import read_yaml_file, to_plain
 from bot.triggers.feature import triggers_feature
+from bot.workbench.feature import workbench_feature
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ FEATURES: tuple[tuple[str, FeatureFactory], ...] = (
     ("triggers", triggers_feature),
     ("shop_outbox", outbox_relay_feature),
     ("privacy", privacy_feature),
+    ("workbench", workbench_feature),
 )
 TASK_GRACE_S = 5.0  # how long stopping tasks may take before they are cancelled
 
