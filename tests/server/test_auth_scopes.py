@@ -119,6 +119,7 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.TRIGGERS_WRITE: ("post", "/triggers/journeys/j/steps/s/variants/v/stop", None),
     Scope.AUDIT_READ: ("get", "/audit", None),
     Scope.DATA_ADMIN: ("get", "/data/customers/c1/export", None),
+    Scope.METRICS_READ: ("get", "/metrics", None),
 }
 
 
