@@ -43,7 +43,8 @@ class AlertsFeature(BaseFeature):
         return (create_alerts_blueprint(self, api_route=self.enable_api),)
 
     def hooks(self) -> Sequence[Any]:
-        return (self.hook,)
+        counted = any(r.kind in ("complaint_spike", "escalation_rate") for r in self.config.rules)
+        return (self.hook,) if counted else ()  # no rule counts messages: no work in the turn
 
     def tasks(self) -> Sequence[BackgroundTask]:
         return (self.run,)
