@@ -177,3 +177,64 @@ async def test_every_metric_the_grafana_dashboard_queries_exists(agent):
     assert not missing, f"docs/grafana/kefu.json queries metrics kefu does not export: {missing}"
     assert {"kefu_http_request_duration_seconds", "kefu_nlu_parse_duration_seconds",
             "kefu_action_duration_seconds", "kefu_handoff_queue_depth", "kefu_model_info"} <= referenced
+
+
+@pytest.mark.asyncio
+async def test_queue_depths_are_read_from_the_handoff_store_at_scrape_time(tmp_path):
+    from bot.agent import Agent
+    from bot.handoff import HandoffService
+    from bot.handoff.feature import HandoffFeature
+    from bot.shared.yaml_io import read_yaml_file, to_plain
+    from tests.handoff.helpers import make_config
+
+    project = Path(__file__).resolve().parents[1] / "handoff" / "data" / "project"
+    config = make_config(to_plain(read_yaml_file(project / "config.yml"))["handoff"], tmp_path / "handoff.db",
+                         auto_assign=False)
+    service = HandoffService(config, profile_provider=None)
+    agent = Agent(action_package=None, project_root=tmp_path)
+    app = create_app(agent, jwt_secret=SECRET, features=[HandoffFeature(service, owns_service=False)])
+    now = time.time()
+    for conversation, queue, waited in (("a", "general", 30), ("b", "general", 400), ("c", "after_sales", 5)):
+        await service.store.create({"conversation_id": conversation, "reason": "request_human", "queue": queue,
+                                    "created_at": now - waited})
+    await service.store.create({"conversation_id": "d", "reason": "complaint", "queue": "general",
+                                "created_at": now - 999, "status": "assigned", "agent_id": "alice"})
+    try:
+        text = (await get(app, "/metrics", headers=role("monitor"))).text
+        assert value(text, "kefu_handoff_queue_depth", queue="general") == 2  # the assigned one is not waiting
+        assert value(text, "kefu_handoff_queue_depth", queue="after_sales") == 1
+        assert value(text, "kefu_handoff_waiting") == 3
+        assert 400 <= value(text, "kefu_handoff_oldest_wait_seconds", queue="general") < 460
+        assert value(text, "kefu_metrics_source_up", source="handoff_queue") == 1
+        assert value(text, "kefu_feature_healthy", feature="handoff") == 1
+        assert "kefu_trigger_jobs" not in text  # no trigger engine in this server
+    finally:
+        await service.close()
+        await agent.close()
+
+
+@pytest.mark.asyncio
+async def test_trigger_jobs_and_lag_come_from_the_scheduler_queue(tmp_path):
+    """The real SQL job queue (SQLite file), read the way a scrape reads a running trigger engine's queue."""
+    from types import SimpleNamespace
+
+    from bot.server.features import FeatureSet
+    from bot.server.metrics import shared_state_families
+    from bot.stores.sql import create_async_sql_engine
+    from bot.triggers.queue import Job, SQLJobQueue
+
+    engine, _ = create_async_sql_engine(f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}")
+    queue = SQLJobQueue(engine)
+    now = time.time()
+    for i, due in enumerate((now - 90, now - 30, now + 3600)):
+        await queue.enqueue(Job(f"job-{i}", due))
+    assert len(await queue.claim(now, 1, 60)) == 1  # the most overdue job is in flight
+    triggers = SimpleNamespace(name="triggers", engine=SimpleNamespace(queue=queue))
+    try:
+        families = {f.name: f for f in await shared_state_families(FeatureSet([triggers]), now=now)}
+        jobs = {s.labels["state"]: s.value for s in families["kefu_trigger_jobs"].samples}
+        assert jobs == {"due": 2, "in_flight": 1}
+        assert families["kefu_trigger_scheduler_lag_seconds"].samples[0].value == pytest.approx(30, abs=1)
+        assert "kefu_handoff_waiting" not in families
+    finally:
+        await engine.dispose()
