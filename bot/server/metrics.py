@@ -85,6 +85,29 @@ def prepare_multiprocess_dir(workers: int, base: str | None = None) -> str | Non
     return str(folder)
 
 
+def forget_dead_workers(folder: str | None = None) -> list[int]:
+    """Drop the per-worker gauges of workers that died without stopping (kill -9, OOM)."""
+    folder = folder or os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        return []
+    from prometheus_client import multiprocess
+
+    dead = set()
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.add(int(pid))
+        except PermissionError:  # alive, another user's
+            pass
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, folder)
+    return sorted(dead)
+
+
 def route_label(request: Request) -> str:
     route = getattr(request, "route", None)
     if route is None:
@@ -195,6 +218,7 @@ def install_metrics(app: Sanic) -> None:
 
     @app.after_server_start
     async def start_monitor(app: Sanic) -> None:
+        forget_dead_workers()
         m.WORKER_UP.set(1)
         monitor: WorkerMonitor = app.ctx.worker_monitor
         monitor.refresh()
@@ -207,6 +231,13 @@ def install_metrics(app: Sanic) -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         m.WORKER_UP.set(0)
+
+    @app.after_server_stop
+    async def forget_this_worker(app: Sanic) -> None:
+        if multiprocess_enabled():
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # its per-worker gauges leave the scrape
 
     @app.main_process_stop
     async def forget_worker_files(app: Sanic) -> None:  # pragma: no cover - the manager process

@@ -238,3 +238,21 @@ async def test_trigger_jobs_and_lag_come_from_the_scheduler_queue(tmp_path):
         assert "kefu_handoff_waiting" not in families
     finally:
         await engine.dispose()
+
+
+def test_a_dead_workers_gauges_leave_the_scrape(tmp_path):
+    """A worker killed with -9 left its per-worker gauge files; the next worker to start drops them."""
+    import subprocess
+    import sys
+
+    from bot.server.metrics import forget_dead_workers
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = os.getpid()
+    for pid in (gone.pid, alive):
+        (tmp_path / f"gauge_liveall_{pid}.db").write_bytes(b"")
+    (tmp_path / f"histogram_{gone.pid}.db").write_bytes(b"")  # counts stay: they happened
+    assert forget_dead_workers(str(tmp_path)) == [gone.pid]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"gauge_liveall_{alive}.db", f"histogram_{gone.pid}.db"])
