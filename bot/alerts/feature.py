@@ -91,6 +91,8 @@ class AlertsFeature(BaseFeature):
                           for r in self.config.rules]}
 
     async def stop(self) -> None:
+        if self.config.store.get("type") != "redis":
+            return  # memory: the counts and alerts live as long as the worker
         await self.state.close()
         await self.signals.close()
         # A later start (test clients restart the server) builds fresh clients on its own loop.

@@ -256,3 +256,42 @@ def test_a_dead_workers_gauges_leave_the_scrape(tmp_path):
     assert forget_dead_workers(str(tmp_path)) == [gone.pid]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"gauge_liveall_{alive}.db", f"histogram_{gone.pid}.db"])
+
+
+@pytest.fixture(scope="module")
+def ready_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bot.model.training import train
+
+    project = Path(__file__).resolve().parent / "data" / "ready_project"
+    return train(root=project, out=tmp_path_factory.mktemp("ready-model")).model_path
+
+
+@pytest.mark.asyncio
+async def test_a_real_turn_records_parse_prediction_and_action_latency_and_alert_signals(ready_model, tmp_path):
+    from prometheus_client import REGISTRY
+
+    from bot.agent import Agent
+    from bot.alerts.config import parse_alerts
+    from bot.alerts.feature import AlertsFeature
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    agent = Agent(action_package=None, project_root=tmp_path)
+    await agent.load_model(ready_model)
+    alerts = AlertsFeature(parse_alerts({"rules": [{"name": "esc", "kind": "escalation_rate", "threshold": 0.5}]}))
+    app = create_app(agent, input_channels=[RestInput()], jwt_secret=SECRET, features=[alerts])
+    before = {"parse": count("kefu_nlu_parse_duration_seconds_count"),
+              "predict": count("kefu_policy_prediction_duration_seconds_count"),
+              "utter": count("kefu_action_duration_seconds_count", action="utter_greet", outcome="ok"),
+              "listen": count("kefu_action_duration_seconds_count", action="action_listen", outcome="ok")}
+    for sender in ("shopper-1", "shopper-2", "shopper-1"):
+        _, resp = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": sender, "message": "/greet"})
+        assert resp.status == 200 and resp.json[0]["text"] == "Hello!"
+    assert count("kefu_nlu_parse_duration_seconds_count") == before["parse"] + 3
+    assert count("kefu_policy_prediction_duration_seconds_count") >= before["predict"] + 6  # utter, then listen
+    assert count("kefu_action_duration_seconds_count", action="utter_greet", outcome="ok") == before["utter"] + 3
+    assert count("kefu_action_duration_seconds_count", action="action_listen", outcome="ok") >= before["listen"] + 3
+    now = time.time()
+    assert await alerts.signals.conversations(now - 120, now + 60) == 2  # the hook saw two conversations
+    await agent.close()
