@@ -100,8 +100,10 @@ class AlertsFeature(BaseFeature):
         self.hook.signals = self.signals
 
     def health(self) -> FeatureHealth:
+        unread = list(self.engine.errors) if self.engine is not None else []
         return FeatureHealth(ok=self.engine is not None and self._failures < 3,
-                             detail={"rules": len(self.config.rules), "failures": self._failures})
+                             detail={"rules": len(self.config.rules), "failures": self._failures,
+                                     "rules_not_read": unread})
 
 
 def alerts_feature(settings: ProjectSettings) -> AlertsFeature | None:

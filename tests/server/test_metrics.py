@@ -5,6 +5,7 @@ a test fails when a label, a name or a count is wrong, not when the text changes
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -295,3 +296,14 @@ async def test_a_real_turn_records_parse_prediction_and_action_latency_and_alert
     now = time.time()
     assert await alerts.signals.conversations(now - 120, now + 60) == 2  # the hook saw two conversations
     await agent.close()
+
+
+def test_without_credentials_metrics_answer_loopback_clients_only(agent):
+    """Development (no token, no JWT secret): a real HTTP client on 127.0.0.1 is served; the ASGI
+    client's peer ("mockserver") is no loopback address and is refused like any remote peer."""
+    app = create_app(agent)
+    _, local = app.test_client.get("/metrics")
+    assert local.status == 200 and "kefu_worker_up" in local.text
+    app = create_app(agent)
+    _, remote = asyncio.run(app.asgi_client.get("/metrics"))
+    assert remote.status == 401 and "loopback clients only" in remote.json["message"]
