@@ -85,6 +85,12 @@ def prepare_multiprocess_dir(workers: int, base: str | None = None) -> str | Non
     return str(folder)
 
 
+def remove_multiprocess_dir(folder: str | None) -> None:
+    """After the server stopped (the manager process): remove a folder :func:`prepare_multiprocess_dir` made."""
+    if folder and Path(folder).name.startswith("kefu-prometheus-"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def forget_dead_workers(folder: str | None = None) -> list[int]:
     """Drop the per-worker gauges of workers that died without stopping (kill -9, OOM)."""
     folder = folder or os.environ.get(MULTIPROC_ENV)
@@ -238,12 +244,6 @@ def install_metrics(app: Sanic) -> None:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())  # its per-worker gauges leave the scrape
-
-    @app.main_process_stop
-    async def forget_worker_files(app: Sanic) -> None:  # pragma: no cover - the manager process
-        folder = os.environ.get(MULTIPROC_ENV)
-        if folder and Path(folder).name.startswith("kefu-prometheus-"):
-            shutil.rmtree(folder, ignore_errors=True)
 
     app.blueprint(create_metrics_blueprint())
 
