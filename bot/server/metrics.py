@@ -53,6 +53,7 @@ from bot.web.principals import Scope
 logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MONITOR_INTERVAL_S = 0.5
 SOURCE_TIMEOUT_S = 2.0  # a store that does not answer in time is reported down, the scrape goes on
 OUTBOX_PENDING_CAP = 1000  # the shop outbox backlog is counted up to this many rows
@@ -219,7 +220,8 @@ def install_metrics(app: Sanic) -> None:
             return
         route = route_label(request)
         status = getattr(resp, "status", None) if resp is not None else None
-        m.HTTP_REQUEST_SECONDS.labels(route, request.method, channel_label(route), status_class(status)).observe(
+        method = request.method if request.method in HTTP_METHODS else "other"  # a client picks it: bound it
+        m.HTTP_REQUEST_SECONDS.labels(route, method, channel_label(route), status_class(status)).observe(
             time.perf_counter() - started)
 
     @app.after_server_start

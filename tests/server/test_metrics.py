@@ -80,6 +80,8 @@ async def test_request_latency_is_labelled_by_route_pattern_and_channel_never_th
     assert (await get(app, secret_path)).status == 404
     tracker = await get(app, "/conversations/alice-42/tracker", headers=role("monitor"))
     assert tracker.status == 403
+    _, odd = await app.asgi_client.request("X-PURGE-ME", "/version")
+    assert odd.status >= 400
 
     text = (await get(app, "/metrics", headers=role("monitor"))).text
     assert value(text, "kefu_http_request_duration_seconds_count", route="/version", channel="api",
@@ -90,6 +92,8 @@ async def test_request_latency_is_labelled_by_route_pattern_and_channel_never_th
     assert value(text, "kefu_http_request_duration_seconds_count",
                  route="/conversations/<conversation_id:path>/tracker", status="4xx") >= 1
     assert secret_path not in text and "alice-42" not in text  # raw paths never become labels
+    assert "X-PURGE-ME" not in text.upper() and value(text, "kefu_http_request_duration_seconds_count",
+                                                      method="other") >= 1  # nor made-up methods
 
 
 @pytest.mark.asyncio
