@@ -68,6 +68,9 @@ def test_two_workers_one_scrape_counts_every_request(ready_model: Path, tmp_path
             assert totals == [sent] * 4, totals  # the same total whichever worker answered the scrape
         folder = [p for p in tmp_path.iterdir() if p.name.startswith("kefu-prometheus-")]
         assert len(folder) == 1 and list(folder[0].glob("histogram_*.db"))
+        process.terminate()
+        assert process.wait(30) == 0
+        assert not folder[0].exists()  # the manager removed the folder it made
     finally:
         process.terminate()
         try:
