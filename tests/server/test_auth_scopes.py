@@ -17,6 +17,8 @@ from typing import Any
 import jwt
 import pytest
 
+from bot.alerts.config import parse_alerts
+from bot.alerts.feature import AlertsFeature
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
 from bot.server.app import create_app
@@ -121,6 +123,8 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.AUDIT_READ: ("get", "/audit", None),
     Scope.DATA_ADMIN: ("get", "/data/customers/c1/export", None),
     Scope.TRAINING_ANNOTATE: ("post", "/workbench/api/annotate/dismiss", {"texts": ["x"]}),
+    Scope.METRICS_READ: ("get", "/metrics", None),
+    Scope.HANDOFF_SUPERVISE: ("get", "/alerts", None),
 }
 
 
@@ -133,7 +137,7 @@ def light_app(agent: Any) -> Any:
     settings = ProjectSettings(root=None)
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
                       features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
-                                WorkbenchFeature(settings)])
+                                WorkbenchFeature(settings), AlertsFeature(parse_alerts({"rules": []}))])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]
