@@ -31,6 +31,8 @@ class Scope(str, Enum):
     DATA_ADMIN = "data:admin"  # export and erase one customer's data, retention
     HANDOFF_AGENT = "handoff:agent"  # the console: own queues and conversations
     HANDOFF_SUPERVISE = "handoff:supervise"  # the console: every queue, transfers, audit of handoffs
+    CUSTOMERS_READ = "customers:read"  # Customer 360: profile, health, timeline, segments
+    CUSTOMERS_WRITE = "customers:write"  # Customer 360: merge/unmerge, recompute, reload rules
 
 
 class Role(str, Enum):
@@ -48,8 +50,9 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.TRAINER: frozenset({Scope.STATUS_READ, Scope.MODEL_PARSE, Scope.MODEL_TEST, Scope.MODEL_TRAIN,
                              Scope.CONVERSATIONS_READ, Scope.KNOWLEDGE_READ, Scope.TRIGGERS_READ}),
     Role.SUPERVISOR: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.HANDOFF_SUPERVISE,
-                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ}),
-    Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT}),
+                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ,
+                                Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE}),
+    Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.CUSTOMERS_READ}),
     Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_WRITE}),
     Role.USER: frozenset({Scope.CONVERSATIONS_READ, Scope.CONVERSATIONS_WRITE}),  # own conversation only
     Role.NONE: frozenset(),
