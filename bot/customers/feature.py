@@ -57,13 +57,13 @@ class CustomersFeature(BaseFeature):
         self.audit: Any = None
         self.console_verify: Callable[[str], Principal | None] | None = None
         self.broker: Any = None
+        self.hooked = False
         self.processed = 0
         self.failed = 0
 
     # -- life cycle -------------------------------------------------------------------
     async def start(self, context: FeatureContext) -> None:
         self.audit = getattr(context, "audit", None)
-        self.queue = asyncio.Queue()
         self.broker = getattr(context.agent, "event_broker", None)
         if self.owns_service:
             publish = self.broker.publish if self.broker is not None else None
@@ -74,6 +74,7 @@ class CustomersFeature(BaseFeature):
                 self.broker.subscribe(self.on_broker_message, group="kefu-customers")
             else:
                 self.broker.subscribe(self.on_broker_message)
+        self.hooked = hasattr(context.agent, "add_hook")  # an agent without hooks: broker events only
         setattr(context.agent, "customers", self)  # handoff routing and journeys ask context_for (optional)
         self.console_verify = _console_verifier(self.settings)
 
@@ -89,7 +90,7 @@ class CustomersFeature(BaseFeature):
             self.service = None
 
     def hooks(self) -> Sequence[Any]:
-        return (CustomerHook(self.queue, self.verification),)
+        return (CustomerHook(self.queue, self.verification),) if self.hooked else ()
 
     def tasks(self) -> Sequence[BackgroundTask]:
         return (self._consume,)

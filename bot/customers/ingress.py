@@ -58,6 +58,14 @@ def normalise_phone(value: Any) -> str | None:
     return digits if _PHONE.fullmatch(digits) else None
 
 
+def _slot(tracker: Any, events: list[Any], name: str) -> Any:
+    """The slot's value (also on a tracker built without the domain's slots)."""
+    value = tracker.get_slot(name)
+    if value is not None:
+        return value
+    return next((e.value for e in reversed(events) if getattr(e, "type_name", "") == "slot" and e.key == name), None)
+
+
 def turn_items(tracker: Any, verification: Verification = Verification()) -> list[Ingest]:
     """What one chat turn tells Customer 360 (pure: reads the tracker only)."""
     sender = str(tracker.sender_id)
@@ -85,7 +93,7 @@ def turn_items(tracker: Any, verification: Verification = Verification()) -> lis
         if event.key == verification.order_slot and event.value:
             links.append(Link("order", str(event.value), "order_verification"))
         elif event.key == verification.orders_slot and event.value:
-            phone = normalise_phone(tracker.get_slot(verification.phone_slot))
+            phone = normalise_phone(_slot(tracker, events, verification.phone_slot))
             if phone:
                 links.append(Link("phone", phone, "phone_verification"))
             for order in event.value if isinstance(event.value, list) else [event.value]:

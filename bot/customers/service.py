@@ -107,10 +107,7 @@ class CustomerService:
         """Store and fold one event; returns the customer id it was attributed to."""
         now = self.clock()
         async with self.store.transaction() as conn:
-            cid = await self._link(conn, None, Link(event.identity[0], event.identity[1], proof), now)
-            for link in links:
-                cid = await self._link(conn, cid, link, now)
-            assert cid is not None
+            cid = await self._resolve(conn, [Link(event.identity[0], event.identity[1], proof), *links], now)
             if not await self.store.add_event(conn, event_id=event.id, customer_id=cid, identity=event.identity,
                                               kind=event.type, ts=event.ts, data=event.data):
                 return cid  # a redelivered event changes nothing
@@ -122,9 +119,16 @@ class CustomerService:
         """Record proven identities without an event (a sign-in, an order verification)."""
         now = self.clock()
         async with self.store.transaction() as conn:
-            cid = await self._link(conn, None, Link(kind, value, proof), now)
-            for link in links:
-                cid = await self._link(conn, cid, link, now)
+            return await self._resolve(conn, [Link(kind, value, proof), *links], now)
+
+    async def _resolve(self, conn: Any, links: Sequence[Link], now: float) -> str:
+        """Apply ``links`` (the event's own key first): known identities before new ones, so a new
+        identity lands on the customer the known ones name, not on a fresh anonymous record."""
+        owned = [await self.store.owner(conn, link.kind, link.value) is not None for link in links]
+        ordered = [link for link, o in zip(links, owned) if o] + [link for link, o in zip(links, owned) if not o]
+        cid: str | None = None
+        for link in ordered:
+            cid = await self._link(conn, cid, link, now)
         assert cid is not None
         return cid
 

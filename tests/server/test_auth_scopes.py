@@ -20,6 +20,7 @@ import pytest
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
 from bot.server.app import create_app
+from bot.customers.feature import CustomersFeature
 from bot.privacy.feature import PrivacyFeature
 from bot.triggers.feature import TriggersFeature
 from bot.web.auth import PUBLIC, declared_access, principal_from_jwt_payload
@@ -119,6 +120,8 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.TRIGGERS_WRITE: ("post", "/triggers/journeys/j/steps/s/variants/v/stop", None),
     Scope.AUDIT_READ: ("get", "/audit", None),
     Scope.DATA_ADMIN: ("get", "/data/customers/c1/export", None),
+    Scope.CUSTOMERS_READ: ("get", "/customers", None),
+    Scope.CUSTOMERS_WRITE: ("post", "/customers/reload", None),
 }
 
 
@@ -130,7 +133,8 @@ def light_app(agent: Any) -> Any:
     """The API with the knowledge, trigger and data routes (no engine: 409), a fake agent."""
     settings = ProjectSettings(root=None)
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
-                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings)])
+                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
+                                CustomersFeature(settings)])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]
