@@ -321,6 +321,7 @@ class CustomerService:
         score, band = row["health_score"], row["health_band"]
         applying: list[ThresholdAction] = [a for a in self.rules.health.actions
                                            if score is not None and band is not None and a.applies(score, band)]
-        return {"customer_id": row["id"], "tags": row["tags"], "health_score": score, "health_band": band,
+        return {"customer_id": row["id"], "tags": row["tags"], "segments": {tag: True for tag in row["tags"]},
+                "health_score": score, "health_band": band,
                 "routing_priority": sum(a.routing_priority for a in applying),
                 "skill_group": next((a.skill_group for a in applying if a.skill_group), None)}

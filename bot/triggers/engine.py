@@ -167,6 +167,8 @@ class TriggerEngine:
         self._quiet = QuietWindows(self.settings)
         self._effective: dict[tuple[str, str, int], tuple[Step, Step]] = {}
         self._effective_of: Any = None
+        # Customer 360 (optional): tags/segments and health for entry filters under `profile: customer.*`
+        self.customer_context: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
 
     def _journey(self, name: str) -> Journey | None:
         """``config.journey`` by dict (rebuilt if ``config`` is replaced), not a scan per job."""
@@ -318,6 +320,10 @@ class TriggerEngine:
             profile = await self.store.get_profile(event.customer_id)
         await self._exits(event, now)
         await self._conversions(event)
+        if self.customer_context is not None:
+            customer = await self.customer_context(event.customer_id)
+            if customer:
+                profile = {**profile, "customer": customer}
         for journey in self.config.journeys:
             if journey.enabled and event.type in journey.entry.events:
                 if self.is_too_old(event, journey, now):

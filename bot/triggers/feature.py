@@ -40,6 +40,16 @@ class TriggersFeature(BaseFeature):
         self.engine = create_trigger_engine(context.agent, self.settings.root, outputs=context.outputs)
         if self.engine is not None:
             self.engine.attach(context.agent.event_broker)
+            agent = context.agent
+
+            async def customer_context(customer_id: str) -> Any:
+                customers = getattr(agent, "customers", None)  # Customer 360 starts after this feature
+                if customers is None:
+                    return None
+                return (await customers.context_for("shop_customer", customer_id)
+                        or await customers.context_for("conversation", customer_id))
+
+            self.engine.customer_context = customer_context
 
     def hooks(self) -> Sequence[Any]:
         return (OptOutHook(self.engine),) if self.engine is not None else ()
