@@ -38,7 +38,10 @@ IDENTITY_KINDS = ("shop_customer", "widget", "wechat_openid", "phone", "conversa
 class CustomersFeature(BaseFeature):
     name = "customers"
 
-    def __init__(self, settings: ProjectSettings, service: CustomerService | None = None) -> None:
+    def __init__(self, settings: ProjectSettings, service: CustomerService | None = None,
+                 console_verify: "Callable[[str], Principal | None] | None" = None) -> None:
+        """``service``: a ready service (the caller owns it); ``console_verify``: how to read a console
+        login token (default: from the project's ``handoff:`` configuration)."""
         self.settings = settings
         section = settings.section("customers") or {}
         if not isinstance(section, dict):
@@ -55,7 +58,8 @@ class CustomersFeature(BaseFeature):
         self.owns_service = service is None
         self.queue: asyncio.Queue[Ingest] = asyncio.Queue()
         self.audit: Any = None
-        self.console_verify: Callable[[str], Principal | None] | None = None
+        self.console_verify: Callable[[str], Principal | None] | None = console_verify
+        self.owns_console_verify = console_verify is None
         self.broker: Any = None
         self.hooked = False
         self.processed = 0
@@ -69,17 +73,18 @@ class CustomersFeature(BaseFeature):
             publish = self.broker.publish if self.broker is not None else None
             self.service = CustomerService(CustomerStore(self.url), self.rules, publish=publish)
             await self.service.store.open()
-        if self.broker is not None:
+        if self.broker is not None and hasattr(self.broker, "subscribe"):
             if "group" in inspect.signature(self.broker.subscribe).parameters:
                 self.broker.subscribe(self.on_broker_message, group="kefu-customers")
             else:
                 self.broker.subscribe(self.on_broker_message)
         self.hooked = hasattr(context.agent, "add_hook")  # an agent without hooks: broker events only
         setattr(context.agent, "customers", self)  # handoff routing and journeys ask context_for (optional)
-        self.console_verify = _console_verifier(self.settings)
+        if self.owns_console_verify:
+            self.console_verify = _console_verifier(self.settings)
 
     async def stop(self) -> None:
-        if self.broker is not None:
+        if self.broker is not None and hasattr(self.broker, "unsubscribe"):
             try:
                 self.broker.unsubscribe(self.on_broker_message)
             except Exception:
@@ -161,13 +166,18 @@ def _console_verifier(settings: ProjectSettings) -> Callable[[str], Principal | 
     if settings.root is None or settings.section("handoff") is None:
         return None
     try:
-        from bot.handoff.auth import verify_token
         from bot.handoff.config import HandoffConfig
 
         config = HandoffConfig.from_project(settings.root)
     except Exception:
         logger.exception("Customer 360: the console's logins are not accepted (handoff config unreadable)")
         return None
+    return console_principal(config)
+
+
+def console_principal(config: Any) -> Callable[[str], Principal | None]:
+    """A console login token (``bot/handoff/auth.py``) → the agent's principal (agent/supervisor/admin)."""
+    from bot.handoff.auth import verify_token
 
     def verify(token: str) -> Principal | None:
         agent = verify_token(config, token)
