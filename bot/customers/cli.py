@@ -118,7 +118,7 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"Error: {e.message}", file=sys.stderr)
         return 1
     finally:
-        await store.close()
+        await service.close()
     return 0
 
 

@@ -72,7 +72,7 @@ class CustomersFeature(BaseFeature):
         if self.owns_service:
             publish = self.broker.publish if self.broker is not None else None
             self.service = CustomerService(CustomerStore(self.url), self.rules, publish=publish)
-            await self.service.store.open()
+            await self.service.open()
         if self.broker is not None and hasattr(self.broker, "subscribe"):
             if "group" in inspect.signature(self.broker.subscribe).parameters:
                 self.broker.subscribe(self.on_broker_message, group="kefu-customers")
@@ -91,7 +91,7 @@ class CustomersFeature(BaseFeature):
                 logger.debug("Broker had no customers subscription", exc_info=True)
             self.broker = None
         if self.owns_service and self.service is not None:
-            await self.service.store.close()
+            await self.service.close()
             self.service = None
 
     def hooks(self) -> Sequence[Any]:
@@ -262,8 +262,7 @@ def customers_blueprint(feature: CustomersFeature) -> Blueprint:
         if segment:
             rows = await service().segment(segment, limit, offset)
         else:
-            async with service().store.transaction() as conn:
-                rows = await service().store.search(conn, band=request.args.get("band"), limit=limit, offset=offset)
+            rows = await service().search(request.args.get("band"), limit, offset)
         return response.json({"customers": [{k: r[k] for k in ("id", "tags", "health_score", "health_band",
                                                                 "updated_at")} for r in rows]})
 

@@ -72,4 +72,4 @@ async def service(project: Path) -> Any:
     svc = CustomerService(store, load_rules(project), clock=Clock(T0), publish=publish)
     svc.published = published  # type: ignore[attr-defined]
     yield svc
-    await store.close()
+    await svc.close()

@@ -23,7 +23,7 @@ def seed(project: Path) -> None:
         await service.ingest(CustomerEvent("o1", "order_paid", T0, {"total_cents": 40000, "discount_cents": 5}, key),
                              proof="shop_event")
         await service.ingest(CustomerEvent("c1", "csat_submitted", T0 + DAY, {"rating": 5}, key), proof="shop_event")
-        await store.close()
+        await service.close()
     asyncio.run(run())
 
 
