@@ -178,8 +178,9 @@ class CustomerStore:
                 from sqlalchemy.dialects.sqlite import insert
             else:
                 from sqlalchemy.dialects.postgresql import insert
-            result = conn.execute(insert(t.events).values(**values).on_conflict_do_nothing(index_elements=["id"]))
-            return bool(result.rowcount)
+            statement = insert(t.events).values(**values).on_conflict_do_nothing(index_elements=["id"])
+            # RETURNING: a row back means it was inserted (rowcount is not reliable across drivers)
+            return conn.execute(statement.returning(t.events.c.seq)).first() is not None
         exists = (conn.execute(sa.select(t.events.c.seq).where(t.events.c.id == event_id))).first()
         if exists:
             return False
