@@ -235,6 +235,20 @@ def _cursor(raw: str | None) -> tuple[float, int] | None:
         raise ErrorResponse(400, "BadRequest", f"'before' must be the 'next' cursor of a previous page, got '{raw}'.")
 
 
+def _masked(record: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """Phones and openids masked for everyone but an admin (as transcripts are, bot/privacy)."""
+    if principal.is_admin:
+        return record
+    from bot.shared.masking import mask_openid, mask_phone
+
+    maskers = {"phone": mask_phone, "wechat_openid": mask_openid}
+    record["identities"] = [{**i, "value": maskers[i["kind"]](i["value"])} if i["kind"] in maskers else i
+                            for i in record.get("identities", [])]
+    record["conflicts"] = [{**c, "value": maskers[c["kind"]](c["value"])} if c["kind"] in maskers else c
+                           for c in record.get("conflicts", [])]
+    return record
+
+
 def customers_blueprint(feature: CustomersFeature) -> Blueprint:
     bp = Blueprint("kefu_customers")
     read = customer_scope(feature, Scope.CUSTOMERS_READ)
@@ -276,7 +290,7 @@ def customers_blueprint(feature: CustomersFeature) -> Blueprint:
         if cid is None:
             raise ErrorResponse(404, "NotFound", f"No customer with that {kind}.")
         await audit(request, "customers.read", cid, {"route": "lookup", "kind": kind})
-        return response.json(await service().get(cid))
+        return response.json(_masked(await service().get(cid), request.ctx.customer_actor))
 
     @bp.get("/customers/alerts")
     @read
@@ -289,7 +303,7 @@ def customers_blueprint(feature: CustomersFeature) -> Blueprint:
     async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
         data = await service().get(customer_id)
         await audit(request, "customers.read", customer_id, {"route": "customer"})
-        return response.json(data)
+        return response.json(_masked(data, request.ctx.customer_actor))
 
     @bp.get("/customers/<customer_id>/timeline")
     @read
@@ -297,6 +311,7 @@ def customers_blueprint(feature: CustomersFeature) -> Blueprint:
         types = [t for t in (request.args.get("types") or "").split(",") if t] or None
         page = await service().timeline(customer_id, _cursor(request.args.get("before")),
                                         _int_arg(request, "limit", 50, 1, MAX_PAGE), types)
+        await audit(request, "customers.timeline", customer_id, {"items": len(page["items"])})
         return response.json(page)
 
     @bp.post("/customers/<customer_id>/merge")

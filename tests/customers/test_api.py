@@ -184,3 +184,19 @@ async def test_reload_takes_a_new_weight_and_rejects_a_broken_file_with_its_line
     _, resp = await app.asgi_client.post("/customers/reload", headers=bearer("supervisor"))
     assert resp.status == 200, resp.text
     assert app.ctx.features["customers"].rules.health.weights()["satisfaction"] == 4
+
+
+@pytest.mark.asyncio
+async def test_phones_and_openids_are_masked_for_agents_not_for_admins(app: Any) -> None:
+    feature = app.ctx.features["customers"]
+    await feature.on_broker_message({"event": "order_paid", "customer_id": "7", "outbox_id": 1, "timestamp": T0,
+                                     "data": {"total_cents": 100},
+                                     "profile": {"phone": "13812345678", "wechat_openid": "oAbCdEfGhIjKlMn123"}})
+    await app.asgi_client.get("/customers/alerts", headers=ADMIN)  # the feature's task drains its queue at stop
+    _, resp = await app.asgi_client.get("/customers/lookup?kind=shop_customer&value=7", headers=bearer("agent"))
+    values = {i["kind"]: i["value"] for i in resp.json["identities"]}
+    assert values["phone"] != "13812345678" and values["phone"].endswith("5678")
+    assert values["wechat_openid"] != "oAbCdEfGhIjKlMn123"
+    _, resp = await app.asgi_client.get("/customers/lookup?kind=shop_customer&value=7", headers=ADMIN)
+    values = {i["kind"]: i["value"] for i in resp.json["identities"]}
+    assert values["phone"] == "13812345678" and values["wechat_openid"] == "oAbCdEfGhIjKlMn123"
