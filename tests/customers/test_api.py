@@ -1,6 +1,7 @@
 """Customer 360 over HTTP: every route's 401/403, unproven claims through the REST channel, audit, paging."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ from bot.shared.message import UserMessage
 from bot.stores.audit import SQLAuditLog
 from bot.stores.event_broker import InProcessEventBroker
 from connectors.rest import RestInput
+from connectors.wechat.channel import WeChatInput
+from connectors.wechat.crypto import compute_signature
 from tests.customers.conftest import T0
 from tests.server.conftest import FakeAgent, parse_result
 
 TOKEN = "admin-token-0123456789abcdef0123456789"
+WECHAT_TOKEN = "kefutoken"
 SECRET = "jwt-secret-0123456789abcdef0123456789abcdef"
 
 READ_ROUTES = [("get", "/customers"), ("get", "/customers/lookup?kind=conversation&value=x"),
@@ -67,7 +71,10 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 def app(project: Path) -> Any:
     agent = HookAgent()
     feature = CustomersFeature(project_settings(project))
-    application = create_app(agent, input_channels=[RestInput()], auth_token=TOKEN, jwt_secret=SECRET,
+    wechat = WeChatInput.from_credentials({"app_id": "wx1234567890abcdef", "app_secret": "s3cret",
+                                           "token": WECHAT_TOKEN, "mode": "plaintext",
+                                           "api_base": "http://127.0.0.1:9"})
+    application = create_app(agent, input_channels=[RestInput(), wechat], auth_token=TOKEN, jwt_secret=SECRET,
                              project_root=project, features=[feature],
                              audit=SQLAuditLog(f"sqlite:///{project / 'audit.db'}"))
     application.ctx.test_agent = agent
@@ -200,3 +207,30 @@ async def test_phones_and_openids_are_masked_for_agents_not_for_admins(app: Any)
     _, resp = await app.asgi_client.get("/customers/lookup?kind=shop_customer&value=7", headers=ADMIN)
     values = {i["kind"]: i["value"] for i in resp.json["identities"]}
     assert values["phone"] == "13812345678" and values["wechat_openid"] == "oAbCdEfGhIjKlMn123"
+
+
+def wechat_push(openid: str, text: str, token: str = WECHAT_TOKEN) -> tuple[str, bytes]:
+    ts, nonce = str(int(time.time())), "n0nce"
+    query = f"signature={compute_signature(token, ts, nonce)}&timestamp={ts}&nonce={nonce}&openid={openid}"
+    xml = (f"<xml><ToUserName><![CDATA[gh_kefu_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+           f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+           f"<MsgId>{ts}1</MsgId></xml>")
+    return query, xml.encode("utf-8")
+
+
+@pytest.mark.asyncio
+async def test_a_signed_wechat_push_links_the_openid_a_forged_one_does_not(app: Any) -> None:
+    query, body = wechat_push("oSIGNED0000000000000001", "你好")
+    _, resp = await app.asgi_client.post(f"/webhooks/wechat/webhook?{query}", content=body)
+    assert resp.status == 200, resp.text
+    forged, body = wechat_push("oFORGED0000000000000002", "你好", token="not-the-token")
+    _, resp = await app.asgi_client.post(f"/webhooks/wechat/webhook?{forged}", content=body)
+    assert resp.status in (401, 403), resp.text
+    await app.asgi_client.get("/customers/alerts", headers=ADMIN)  # drain
+    _, resp = await app.asgi_client.get("/customers/lookup?kind=wechat_openid&value=oSIGNED0000000000000001",
+                                        headers=ADMIN)
+    assert resp.status == 200, resp.text
+    assert resp.json["profile"]["preferred_channel"] == "wechat"
+    _, resp = await app.asgi_client.get("/customers/lookup?kind=wechat_openid&value=oFORGED0000000000000002",
+                                        headers=ADMIN)
+    assert resp.status == 404
