@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
-from bot.customers.ingress import CustomerHook, Ingest, Verification, from_broker
+from bot.customers.ingress import CustomerHook, Ingest, Verification, from_broker, send_outcomes
 from bot.customers.rules import load_rules
 from bot.customers.service import CustomerError, CustomerService
 from bot.customers.store import CustomerStore
@@ -106,6 +106,11 @@ class CustomersFeature(BaseFeature):
     async def on_broker_message(self, body: dict[str, Any]) -> None:
         item = from_broker(body)
         if item is not None:
+            self.queue.put_nowait(item)
+
+    async def on_send_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
+        """The trigger scheduler's sends and skips (journey, step, variant, outcome) → the timeline."""
+        for item in send_outcomes(outcomes):
             self.queue.put_nowait(item)
 
     async def process(self, item: Ingest) -> None:

@@ -171,6 +171,23 @@ def from_broker(body: dict[str, Any]) -> Ingest | None:
     return Ingest(CustomerEvent(event_id, kind, ts, data, key), tuple(links), proof, key)
 
 
+def send_outcomes(outcomes: list[dict[str, Any]]) -> list[Ingest]:
+    """Proactive sends and their outcome (sent, skip, hold) from the trigger scheduler: timeline items
+    of the shop customer the journey runs for (kefu's own scheduler: trusted, but it links nothing)."""
+    items = []
+    for o in outcomes:
+        customer = o.get("customer_id")
+        if not customer:
+            continue
+        key = ("shop_customer", str(customer))
+        data = {k: o.get(k) for k in ("journey", "step", "variant", "outcome", "reason", "path", "send_id")
+                if o.get(k) is not None}
+        event = CustomerEvent(f"send:{o.get('send_id')}:{o.get('outcome')}:{o.get('at')!r}", "proactive_send",
+                              float(o.get("at") or 0.0), data, key)
+        items.append(Ingest(event, (), "trigger_scheduler", key))
+    return items
+
+
 class CustomerHook:
     """Queues each turn's items; the feature's task feeds them to the service in order."""
 

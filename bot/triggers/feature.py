@@ -51,6 +51,13 @@ class TriggersFeature(BaseFeature):
 
             self.engine.customer_context = customer_context
 
+            async def outcome_listener(outcomes: list[dict[str, Any]]) -> None:
+                customers = getattr(agent, "customers", None)
+                if customers is not None:
+                    await customers.on_send_outcomes(outcomes)
+
+            self.engine.outcome_listener = outcome_listener
+
     def hooks(self) -> Sequence[Any]:
         return (OptOutHook(self.engine),) if self.engine is not None else ()
 

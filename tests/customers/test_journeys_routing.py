@@ -49,6 +49,12 @@ async def test_segment_filter_and_win_back_journey(service: CustomerService, sto
         return await service.context("shop_customer", customer_id)
 
     engine.customer_context = context
+    outcomes: list[dict[str, Any]] = []
+
+    async def listen(batch: list[dict[str, Any]]) -> None:
+        outcomes.extend(batch)
+
+    engine.outcome_listener = listen
     service.clock.now = clock.now()  # type: ignore[attr-defined]
     rich = ("shop_customer", "43")
     await service.ingest(CustomerEvent("o43", "order_paid", clock.now() - DAY, {"total_cents": 50000}, rich), proof="t")
@@ -68,6 +74,16 @@ async def test_segment_filter_and_win_back_journey(service: CustomerService, sto
     await engine.handle_broker_message(body)
     await run_all(engine, clock)
     assert [o.message.response for o in sender.to("45")] == ["utter_win_back"]
+    # the scheduler's outcomes reach the customer's timeline
+    sent = [o for o in outcomes if o["outcome"] == "sent"]
+    assert {(o["customer_id"], o["journey"]) for o in sent} == {("43", "vip_cart"), ("45", "win_back")}
+    from bot.customers.ingress import send_outcomes
+
+    for item in send_outcomes(outcomes):
+        await service.ingest(item.event, item.links, item.proof)
+    cid = await service.find("shop_customer", "45")
+    items = (await service.timeline(cid, types=["proactive_send"]))["items"]
+    assert [(i["data"]["journey"], i["data"]["outcome"]) for i in items] == [("win_back", "sent")]
 
 
 class _Records:

@@ -94,6 +94,7 @@
       case "handoff_resolved": return d.duration_s != null ? Math.round(d.duration_s / 60) + " min" : "";
       case "csat_submitted": return "★".repeat(Math.max(0, Math.min(5, d.rating || 0)));
       case "health_changed": return (d.from || "—") + " → " + d.to + " (" + Math.round(d.score) + ")";
+      case "proactive_send": return (d.journey || "") + "/" + (d.step || "") + " · " + (d.outcome || "") + (d.reason ? " (" + d.reason + ")" : "");
       case "tags_changed": return (d.added || []).map(function (t) { return "+" + t; }).concat((d.removed || []).map(function (t) { return "−" + t; })).join(" ");
       default: return d.order_id || d.sku || d.journey || "";
     }
