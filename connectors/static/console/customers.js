@@ -68,6 +68,13 @@
       why.appendChild(li);
     });
     box.appendChild(why);
+    var alerts = el("ul", "c360-alerts"); alerts.id = "c360-alerts"; box.appendChild(alerts);
+    api("/customers/alerts?limit=200").then(function (d) {  // health.yml threshold actions for this customer
+      (d.alerts || []).filter(function (a) { return a.customer_id === c.id; }).slice(0, 3).forEach(function (a) {
+        alerts.appendChild(el("li", null, "⚠ " + (a.detail.message || a.rule) + " · " + fmt(a.at) +
+          (a.detail.skill_group ? " → " + a.detail.skill_group : "")));
+      });
+    }).catch(function () {});
     var tags = el("div", "c360-tags");
     (c.tags || []).forEach(function (t) { tags.appendChild(el("span", "tag c360-tag", t)); });
     box.appendChild(tags);
