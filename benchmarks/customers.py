@@ -336,7 +336,17 @@ def main() -> None:
     parser.add_argument("--behaviour", type=int, default=100_000, help="generated behaviour events (issue: 1 000 000)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "customers.json"))
     parser.add_argument("--figures", default=str(Path(__file__).parents[1] / "docs" / "figures"))
+    parser.add_argument("--recompute-store", default=None,
+                        help="only re-measure the full recompute on an existing customer store (updates --out)")
     args = parser.parse_args()
+    if args.recompute_store:
+        results = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        last = max(float(e) for e in [results["churn"]["cutoff"] + 90 * DAY])
+        results["recompute"] = asyncio.run(recompute(args.recompute_store, load_rules(None), last))
+        results["recompute"]["command"] = "benchmarks/customers.py " + " ".join(sys.argv[1:])
+        print("recompute", results["recompute"])
+        Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return
     results = asyncio.run(main_async(args))
     results["figures"] = figures(results, Path(args.figures))
     Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -228,14 +228,41 @@ class CustomerService:
             self._recompute(conn, cid, self.clock())
 
     def recompute_all_sync(self, batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
-        """Every customer from its stored events (after a rules change, or to check the incremental path)."""
+        """Every customer from its stored events (after a rules change, or to check the incremental path).
+
+        A batch of customers per transaction, read with three queries and written with one
+        executemany; the fold, the score and the tags are the same functions the incremental path uses.
+        """
         done, after = 0, ""
+        health_rules = self.rules.health
         while True:
             with self.store.transaction() as conn:
-                ids = self.store.list_ids(conn, after, batch)
+                rows = self.store.rows_after(conn, after, batch)
+                ids = [r["id"] for r in rows]
                 now = self.clock()
-                for cid in ids:
-                    self._recompute(conn, cid, now)
+                events = self.store.events_of_many(conn, ids, prof.PROFILE_TYPES) if ids else {}
+                kinds = self.store.identity_kinds_of_many(conn, ids) if ids else {}
+                updates, history = [], []
+                for row in rows:
+                    state: dict[str, Any] = {}
+                    last = None
+                    for event_id, kind, ts, data in events[row["id"]]:
+                        prof.apply(state, prof.CustomerEvent(event_id, kind, ts, data))
+                        last = ts if last is None else max(last, ts)
+                    profile = prof.derive(state, now)
+                    profile["identities"] = kinds[row["id"]]
+                    health = health_score(health_rules, profile, row["health"] or None)
+                    profile["health_score"], profile["health_band"] = health.score, health.band
+                    tags = self.rules.tags_for(profile)
+                    updates.append({"cid": row["id"], "state": state, "profile": profile, "tags": tags,
+                                    "health": health.as_dict(), "now": now, "last_event_at": last})
+                    old = row["health_score"]
+                    if old is None or abs(health.score - old) >= health_rules.history_min_change \
+                            or row["health_band"] != health.band:
+                        history.append({"customer_id": row["id"], "at": now, "score": health.score,
+                                        "band": health.band, "factors": health.factors})
+                self.store.save_many(conn, updates)
+                self.store.add_health_many(conn, history)
             if not ids:
                 return done
             done += len(ids)

@@ -152,6 +152,45 @@ class CustomerStore:
             t.customers.c.id > after, t.customers.c.merged_into.is_(None)).order_by(t.customers.c.id).limit(limit))
         return [r[0] for r in rows]
 
+    def rows_after(self, conn: Any, after: str, limit: int) -> list[dict[str, Any]]:
+        rows = conn.execute(sa.select(t.customers).where(t.customers.c.id > after, t.customers.c.merged_into.is_(None))
+                            .order_by(t.customers.c.id).limit(limit))
+        return [_customer(r) for r in rows]
+
+    def events_of_many(self, conn: Any, ids: list[str], types: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """(id, type, ts, data) of ``types`` per customer, in time order: one query for a batch."""
+        out: dict[str, list[tuple[Any, ...]]] = {cid: [] for cid in ids}
+        c = t.events.c
+        rows = conn.execute(sa.select(c.customer_id, c.id, c.type, c.ts, c.data)
+                            .where(c.customer_id.in_(ids), c.type.in_(list(types))).order_by(c.ts, c.seq))
+        for cid, event_id, kind, ts, data in rows:
+            out[cid].append((event_id, kind, ts, json.loads(data or "{}")))
+        return out
+
+    def identity_kinds_of_many(self, conn: Any, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, set[str]] = {cid: set() for cid in ids}
+        for cid, kind in conn.execute(sa.select(t.identities.c.customer_id, t.identities.c.kind)
+                                      .where(t.identities.c.customer_id.in_(ids))):
+            out[cid].add(kind)
+        return {cid: sorted(kinds) for cid, kinds in out.items()}
+
+    def save_many(self, conn: Any, updates: list[dict[str, Any]]) -> None:
+        """One executemany UPDATE for a batch (keys as :meth:`save` takes them, plus ``cid``)."""
+        if not updates:
+            return
+        statement = t.customers.update().where(t.customers.c.id == sa.bindparam("cid")).values(
+            state=sa.bindparam("u_state"), profile=sa.bindparam("u_profile"), tags=sa.bindparam("u_tags"),
+            health=sa.bindparam("u_health"), health_score=sa.bindparam("u_score"), health_band=sa.bindparam("u_band"),
+            updated_at=sa.bindparam("u_now"), last_event_at=sa.bindparam("u_last"))
+        conn.execute(statement, [{
+            "cid": u["cid"], "u_state": dumps(u["state"]), "u_profile": dumps(u["profile"]), "u_tags": dumps(u["tags"]),
+            "u_health": dumps(u["health"]), "u_score": u["health"].get("score"), "u_band": u["health"].get("band"),
+            "u_now": u["now"], "u_last": u["last_event_at"]} for u in updates])
+
+    def add_health_many(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(t.health_history.insert(), [{**r, "factors": dumps(r["factors"])} for r in rows])
+
     def search(self, conn: Any, *, tag: str | None = None, band: str | None = None, limit: int = 50,
                      offset: int = 0) -> list[dict[str, Any]]:
         query = sa.select(t.customers).where(t.customers.c.merged_into.is_(None))
