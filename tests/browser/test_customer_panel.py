@@ -143,6 +143,10 @@ def test_console_shows_the_customer_panel_beside_the_chat(server: CustomerServer
     assert "高价值" in panel.locator(".c360-tags").inner_text()
     assert panel.locator(".c360-why li").count() == len(record["health"]["factors"]) >= 1
     assert len(record["health_history"]) >= 2 and panel.locator(".c360-trend path").count() == 1
+    # the first order alone (200 days ago) scored at-risk: that threshold action's alert is listed
+    alerts = [a for a in server.call(server.customers.service.alerts()) if a["customer_id"] == cid]
+    assert len(alerts) >= 1 and panel.locator("#c360-alerts li").count() == min(3, len(alerts))
+    assert "at risk" in panel.locator("#c360-alerts").inner_text()
     timeline = panel.locator("#c360-timeline")
     timeline.locator(".type-handoff_requested").wait_for(timeout=TIMEOUT)
     text = timeline.inner_text()
@@ -150,6 +154,8 @@ def test_console_shows_the_customer_panel_beside_the_chat(server: CustomerServer
         assert kind in text, kind
     assert "E20260301002" in text
     console.screenshot(path=str(artifacts / "customer-panel.png"))
+    timeline.scroll_into_view_if_needed()
+    panel.screenshot(path=str(artifacts / "customer-panel-timeline.png"))
     # A stranger (no console login) is refused by the same routes the panel uses.
     status = console.evaluate("fetch('/customers/" + cid + "').then(r => r.status)")
     assert status == 401
