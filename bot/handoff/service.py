@@ -260,6 +260,11 @@ class HandoffService:
     async def escalate(self, tracker: Any, escalation: Escalation, output_channel: OutputChannel | None,
                        profile: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create the handoff, pause the bot, tell the shopper what happens next (hook context)."""
+        customers = getattr(self.agent, "customers", None)  # Customer 360, when the project has it
+        if customers is not None:
+            context = await customers.context_for("conversation", tracker.sender_id)
+            if context:
+                profile = {**(profile or {}), "customer360": context}
         return (await self.escalator.escalate(tracker, escalation, output_channel, profile)).as_dict()
 
     async def relay_user_message(self, h: Handoff, tracker: Any,

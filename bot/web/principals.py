@@ -33,6 +33,8 @@ class Scope(str, Enum):
     HANDOFF_SUPERVISE = "handoff:supervise"  # the console: every queue, transfers, audit of handoffs
     TRAINING_ANNOTATE = "training:annotate"  # the workbench: write training data (examples, FAQ phrasings, test stories)
     METRICS_READ = "metrics:read"  # GET /metrics (Prometheus): operational figures, no shopper data
+    CUSTOMERS_READ = "customers:read"  # Customer 360: profile, health, timeline, segments
+    CUSTOMERS_WRITE = "customers:write"  # Customer 360: merge/unmerge, recompute, reload rules
 
 
 class Role(str, Enum):
@@ -52,8 +54,9 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
                              Scope.CONVERSATIONS_READ, Scope.KNOWLEDGE_READ, Scope.TRIGGERS_READ,
                              Scope.TRAINING_ANNOTATE}),
     Role.SUPERVISOR: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.HANDOFF_SUPERVISE,
-                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ}),
-    Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT}),
+                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ,
+                                Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE}),
+    Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.CUSTOMERS_READ}),
     Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_WRITE}),
     Role.MONITOR: frozenset({Scope.METRICS_READ}),
     Role.USER: frozenset({Scope.CONVERSATIONS_READ, Scope.CONVERSATIONS_WRITE}),  # own conversation only

@@ -22,6 +22,7 @@ from bot.alerts.feature import AlertsFeature
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
 from bot.server.app import create_app
+from bot.customers.feature import CustomersFeature
 from bot.privacy.feature import PrivacyFeature
 from bot.workbench.feature import WorkbenchFeature
 from bot.triggers.feature import TriggersFeature
@@ -125,6 +126,8 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.TRAINING_ANNOTATE: ("post", "/workbench/api/annotate/dismiss", {"texts": ["x"]}),
     Scope.METRICS_READ: ("get", "/metrics", None),
     Scope.HANDOFF_SUPERVISE: ("get", "/alerts", None),
+    Scope.CUSTOMERS_READ: ("get", "/customers", None),
+    Scope.CUSTOMERS_WRITE: ("post", "/customers/reload", None),
 }
 
 
@@ -137,7 +140,8 @@ def light_app(agent: Any) -> Any:
     settings = ProjectSettings(root=None)
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
                       features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
-                                WorkbenchFeature(settings), AlertsFeature(parse_alerts({"rules": []}))])
+                                WorkbenchFeature(settings), AlertsFeature(parse_alerts({"rules": []})),
+                                CustomersFeature(settings)])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]

@@ -155,6 +155,7 @@
       $("send").disabled = !mine;
       $("summary").textContent = (h.record && h.record.summary) || "";
       renderTranscript(h); renderProfile(h);
+      document.dispatchEvent(new CustomEvent("kefu:conversation", { detail: { conversation_id: h.conversation_id, token: state.token, lang: state.lang } }));  // customers.js
       document.querySelectorAll(".list .item").forEach(function (n) { n.classList.toggle("active", n.dataset.id === id); });
       if (!quiet) loadSuggestions(id);
     }).catch(function () {});
