@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from bot.analytics.feature import analytics_feature
 from bot.feature import Feature, FeatureContext, FeatureFactory, FeatureHealth, ProjectSettings
 from bot.handoff.feature import handoff_feature
 from bot.knowledge.feature import knowledge_feature
@@ -30,6 +31,7 @@ FEATURES: tuple[tuple[str, FeatureFactory], ...] = (
     ("triggers", triggers_feature),
     ("shop_outbox", outbox_relay_feature),
     ("privacy", privacy_feature),
+    ("analytics", analytics_feature),
 )
 TASK_GRACE_S = 5.0  # how long stopping tasks may take before they are cancelled
 

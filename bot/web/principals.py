@@ -31,6 +31,7 @@ class Scope(str, Enum):
     DATA_ADMIN = "data:admin"  # export and erase one customer's data, retention
     HANDOFF_AGENT = "handoff:agent"  # the console: own queues and conversations
     HANDOFF_SUPERVISE = "handoff:supervise"  # the console: every queue, transfers, audit of handoffs
+    ANALYTICS_READ = "analytics:read"  # the operations dashboard (/dashboard) and its CSV exports
 
 
 class Role(str, Enum):
@@ -46,9 +47,10 @@ class Role(str, Enum):
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.ADMIN: frozenset(Scope),
     Role.TRAINER: frozenset({Scope.STATUS_READ, Scope.MODEL_PARSE, Scope.MODEL_TEST, Scope.MODEL_TRAIN,
-                             Scope.CONVERSATIONS_READ, Scope.KNOWLEDGE_READ, Scope.TRIGGERS_READ}),
+                             Scope.CONVERSATIONS_READ, Scope.KNOWLEDGE_READ, Scope.TRIGGERS_READ,
+                             Scope.ANALYTICS_READ}),
     Role.SUPERVISOR: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.HANDOFF_SUPERVISE,
-                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ}),
+                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ, Scope.ANALYTICS_READ}),
     Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT}),
     Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_WRITE}),
     Role.USER: frozenset({Scope.CONVERSATIONS_READ, Scope.CONVERSATIONS_WRITE}),  # own conversation only
