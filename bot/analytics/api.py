@@ -78,17 +78,15 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def create_dashboard_blueprint(store_of: Callable[[], AnalyticsStore | None],
+def create_dashboard_blueprint(analytics: AnalyticsStore,
                                today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.timezone.utc).date()
                                ) -> Blueprint:
     bp = Blueprint("analytics_dashboard")
 
-    def store() -> AnalyticsStore:
-        found = store_of()
-        if found is None or found.engine is None:
-            raise ErrorResponse(HTTPStatus.SERVICE_UNAVAILABLE, "NotReady",
-                                "The analytics store is not open yet (the server is starting). Retry in a moment.")
-        return found
+    async def store() -> AnalyticsStore:
+        """The store, opened on first use (the page needs no agent: it reads rollups only)."""
+        await analytics.open()
+        return analytics
 
     @bp.get("/dashboard")
     @public
@@ -110,7 +108,7 @@ def create_dashboard_blueprint(store_of: Callable[[], AnalyticsStore | None],
     @requires_scope(Scope.ANALYTICS_READ)
     async def metrics(request: Request) -> HTTPResponse:
         started = time.perf_counter()
-        payload = await dashboard_payload(store(), filters_of(request, today()), request.args.get("lang") or "en")
+        payload = await dashboard_payload(await store(), filters_of(request, today()), request.args.get("lang") or "en")
         payload["took_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return response.json(payload, headers={"Cache-Control": "no-store"})
 
@@ -119,7 +117,7 @@ def create_dashboard_blueprint(store_of: Callable[[], AnalyticsStore | None],
     async def export(request: Request, table: str) -> HTTPResponse:
         name = table[:-4] if table.endswith(".csv") else table
         filters = filters_of(request, today())
-        payload = await dashboard_payload(store(), filters, request.args.get("lang") or "en")
+        payload = await dashboard_payload(await store(), filters, request.args.get("lang") or "en")
         if name == FIGURE_TABLE:
             rows = [{"metric": key, "name": payload["definitions"][key]["name"], "value": value,
                      "definition": payload["definitions"][key]["definition"]}

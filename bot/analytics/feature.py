@@ -42,7 +42,7 @@ class AnalyticsFeature(BaseFeature):
     def blueprints(self) -> Sequence[Any]:
         from bot.analytics.api import create_dashboard_blueprint
 
-        return (create_dashboard_blueprint(lambda: self.store if self._started else None),)
+        return (create_dashboard_blueprint(self.store),)
 
     def hooks(self) -> Sequence[Any]:
         return (SurveyHook(self.survey),) if self.config.survey.enabled else ()

@@ -6,6 +6,7 @@ PostgreSQL ``ON CONFLICT``), so the rollups always equal the facts that fed them
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -59,16 +60,24 @@ class AnalyticsStore:
         self.url = url
         self.engine: Any = None
         self.dialect = ""
+        self._opening: asyncio.Lock | None = None
 
     async def open(self) -> None:
+        """Connect and create missing tables; idempotent and safe to call from concurrent requests."""
         from bot.stores.sql import create_async_sql_engine, create_tables
 
         if self.engine is not None:
             return
-        self.engine, _ = create_async_sql_engine(self.url, filename="config.yml")
-        self.dialect = self.engine.dialect.name
-        await create_tables(self.engine, metadata, "analytics store",
-                            "Check 'analytics: database:' in config.yml (docs/dashboard.md).")
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self.engine is not None:
+                return
+            engine, _ = create_async_sql_engine(self.url, filename="config.yml")
+            await create_tables(engine, metadata, "analytics store",
+                                "Check 'analytics: database:' in config.yml (docs/dashboard.md).")
+            self.dialect = engine.dialect.name
+            self.engine = engine
 
     async def close(self) -> None:
         if self.engine is not None:

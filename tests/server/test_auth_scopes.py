@@ -19,6 +19,8 @@ import pytest
 
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
+from bot.analytics.config import AnalyticsConfig, SurveyConfig
+from bot.analytics.feature import AnalyticsFeature
 from bot.server.app import create_app
 from bot.privacy.feature import PrivacyFeature
 from bot.triggers.feature import TriggersFeature
@@ -119,6 +121,7 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.TRIGGERS_WRITE: ("post", "/triggers/journeys/j/steps/s/variants/v/stop", None),
     Scope.AUDIT_READ: ("get", "/audit", None),
     Scope.DATA_ADMIN: ("get", "/data/customers/c1/export", None),
+    Scope.ANALYTICS_READ: ("get", "/dashboard/api/metrics", None),
 }
 
 
@@ -130,7 +133,9 @@ def light_app(agent: Any) -> Any:
     """The API with the knowledge, trigger and data routes (no engine: 409), a fake agent."""
     settings = ProjectSettings(root=None)
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
-                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings)])
+                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
+                                AnalyticsFeature(AnalyticsConfig(survey=SurveyConfig(enabled=False)),
+                                                 "sqlite:///:memory:")])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]
