@@ -56,15 +56,28 @@ def filters_of(request: Request, today: dt.date) -> Filters:
 
 async def dashboard_payload(store: AnalyticsStore, filters: Filters, language: str = "en") -> dict[str, Any]:
     """Everything the page shows for ``filters`` (also what the benchmark times)."""
-    result = compute(await store.sums(filters))
+    result = compute(*await store.sums(filters))
     hourly = filters.start >= (dt.date.fromisoformat(filters.end) - dt.timedelta(days=1)).isoformat()
-    series = await store.series(filters, "conversations", "h" if hourly else "d")
-    result["tables"]["conversations_by_day"] = [{"bucket": b, "conversations": n} for b, n in series]
+    counted = dict(await store.series(filters, "conversations", "h" if hourly else "d"))
+    result["tables"]["conversations_by_day"] = [{"bucket": b, "conversations": counted.get(b, 0)}
+                                                for b in _buckets(filters, hourly, counted)]
     result["definitions"] = definitions(language)
     result["filters"] = {"start": filters.start, "end": filters.end, "channel": filters.channel,
                          "segment": filters.segment, "grain": "hour" if hourly else "day"}
     result["choices"] = await store.dimensions()
     return result
+
+
+def _buckets(filters: Filters, hourly: bool, counted: dict[str, int]) -> list[str]:
+    """Every day of the range (a day without conversations is a 0, not a gap); hourly: the hours that had any."""
+    if hourly:
+        return sorted(counted)
+    day, end = dt.date.fromisoformat(filters.start), dt.date.fromisoformat(filters.end)
+    out = []
+    while day <= end:
+        out.append(day.isoformat())
+        day += dt.timedelta(days=1)
+    return out
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -60,6 +60,7 @@ DEFINITIONS: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("rec_ctr", "Recommendation click rate", "推荐点击率", "Clicks over recommendations shown.", "推荐点击数除以推荐展示数。", "ratio"),
 )
 TABLE_DEFINITIONS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("figures", "All figures", "全部指标", "Every figure above in one table.", "上方全部指标汇总为一张表。"),
     ("escalation_reasons", "Escalation reasons", "转人工原因", "Handoffs per escalation rule.", "按转人工规则统计的次数。"),
     ("top_intents", "Top intents", "热门意图", "Shopper messages per recognised intent.", "按识别出的意图统计的用户消息数。"),
     ("top_unanswered", "Top unanswered questions", "未解答问题",
@@ -97,20 +98,21 @@ def _nps(dist: dict[str, int]) -> float | None:
     return round(100.0 * (promoters - detractors) / answers, 1)
 
 
-def compute(rows: Iterable[tuple[str, str, str, int, float]], top: int = 20) -> dict[str, Any]:
-    """Figures and tables from ``(channel, metric, dim, n, total)`` rollup sums."""
+def compute(rows: Iterable[tuple[str, str, int, float]],
+            channel_rows: Iterable[tuple[str, str, int, float]] = (), top: int = 20) -> dict[str, Any]:
+    """Figures and tables from ``(metric, dim, n, total)`` and ``(channel, metric, n, total)`` rollup sums."""
     overall: dict[str, _Sum] = defaultdict(_Sum)
     by_dim: dict[str, dict[str, _Sum]] = defaultdict(lambda: defaultdict(_Sum))
     by_channel: dict[str, dict[str, _Sum]] = defaultdict(lambda: defaultdict(_Sum))
-    for channel, metric, dim, n, total in rows:
+    for metric, dim, n, total in rows:
         overall[metric].n += n
         overall[metric].total += total
         if dim:
             by_dim[metric][dim].n += n
             by_dim[metric][dim].total += total
-        if metric in ("csat", "nps", "ces", "conversations"):
-            by_channel[channel or "unknown"][metric].n += n
-            by_channel[channel or "unknown"][metric].total += total
+    for channel, metric, n, total in channel_rows:
+        by_channel[channel or "unknown"][metric].n += n
+        by_channel[channel or "unknown"][metric].total += total
     conversations = overall["conversations"].n
     ended = overall["ended"].n
     dist = {kind: {dim: s.n for dim, s in by_dim[kind].items()} for kind in ("csat", "nps", "ces")}

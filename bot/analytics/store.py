@@ -18,6 +18,11 @@ from bot.analytics.schema import conversations, metadata, orders, rollups, surve
 
 logger = logging.getLogger(__name__)
 
+# Metrics also kept per hour (the page's hourly series for ranges up to two days); the rest per day only.
+HOURLY_METRICS = frozenset({"conversations", "escalated", "user_turns", "fallback"})
+# Metrics the page also breaks down per channel (satisfaction by channel).
+CHANNEL_METRICS = ("conversations", "csat", "nps", "ces")
+
 
 def day_of(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
@@ -92,7 +97,8 @@ class AnalyticsStore:
                   total: float = 0.0) -> None:
         """Add ``n`` and ``total`` to the hour's and the day's rollup row (created when missing)."""
         dim = (dim or "")[:255]
-        for grain, key in (("h", bucket.hour), ("d", bucket.day)):
+        grains = (("h", bucket.hour), ("d", bucket.day)) if metric in HOURLY_METRICS else (("d", bucket.day),)
+        for grain, key in grains:
             values = {"grain": grain, "bucket": key, "channel": bucket.channel, "segment": bucket.segment,
                       "metric": metric, "dim": dim, "n": n, "total": float(total)}
             if self.dialect in ("sqlite", "postgresql"):
@@ -113,21 +119,28 @@ class AnalyticsStore:
             if not done.rowcount:
                 await conn.execute(rollups.insert().values(**values))
 
-    async def sums(self, filters: Filters, metrics: Iterable[str] | None = None) -> list[tuple[str, str, str, int, float]]:
-        """``(channel, metric, dim, n, total)`` summed over the filters' days."""
+    def _filtered(self, query: Any, filters: Filters) -> Any:
         c = rollups.c
-        query = (select(c.channel, c.metric, c.dim, func.sum(c.n), func.sum(c.total))
-                 .where(c.grain == "d", c.bucket >= filters.start, c.bucket <= filters.end)
-                 .group_by(c.channel, c.metric, c.dim))
         if filters.channel:
             query = query.where(c.channel == filters.channel)
         if filters.segment:
             query = query.where(c.segment == filters.segment)
-        if metrics is not None:
-            query = query.where(c.metric.in_(list(metrics)))
+        return query
+
+    async def sums(self, filters: Filters) -> tuple[list[tuple[str, str, int, float]], list[tuple[str, str, int, float]]]:
+        """``(metric, dim, n, total)`` over the filters' days, and ``(channel, metric, n, total)`` per channel."""
+        c = rollups.c
+        in_range = (c.grain == "d", c.bucket >= filters.start, c.bucket <= filters.end)
+        overall = self._filtered(select(c.metric, c.dim, func.sum(c.n), func.sum(c.total))
+                                 .where(*in_range).group_by(c.metric, c.dim), filters)
+        per_channel = self._filtered(select(c.channel, c.metric, func.sum(c.n), func.sum(c.total))
+                                     .where(*in_range, c.metric.in_(CHANNEL_METRICS))
+                                     .group_by(c.channel, c.metric), filters)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [(r[0], r[1], r[2], int(r[3] or 0), float(r[4] or 0.0)) for r in rows]
+            rows = (await conn.execute(overall)).all()
+            channels = (await conn.execute(per_channel)).all()
+        return ([(r[0], r[1], int(r[2] or 0), float(r[3] or 0.0)) for r in rows],
+                [(r[0], r[1], int(r[2] or 0), float(r[3] or 0.0)) for r in channels])
 
     async def series(self, filters: Filters, metric: str, grain: str = "d") -> list[tuple[str, int]]:
         """``(bucket, n)`` of one metric per day (or hour), oldest first."""
@@ -136,10 +149,7 @@ class AnalyticsStore:
         query = (select(c.bucket, func.sum(c.n)).where(c.grain == grain, c.metric == metric,
                                                        c.bucket >= filters.start, c.bucket <= end)
                  .group_by(c.bucket).order_by(c.bucket))
-        if filters.channel:
-            query = query.where(c.channel == filters.channel)
-        if filters.segment:
-            query = query.where(c.segment == filters.segment)
+        query = self._filtered(query, filters)
         async with self.engine.connect() as conn:
             return [(r[0], int(r[1] or 0)) for r in (await conn.execute(query)).all()]
 

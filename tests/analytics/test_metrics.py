@@ -42,6 +42,7 @@ async def test_every_figure_of_the_known_history(tmp_path: Path) -> None:
     assert tables["csat_by_intent"] == [{"intent": "ask_return", "ratings": 1, "csat": 4.0}]
     assert tables["distribution"] == [{"kind": "csat", "score": 4, "count": 1}]
     assert tables["conversations_by_day"] == [{"bucket": "2026-11-02", "conversations": 4},
+                                              {"bucket": "2026-11-03", "conversations": 0},
                                               {"bucket": "2026-11-04", "conversations": 1}]
     by_channel = {row["channel"]: row for row in tables["csat_by_channel"]}
     assert by_channel["wechat"]["conversations"] == 2 and by_channel["wechat"]["csat"] == 4.0
@@ -89,7 +90,8 @@ async def test_rollups_equal_a_replay_from_scratch(tmp_path: Path) -> None:
         await ingester.handle(body)
     await ingester.close_idle(T0 + 10 * DAY)
     try:
-        assert sorted(await store.sums(Filters(START, END))) == sorted(await other.sums(Filters(START, END)))
+        for mine, theirs in zip(await store.sums(Filters(START, END)), await other.sums(Filters(START, END))):
+            assert sorted(mine) == sorted(theirs) and mine
     finally:
         await store.close()
         await other.close()

@@ -116,7 +116,7 @@
       } else {
         var table = el("table"), head = el("tr");
         var columns = Object.keys(rows[0]);
-        columns.forEach(function (c) { head.appendChild(el("th", null, c)); });
+        columns.forEach(function (c) { head.appendChild(el("th", typeof rows[0][c] === "number" ? "num" : null, c)); });
         table.appendChild(head);
         rows.forEach(function (row) {
           var tr = el("tr");
