@@ -72,6 +72,11 @@ class AnalyticsFeature(BaseFeature):
         if self.broker is not None:
             self.broker.unsubscribe(self.ingester.handle)
             self.broker = None
+        if self._started:
+            try:
+                await self.ingester.flush()
+            except Exception:
+                logger.exception("Could not write the last rollup increments.")
         self._started = False
         await self.store.close()
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Any, Awaitable, Callable
 
 from bot.analytics.config import AnalyticsConfig
 from bot.analytics.schema import conversations
-from bot.analytics.store import AnalyticsStore, Bucket, day_of, hour_of
+from bot.analytics.store import AnalyticsStore, Bucket, RollupBuffer, day_of, hour_of
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ FALLBACK_ACTIONS = frozenset({"action_default_fallback", "action_two_stage_fallb
 FALLBACK_INTENTS = frozenset({"nlu_fallback"})
 FALLBACK_LOOP = 2  # consecutive fallback turns: the bot did not resolve the conversation
 SURVEY_COMMENT_INTENT = "survey_comment"  # the widget's comment box sends /survey_comment{"comment": "..."}
+FLUSH_S = 1.0  # buffered rollup increments are written at least this often while events arrive
+FLUSH_CELLS = 5000  # ... or when this many rollup cells are pending
 SCALES = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
 
 # customer id → segment (engineer c360's customer profiles plug in here); None: no segment
@@ -56,6 +59,22 @@ class Ingester:
         self.timeout_s = config.conversation_timeout_minutes * 60.0
         self.survey_intents = frozenset({config.survey.intent, SURVEY_COMMENT_INTENT})
         self._lock = asyncio.Lock()
+        self.rollups = RollupBuffer()
+        self.clock = time.monotonic
+        self._flushed_at = self.clock()
+
+    async def flush(self) -> None:
+        """Write the buffered rollup increments (the sweep, each answer, stop; at most every FLUSH_S)."""
+        pending = self.rollups.take()
+        self._flushed_at = self.clock()
+        try:
+            await self.store.write_rollups(pending)
+        except Exception:
+            for key, (n, total) in pending.items():  # keep them for the next flush
+                cell = self.rollups.pending.setdefault(key, [0, 0.0])
+                cell[0] += n
+                cell[1] += total
+            raise
 
     async def handle(self, body: dict[str, Any]) -> None:
         """The broker subscriber: one body (unknown kinds are ignored)."""
@@ -66,6 +85,8 @@ class Ingester:
         async with self._lock:
             async with self.store.begin() as conn:
                 await handler(self, conn, body)
+        if len(self.rollups) >= FLUSH_CELLS or self.clock() - self._flushed_at >= FLUSH_S:
+            await self.flush()
 
     # --- conversations ---------------------------------------------------------------
     async def _segment(self, customer_id: str) -> str:
@@ -102,7 +123,7 @@ class Ingester:
         if current is not None and current["id"] == row["id"]:
             row["id"] += f".{current['user_turns'] + 1}"
         await self.store.insert_conversation(conn, row)
-        await self.store.add(conn, Bucket.of(row), "conversations")
+        self.rollups.add(Bucket.of(row), "conversations")
         return row
 
     async def _touch(self, conn: Any, conv: dict[str, Any], ts: float, **values: Any) -> None:
@@ -115,15 +136,15 @@ class Ingester:
         bucket = Bucket.of(conv)
         ended = conv["last_event_at"]
         values: dict[str, Any] = {"ended_at": ended}
-        await self.store.add(conn, bucket, "ended")
+        self.rollups.add(bucket, "ended")
         if not conv["escalated"] and conv["user_turns"] > 0 and conv["max_fallback_streak"] < FALLBACK_LOOP:
             values["resolved"] = True
-            await self.store.add(conn, bucket, "bot_resolved")
-            await self.store.add(conn, bucket, "resolution_time", total=ended - conv["started_at"])
+            self.rollups.add(bucket, "bot_resolved")
+            self.rollups.add(bucket, "resolution_time", total=ended - conv["started_at"])
         elif conv["escalated"] and conv["resolved_at"] is not None:
             values["resolved"] = True
         if values.get("resolved") and not conv["repeated"]:
-            await self.store.add(conn, bucket, "fcr")
+            self.rollups.add(bucket, "fcr")
         conv.update(values)
         await self.store.update_conversation(conn, conv["id"], **values)
 
@@ -137,6 +158,7 @@ class Ingester:
                     if fresh is not None and fresh["ended_at"] is None:
                         await self._finish(conn, fresh)
                         ended += 1
+        await self.flush()
         return ended
 
     # --- tracker events ------------------------------------------------------------------
@@ -162,9 +184,9 @@ class Ingester:
             values["first_user_at"] = ts
         if conv["fallback_turn"] != conv["user_turns"]:  # the previous turn had no fallback: the streak ends
             values["fallback_streak"] = 0
-        await self.store.add(conn, bucket, "user_turns")
+        self.rollups.add(bucket, "user_turns")
         if intent:
-            await self.store.add(conn, bucket, "intent", intent)
+            self.rollups.add(bucket, "intent", intent)
         if intent and conv["first_intent"] is None and intent not in FALLBACK_INTENTS:
             values["first_intent"] = intent
             await self._repeat_check(conn, conv, intent)
@@ -180,9 +202,9 @@ class Ingester:
             return
         await self.store.update_conversation(conn, earlier["id"], repeated=True)
         bucket = Bucket.of(earlier)
-        await self.store.add(conn, bucket, "repeated", intent)
+        self.rollups.add(bucket, "repeated", intent)
         if earlier["ended_at"] is not None and earlier["resolved"]:
-            await self.store.add(conn, bucket, "fcr", n=-1)  # it was not resolved at first contact after all
+            self.rollups.add(bucket, "fcr", n=-1)  # it was not resolved at first contact after all
 
     async def _fallback(self, conn: Any, conv: dict[str, Any], ts: float) -> None:
         """At most one fallback per user turn (an NLU fallback and the fallback action are one turn)."""
@@ -192,7 +214,7 @@ class Ingester:
         await self._touch(conn, conv, ts, fallbacks=conv["fallbacks"] + 1, fallback_streak=streak,
                           max_fallback_streak=max(streak, conv["max_fallback_streak"]),
                           fallback_turn=conv["user_turns"])
-        await self.store.add(conn, Bucket.of(conv), "fallback")
+        self.rollups.add(Bucket.of(conv), "fallback")
 
     async def on_action(self, conn: Any, body: dict[str, Any]) -> None:
         if body.get("name") not in FALLBACK_ACTIONS:
@@ -211,15 +233,15 @@ class Ingester:
         values: dict[str, Any] = {}
         if conv["first_bot_at"] is None and conv["first_user_at"] is not None:
             values["first_bot_at"] = ts
-            await self.store.add(conn, bucket, "frt_bot", total=ts - conv["first_user_at"])
+            self.rollups.add(bucket, "frt_bot", total=ts - conv["first_user_at"])
         if isinstance(meta, dict) and meta.get("agent_id") and conv["first_agent_at"] is None \
                 and conv["handoff_created_at"] is not None:
             values["first_agent_at"] = ts
-            await self.store.add(conn, bucket, "frt_human", total=ts - conv["handoff_created_at"])
+            self.rollups.add(bucket, "frt_human", total=ts - conv["handoff_created_at"])
         await self._touch(conn, conv, ts, **values)
         kb = meta.get("kb") if isinstance(meta, dict) else None
         if isinstance(kb, dict) and kb.get("outcome") == "no_answer":
-            await self.store.add(conn, bucket, "kb_miss", normalise_question(str(kb.get("query") or "")))
+            self.rollups.add(bucket, "kb_miss", normalise_question(str(kb.get("query") or "")))
             await self._fallback(conn, conv, ts)
 
     # --- handoff ----------------------------------------------------------------------------
@@ -230,7 +252,7 @@ class Ingester:
         ts = float(body.get("timestamp") or 0.0)
         await self._touch(conn, conv, ts, escalated=True, handoff_id=str(body.get("handoff_id") or ""),
                           handoff_created_at=ts)
-        await self.store.add(conn, Bucket.of(conv), "escalated", str(body.get("reason") or "unknown"))
+        self.rollups.add(Bucket.of(conv), "escalated", str(body.get("reason") or "unknown"))
 
     async def _handoff_conversation(self, conn: Any, body: dict[str, Any]) -> dict[str, Any] | None:
         conv = await self.store.latest_conversation(conn, str(body.get("sender_id") or ""))
@@ -244,7 +266,7 @@ class Ingester:
             return
         ts = float(body.get("timestamp") or 0.0)
         await self._touch(conn, conv, ts, assigned_at=ts, agent_id=str(body.get("agent_id") or "") or None)
-        await self.store.add(conn, Bucket.of(conv), "queue_wait", total=ts - conv["handoff_created_at"])
+        self.rollups.add(Bucket.of(conv), "queue_wait", total=ts - conv["handoff_created_at"])
 
     async def on_handoff_resolved(self, conn: Any, body: dict[str, Any]) -> None:
         conv = await self._handoff_conversation(conn, body)
@@ -253,8 +275,8 @@ class Ingester:
         ts = float(body.get("timestamp") or 0.0)
         bucket = Bucket.of(conv)
         if conv["assigned_at"] is not None:
-            await self.store.add(conn, bucket, "handling", total=ts - conv["assigned_at"])
-        await self.store.add(conn, bucket, "resolution_time", total=ts - conv["started_at"])
+            self.rollups.add(bucket, "handling", total=ts - conv["assigned_at"])
+        self.rollups.add(bucket, "resolution_time", total=ts - conv["started_at"])
         await self._touch(conn, conv, ts, resolved_at=ts, agent_id=conv["agent_id"] or body.get("agent_id"))
 
     async def on_csat_submitted(self, conn: Any, body: dict[str, Any]) -> None:
@@ -274,9 +296,9 @@ class Ingester:
         if not low <= score <= high:
             return False
         bucket = Bucket.of(conv)
-        await self.store.add(conn, bucket, kind, str(score), total=score)
-        await self.store.add(conn, bucket, f"{kind}_agent", f"{agent_id or 'bot'}|{score}", total=score)
-        await self.store.add(conn, bucket, f"{kind}_intent", f"{conv['first_intent'] or 'none'}|{score}", total=score)
+        self.rollups.add(bucket, kind, str(score), total=score)
+        self.rollups.add(bucket, f"{kind}_agent", f"{agent_id or 'bot'}|{score}", total=score)
+        self.rollups.add(bucket, f"{kind}_intent", f"{conv['first_intent'] or 'none'}|{score}", total=score)
         return True
 
     # --- shop and recommendations -------------------------------------------------------------
@@ -296,10 +318,10 @@ class Ingester:
         await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,
                                              "amount": amount, "conversation_id": conv["id"] if conv else None})
         segment = conv["segment"] if conv else await self._segment(customer)
-        await self.store.add(conn, Bucket.at(ts, conv["channel"] if conv else "", segment), "orders", total=amount)
+        self.rollups.add(Bucket.at(ts, conv["channel"] if conv else "", segment), "orders", total=amount)
         if conv is not None:
             await self.store.update_conversation(conn, conv["id"], converted=True)
-            await self.store.add(conn, Bucket.of(conv), "converted", total=amount)
+            self.rollups.add(Bucket.of(conv), "converted", total=amount)
 
     async def _behaviour(self, conn: Any, body: dict[str, Any], metric: str) -> None:
         ts = float(body.get("timestamp") or 0.0)
@@ -308,7 +330,7 @@ class Ingester:
         bucket = Bucket.of(conv) if conv is not None and ts - conv["last_event_at"] <= self.timeout_s \
             else Bucket.at(ts)
         product = str((body.get("data") or {}).get("product_id") or "")
-        await self.store.add(conn, bucket, metric, product)
+        self.rollups.add(bucket, metric, product)
 
     async def on_recommendation_shown(self, conn: Any, body: dict[str, Any]) -> None:
         await self._behaviour(conn, body, "rec_shown")

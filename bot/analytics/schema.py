@@ -3,9 +3,11 @@
 - ``analytics_conversations``: one row per conversation (a tracker session), updated as its
   events arrive: the facts a figure needs at the end (first response, fallbacks, handoff
   times, first intent, resolution).
-- ``analytics_rollups``: the figures' sums per hour (``grain`` ``h``) and day (``d``), channel,
-  customer segment, metric and dimension (an intent, a reason, a score, ...). The dashboard
-  reads only this table, so it answers in time proportional to days × dimensions, not events.
+- ``analytics_rollups``: the figures' sums per month (``grain`` ``m``), day (``d``) and, for a few
+  metrics, hour (``h``); per channel and customer segment, with ``*`` rows summing every
+  channel and/or segment; per metric and dimension (an intent, a reason, a score, ...). The
+  dashboard reads only this table — one cell per filter, whole months from month rows — so it
+  answers in time proportional to (months + edge days) × dimensions, not to events.
 - ``analytics_surveys``: one row per survey asked after a conversation (and its answers).
 - ``analytics_orders``: paid orders seen on the broker (conversion, AOV).
 """
@@ -52,15 +54,16 @@ conversations = Table(
 
 rollups = Table(
     "analytics_rollups", metadata,
-    Column("grain", String(1), primary_key=True),  # h | d
-    Column("bucket", String(13), primary_key=True),  # 2026-12-07 | 2026-12-07T13 (UTC)
-    Column("channel", String(64), primary_key=True),
-    Column("segment", String(64), primary_key=True),
+    # key order = the primary key's index: a filter's cell and date range is one index range
+    Column("grain", String(1), primary_key=True),  # m | d | h
+    Column("channel", String(64), primary_key=True),  # "*": every channel
+    Column("segment", String(64), primary_key=True),  # "*": every segment; "": customers without one
+    Column("bucket", String(13), primary_key=True),  # 2026-12 | 2026-12-07 | 2026-12-07T13 (UTC)
     Column("metric", String(48), primary_key=True),
     Column("dim", String(255), primary_key=True),  # "" when the metric has no dimension
     Column("n", Integer, nullable=False, default=0),
     Column("total", Float, nullable=False, default=0.0),
-    Index("ix_analytics_rollups_metric", "grain", "metric", "bucket"),
+    Index("ix_analytics_rollups_metric", "grain", "metric", "segment", "bucket"),  # per-channel breakdowns
 )
 
 surveys = Table(

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from bot.analytics.schema import conversations, metadata, orders, rollups, surveys
 
@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 # Metrics also kept per hour (the page's hourly series for ranges up to two days); the rest per day only.
 HOURLY_METRICS = frozenset({"conversations", "escalated", "user_turns", "fallback"})
+ALL = "*"  # the channel / segment of the rows that sum every channel / segment (filters read one cell)
 # Metrics the page also breaks down per channel (satisfaction by channel).
 CHANNEL_METRICS = ("conversations", "csat", "nps", "ces")
 
@@ -48,6 +49,59 @@ class Bucket:
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "Bucket":
         return cls(row["day"], row["hour"], row["channel"] or "", row["segment"] or "")
+
+
+def split_range(start: str, end: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """``start..end`` (inclusive days) as the whole months inside it and the day ranges left over."""
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    months: list[str] = []
+    days: list[tuple[str, str]] = []
+    cursor = first
+    while cursor <= last:
+        month_end = (cursor.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        if cursor.day == 1 and month_end <= last:
+            months.append(cursor.strftime("%Y-%m"))
+        else:
+            stop = min(month_end, last)
+            if days and (dt.date.fromisoformat(days[-1][1]) + dt.timedelta(days=1)) == cursor:
+                days[-1] = (days[-1][0], stop.isoformat())
+            else:
+                days.append((cursor.isoformat(), stop.isoformat()))
+        cursor = month_end + dt.timedelta(days=1)
+    return months, days
+
+
+class RollupBuffer:
+    """Rollup increments gathered in memory and written together (rollups are sums: order does not matter).
+
+    Each increment goes to its day and month (and hour, for the hourly metrics), for its
+    channel and segment and for the ``*`` cells that sum every channel and/or segment.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple, list[float]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, bucket: Bucket, metric: str, dim: str = "", n: int = 1, total: float = 0.0) -> None:
+        dim = (dim or "")[:255]
+        grains = [("d", bucket.day), ("m", bucket.day[:7])]
+        if metric in HOURLY_METRICS:
+            grains.append(("h", bucket.hour))
+        for channel in {bucket.channel, ALL}:
+            for segment in {bucket.segment, ALL}:
+                for grain, key in grains:
+                    cell = self.pending.get((grain, key, channel, segment, metric, dim))
+                    if cell is None:
+                        self.pending[(grain, key, channel, segment, metric, dim)] = [n, total]
+                    else:
+                        cell[0] += n
+                        cell[1] += total
+
+    def take(self) -> dict[tuple, list[float]]:
+        pending, self.pending = self.pending, {}
+        return pending
 
 
 @dataclass(frozen=True)
@@ -93,49 +147,61 @@ class AnalyticsStore:
         return self.engine.begin()
 
     # --- rollups ---------------------------------------------------------------
-    async def add(self, conn: Any, bucket: Bucket, metric: str, dim: str = "", n: int = 1,
-                  total: float = 0.0) -> None:
-        """Add ``n`` and ``total`` to the hour's and the day's rollup row (created when missing)."""
-        dim = (dim or "")[:255]
-        grains = (("h", bucket.hour), ("d", bucket.day)) if metric in HOURLY_METRICS else (("d", bucket.day),)
-        for grain, key in grains:
-            values = {"grain": grain, "bucket": key, "channel": bucket.channel, "segment": bucket.segment,
-                      "metric": metric, "dim": dim, "n": n, "total": float(total)}
+    async def write_rollups(self, pending: dict[tuple, list[float]]) -> None:
+        """Add buffered increments to their rows (created when missing), in one transaction."""
+        if not pending:
+            return
+        params = [{"grain": k[0], "bucket": k[1], "channel": k[2], "segment": k[3], "metric": k[4], "dim": k[5],
+                   "n": int(v[0]), "total": float(v[1])} for k, v in pending.items()]
+        async with self.engine.begin() as conn:
             if self.dialect in ("sqlite", "postgresql"):
                 if self.dialect == "sqlite":
                     from sqlalchemy.dialects.sqlite import insert
                 else:
                     from sqlalchemy.dialects.postgresql import insert
-                stmt = insert(rollups).values(**values)
+                stmt = insert(rollups)
                 stmt = stmt.on_conflict_do_update(
                     index_elements=[c.name for c in rollups.primary_key.columns],
                     set_={"n": rollups.c.n + stmt.excluded.n, "total": rollups.c.total + stmt.excluded.total})
-                await conn.execute(stmt)
-                continue
-            key_match = and_(*(rollups.c[k] == values[k] for k in ("grain", "bucket", "channel", "segment",
-                                                                   "metric", "dim")))
-            done = await conn.execute(update(rollups).where(key_match).values(
-                n=rollups.c.n + n, total=rollups.c.total + float(total)))
-            if not done.rowcount:
-                await conn.execute(rollups.insert().values(**values))
+                await conn.execute(stmt, params)
+                return
+            for values in params:  # other dialects: update, else insert
+                key_match = and_(*(rollups.c[k] == values[k] for k in ("grain", "bucket", "channel", "segment",
+                                                                       "metric", "dim")))
+                done = await conn.execute(update(rollups).where(key_match).values(
+                    n=rollups.c.n + values["n"], total=rollups.c.total + values["total"]))
+                if not done.rowcount:
+                    await conn.execute(rollups.insert().values(**values))
 
-    def _filtered(self, query: Any, filters: Filters) -> Any:
+    def _filtered(self, query: Any, filters: Filters, per_channel: bool = False) -> Any:
+        """One precomputed cell per filter: ``*`` rows hold every channel's / segment's sum."""
         c = rollups.c
-        if filters.channel:
-            query = query.where(c.channel == filters.channel)
-        if filters.segment:
-            query = query.where(c.segment == filters.segment)
-        return query
+        if per_channel:
+            query = query.where(c.channel != ALL if not filters.channel else c.channel == filters.channel)
+        else:
+            query = query.where(c.channel == (filters.channel or ALL))
+        return query.where(c.segment == (filters.segment or ALL))
+
+    def _in_range(self, filters: Filters) -> Any:
+        """Whole months from the month rows, the rest of the days from the day rows."""
+        c = rollups.c
+        months, days = split_range(filters.start, filters.end)
+        parts = []
+        if months:
+            parts.append(and_(c.grain == "m", c.bucket.in_(months)))
+        for first, last in days:
+            parts.append(and_(c.grain == "d", c.bucket >= first, c.bucket <= last))
+        return or_(*parts)
 
     async def sums(self, filters: Filters) -> tuple[list[tuple[str, str, int, float]], list[tuple[str, str, int, float]]]:
         """``(metric, dim, n, total)`` over the filters' days, and ``(channel, metric, n, total)`` per channel."""
         c = rollups.c
-        in_range = (c.grain == "d", c.bucket >= filters.start, c.bucket <= filters.end)
+        in_range = self._in_range(filters)
         overall = self._filtered(select(c.metric, c.dim, func.sum(c.n), func.sum(c.total))
-                                 .where(*in_range).group_by(c.metric, c.dim), filters)
+                                 .where(in_range).group_by(c.metric, c.dim), filters)
         per_channel = self._filtered(select(c.channel, c.metric, func.sum(c.n), func.sum(c.total))
-                                     .where(*in_range, c.metric.in_(CHANNEL_METRICS))
-                                     .group_by(c.channel, c.metric), filters)
+                                     .where(in_range, c.metric.in_(CHANNEL_METRICS))
+                                     .group_by(c.channel, c.metric), filters, per_channel=True)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(overall)).all()
             channels = (await conn.execute(per_channel)).all()
@@ -158,10 +224,11 @@ class AnalyticsStore:
         c = rollups.c
         async with self.engine.connect() as conn:
             channels = [r[0] for r in (await conn.execute(
-                select(c.channel).where(c.grain == "d", c.metric == "conversations").distinct())).all()]
+                select(c.channel).where(c.grain == "m", c.metric == "conversations", c.segment == ALL).distinct())).all()]
             segments = [r[0] for r in (await conn.execute(
-                select(c.segment).where(c.grain == "d", c.metric == "conversations").distinct())).all()]
-        return {"channels": sorted(x for x in channels if x), "segments": sorted(x for x in segments if x)}
+                select(c.segment).where(c.grain == "m", c.metric == "conversations", c.channel == ALL).distinct())).all()]
+        return {"channels": sorted(x for x in channels if x and x != ALL),
+                "segments": sorted(x for x in segments if x and x != ALL)}
 
     # --- conversations -----------------------------------------------------------
     async def conversation(self, conn: Any, conversation_id: str) -> dict[str, Any] | None:

@@ -267,8 +267,11 @@ class SurveyService:
             async with self.store.begin() as conn:
                 await self.store.update_survey(conn, survey["id"], **updates)
                 conversation = await self.store.conversation(conn, survey["conversation_id"])
+                if conversation is None:
+                    conversation = await self.store.latest_conversation(conn, survey["sender_id"])
                 if step != "comment" and conversation is not None:
                     await self.ingester.record_rating(conn, conversation, step, int(value))
+        await self.ingester.flush()
         language = survey["language"]
         meta = {"survey": {"id": survey["id"], "kind": step,
                            "score": None if step == "comment" else int(value), "next": following}}
