@@ -246,15 +246,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--ingest", type=int, default=20_000, help="tracker events for the ingest-rate measurement")
     parser.add_argument("--db", type=Path, default=None, help="keep the generated database here")
+    parser.add_argument("--reuse", action="store_true", help="measure an existing --db without generating it again")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     end = dt.date(2026, 12, 6)
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "dashboard.db"
-        if db.exists():
-            db.unlink()
-        print(f"generating rollups for {args.conversations:,} conversations over {args.days} days…", flush=True)
-        generated = generate(db, args.conversations, args.days, args.questions, end)
+        if args.reuse and db.exists():
+            generated = {"reused": str(db), "db_mb": round(db.stat().st_size / 2 ** 20, 1)}
+        else:
+            for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+                leftover.unlink(missing_ok=True)
+            print(f"generating rollups for {args.conversations:,} conversations over {args.days} days…", flush=True)
+            generated = generate(db, args.conversations, args.days, args.questions, end)
         print(generated, flush=True)
         results = measure(db, end, args.repeats)
         ingest = asyncio.run(measure_ingest(args.ingest)) if args.ingest else None

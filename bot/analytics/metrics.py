@@ -70,6 +70,14 @@ TABLE_DEFINITIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("csat_by_intent", "CSAT by intent", "各意图满意度", "Mean CSAT per conversation's first intent.", "按会话首个意图统计的平均满意度。"),
     ("distribution", "Rating distribution", "评分分布", "Answers per score of CSAT, NPS and CES.", "CSAT、NPS、CES 各分值的回答数量。"),
     ("conversations_by_day", "Conversations per day", "每日会话数", "Conversations started per UTC day.", "每天（UTC）开始的会话数。"),
+    # from the trigger engine's report (GET /triggers/report), built on the page
+    ("journeys", "Journeys", "旅程", "Sends, conversions (the journey's goal event after a send) and skips per journey.",
+     "各旅程的发送数、转化数（发送后达成旅程目标事件）与跳过数。"),
+    ("journey_skips", "Skips by reason", "跳过原因", "Sends a guard skipped (consent, quiet hours, caps, channel ...), per reason.",
+     "被守卫条件跳过的发送（同意、免打扰、频次上限、渠道……），按原因统计。"),
+    ("journey_funnel", "Funnel per step and A/B variant", "各步骤与 A/B 变体漏斗",
+     "Sends and conversions per step and variant; p-value of a two-proportion z-test against the step's control.",
+     "各步骤、各变体的发送与转化；与该步骤对照组的双比例 z 检验 p 值。"),
 )
 
 _SECONDS = ("frt_bot", "frt_human", "queue_wait", "handling", "resolution_time")

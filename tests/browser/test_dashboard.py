@@ -22,6 +22,41 @@ TOKEN = "dashboard-browser-token"
 ECHARTS = Path(__file__).resolve().parents[2] / "connectors" / "static" / "dashboard" / "vendor" / "echarts.min.js"
 
 
+# (journey, step, variant, sends, conversions) seeded into a real trigger store
+JOURNEY_SENDS = (("welcome", "hello", "A", 100, 10), ("welcome", "hello", "B", 100, 25),
+                 ("abandoned_cart", "reminder", "default", 20, 2))
+JOURNEY_SKIPS = (("abandoned_cart", "reminder", "quiet_hours", 3), ("abandoned_cart", "reminder", "frequency_cap_day", 2))
+
+
+async def seeded_trigger_engine(folder: Path) -> Any:
+    """A real TriggerEngine over a SQLite trigger store holding sends, conversions and skips on 2026-11-02."""
+    from bot.triggers.clock import TestClock
+    from bot.triggers.engine import TriggerEngine
+    from bot.triggers.journeys import load_triggers_text
+    from bot.triggers.queue import SQLJobQueue
+    from bot.triggers.store import SendRecord, SQLTriggerStore
+    from tests.analytics.history import T0
+    from tests.triggers.conftest import TEST_TRIGGERS
+
+    store = SQLTriggerStore(f"sqlite+aiosqlite:///{folder / 'triggers.db'}")
+    await store.setup()
+    for journey, step, variant, sends, conversions in JOURNEY_SENDS:
+        for i in range(sends):
+            send_id = f"{journey}-{variant}-{i}"
+            await store.reserve_send(send_id=send_id, customer_id=f"c{i}", journey=journey, step=step,
+                                     variant=variant, message="m", transactional=False, at=T0, per_day=None,
+                                     per_week=None)
+            await store.mark_sent(send_id, T0)
+            if i < conversions:
+                await store.record_conversion(SendRecord(send_id, f"c{i}", journey, step, variant, "sent", T0, T0),
+                                              f"order-{send_id}", T0 + 60)
+    for journey, step, reason, n in JOURNEY_SKIPS:
+        for i in range(n):
+            await store.record_decision(send_id=f"skip-{reason}-{i}", customer_id=f"s{i}", journey=journey, step=step,
+                                        variant="default", kind="skip", reason=reason, at=T0)
+    return TriggerEngine(load_triggers_text(TEST_TRIGGERS), store, SQLJobQueue(store.engine), None, TestClock(T0))
+
+
 class DashboardServer:
     """``create_app`` with only the analytics feature, served from its own loop in a thread."""
 
@@ -48,7 +83,9 @@ class DashboardServer:
         from bot.analytics.feature import AnalyticsFeature
         from bot.analytics.ingest import Ingester
         from bot.analytics.store import AnalyticsStore
+        from bot.feature import ProjectSettings
         from bot.server.app import create_app
+        from bot.triggers.feature import TriggersFeature
         from tests.analytics.history import DAY, T0, history
 
         url = f"sqlite:///{self.db}"
@@ -59,7 +96,8 @@ class DashboardServer:
             await ingester.handle(body)
         await ingester.close_idle(T0 + 10 * DAY)
         await store.close()
-        app = create_app(None, auth_token=TOKEN, features=[AnalyticsFeature(AnalyticsConfig(), url)])
+        triggers = TriggersFeature(ProjectSettings(root=None), engine=await seeded_trigger_engine(self.db.parent))
+        app = create_app(None, auth_token=TOKEN, features=[AnalyticsFeature(AnalyticsConfig(), url), triggers])
         app.config.TOUCHUP = False
         self.server = await app.create_server(host="127.0.0.1", port=self.port, return_asyncio_server=True,
                                               access_log=False)
@@ -118,7 +156,7 @@ def test_dashboard_sign_in_figures_charts_language_and_csv(browser: Any, dashboa
     definition = page.locator('.card[data-metric="repeat_rate"] .def').inner_text()
     assert "same first intent within 7 days" in definition
     assert page.locator('.table[data-table="top_unanswered"] td').first.inner_text() == "where is my parcel?"
-    assert page.locator(".table").count() == 9  # the figures and eight tables, each with its CSV button
+    assert page.locator("#tables .table").count() == 9  # the figures and eight tables, each with its CSV button
     if ECHARTS.is_file():
         page.wait_for_function("document.querySelectorAll('.chart canvas').length >= 4")
         assert page.locator("#nocharts").is_hidden()
@@ -132,6 +170,24 @@ def test_dashboard_sign_in_figures_charts_language_and_csv(browser: Any, dashboa
     assert download.suggested_filename == "kefu-escalation_reasons-2026-11-02-2026-11-04.csv"
     rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text(encoding="utf-8-sig"))))
     assert rows == [{"name": "asked_for_human", "count": "1"}]
+
+    # journeys: the trigger engine's report, as three tables with the report's A/B significance
+    from bot.triggers.report import two_proportion_z
+
+    page.wait_for_selector("#journeys[data-state=loaded]")
+    funnel = page.locator('.table[data-table="journey_funnel"] tr')
+    cells = [funnel.nth(i).locator("td").all_inner_texts() for i in range(1, funnel.count())]
+    _, p_value = two_proportion_z(10, 100, 25, 100)
+    assert ["welcome", "hello", "B", "100", "25", "0.25", "A", str(round(p_value, 4)), "yes"] in cells
+    assert ["welcome", "hello", "A", "100", "10", "0.1", "A", "–", ""] in cells
+    skips = page.locator('.table[data-table="journey_skips"] td').all_inner_texts()
+    assert skips == ["abandoned_cart", "frequency_cap_day", "2", "abandoned_cart", "quiet_hours", "3"]
+    with page.expect_download() as download_info:
+        page.click('.table[data-table="journeys"] button.csv')
+    rows = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text(encoding="utf-8-sig"))))
+    assert rows == [{"journey": "abandoned_cart", "sends": "20", "conversions": "2", "conversion_rate": "0.1", "skips": "5"},
+                    {"journey": "welcome", "sends": "200", "conversions": "35", "conversion_rate": "0.175", "skips": "0"}]
+    page.screenshot(path=str(artifacts / "dashboard-journeys.png"), full_page=True)
 
     page.select_option("#channel", "wechat")
     page.click("#apply")

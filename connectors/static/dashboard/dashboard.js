@@ -8,13 +8,17 @@
           csatdist: "CSAT distribution", intents: "Top intents", csv: "CSV", loading: "Loading…", none: "No data",
           nocharts: "Charts need ECharts: run scripts/install.sh (it fetches it from the npm registry).",
           e401: "Sign in with a token (a supervisor, trainer or admin JWT, or the API token).",
-          e403: "This token may not read analytics (needs the scope analytics:read).", updated: "Updated in", other: "中文" },
+          e403: "This token may not read analytics (needs the scope analytics:read).", updated: "Updated in", other: "中文",
+          journeys: "Lifecycle journeys", journeysince: "From the trigger engine's report: sends and conversions since",
+          e403j: "Journeys need the scope triggers:read." },
     zh: { title: "运营看板", start: "开始", end: "结束", channel: "渠道", segment: "客户分群", all: "全部",
           apply: "查询", token: "访问令牌", signin: "登录", trend: "会话数", reasons: "转人工原因",
           csatdist: "满意度分布", intents: "热门意图", csv: "导出 CSV", loading: "加载中…", none: "暂无数据",
           nocharts: "图表需要 ECharts：请运行 scripts/install.sh（从 npm 仓库获取）。",
           e401: "请使用令牌登录（主管、训练师或管理员的 JWT，或 API 令牌）。",
-          e403: "此令牌无权查看数据分析（需要 analytics:read 权限）。", updated: "查询耗时", other: "English" }
+          e403: "此令牌无权查看数据分析（需要 analytics:read 权限）。", updated: "查询耗时", other: "English",
+          journeys: "生命周期旅程", journeysince: "来自触发引擎报表：自以下日期起的发送与转化",
+          e403j: "查看旅程需要 triggers:read 权限。" }
   };
   var params = new URLSearchParams(location.search);
   var lang = (params.get("lang") || navigator.language || "en").toLowerCase().indexOf("zh") === 0 ? "zh" : "en";
@@ -93,43 +97,114 @@
     }).catch(function (e) { status(e.message, true); });
   }
 
+  function csvText(rows) {
+    if (!rows.length) return "\ufeff";
+    var columns = Object.keys(rows[0]);
+    function cell(v) {
+      var text = v === null || v === undefined ? "" : String(v);
+      return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+    }
+    return "\ufeff" + [columns.map(cell).join(",")].concat(rows.map(function (r) {
+      return columns.map(function (c) { return cell(r[c]); }).join(",");
+    })).join("\r\n") + "\r\n";
+  }
+
+  function saveLocal(name, rows) {
+    var a = el("a");
+    a.href = URL.createObjectURL(new Blob([csvText(rows)], { type: "text/csv;charset=utf-8" }));
+    a.download = "kefu-" + name + "-" + $("start").value + "-" + $("end").value + ".csv";
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(function () { URL.revokeObjectURL(a.href); }, 1000);
+  }
+
+  // One table with its definition and CSV button (server export, or built here for the journey tables).
+  function renderTable(box, name, rows, def, local) {
+    var section = el("div", "table");
+    section.dataset.table = name;
+    var h = el("h2", null, def.name);
+    var button = el("button", "csv", T("csv"));
+    button.type = "button";
+    button.onclick = function () { if (local) saveLocal(name, rows); else download(name); };
+    h.appendChild(button);
+    section.appendChild(h);
+    if (def.definition) section.appendChild(el("div", "def", def.definition));
+    if (!rows.length) {
+      section.appendChild(el("div", "empty", T("none")));
+    } else {
+      var table = el("table"), head = el("tr");
+      var columns = Object.keys(rows[0]);
+      columns.forEach(function (c) { head.appendChild(el("th", typeof rows[0][c] === "number" ? "num" : null, c)); });
+      table.appendChild(head);
+      rows.forEach(function (row) {
+        var tr = el("tr");
+        columns.forEach(function (c) {
+          var v = row[c];
+          tr.appendChild(el("td", typeof v === "number" ? "num" : null, v === null || v === undefined ? "–" : v));
+        });
+        table.appendChild(tr);
+      });
+      section.appendChild(table);
+    }
+    box.appendChild(section);
+  }
+
   function renderTables(data) {
     var box = $("tables");
     box.textContent = "";
-    var names = ["figures"].concat(Object.keys(data.tables));
-    names.forEach(function (name) {
+    ["figures"].concat(Object.keys(data.tables)).forEach(function (name) {
       var rows = name === "figures" ? Object.keys(data.figures).map(function (k) {
         return { metric: (data.definitions[k] || {}).name || k, value: format(data.figures[k], (data.definitions[k] || {}).unit) };
       }) : data.tables[name];
-      var def = data.definitions[name] || { name: name === "figures" ? T("title") : name, definition: "" };
-      var section = el("div", "table");
-      section.dataset.table = name;
-      var h = el("h2", null, def.name);
-      var button = el("button", "csv", T("csv"));
-      button.type = "button";
-      button.onclick = function () { download(name); };
-      h.appendChild(button);
-      section.appendChild(h);
-      if (def.definition) section.appendChild(el("div", "def", def.definition));
-      if (!rows.length) {
-        section.appendChild(el("div", "empty", T("none")));
-      } else {
-        var table = el("table"), head = el("tr");
-        var columns = Object.keys(rows[0]);
-        columns.forEach(function (c) { head.appendChild(el("th", typeof rows[0][c] === "number" ? "num" : null, c)); });
-        table.appendChild(head);
-        rows.forEach(function (row) {
-          var tr = el("tr");
-          columns.forEach(function (c) {
-            var v = row[c];
-            tr.appendChild(el("td", typeof v === "number" ? "num" : null, v === null || v === undefined ? "–" : v));
-          });
-          table.appendChild(tr);
-        });
-        section.appendChild(table);
-      }
-      box.appendChild(section);
+      renderTable(box, name, rows, data.definitions[name] || { name: name, definition: "" }, false);
     });
+  }
+
+  function round(v) { return v === null || v === undefined ? null : Math.round(v * 10000) / 10000; }
+
+  // The trigger engine's report (GET /triggers/report, scope triggers:read) as three tables.
+  function journeyTables(report) {
+    var overview = [], skips = [], funnel = [];
+    Object.keys(report.journeys || {}).sort().forEach(function (name) {
+      var j = report.journeys[name], skipped = 0;
+      Object.keys(j.skips || {}).sort().forEach(function (reason) {
+        skipped += j.skips[reason];
+        skips.push({ journey: name, reason: reason, count: j.skips[reason] });
+      });
+      overview.push({ journey: name, sends: j.sends, conversions: j.conversions,
+                      conversion_rate: round(j.conversion_rate), skips: skipped });
+      Object.keys(j.steps || {}).sort().forEach(function (step) {
+        var variants = j.steps[step];
+        Object.keys(variants).sort(function (a, b) { return (variants[b].control ? 1 : 0) - (variants[a].control ? 1 : 0) || (a < b ? -1 : 1); })
+          .forEach(function (variant) {
+            var v = variants[variant], c = v.vs_control || {};
+            funnel.push({ journey: name, step: step, variant: variant, sends: v.sends, conversions: v.conversions,
+                          rate: round(v.rate), control: v.control ? variant : (c.control || ""),
+                          p_value: v.control ? null : round(c.p_value), significant: v.control ? "" : (c.significant ? "yes" : "no") });
+          });
+      });
+    });
+    return { journeys: overview, journey_skips: skips, journey_funnel: funnel };
+  }
+
+  function loadJourneys(definitions) {
+    var box = $("journeys");
+    box.textContent = "";
+    var since = Date.parse($("start").value + "T00:00:00Z") / 1000;
+    fetch("/triggers/report?since=" + since, { headers: { Authorization: "Bearer " + token() } }).then(function (r) {
+      if (r.status === 404 || r.status === 409) return null;  // no trigger engine in this project
+      if (r.status === 403) throw new Error(T("e403j"));
+      if (!r.ok) throw new Error(r.statusText);
+      return r.json();
+    }).then(function (report) {
+      if (!report) { box.dataset.state = "none"; return; }
+      box.appendChild(el("h2", "section", T("journeys")));
+      box.appendChild(el("div", "def", T("journeysince") + " " + $("start").value));
+      var tables = journeyTables(report);
+      Object.keys(tables).forEach(function (name) {
+        renderTable(box, name, tables[name], definitions[name] || { name: name, definition: "" }, true);
+      });
+      box.dataset.state = "loaded";
+    }).catch(function (e) { box.appendChild(el("div", "empty", e.message)); box.dataset.state = "error"; });
   }
 
   function chart(id, option) {
@@ -169,6 +244,7 @@
     renderTables(data);
     $("content").hidden = false;
     renderCharts(data);
+    loadJourneys(data.definitions);
     status(T("updated") + " " + data.took_ms + " ms");
     document.body.dataset.loaded = "true";
   }
