@@ -315,10 +315,14 @@ class Ingester:
         amount = float(amount or 0.0)
         window = self.config.order_window_days * 86400.0
         conv = await self.store.unconverted_before(conn, customer, ts - window, ts)
+        previous = await self.store.previous_order(conn, customer, ts)
         await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,
                                              "amount": amount, "conversation_id": conv["id"] if conv else None})
         segment = conv["segment"] if conv else await self._segment(customer)
-        self.rollups.add(Bucket.at(ts, conv["channel"] if conv else "", segment), "orders", total=amount)
+        paid = Bucket.at(ts, conv["channel"] if conv else "", segment)
+        self.rollups.add(paid, "orders", total=amount)
+        if previous is not None:  # a repurchase: days since the customer's previous paid order
+            self.rollups.add(paid, "repurchase", total=(ts - previous) / 86400.0)
         if conv is not None:
             await self.store.update_conversation(conn, conv["id"], converted=True)
             self.rollups.add(Bucket.of(conv), "converted", total=amount)

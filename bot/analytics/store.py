@@ -275,6 +275,12 @@ class AnalyticsStore:
     async def has_order(self, conn: Any, order_id: str) -> bool:
         return (await conn.execute(select(orders.c.order_id).where(orders.c.order_id == order_id))).first() is not None
 
+    async def previous_order(self, conn: Any, customer_id: str, before: float) -> float | None:
+        """When the customer last paid an order before ``before`` (None: a first order)."""
+        row = (await conn.execute(select(func.max(orders.c.paid_at)).where(
+            orders.c.customer_id == customer_id, orders.c.paid_at < before))).first()
+        return float(row[0]) if row and row[0] is not None else None
+
     async def insert_order(self, conn: Any, row: dict[str, Any]) -> None:
         await conn.execute(orders.insert().values(**row))
 

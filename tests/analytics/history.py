@@ -57,6 +57,8 @@ def history() -> list[dict[str, Any]]:
         {"event": "order_paid", "customer_id": c, "order_id": "o1", "timestamp": T0 + DAY, "data": {"total_cents": 12000}},
         {"event": "order_paid", "customer_id": "zzz", "order_id": "o2", "timestamp": T0 + DAY, "data": {"amount": 80}},
         {"event": "order_paid", "customer_id": "zzz", "order_id": "o2", "timestamp": T0 + DAY, "data": {"amount": 80}},
+        # the customer who never chatted buys again a day later: a repurchase after 1 day
+        {"event": "order_paid", "customer_id": "zzz", "order_id": "o3", "timestamp": T0 + 2 * DAY, "data": {"amount": 50}},
         # D: customer A again two days later with the same first intent -> A was a repeat inquiry
         user("a", T0 + 2 * DAY, "greet"), bot("a", T0 + 2 * DAY + 3),
     ]
@@ -78,8 +80,10 @@ EXPECTED = {
     "csat": 4.0,
     "csat_share": 1.0,
     "surveys": 1,
-    "orders": 2,
-    "aov": 100.0,  # (120 + 80) / 2, o2 counted once
+    "orders": 3,
+    "aov": 83.33,  # (120 + 80 + 50) / 3, o2 counted once
+    "repurchase_rate": 0.3333,  # o3
+    "repurchase_cycle_days": 1.0,
     "chat_to_order": 0.2,  # C
     "rec_shown": 3,
     "rec_clicked": 1,

@@ -62,6 +62,7 @@
     if (unit === "ratio") return (value * 100).toFixed(1) + "%";
     if (unit === "seconds") return value >= 90 ? (value / 60).toFixed(1) + " min" : value.toFixed(1) + " s";
     if (unit === "money") return value.toFixed(2);
+    if (unit === "days") return value.toFixed(1) + (lang === "zh" ? " 天" : " d");
     if (unit === "score") return value.toFixed(2).replace(/\.?0+$/, "");
     return String(value);
   }
