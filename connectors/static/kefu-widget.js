@@ -412,7 +412,8 @@
           if (box.classList.contains("kefu-rated")) return;
           box.classList.add("kefu-rated");
           Array.prototype.forEach.call(stars.children, function (s) {
-            s.classList.toggle("kefu-star-on", parseInt(s.dataset.value, 10) <= value);
+            var v = parseInt(s.dataset.value, 10);
+            s.classList.toggle("kefu-star-on", numeric ? v === value : v <= value);
             s.disabled = true;
           });
           var entities = {};
