@@ -37,8 +37,11 @@ SegmentOf = Callable[[str], Awaitable["str | None"]]
 
 
 def normalise_question(text: str) -> str:
-    """Unanswered questions are counted by their lower-cased, space-collapsed text (max 200 chars)."""
-    return re.sub(r"\s+", " ", (text or "").strip().lower())[:200]
+    """Unanswered questions are counted by their lower-cased, space-collapsed text (max 200 chars),
+    phones, openids and e-mails masked: rollups are aggregates that no erasure reaches."""
+    from bot.shared.masking import mask_text
+
+    return re.sub(r"\s+", " ", mask_text((text or "").strip()).lower())[:200]
 
 
 def customer_of(body: dict[str, Any]) -> str | None:

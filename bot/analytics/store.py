@@ -305,6 +305,31 @@ class AnalyticsStore:
     async def update_survey(self, conn: Any, survey_id: str, **values: Any) -> None:
         await conn.execute(update(surveys).where(surveys.c.id == survey_id).values(**values))
 
+    # --- privacy (the seam for bot/privacy: export and erase one customer) -----------------
+    async def export_customer(self, ids: list[str]) -> dict[str, Any]:
+        """Survey answers, conversation facts and orders of the customer's ids (customer id, senders)."""
+        async with self.engine.connect() as conn:
+            found = {}
+            for name, table, columns in (("surveys", surveys, ("customer_id", "sender_id")),
+                                         ("conversations", conversations, ("customer_id", "sender_id")),
+                                         ("orders", orders, ("customer_id",))):
+                match = or_(*(table.c[column].in_(ids) for column in columns))
+                found[name] = [dict(r._mapping) for r in (await conn.execute(select(table).where(match))).all()]
+        return found
+
+    async def erase_customer(self, ids: list[str]) -> dict[str, int]:
+        """Delete the customer's rows; the rollups keep only counts (and masked question texts)."""
+        from sqlalchemy import delete
+
+        counts = {}
+        async with self.engine.begin() as conn:
+            for name, table, columns in (("surveys", surveys, ("customer_id", "sender_id")),
+                                         ("conversations", conversations, ("customer_id", "sender_id")),
+                                         ("orders", orders, ("customer_id",))):
+                match = or_(*(table.c[column].in_(ids) for column in columns))
+                counts[name] = (await conn.execute(delete(table).where(match))).rowcount or 0
+        return counts
+
     async def surveys_between(self, filters: Filters, limit: int = 200) -> list[dict[str, Any]]:
         """The latest answered surveys with a comment (the page's comment table)."""
         c = surveys.c

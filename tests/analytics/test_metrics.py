@@ -95,3 +95,28 @@ async def test_rollups_equal_a_replay_from_scratch(tmp_path: Path) -> None:
     finally:
         await store.close()
         await other.close()
+
+
+@pytest.mark.asyncio
+async def test_unanswered_questions_are_masked_and_a_customer_can_be_exported_and_erased(tmp_path: Path) -> None:
+    store, ingester = await _ingested(tmp_path)
+    try:
+        ts = T0 + 3 * DAY
+        await ingester.handle({"event": "user", "sender_id": "m1", "timestamp": ts, "input_channel": "wechat",
+                               "parse_data": {"intent": {"name": "greet"}}})
+        await ingester.handle({"event": "bot", "sender_id": "m1", "timestamp": ts + 1, "metadata": {
+            "kb": {"outcome": "no_answer", "query": "Call me on 13812345678"}}})
+        await ingester.flush()
+        unanswered = (await dashboard_payload(store, Filters(START, "2026-11-05")))["tables"]["top_unanswered"]
+        assert {"name": "call me on *******5678", "count": 1} in unanswered
+        assert not any("13812345678" in row["name"] for row in unanswered)
+
+        exported = await store.export_customer(["c"])
+        assert [r["id"] for r in exported["conversations"]] == [f"c@{int(T0 + 200)}"]
+        assert [r["order_id"] for r in exported["orders"]] == ["o1"]
+        assert await store.erase_customer(["c"]) == {"surveys": 0, "conversations": 1, "orders": 1}
+        assert await store.export_customer(["c"]) == {"surveys": [], "conversations": [], "orders": []}
+        # the figures are aggregates and stay
+        assert (await dashboard_payload(store, Filters(START, END)))["figures"]["conversations"] == 5
+    finally:
+        await store.close()
