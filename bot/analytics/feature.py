@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from bot.analytics.config import AnalyticsConfig
-from bot.analytics.ingest import Ingester, SegmentOf
+from bot.analytics.ingest import Ingester, SegmentOf, profile_segment_of
 from bot.analytics.store import AnalyticsStore
 from bot.analytics.survey import SurveyHook, SurveyService
 from bot.feature import BaseFeature, FeatureContext, FeatureHealth, ProjectSettings
@@ -111,8 +111,24 @@ class AnalyticsFeature(BaseFeature):
         return FeatureHealth(ok=self._started, detail={"survey": self.config.survey.enabled})
 
 
+def segments_from_profiles(settings: ProjectSettings) -> SegmentOf | None:
+    """Customer segments from the ``ports: profile`` port's ``segment`` field; None without the port.
+
+    A broken port is logged and the figures go on without segments (as handoffs go on without profiles).
+    """
+    from bot.ports import load_configured_port
+    from bot.shared.exceptions import ConfigError
+
+    try:
+        port = load_configured_port(settings, "profile")
+    except ConfigError as e:
+        logger.error("Customer segments off: %s", e)
+        return None
+    return profile_segment_of(port) if port is not None else None
+
+
 def analytics_feature(settings: ProjectSettings) -> AnalyticsFeature | None:
     if settings.root is None or settings.section("analytics") is None:
         return None
     config = AnalyticsConfig.from_project(settings.root)
-    return AnalyticsFeature(config, config.database_url(settings.root))
+    return AnalyticsFeature(config, config.database_url(settings.root), segments_from_profiles(settings))

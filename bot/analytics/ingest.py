@@ -32,8 +32,20 @@ FLUSH_S = 1.0  # buffered rollup increments are written at least this often whil
 FLUSH_CELLS = 5000  # ... or when this many rollup cells are pending
 SCALES = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
 
-# customer id → segment (engineer c360's customer profiles plug in here); None: no segment
-SegmentOf = Callable[[str], Awaitable["str | None"]]
+# (channel, customer or sender id) → segment; None: no segment. The feature builds it from the
+# project's ``ports: profile`` port (the profile's ``segment`` field: Customer 360 fills it).
+SegmentOf = Callable[["str | None", str], Awaitable["str | None"]]
+
+
+def profile_segment_of(port: Any) -> SegmentOf:
+    """A :data:`SegmentOf` over a :class:`bot.ports.ProfilePort`: the profile's ``segment``."""
+
+    async def segment_of(channel: str | None, customer_id: str) -> str | None:
+        profile = await port.profile(channel, customer_id)
+        segment = (profile or {}).get("segment")
+        return str(segment) if segment else None
+
+    return segment_of
 
 
 def normalise_question(text: str) -> str:
@@ -92,11 +104,11 @@ class Ingester:
             await self.flush()
 
     # --- conversations ---------------------------------------------------------------
-    async def _segment(self, customer_id: str) -> str:
+    async def _segment(self, channel: str | None, customer_id: str) -> str:
         if self.segment_of is None:
             return ""
         try:
-            return str(await self.segment_of(customer_id) or "")[:64]
+            return str(await self.segment_of(channel, customer_id) or "")[:64]
         except Exception:
             logger.exception("Segment lookup failed; counting the conversation without a segment.")
             return ""
@@ -118,7 +130,7 @@ class Ingester:
         customer = customer_of(body) or sender
         channel = str(body.get("input_channel") or "")[:64]
         row = {"id": f"{sender}@{int(ts)}", "sender_id": sender, "customer_id": customer, "channel": channel,
-               "segment": await self._segment(customer), "started_at": ts, "day": day_of(ts), "hour": hour_of(ts),
+               "segment": await self._segment(channel or None, customer), "started_at": ts, "day": day_of(ts), "hour": hour_of(ts),
                "last_event_at": ts, "user_turns": 0, "fallbacks": 0, "fallback_streak": 0,
                "max_fallback_streak": 0, "escalated": False, "resolved": False, "repeated": False,
                "converted": False}
@@ -321,7 +333,7 @@ class Ingester:
         previous = await self.store.previous_order(conn, customer, ts)
         await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,
                                              "amount": amount, "conversation_id": conv["id"] if conv else None})
-        segment = conv["segment"] if conv else await self._segment(customer)
+        segment = conv["segment"] if conv else await self._segment(None, customer)
         paid = Bucket.at(ts, conv["channel"] if conv else "", segment)
         self.rollups.add(paid, "orders", total=amount)
         if previous is not None:  # a repurchase: days since the customer's previous paid order

@@ -70,8 +70,12 @@ TABLE_DEFINITIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("top_unanswered", "Top unanswered questions", "未解答问题",
      "Questions the knowledge base had no answer for, by normalised text.", "知识库无法回答的问题（按规范化文本统计）。"),
     ("csat_by_channel", "Satisfaction by channel", "各渠道满意度", "CSAT, NPS and CES per channel.", "各渠道的 CSAT、NPS 与 CES。"),
-    ("csat_by_agent", "CSAT by agent", "各客服满意度", "Mean CSAT per agent ('bot': no agent involved).", "各客服的平均满意度（bot：无人工参与）。"),
-    ("csat_by_intent", "CSAT by intent", "各意图满意度", "Mean CSAT per conversation's first intent.", "按会话首个意图统计的平均满意度。"),
+    ("csat_by_agent", "Satisfaction by agent", "各客服满意度",
+     "CSAT ratings and mean, NPS and mean CES per agent ('bot': no agent involved).",
+     "各客服的满意度评价数与均值、NPS 及 CES 均值（bot：无人工参与）。"),
+    ("csat_by_intent", "Satisfaction by intent", "各意图满意度",
+     "CSAT ratings and mean, NPS and mean CES per conversation's first intent.",
+     "按会话首个意图统计的满意度评价数与均值、NPS 及 CES 均值。"),
     ("distribution", "Rating distribution", "评分分布", "Answers per score of CSAT, NPS and CES.", "CSAT、NPS、CES 各分值的回答数量。"),
     ("conversations_by_day", "Conversations per day", "每日会话数", "Conversations started per UTC day.", "每天（UTC）开始的会话数。"),
     # from the trigger engine's report (GET /triggers/report), built on the page
@@ -157,14 +161,21 @@ def compute(rows: Iterable[tuple[str, str, int, float]],
         items = sorted(by_dim[metric].items(), key=lambda kv: (-kv[1].n, kv[0]))[:top]
         return [{"name": name, "count": s.n} for name, s in items]
 
-    def by_pair(metric: str, label: str) -> list[dict[str, Any]]:
-        groups: dict[str, _Sum] = defaultdict(_Sum)
-        for dim, s in by_dim[metric].items():
-            name = dim.rsplit("|", 1)[0]
-            groups[name].n += s.n
-            groups[name].total += s.total
-        return [{label: name, "ratings": s.n, "csat": _mean(s)}
-                for name, s in sorted(groups.items(), key=lambda kv: (-kv[1].n, kv[0]))]
+    def by_pair(suffix: str, label: str) -> list[dict[str, Any]]:
+        """CSAT, NPS and CES per agent (``suffix`` agent) or per first intent (``intent``)."""
+        groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"csat": _Sum(), "ces": _Sum(), "nps": {}})
+        for kind in ("csat", "nps", "ces"):
+            for dim, s in by_dim[f"{kind}_{suffix}"].items():
+                name, score = dim.rsplit("|", 1)
+                group = groups[name]
+                if kind == "nps":
+                    group["nps"][score] = group["nps"].get(score, 0) + s.n
+                else:
+                    group[kind].n += s.n
+                    group[kind].total += s.total
+        return [{label: name, "ratings": g["csat"].n, "csat": _mean(g["csat"]), "nps": _nps(g["nps"]),
+                 "ces": _mean(g["ces"])}
+                for name, g in sorted(groups.items(), key=lambda kv: (-kv[1]["csat"].n, kv[0]))]
 
     tables = {
         "escalation_reasons": ranked("escalated"),
@@ -173,8 +184,8 @@ def compute(rows: Iterable[tuple[str, str, int, float]],
         "csat_by_channel": [{"channel": ch, "conversations": m["conversations"].n, "ratings": m["csat"].n,
                              "csat": _mean(m["csat"]), "nps_answers": m["nps"].n, "ces": _mean(m["ces"])}
                             for ch, m in sorted(by_channel.items())],
-        "csat_by_agent": by_pair("csat_agent", "agent"),
-        "csat_by_intent": by_pair("csat_intent", "intent"),
+        "csat_by_agent": by_pair("agent", "agent"),
+        "csat_by_intent": by_pair("intent", "intent"),
         "distribution": [{"kind": kind, "score": int(score), "count": n}
                          for kind in ("csat", "nps", "ces") for score, n in sorted(dist[kind].items(), key=lambda kv: int(kv[0]))],
     }

@@ -66,7 +66,10 @@ async def test_goodbye_survey_and_figures_on_a_real_agent(handoff_model: Path, t
         assert figures["conversations"] == 1 and figures["csat"] == 4.0 and figures["ces"] == 2.0
         assert figures["escalation_rate"] == 0.0 and figures["frt_bot"] is not None
         assert payload["tables"]["top_intents"] == [{"name": "shoes", "count": 2}, {"name": "greet", "count": 1}]
-        assert payload["tables"]["csat_by_intent"] == [{"intent": "greet", "ratings": 1, "csat": 4.0}]
+        assert payload["tables"]["csat_by_intent"] == [{"intent": "greet", "ratings": 1, "csat": 4.0, "nps": None,
+                                                         "ces": 2.0}]
+        assert payload["tables"]["csat_by_agent"] == [{"agent": "bot", "ratings": 1, "csat": 4.0, "nps": None,
+                                                        "ces": 2.0}]
     finally:
         await features.stop()
         await agent.close()

@@ -7,7 +7,7 @@ import pytest
 
 from bot.analytics.api import dashboard_payload
 from bot.analytics.config import AnalyticsConfig
-from bot.analytics.ingest import Ingester
+from bot.analytics.ingest import Ingester, profile_segment_of
 from bot.analytics.store import AnalyticsStore, Filters
 from tests.analytics.history import DAY, END, EXPECTED, START, T0, history
 
@@ -38,8 +38,8 @@ async def test_every_figure_of_the_known_history(tmp_path: Path) -> None:
     assert tables["top_intents"] == [{"name": "greet", "count": 3}, {"name": "ask_return", "count": 2},
                                      {"name": "nlu_fallback", "count": 2}, {"name": "order_status", "count": 1}]
     assert tables["top_unanswered"] == [{"name": "where is my parcel?", "count": 1}]
-    assert tables["csat_by_agent"] == [{"agent": "ann", "ratings": 1, "csat": 4.0}]
-    assert tables["csat_by_intent"] == [{"intent": "ask_return", "ratings": 1, "csat": 4.0}]
+    assert tables["csat_by_agent"] == [{"agent": "ann", "ratings": 1, "csat": 4.0, "nps": None, "ces": None}]
+    assert tables["csat_by_intent"] == [{"intent": "ask_return", "ratings": 1, "csat": 4.0, "nps": None, "ces": None}]
     assert tables["distribution"] == [{"kind": "csat", "score": 4, "count": 1}]
     assert tables["conversations_by_day"] == [{"bucket": "2026-11-02", "conversations": 4},
                                               {"bucket": "2026-11-03", "conversations": 0},
@@ -54,10 +54,11 @@ async def test_every_figure_of_the_known_history(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_filters_by_channel_day_and_segment(tmp_path: Path) -> None:
-    async def segment_of(customer: str) -> str | None:
-        return "vip" if customer in ("a", "c") else None
+    class Profiles:  # a ProfilePort (bot/ports.py) whose profiles carry a segment
+        async def profile(self, channel: str | None, sender_id: str) -> dict | None:
+            return {"segment": "vip"} if sender_id in ("a", "c") else {"name": "x"} if sender_id == "b" else None
 
-    store, _ = await _ingested(tmp_path, segment_of)
+    store, _ = await _ingested(tmp_path, profile_segment_of(Profiles()))
     try:
         wechat = (await dashboard_payload(store, Filters(START, END, channel="wechat")))["figures"]
         first_day = (await dashboard_payload(store, Filters(START, START)))

@@ -82,6 +82,8 @@ async def test_goodbye_then_stars_comment_and_nps_are_recorded(tmp_path: Path) -
 
         figures = (await dashboard_payload(service.store, Filters(DAY, DAY)))["figures"]
         assert figures["csat"] == 5.0 and figures["surveys"] == 1 and figures["nps"] == 100.0
+        by_agent = (await dashboard_payload(service.store, Filters(DAY, DAY)))["tables"]["csat_by_agent"]
+        assert by_agent == [{"agent": "bot", "ratings": 1, "csat": 5.0, "nps": 100.0, "ces": None}]
         rows = await service.store.surveys_between(Filters(DAY, DAY))
         assert [(r["csat"], r["comment"], r["nps"], r["step"]) for r in rows] == [(5, "Fast and friendly", 9, "done")]
         # the tracker stays Rasa JSON: every event round-trips
