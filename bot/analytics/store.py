@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from sqlalchemy import and_, func, or_, select, update
 
