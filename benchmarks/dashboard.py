@@ -6,7 +6,8 @@ channel (2) and customer segment (4): conversations, resolution, fallbacks,
 escalations by reason (8), intents (60), unanswered questions (a long tail of
 ``--questions`` distinct texts per day), timing sums, ratings by score, by agent (12)
 and by intent (20), NPS/CES, orders, recommendations by product (50) — plus the
-hourly rows of the hourly metrics. Each conversation stands for 10 tracker events;
+hourly rows of the hourly metrics — and 0.1 paid orders per conversation (LTV and retention
+read the orders table). Each conversation stands for 10 tracker events;
 the ingest rate is measured separately on real broker bodies (``--ingest``) through
 the real ingester into a SQLite file. The rows are made by the real ``RollupBuffer``,
 so their shape (day, month, hour rows; ``*`` cells) is the production shape.
@@ -124,11 +125,24 @@ def generate(db: Path, conversations: int, days: int, questions: int, end: dt.da
                 add("rec_shown", product, rng.randint(0, 20))
                 add("rec_clicked", product, rng.randint(0, 4))
         write()
+    # paid orders (LTV and retention read them when the page asks): 10 % of conversations, 60 % of
+    # them from returning customers
+    order_rows = []
+    customers = max(1, conversations // 15)
+    for i in range(conversations // 10):
+        d = rng.randrange(days)
+        paid_at = dt.datetime.combine(end - dt.timedelta(days=days - 1 - d), dt.time(12), dt.timezone.utc).timestamp()
+        channel, segment = combos[rng.randrange(len(combos))]
+        order_rows.append((f"o{i}", f"cust{rng.randrange(customers)}", paid_at + rng.uniform(-40000, 40000),
+                           round(rng.uniform(20, 400), 2), None, channel, segment))
+    con.executemany("INSERT INTO analytics_orders (order_id, customer_id, paid_at, amount, conversation_id, channel, "
+                    "segment) VALUES (?,?,?,?,?,?,?)", order_rows)
+    con.commit()
     con.execute("ANALYZE")
     con.commit()
     rows = con.execute("SELECT grain, COUNT(*) FROM analytics_rollups GROUP BY grain").fetchall()
     con.close()
-    return {"rollup_rows": dict(rows), "generate_s": round(time.perf_counter() - started, 1),
+    return {"rollup_rows": dict(rows), "orders": len(order_rows), "generate_s": round(time.perf_counter() - started, 1),
             "db_mb": round(db.stat().st_size / 2 ** 20, 1)}
 
 

@@ -57,6 +57,10 @@ def filters_of(request: Request, today: dt.date) -> Filters:
 async def dashboard_payload(store: AnalyticsStore, filters: Filters, language: str = "en") -> dict[str, Any]:
     """Everything the page shows for ``filters`` (also what the benchmark times)."""
     result = compute(*await store.sums(filters))
+    start_ts = dt.datetime.fromisoformat(filters.start).replace(tzinfo=dt.timezone.utc).timestamp()
+    end_ts = (dt.datetime.fromisoformat(filters.end).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)).timestamp()
+    value = await store.customer_value(filters, start_ts, end_ts)
+    result["figures"].update({"buyers": value["buyers"], "ltv": value["ltv"], "retention": value["retention"]})
     hourly = filters.start >= (dt.date.fromisoformat(filters.end) - dt.timedelta(days=1)).isoformat()
     counted = dict(await store.series(filters, "conversations", "h" if hourly else "d"))
     result["tables"]["conversations_by_day"] = [{"bucket": b, "conversations": counted.get(b, 0)}

@@ -331,9 +331,10 @@ class Ingester:
         window = self.config.order_window_days * 86400.0
         conv = await self.store.unconverted_before(conn, customer, ts - window, ts)
         previous = await self.store.previous_order(conn, customer, ts)
-        await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,
-                                             "amount": amount, "conversation_id": conv["id"] if conv else None})
         segment = conv["segment"] if conv else await self._segment(None, customer)
+        await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,
+                                             "amount": amount, "conversation_id": conv["id"] if conv else None,
+                                             "channel": conv["channel"] if conv else "", "segment": segment})
         paid = Bucket.at(ts, conv["channel"] if conv else "", segment)
         self.rollups.add(paid, "orders", total=amount)
         if previous is not None:  # a repurchase: days since the customer's previous paid order

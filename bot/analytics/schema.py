@@ -96,5 +96,8 @@ orders = Table(
     Column("paid_at", Float, nullable=False),
     Column("amount", Float, nullable=False, default=0.0),
     Column("conversation_id", String(300)),  # the conversation it converted, if any
-    Index("ix_analytics_orders_customer", "customer_id", "paid_at"),
+    Column("channel", String(64), nullable=False, default=""),  # of that conversation ("" without one)
+    Column("segment", String(64), nullable=False, default=""),
+    Index("ix_analytics_orders_customer", "customer_id", "paid_at", "amount"),  # covers a customer's lifetime sum
+    Index("ix_analytics_orders_paid", "paid_at", "customer_id"),  # covers who paid in a range
 )

@@ -305,6 +305,38 @@ class AnalyticsStore:
     async def update_survey(self, conn: Any, survey_id: str, **values: Any) -> None:
         await conn.execute(update(surveys).where(surveys.c.id == survey_id).values(**values))
 
+    async def customer_value(self, filters: Filters, start_ts: float, end_ts: float) -> dict[str, Any]:
+        """LTV and retention from the orders (``[start_ts, end_ts)`` is the filters' range in seconds).
+
+        LTV: mean amount paid up to the range's end by the customers who paid in the range.
+        Retention: of the customers who paid in the equally long period before the range, the
+        share who paid again in it.
+        """
+        o = orders.c
+        where = []
+        if filters.channel:
+            where.append(o.channel == filters.channel)
+        if filters.segment:
+            where.append(o.segment == filters.segment)
+        length = end_ts - start_ts
+
+        def payers(first: float, last: float) -> Any:  # one range of the paid_at index
+            return select(o.customer_id).where(o.paid_at >= first, o.paid_at < last, *where).distinct()
+
+        current = payers(start_ts, end_ts)
+        before = payers(start_ts - length, start_ts).subquery()
+        count = func.count()
+        async with self.engine.connect() as conn:  # scalars only: no customer list crosses into Python
+            buyers = (await conn.execute(select(count).select_from(current.subquery()))).scalar() or 0
+            previous = (await conn.execute(select(count).select_from(before))).scalar() or 0
+            kept = (await conn.execute(select(count).select_from(before).where(
+                before.c.customer_id.in_(current)))).scalar() or 0 if previous else 0
+            paid = (await conn.execute(select(func.sum(o.amount)).where(
+                o.customer_id.in_(current), o.paid_at < end_ts, *where))).scalar() if buyers else None
+        return {"ltv": round(float(paid) / buyers, 2) if buyers and paid is not None else None,
+                "buyers": int(buyers),
+                "retention": round(kept / previous, 4) if previous else None}
+
     # --- privacy (the seam for bot/privacy: export and erase one customer) -----------------
     async def export_customer(self, ids: list[str]) -> dict[str, Any]:
         """Survey answers, conversation facts and orders of the customer's ids (customer id, senders)."""

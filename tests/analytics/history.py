@@ -84,6 +84,9 @@ EXPECTED = {
     "aov": 83.33,  # (120 + 80 + 50) / 3, o2 counted once
     "repurchase_rate": 0.3333,  # o3
     "repurchase_cycle_days": 1.0,
+    "buyers": 2,  # c and zzz
+    "ltv": 125.0,  # (c 120 + zzz 80 + 50) / 2
+    "retention": None,  # nobody paid in the three days before the range
     "chat_to_order": 0.2,  # C
     "rec_shown": 3,
     "rec_clicked": 1,

@@ -74,6 +74,8 @@ async def test_filters_by_channel_day_and_segment(tmp_path: Path) -> None:
     assert vip["conversations"] == 3  # A, C, D
     assert vip["repeat_rate"] == pytest.approx(1 / 3, abs=1e-4)
     assert vip["csat"] == 4.0
+    assert vip["buyers"] == 1 and vip["ltv"] == 120.0  # c is vip, zzz has no profile
+    assert wechat["buyers"] == 1 and wechat["orders"] == 1  # o1 converted C's wechat conversation
 
 
 @pytest.mark.asyncio
@@ -121,3 +123,21 @@ async def test_unanswered_questions_are_masked_and_a_customer_can_be_exported_an
         assert (await dashboard_payload(store, Filters(START, END)))["figures"]["conversations"] == 5
     finally:
         await store.close()
+
+
+@pytest.mark.asyncio
+async def test_retention_and_lifetime_value_across_periods(tmp_path: Path) -> None:
+    store, ingester = await _ingested(tmp_path)
+    try:
+        # the range after the history's: c buys again, zzz does not, a new customer n1 buys
+        for order_id, customer, day, amount in (("o4", "c", 4, 30.0), ("o5", "n1", 5, 10.0)):
+            await ingester.handle({"event": "order_paid", "customer_id": customer, "order_id": order_id,
+                                   "timestamp": T0 + day * DAY, "data": {"amount": amount}})
+        await ingester.flush()
+        figures = (await dashboard_payload(store, Filters("2026-11-05", "2026-11-07")))["figures"]
+    finally:
+        await store.close()
+    assert figures["buyers"] == 2  # c and n1
+    assert figures["retention"] == 0.5  # of c and zzz (paid 2026-11-02..04), c paid again
+    assert figures["ltv"] == 80.0  # (c 120 + 30 + n1 10) / 2
+    assert figures["repurchase_rate"] == 0.5 and figures["repurchase_cycle_days"] == 3.0  # o4, 3 days after o1
