@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from bot.analytics.schema import conversations, metadata, orders, rollups, surveys
 
@@ -319,22 +319,20 @@ class AnalyticsStore:
         if filters.segment:
             where.append(o.segment == filters.segment)
         length = end_ts - start_ts
-
-        def payers(first: float, last: float) -> Any:  # one range of the paid_at index
-            return select(o.customer_id).where(o.paid_at >= first, o.paid_at < last, *where).distinct()
-
-        current = payers(start_ts, end_ts)
-        before = payers(start_ts - length, start_ts).subquery()
-        count = func.count()
-        async with self.engine.connect() as conn:  # scalars only: no customer list crosses into Python
-            buyers = (await conn.execute(select(count).select_from(current.subquery()))).scalar() or 0
-            previous = (await conn.execute(select(count).select_from(before))).scalar() or 0
-            kept = (await conn.execute(select(count).select_from(before).where(
-                before.c.customer_id.in_(current)))).scalar() or 0 if previous else 0
-            paid = (await conn.execute(select(func.sum(o.amount)).where(
-                o.customer_id.in_(current), o.paid_at < end_ts, *where))).scalar() if buyers else None
-        return {"ltv": round(float(paid) / buyers, 2) if buyers and paid is not None else None,
-                "buyers": int(buyers),
+        # one pass over the orders before the range's end, in the customer index's order (no sort):
+        # per customer the lifetime amount, whether they paid in the range and in the period before
+        in_range = func.max(case((o.paid_at >= start_ts, 1), else_=0)).label("now")
+        per_customer = (select(o.customer_id, func.sum(o.amount).label("paid"), in_range,
+                               func.max(case((and_(o.paid_at >= start_ts - length, o.paid_at < start_ts), 1),
+                                             else_=0)).label("before"))
+                        .where(o.paid_at < end_ts, *where).group_by(o.customer_id).subquery())
+        c = per_customer.c
+        query = select(func.sum(c.now), func.sum(case((c.now == 1, c.paid), else_=0.0)), func.sum(c.before),
+                       func.sum(case((and_(c.before == 1, c.now == 1), 1), else_=0)))
+        async with self.engine.connect() as conn:
+            buyers, paid, previous, kept = (await conn.execute(query)).first()
+        buyers, previous, kept = int(buyers or 0), int(previous or 0), int(kept or 0)
+        return {"ltv": round(float(paid) / buyers, 2) if buyers else None, "buyers": buyers,
                 "retention": round(kept / previous, 4) if previous else None}
 
     # --- privacy (the seam for bot/privacy: export and erase one customer) -----------------
