@@ -267,7 +267,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "dashboard.db"
         if args.reuse and db.exists():
-            generated = {"reused": str(db), "db_mb": round(db.stat().st_size / 2 ** 20, 1)}
+            con = sqlite3.connect(db)
+            rows = dict(con.execute("SELECT grain, COUNT(*) FROM analytics_rollups GROUP BY grain").fetchall())
+            orders = con.execute("SELECT COUNT(*) FROM analytics_orders").fetchone()[0]
+            con.close()
+            generated = {"reused": str(db), "rollup_rows": rows, "orders": orders,
+                         "db_mb": round(db.stat().st_size / 2 ** 20, 1)}
         else:
             for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
                 leftover.unlink(missing_ok=True)

@@ -98,6 +98,7 @@ orders = Table(
     Column("conversation_id", String(300)),  # the conversation it converted, if any
     Column("channel", String(64), nullable=False, default=""),  # of that conversation ("" without one)
     Column("segment", String(64), nullable=False, default=""),
-    Index("ix_analytics_orders_customer", "customer_id", "paid_at", "amount"),  # covers a customer's lifetime sum
+    # covers the one pass of LTV / retention, filters included (no table lookups)
+    Index("ix_analytics_orders_customer", "customer_id", "paid_at", "amount", "channel", "segment"),
     Index("ix_analytics_orders_paid", "paid_at", "customer_id"),  # covers who paid in a range
 )
