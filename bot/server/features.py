@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from bot.customers.feature import customers_feature
+from bot.analytics.feature import analytics_feature
 from bot.feature import Feature, FeatureContext, FeatureFactory, FeatureHealth, ProjectSettings
 from bot.alerts.feature import alerts_feature
 from bot.handoff.feature import handoff_feature
@@ -36,6 +37,7 @@ FEATURES: tuple[tuple[str, FeatureFactory], ...] = (
     ("workbench", workbench_feature),
     ("alerts", alerts_feature),  # after handoff: reads its store, notifies its consoles
     ("customers", customers_feature),
+    ("analytics", analytics_feature),
 )
 TASK_GRACE_S = 5.0  # how long stopping tasks may take before they are cancelled
 

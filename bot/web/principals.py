@@ -35,6 +35,7 @@ class Scope(str, Enum):
     METRICS_READ = "metrics:read"  # GET /metrics (Prometheus): operational figures, no shopper data
     CUSTOMERS_READ = "customers:read"  # Customer 360: profile, health, timeline, segments
     CUSTOMERS_WRITE = "customers:write"  # Customer 360: merge/unmerge, recompute, reload rules
+    ANALYTICS_READ = "analytics:read"  # the operations dashboard (/dashboard) and its CSV exports
 
 
 class Role(str, Enum):
@@ -52,10 +53,10 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.ADMIN: frozenset(Scope),
     Role.TRAINER: frozenset({Scope.STATUS_READ, Scope.MODEL_PARSE, Scope.MODEL_TEST, Scope.MODEL_TRAIN,
                              Scope.CONVERSATIONS_READ, Scope.KNOWLEDGE_READ, Scope.TRIGGERS_READ,
-                             Scope.TRAINING_ANNOTATE}),
+                             Scope.TRAINING_ANNOTATE, Scope.ANALYTICS_READ}),
     Role.SUPERVISOR: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.HANDOFF_SUPERVISE,
                                 Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ,
-                                Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE}),
+                                Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE, Scope.ANALYTICS_READ}),
     Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.CUSTOMERS_READ}),
     Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_WRITE}),
     Role.MONITOR: frozenset({Scope.METRICS_READ}),

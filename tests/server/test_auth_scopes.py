@@ -21,6 +21,8 @@ from bot.alerts.config import parse_alerts
 from bot.alerts.feature import AlertsFeature
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
+from bot.analytics.config import AnalyticsConfig, SurveyConfig
+from bot.analytics.feature import AnalyticsFeature
 from bot.server.app import create_app
 from bot.customers.feature import CustomersFeature
 from bot.privacy.feature import PrivacyFeature
@@ -128,6 +130,7 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.HANDOFF_SUPERVISE: ("get", "/alerts", None),
     Scope.CUSTOMERS_READ: ("get", "/customers", None),
     Scope.CUSTOMERS_WRITE: ("post", "/customers/reload", None),
+    Scope.ANALYTICS_READ: ("get", "/dashboard/api/metrics", None),
 }
 
 
@@ -141,7 +144,9 @@ def light_app(agent: Any) -> Any:
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
                       features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
                                 WorkbenchFeature(settings), AlertsFeature(parse_alerts({"rules": []})),
-                                CustomersFeature(settings)])
+                                CustomersFeature(settings),
+                                AnalyticsFeature(AnalyticsConfig(survey=SurveyConfig(enabled=False)),
+                                                 "sqlite:///:memory:")])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]
