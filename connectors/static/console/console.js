@@ -156,6 +156,7 @@
       renderTranscript(h); renderProfile(h);
       document.querySelectorAll(".list .item").forEach(function (n) { n.classList.toggle("active", n.dataset.id === id); });
       if (!quiet) loadSuggestions(id);
+      document.dispatchEvent(new CustomEvent("kefu:handoff", { detail: h }));  // for add-on panels (compensation.js)
     }).catch(function () {});
   }
   function line(kind, who, text, ts, extra) {
