@@ -39,7 +39,9 @@ def server(handoff_model: Path, handoff_config_dict: dict, tmp_path: Path,  # no
            shop: Any) -> Iterator[HandoffServer]:
     from bot.ports import load_port
 
-    s = HandoffServer(handoff_model, make_config(handoff_config_dict, tmp_path / "handoff.db")).start()
+    s = HandoffServer(handoff_model, make_config(handoff_config_dict, tmp_path / "handoff.db"))
+    s._thread.start()
+    s._ready.result(timeout=240)  # loading the model takes a while on a busy 2-core machine
     profiles = load_port("profile", {"type": "actions.shop.ports.ShopProfilePort", "store": shop}, REPO)
 
     async def profile(channel: Any, sender: str) -> Any:
@@ -98,7 +100,8 @@ def test_console_compensation_button_limits_sends_once(server: HandoffServer, ch
     shopper.screenshot(path=str(artifacts / "widget-compensation.png"))
 
     assert shopper.locator(".kefu-bot", has_text=code).count() == 1
-    customer = asyncio.run(shop.customer_by_identity("wechat", "demo-wechat-openid"))
-    assert [c.amount_cents for c in asyncio.run(shop.coupons(customer.id)) if c.code == code] == [1500]
+    # (Playwright's sync API holds this thread's event loop: the shop is asked on the server's)
+    customer = server.call(shop.customer_by_identity("wechat", "demo-wechat-openid"))
+    assert [c.amount_cents for c in server.call(shop.coupons(customer.id)) if c.code == code] == [1500]
     shopper_ctx.close()
     agent_ctx.close()
