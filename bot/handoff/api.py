@@ -278,7 +278,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
             if code == "over_limit":
                 limit = result.get("limit") or f"{(result.get('limit_cents') or 0) / 100:.2f}"
                 raise ErrorResponse(HTTPStatus.FORBIDDEN, "OverLimit",
-                                    f"A '{agent.role}' may issue compensation coupons of at most {limit} per case. "
+                                    f"The '{agent.role}' role may issue compensation coupons of at most {limit} per case. "
                                     "Fix: lower the amount, or ask a supervisor to issue it.",
                                     {"limit_cents": result.get("limit_cents")})
             if code == "role_not_allowed":

@@ -97,7 +97,7 @@ def test_compensation_within_the_roles_limit_once_per_case_audited_and_sent(stac
     # over the agent role's limit (shop.yml: agent 20): refused, saying the limit and the fix
     _, res = app.test_client.post(url, json={"amount": 50, "role": "admin"}, headers=alice)
     assert res.status == 403 and res.json["reason"] == "OverLimit"
-    assert "'agent' may issue compensation coupons of at most ¥20.00" in res.json["message"]
+    assert "The 'agent' role may issue compensation coupons of at most ¥20.00" in res.json["message"]
     assert "supervisor" in res.json["message"]
     assert agent_messages(app, "u1") == []
 
@@ -120,7 +120,7 @@ def test_compensation_within_the_roles_limit_once_per_case_audited_and_sent(stac
     code2 = res.json["coupon_code"]
     assert code2 != code
     _, res = app.test_client.post(f"/handoff/api/handoffs/{hid2}/compensation", json={"amount": 101}, headers=sue)
-    assert res.status == 403 and "'supervisor' may issue compensation coupons of at most ¥100.00" in res.json["message"]
+    assert res.status == 403 and "The 'supervisor' role may issue compensation coupons of at most ¥100.00" in res.json["message"]
 
     # in the shop: exactly these two coupons, of these values
     issued = {c.code: c.amount_cents for c in asyncio.run(store.coupons(customer_id)) if c.code in (code, code2)}
@@ -151,3 +151,21 @@ def test_compensation_refused_without_a_port_or_a_known_customer(stack: Any) -> 
     hid = escalate_and_claim(app, "u4", alice)
     _, res = app.test_client.post(f"/handoff/api/handoffs/{hid}/compensation", json={"amount": 5}, headers=alice)
     assert res.status == 409 and "does not know who this shopper is" in res.json["message"]
+
+
+def test_the_handoff_feature_builds_the_compensation_port_from_endpoints_yml(tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    from bot.feature import ProjectSettings
+    from bot.handoff.feature import compensation_port
+    from bot.ports import CompensationPort
+    from bot.shared.endpoints import load_endpoints
+
+    port = compensation_port(ProjectSettings(root=REPO, endpoints=load_endpoints(REPO / "endpoints.yml")))
+    assert type(port).__qualname__ == "ShopCompensationPort" and isinstance(port, CompensationPort)
+    (tmp_path / "endpoints.yml").write_text("ports:\n  compensation:\n    type: actions.shop.ports.NoSuchPort\n",
+                                            encoding="utf-8")
+    broken = ProjectSettings(root=tmp_path, endpoints=load_endpoints(tmp_path / "endpoints.yml"))
+    assert compensation_port(broken) is None  # the console goes on; the route answers 404 with the fix
+    assert "Compensation coupons off" in caplog.text and "NoSuchPort" in caplog.text
+    (tmp_path / "endpoints.yml").write_text("tracker_store:\n  type: sql\n", encoding="utf-8")
+    assert compensation_port(ProjectSettings(root=tmp_path, endpoints=load_endpoints(tmp_path / "endpoints.yml"))) is None
