@@ -166,3 +166,22 @@ def test_order_command_reports_delivery_and_prints_the_points(shop_url: str) -> 
     wrong = subprocess.run([sys.executable, "-m", "actions.shop", "order", "E00000000000", "delivered", "--url", shop_url],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 1 and "unknown_order" in wrong.stderr and "Fix:" in wrong.stderr
+
+
+def test_a_shop_that_earns_on_payment_and_a_wrong_status_named_with_its_line(shop_url: str) -> None:
+    import pytest
+
+    from actions.shop.base import ShopDataError
+    from actions.shop.config import parse_shop_config
+
+    on_paid = parse_shop_config("points:\n  rules:\n    purchase: {per_currency_unit: 2, on: paid}\n")
+    order_id, customer_id, paid = _order_in(shop_url, "pending_payment")
+    store = SqlShopStore(shop_url)
+    before = _balance(store, customer_id)
+    change, added = asyncio.run(order_status_reported(store, on_paid, order_id, "paid", now=NOW))
+    _, on_delivery = asyncio.run(order_status_reported(store, on_paid, order_id, "delivered", now=NOW))
+    assert (change.code, added, on_delivery) == ("ok", paid // 100 * 2, 0)
+    assert _balance(store, customer_id) == before + paid // 100 * 2
+    asyncio.run(store.close())
+    with pytest.raises(ShopDataError, match=r"shop.yml:3: points rule purchase: `on: shipped`.*Fix: write `on: delivered`"):
+        parse_shop_config("points:\n  rules:\n    purchase: {per_currency_unit: 1, on: shipped}\n")
