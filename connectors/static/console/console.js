@@ -158,6 +158,7 @@
       document.dispatchEvent(new CustomEvent("kefu:conversation", { detail: { conversation_id: h.conversation_id, token: state.token, lang: state.lang } }));  // customers.js
       document.querySelectorAll(".list .item").forEach(function (n) { n.classList.toggle("active", n.dataset.id === id); });
       if (!quiet) loadSuggestions(id);
+      document.dispatchEvent(new CustomEvent("kefu:handoff", { detail: h }));  // for add-on panels (compensation.js)
     }).catch(function () {});
   }
   function line(kind, who, text, ts, extra) {
