@@ -553,6 +553,7 @@ class SQLTrackerStore(TrackerStore):
         self.events = _events_table(self.metadata, table_name)
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
+        self._position_statement: Any = None
 
     async def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -588,24 +589,33 @@ class SQLTrackerStore(TrackerStore):
             rows = (await connection.execute(query)).scalars().all()
         return loads_events(rows)
 
-    def _position_query(self, sender_id: str) -> Any:
-        """One statement: (all events, events since the session start, the last event's JSON)."""
-        import sqlalchemy as sa
+    def _position_query(self) -> Any:
+        """One statement, built once (``:sender_id`` bound per call): (all events, events since
+        the session start, the last event's JSON)."""
+        if self._position_statement is None:
+            import sqlalchemy as sa
 
-        table = self.events
-        total = sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender_id)
-        since_session = (
-            sa.select(sa.func.count())
-            .select_from(table)
-            .where(table.c.sender_id == sender_id, table.c.id >= self._session_start_id(sender_id))
-        )
-        last = sa.select(table.c.data).where(table.c.sender_id == sender_id).order_by(table.c.id.desc()).limit(1)
-        return sa.select(total.scalar_subquery(), since_session.scalar_subquery(), last.scalar_subquery())
+            table = self.events
+            sender = sa.bindparam("sender_id")
+            start = (
+                sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
+                .where(table.c.sender_id == sender, table.c.type_name == SESSION_STARTED)
+                .scalar_subquery()
+            )
+            total = sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender)
+            since_session = (
+                sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender, table.c.id >= start)
+            )
+            last = sa.select(table.c.data).where(table.c.sender_id == sender).order_by(table.c.id.desc()).limit(1)
+            self._position_statement = sa.select(
+                total.scalar_subquery(), since_session.scalar_subquery(), last.scalar_subquery()
+            )
+        return self._position_statement
 
     async def _session_position(self, sender_id: str) -> Optional[tuple[int, Optional[dict[str, Any]]]]:
         await self._ensure_schema()
         async with self.engine.connect() as connection:
-            _, since_session, last_data = (await connection.execute(self._position_query(sender_id))).one()
+            _, since_session, last_data = (await connection.execute(self._position_query(), {"sender_id": sender_id})).one()
         return int(since_session or 0), json.loads(last_data) if last_data else None
 
     async def _append(
@@ -614,7 +624,7 @@ class SQLTrackerStore(TrackerStore):
         await self._ensure_schema()
         table = self.events
         async with self.engine.begin() as connection:
-            total, since_session, last_data = (await connection.execute(self._position_query(sender_id))).one()
+            total, since_session, last_data = (await connection.execute(self._position_query(), {"sender_id": sender_id})).one()
             total, since_session = int(total or 0), int(since_session or 0)
             last_stored = json.loads(last_data) if total and last_data else None
             new = unsaved_events(events, total, since_session if total else 0, last_stored)
