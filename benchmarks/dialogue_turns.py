@@ -110,6 +110,10 @@ class RunResult:
     latency_max_ms: float | None = None
     server_start_s: float = 0.0
     competing_cpu_share: float | None = None
+    # CPU time (user + system) the server's worker and the action server spent per turn: unlike
+    # turns/s it hardly depends on how many other jobs share the machine
+    server_cpu_ms_per_turn: float | None = None
+    action_server_cpu_ms_per_turn: float | None = None
     load_average: list[float] | None = None
     profile: str | None = None
     profile_groups: dict[str, float] | None = None
@@ -151,6 +155,8 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
             "latency_median_ms_median": med([r.latency_median_ms for r in ok]),
             "latency_p99_ms_median": med([r.latency_p99_ms for r in ok]),
             "latency_p99_ms_all": [r.latency_p99_ms for r in runs],
+            "server_cpu_ms_per_turn_median": med([r.server_cpu_ms_per_turn for r in ok]),
+            "action_server_cpu_ms_per_turn_median": med([r.action_server_cpu_ms_per_turn for r in ok]),
             "competing_cpu_share_median": (round(statistics.median(
                 [r.competing_cpu_share for r in runs if r.competing_cpu_share is not None]), 2)
                 if any(r.competing_cpu_share is not None for r in runs) else None),
@@ -161,7 +167,7 @@ def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
 
 def print_summary(summary: list[dict[str, Any]]) -> None:
     header = (f"{'tree':<8} {'config':<10} {'actions':<9} {'reps':>4} {'turns/s':>8} {'median ms':>9} "
-              f"{'p99 ms':>8} {'busy cpu':>8}  turns/s per repetition")
+              f"{'p99 ms':>8} {'busy cpu':>8} {'cpu ms':>7} {'act ms':>7}  turns/s per repetition")
     print(header)
     print("-" * len(header))
     for g in summary:
@@ -169,7 +175,9 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
               f"{g['turns_per_s_median'] if g['turns_per_s_median'] is not None else '-':>8} "
               f"{g['latency_median_ms_median'] if g['latency_median_ms_median'] is not None else '-':>9} "
               f"{g['latency_p99_ms_median'] if g['latency_p99_ms_median'] is not None else '-':>8} "
-              f"{g['competing_cpu_share_median'] if g['competing_cpu_share_median'] is not None else '-':>8}  "
+              f"{g['competing_cpu_share_median'] if g['competing_cpu_share_median'] is not None else '-':>8} "
+              f"{g['server_cpu_ms_per_turn_median'] if g['server_cpu_ms_per_turn_median'] is not None else '-':>7} "
+              f"{g['action_server_cpu_ms_per_turn_median'] if g['action_server_cpu_ms_per_turn_median'] is not None else '-':>7}  "
               f"{g['turns_per_s_all']}")
 
 
@@ -178,6 +186,15 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
     return ordered[rank - 1]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process so far (/proc/PID/stat), None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> list[float] | None:
@@ -589,6 +606,9 @@ async def run_config(config: BenchConfig, model: Path, args: argparse.Namespace,
                 profiler = Profiler(server.worker_pid(), raw, args.time_limit, args.profile_mode)
                 await asyncio.sleep(1.0)  # py-spy attaches
             latencies: list[float] = []
+            worker = server.worker_pid()
+            cpu_before = (process_cpu_seconds(worker),
+                          process_cpu_seconds(action_server.process.pid) if action_server is not None else None)
             started = time.perf_counter()
             try:
                 await asyncio.wait_for(
@@ -598,6 +618,14 @@ async def run_config(config: BenchConfig, model: Path, args: argparse.Namespace,
             except asyncio.TimeoutError:
                 result.timed_out = True
             result.wall_s = round(time.perf_counter() - started, 3)
+            cpu_after = (process_cpu_seconds(worker),
+                         process_cpu_seconds(action_server.process.pid) if action_server is not None else None)
+            if result.turns_ok:
+                if cpu_before[0] is not None and cpu_after[0] is not None:
+                    result.server_cpu_ms_per_turn = round(1000 * (cpu_after[0] - cpu_before[0]) / result.turns_ok, 2)
+                if cpu_before[1] is not None and cpu_after[1] is not None:
+                    result.action_server_cpu_ms_per_turn = round(
+                        1000 * (cpu_after[1] - cpu_before[1]) / result.turns_ok, 2)
             result.load_average = load_average()
             if profiler is not None:
                 profiler.stop()
