@@ -22,6 +22,9 @@ Options for a busy machine (issue #16 point 5):
 * ``--tree LABEL=PATH``: also run the server from another checkout (e.g. a
   ``git worktree`` of the previous commit) so before/after are side by side in
   one run.
+* ``--repeat N``: measure every configuration N times, the trees alternating
+  (before, after, before, after, ...), and report the medians over the
+  repetitions (``summary`` in the JSON): on a shared machine one run is noise.
 
 Run from the repository root:
 
@@ -107,6 +110,10 @@ class RunResult:
     latency_max_ms: float | None = None
     server_start_s: float = 0.0
     competing_cpu_share: float | None = None
+    # CPU time (user + system) the server's worker and the action server spent per turn: unlike
+    # turns/s it hardly depends on how many other jobs share the machine
+    server_cpu_ms_per_turn: float | None = None
+    action_server_cpu_ms_per_turn: float | None = None
     load_average: list[float] | None = None
     profile: str | None = None
     profile_groups: dict[str, float] | None = None
@@ -128,11 +135,66 @@ class FirstReply:
     error: str | None = None
 
 
+def summarise(results: list[RunResult]) -> list[dict[str, Any]]:
+    """Medians over the repetitions of each (tree, config, actions, busy)."""
+    groups: dict[tuple, list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.tree, r.config, r.actions, r.busy), []).append(r)
+    out = []
+    for (tree, config, actions, busy), runs in groups.items():
+        ok = [r for r in runs if not r.errors and r.turns_ok]
+
+        def med(values: list[float | None]) -> float | None:
+            present = [v for v in values if v is not None]
+            return round(statistics.median(present), 1) if present else None
+
+        out.append({
+            "tree": tree, "config": config, "actions": actions, "busy": busy, "repetitions": len(runs),
+            "turns_per_s_median": med([r.turns_per_s for r in ok]),
+            "turns_per_s_all": [r.turns_per_s for r in runs],
+            "latency_median_ms_median": med([r.latency_median_ms for r in ok]),
+            "latency_p99_ms_median": med([r.latency_p99_ms for r in ok]),
+            "latency_p99_ms_all": [r.latency_p99_ms for r in runs],
+            "server_cpu_ms_per_turn_median": med([r.server_cpu_ms_per_turn for r in ok]),
+            "action_server_cpu_ms_per_turn_median": med([r.action_server_cpu_ms_per_turn for r in ok]),
+            "competing_cpu_share_median": (round(statistics.median(
+                [r.competing_cpu_share for r in runs if r.competing_cpu_share is not None]), 2)
+                if any(r.competing_cpu_share is not None for r in runs) else None),
+            "failed_or_wrong": sum(r.turns_failed + r.wrong_replies for r in runs),
+        })
+    return out
+
+
+def print_summary(summary: list[dict[str, Any]]) -> None:
+    header = (f"{'tree':<8} {'config':<10} {'actions':<9} {'reps':>4} {'turns/s':>8} {'median ms':>9} "
+              f"{'p99 ms':>8} {'busy cpu':>8} {'cpu ms':>7} {'act ms':>7}  turns/s per repetition")
+    print(header)
+    print("-" * len(header))
+    for g in summary:
+        print(f"{g['tree']:<8} {g['config']:<10} {g['actions']:<9} {g['repetitions']:>4} "
+              f"{g['turns_per_s_median'] if g['turns_per_s_median'] is not None else '-':>8} "
+              f"{g['latency_median_ms_median'] if g['latency_median_ms_median'] is not None else '-':>9} "
+              f"{g['latency_p99_ms_median'] if g['latency_p99_ms_median'] is not None else '-':>8} "
+              f"{g['competing_cpu_share_median'] if g['competing_cpu_share_median'] is not None else '-':>8} "
+              f"{g['server_cpu_ms_per_turn_median'] if g['server_cpu_ms_per_turn_median'] is not None else '-':>7} "
+              f"{g['action_server_cpu_ms_per_turn_median'] if g['action_server_cpu_ms_per_turn_median'] is not None else '-':>7}  "
+              f"{g['turns_per_s_all']}")
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
     rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
     return ordered[rank - 1]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process so far (/proc/PID/stat), None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> list[float] | None:
@@ -544,6 +606,9 @@ async def run_config(config: BenchConfig, model: Path, args: argparse.Namespace,
                 profiler = Profiler(server.worker_pid(), raw, args.time_limit, args.profile_mode)
                 await asyncio.sleep(1.0)  # py-spy attaches
             latencies: list[float] = []
+            worker = server.worker_pid()
+            cpu_before = (process_cpu_seconds(worker),
+                          process_cpu_seconds(action_server.process.pid) if action_server is not None else None)
             started = time.perf_counter()
             try:
                 await asyncio.wait_for(
@@ -553,6 +618,14 @@ async def run_config(config: BenchConfig, model: Path, args: argparse.Namespace,
             except asyncio.TimeoutError:
                 result.timed_out = True
             result.wall_s = round(time.perf_counter() - started, 3)
+            cpu_after = (process_cpu_seconds(worker),
+                         process_cpu_seconds(action_server.process.pid) if action_server is not None else None)
+            if result.turns_ok:
+                if cpu_before[0] is not None and cpu_after[0] is not None:
+                    result.server_cpu_ms_per_turn = round(1000 * (cpu_after[0] - cpu_before[0]) / result.turns_ok, 2)
+                if cpu_before[1] is not None and cpu_after[1] is not None:
+                    result.action_server_cpu_ms_per_turn = round(
+                        1000 * (cpu_after[1] - cpu_before[1]) / result.turns_ok, 2)
             result.load_average = load_average()
             if profiler is not None:
                 profiler.stop()
@@ -656,6 +729,15 @@ async def measure_first_reply(model: Path, args: argparse.Namespace, redis: Redi
 
 
 # ---------------------------------------------------------------------------- report
+def _first_reply_groups(first: list[FirstReply]) -> dict[tuple[str, str], list[float]]:
+    groups: dict[tuple[str, str], list[float]] = {}
+    for f in first:
+        groups.setdefault((f.tree, f.channel), [])
+        if f.first_reply_s is not None:
+            groups[(f.tree, f.channel)].append(f.first_reply_s)
+    return groups
+
+
 def print_table(results: list[RunResult]) -> None:
     header = (f"{'tree':<8} {'config':<10} {'actions':<9} {'ok':>4} {'fail':>4} {'wrong':>5} {'median ms':>9} "
               f"{'p99 ms':>8} {'turns/s':>8} {'busy cpu':>8}")
@@ -700,20 +782,27 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             for config in configs:
                 for actions in args.actions:
-                    for tree in trees:  # before/after next to each other, under the same conditions
-                        print(f"== {tree[0]} {config.name} actions={actions}{' busy' if args.busy else ''}: "
-                              f"{args.conversations} conversations x {args.turns} turns", flush=True)
-                        results.append(await run_config(config, model, args, redis, tree, actions))
+                    for repetition in range(args.repeat):
+                        for tree in trees:  # before/after next to each other, under the same conditions
+                            print(f"== {tree[0]} {config.name} actions={actions}{' busy' if args.busy else ''}: "
+                                  f"{args.conversations} conversations x {args.turns} turns "
+                                  f"(repetition {repetition + 1}/{args.repeat})", flush=True)
+                            results.append(await run_config(config, model, args, redis, tree, actions))
             if args.first_reply:
-                for channel in ("rest", "socketio"):
-                    for tree in trees:
-                        print(f"== first reply: {tree[0]} {channel}", flush=True)
-                        first.append(await measure_first_reply(
-                            model, args, redis, tree, channel, configs[0].store, args.actions[-1]))
+                for repetition in range(args.repeat):
+                    for channel in ("rest", "socketio"):
+                        for tree in trees:
+                            print(f"== first reply: {tree[0]} {channel} ({repetition + 1}/{args.repeat})", flush=True)
+                            first.append(await measure_first_reply(
+                                model, args, redis, tree, channel, configs[0].store, args.actions[-1]))
         finally:
             if redis is not None:
                 redis.stop()
     print_table(results)
+    summary = summarise(results)
+    if args.repeat > 1:
+        print()
+        print_summary(summary)
     for f in first:
         print(f"first reply {f.tree:<8} {f.channel:<8} port {f.port_open_s}s, ready {f.ready_s}s -> reply "
               f"{f.first_reply_s}s"
@@ -738,8 +827,13 @@ async def main_async(args: argparse.Namespace) -> int:
                            "first reply (REST response; socket.io: connect + session_request + user_uttered -> "
                            "bot_uttered); port_open_s and ready_s count from the process start",
         },
+        "summary": summary,
         "results": [asdict(r) for r in results],
         "first_reply": [asdict(f) for f in first],
+        "first_reply_median_s": {
+            f"{tree}/{channel}": round(statistics.median(values), 3)
+            for (tree, channel), values in _first_reply_groups(first).items() if values
+        },
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -768,6 +862,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also measure the first REST and socket.io reply after a fresh start")
     parser.add_argument("--tree", action="append", type=parse_tree, default=[], metavar="LABEL=PATH",
                         help="also run the servers from another checkout (before/after side by side)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each configuration N times, trees alternating; medians in the summary")
     parser.add_argument("--model", default=None, help="model archive (default: train turnbot into a temp folder)")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per configuration (default 120)")
     parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds per request (default 30)")
@@ -776,6 +872,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.conversations < 1 or args.turns < 1:
         parser.error("--conversations and --turns must be at least 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     return args
 
 
