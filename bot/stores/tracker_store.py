@@ -647,6 +647,8 @@ class SQLTrackerStore(TrackerStore):
     async def _append(
         self, sender_id: str, events: list["Event"], tracker: "DialogueStateTracker"
     ) -> list["Event"]:
+        import sqlalchemy as sa
+
         await self._ensure_schema()
         table = self.events
         async with self.engine.begin() as connection:
