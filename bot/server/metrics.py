@@ -165,7 +165,9 @@ class WorkerMonitor:
         agent = getattr(self.app.ctx, "agent", None)
         ready = bool(agent is not None and agent.is_ready())
         m.WORKER_READY.set(1 if ready else 0)
-        model = (str(agent.model_id or ""), fingerprint_hash(agent.fingerprint)) if ready else None
+        # Channels accept any object with the agent's message contract; a model id is optional.
+        model = (str(getattr(agent, "model_id", None) or ""), fingerprint_hash(getattr(agent, "fingerprint", None))) \
+            if ready else None
         if model != self.model:
             if self.model is not None:
                 m.MODEL_INFO.labels(*self.model).set(0)  # a hot swap: the old series reads 0
