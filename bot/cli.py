@@ -331,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_token_parser(sub)
     # --- end api-auth ----------------------------------------------------------------------------
+    # --- pg: `db upgrade|current|history|stamp` (SQL store migrations, bot/stores/db_cli.py) ------
+    from bot.stores.db_cli import add_db_parser
+
+    add_db_parser(sub)
+    # --- end pg ----------------------------------------------------------------------------------
     return parser
 
 
@@ -664,6 +669,13 @@ def _resolve_aliases(argv: Sequence[str]) -> list[str]:
     return args
 
 
+def _run_db(args: argparse.Namespace) -> int:
+    """`db upgrade|current|history|stamp`: the SQL stores' Alembic migrations (docs/database.md)."""
+    from bot.stores.db_cli import run_db_command
+
+    return run_db_command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_resolve_aliases(sys.argv[1:] if argv is None else argv))
@@ -683,6 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "triggers": _run_triggers,
         "agents": _run_agents,
         "token": _run_token,  # api-auth
+        "db": _run_db,  # pg
     }
     if args.command not in handlers:
         parser.print_help()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install kefu into ./.venv (CPU torch first, then the pinned dependency set).
 #   bash scripts/install.sh          # runtime
-#   bash scripts/install.sh --test   # + test tools and Debian's redis-server
+#   bash scripts/install.sh --test   # + test tools, Debian's redis-server and postgresql
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TEST=0
@@ -14,6 +14,8 @@ if [[ $WITH_TEST == 1 ]]; then
     command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
     command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # self-signed certificates for the TLS test
     command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)  # the load balancer of the cluster tests
+    # PostgreSQL store tests start their own server (tests/postgres_server.py) from these binaries.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
     # Browser tests drive Debian's Chromium (Playwright can't download its own here);
     # the CJK font makes Chinese text render in screenshots.
     [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)

@@ -81,7 +81,15 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(_psycopg(url), pool_pre_ping=True)
+
+
+def _psycopg(url: str) -> str:
+    """PostgreSQL through psycopg 3 (the driver kefu installs), whatever driver the URL names."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
+        return f"postgresql+psycopg://{rest}"
+    return url
 
 
 def create_schema(engine: Engine) -> None:

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from bot.stores.sql import create_async_sql_engine, create_tables, sqlite_in_memory
+from bot.stores.migrate import ensure_schema
+from bot.stores.sql import create_async_sql_engine, sqlite_in_memory
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +115,9 @@ class SQLAuditLog:
             return
         async with self._lock:
             if not self._ready:
-                await create_tables(self.engine, self.metadata, "audit log",
+                await ensure_schema(self.engine, "audit", "audit log",
                                     "check audit.url in endpoints.yml and that the database is reachable "
-                                    "and writable.")
+                                    "and writable.", tables={"audit_log": self.table.name})
                 self._ready = True
 
     async def record(self, principal: "Actor", action: str, target: str | None = None, *,

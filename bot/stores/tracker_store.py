@@ -39,8 +39,10 @@ from bot.stores.sql import (  # noqa: F401 (ASYNC_DRIVERS, async_sql_url re-expo
     ASYNC_DRIVERS,
     async_sql_url,
     create_async_sql_engine,
+    create_database_if_missing,
     create_tables,
 )
+from bot.stores.migrate import ensure_schema
 
 logger = logging.getLogger(__name__)
 
@@ -348,11 +350,20 @@ def sql_url_from_rasa_keys(
     password: Optional[str] = None,
     query: Optional[dict[str, Any]] = None,
 ) -> str:
-    """Rasa's ``dialect/url/port/db/username/password`` keys as one SQLAlchemy URL."""
+    """Rasa's ``dialect/url/port/db/username/password`` keys as one SQLAlchemy URL.
+
+    As in Rasa's ``SQLTrackerStore.get_db_url``, ``url`` may carry the port
+    (``db.example.com:5433``), which then wins over ``port``.
+    """
     import sqlalchemy as sa
+    from urllib.parse import urlsplit
 
     if dialect.startswith("sqlite"):
         return f"{dialect}:///{db}"
+    if host:
+        parsed = urlsplit(f"scheme://{host}")
+        port = parsed.port or port
+        host = parsed.hostname or host
     url = sa.engine.URL.create(
         drivername=dialect,
         username=username,
@@ -397,10 +408,12 @@ class SQLTrackerStore(TrackerStore):
         url: str = DEFAULT_SQL_URL,
         table_name: str = "events",
         engine_kwargs: Optional[dict[str, Any]] = None,
+        login_db: Optional[str] = None,
     ) -> None:
         super().__init__(domain, event_broker)
         import sqlalchemy as sa
 
+        self.login_db = login_db  # Rasa's key: connect here first and create the database if missing
         self.engine, self.url = create_async_sql_engine(url, engine_kwargs)
         self.metadata = sa.MetaData()
         self.events = _events_table(self.metadata, table_name)
@@ -413,9 +426,19 @@ class SQLTrackerStore(TrackerStore):
         async with self._schema_lock:
             if self._schema_ready:
                 return
-            await create_tables(self.engine, self.metadata, "SQL tracker store",
+            if self.login_db:
+                try:
+                    if await create_database_if_missing(self.url, self.login_db):
+                        logger.info("Created the tracker database %s.", self.engine.url.database)
+                except ConfigError:
+                    raise
+                except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, OSError
+                    raise StoreError(f"Could not create the tracker database via login_db '{self.login_db}' at "
+                                     f"'{self.engine.url!r}': {e}. Fix: check that the user may CREATE DATABASE, "
+                                     "or create it and remove login_db.") from e
+            await ensure_schema(self.engine, "tracker", "SQL tracker store",
                                 "check tracker_store.url in endpoints.yml and that the database is reachable "
-                                "and writable.")
+                                "and writable.", tables={"events": self.events.name})
             self._schema_ready = True
 
     def _session_start_id(self, sender_id: str) -> Any:
@@ -449,6 +472,11 @@ class SQLTrackerStore(TrackerStore):
         await self._ensure_schema()
         table = self.events
         async with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # Two workers saving one conversation at once (no lock store) would both count
+                # the same stored events and write the new ones twice: one at a time per sender.
+                await connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                                         {"key": f"{table.name}:{sender_id}"})
             total = (
                 await connection.execute(
                     sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender_id)
@@ -705,6 +733,7 @@ def _create_sql(config: Any, domain: Any, event_broker: Any) -> SQLTrackerStore:
     url = getattr(config, "url", None)
     table_name = kwargs.pop("table_name", "events")
     engine_kwargs = kwargs.pop("engine_kwargs", None)
+    login_db = kwargs.pop("login_db", None)
     if url and "://" in str(url):
         full_url = str(url)
     else:
@@ -725,10 +754,11 @@ def _create_sql(config: Any, domain: Any, event_broker: Any) -> SQLTrackerStore:
             f"Unknown SQL tracker store option(s): {', '.join(sorted(kwargs))}.",
             filename or "endpoints.yml",
             line,
-            fix="Use url (an SQLAlchemy URL) or dialect/url/port/db/username/password/query, "
+            fix="Use url (an SQLAlchemy URL) or dialect/url/port/db/username/password/login_db/query, "
             "table_name, engine_kwargs.",
         )
-    return SQLTrackerStore(domain, event_broker, url=full_url, table_name=table_name, engine_kwargs=engine_kwargs)
+    return SQLTrackerStore(domain, event_broker, url=full_url, table_name=table_name, engine_kwargs=engine_kwargs,
+                           login_db=str(login_db) if login_db else None)
 
 
 def _create_redis(config: Any, domain: Any, event_broker: Any) -> RedisTrackerStore:

@@ -1,4 +1,4 @@
-"""One behaviour suite run against every tracker store (memory, SQLite file, Redis)."""
+"""One behaviour suite run against every tracker store (memory, SQLite file, Redis, PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +28,10 @@ from bot.stores.tracker_store import (
     create_tracker_store,
 )
 
-ALL_KINDS = ["memory", "sql", pytest.param("redis", marks=pytest.mark.redis)]
-PERSISTENT_KINDS = ["sql", pytest.param("redis", marks=pytest.mark.redis)]
+ALL_KINDS = ["memory", "sql", pytest.param("redis", marks=pytest.mark.redis),
+             pytest.param("postgres", marks=pytest.mark.postgres)]
+PERSISTENT_KINDS = ["sql", pytest.param("redis", marks=pytest.mark.redis),
+                    pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def first_turn(sender_id: str, domain: Any, t0: float = 1_700_000_000.0) -> DialogueStateTracker:
@@ -209,10 +211,22 @@ async def test_sql_tracker_store_writes_rasa_columns_with_wal(tmp_path: Path, do
 
 def test_async_sql_url_swaps_sync_drivers():
     assert async_sql_url("sqlite:///kefu.db") == "sqlite+aiosqlite:///kefu.db"
-    assert async_sql_url("postgresql://u:p@db/kefu") == "postgresql+asyncpg://u:p@db/kefu"
+    assert async_sql_url("postgresql://u:p@db/kefu") == "postgresql+psycopg://u:p@db/kefu"
     assert async_sql_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     with pytest.raises(ConfigError, match="not an SQLAlchemy database URL"):
         async_sql_url("kefu.db")
+
+
+def test_postgresql_urls_all_go_through_psycopg():
+    from bot.stores.sql import is_postgresql, sync_sql_url
+
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
+        assert sync_sql_url(f"{scheme}://u:p@db/kefu") == "postgresql+psycopg://u:p@db/kefu"
+        assert is_postgresql(f"{scheme}://db/kefu")
+    assert async_sql_url("postgres+psycopg2://db/kefu") == "postgresql+psycopg://db/kefu"
+    assert sync_sql_url("sqlite+aiosqlite:///x.db") == "sqlite:///x.db" and not is_postgresql("sqlite:///x.db")
+    with pytest.raises(ConfigError, match="not an SQLAlchemy database URL"):
+        sync_sql_url("db.example.com")
 
 
 @pytest.mark.redis
