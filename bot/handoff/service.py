@@ -222,6 +222,8 @@ class HandoffService:
         kind = event.get("type")
         if kind == "agent_status":
             return True
+        if kind == "alert":  # operational alerts (bot/alerts): supervisors only
+            return spec.is_supervisor
         if kind in ("message", "note") and event.get("agent_id"):
             return spec.is_supervisor or event["agent_id"] == spec.id
         handoff = event.get("handoff") or {"queue": event.get("queue"), "agent_id": event.get("agent_id")}

@@ -28,6 +28,7 @@ from sanic.worker.manager import WorkerManager
 
 from bot.server.app import DEFAULT_REQUEST_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, create_app
 from bot.server.lifecycle import AgentFactory
+from bot.server.metrics import prepare_multiprocess_dir
 from bot.server.logging_setup import configure_logging
 from bot.shared.exceptions import ConfigError
 from connectors.base import InputChannel
@@ -260,6 +261,7 @@ def serve(
         log_level=log_level,
         log_file=log_file,
     )
+    prepare_multiprocess_dir(workers)  # several workers: one /metrics over all (docs/operations.md)
     loader = AppLoader(factory=partial(build_app, agent_factory, options))
     app = loader.load()
     app.prepare(

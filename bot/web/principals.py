@@ -31,6 +31,7 @@ class Scope(str, Enum):
     DATA_ADMIN = "data:admin"  # export and erase one customer's data, retention
     HANDOFF_AGENT = "handoff:agent"  # the console: own queues and conversations
     HANDOFF_SUPERVISE = "handoff:supervise"  # the console: every queue, transfers, audit of handoffs
+    METRICS_READ = "metrics:read"  # GET /metrics (Prometheus): operational figures, no shopper data
 
 
 class Role(str, Enum):
@@ -39,6 +40,7 @@ class Role(str, Enum):
     SUPERVISOR = "supervisor"
     AGENT = "agent"
     EVENT_PRODUCER = "event_producer"
+    MONITOR = "monitor"  # a metrics scraper (Prometheus): /metrics only
     USER = "user"  # Rasa's JWT role: a shopper, on their own conversation only
     NONE = "none"  # a verified JWT naming no known role: authenticated, allowed nothing (403, not 401)
 
@@ -51,6 +53,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
                                 Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ}),
     Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT}),
     Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_WRITE}),
+    Role.MONITOR: frozenset({Scope.METRICS_READ}),
     Role.USER: frozenset({Scope.CONVERSATIONS_READ, Scope.CONVERSATIONS_WRITE}),  # own conversation only
     Role.NONE: frozenset(),
 }

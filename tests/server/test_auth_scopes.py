@@ -17,6 +17,8 @@ from typing import Any
 import jwt
 import pytest
 
+from bot.alerts.config import parse_alerts
+from bot.alerts.feature import AlertsFeature
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
 from bot.server.app import create_app
@@ -119,6 +121,8 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.TRIGGERS_WRITE: ("post", "/triggers/journeys/j/steps/s/variants/v/stop", None),
     Scope.AUDIT_READ: ("get", "/audit", None),
     Scope.DATA_ADMIN: ("get", "/data/customers/c1/export", None),
+    Scope.METRICS_READ: ("get", "/metrics", None),
+    Scope.HANDOFF_SUPERVISE: ("get", "/alerts", None),
 }
 
 
@@ -130,7 +134,8 @@ def light_app(agent: Any) -> Any:
     """The API with the knowledge, trigger and data routes (no engine: 409), a fake agent."""
     settings = ProjectSettings(root=None)
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
-                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings)])
+                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
+                                AlertsFeature(parse_alerts({"rules": []}))])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]

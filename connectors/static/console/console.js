@@ -96,6 +96,7 @@
     ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: state.token })); };
     ws.onmessage = function (m) {
       var ev; try { ev = JSON.parse(m.data); } catch (e) { return; }
+      document.dispatchEvent(new CustomEvent("kefu:console-event", { detail: ev }));  // alerts.js listens
       if (ev.type === "hello") {
         state.leftMessages = ev.left_messages || []; state.live = true;
         $("live").textContent = T("live"); $("live").classList.add("on"); refresh(); return;
