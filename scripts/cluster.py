@@ -242,7 +242,7 @@ class Cluster:
         action_port = free_port()
         self.actions = Process("actions", self._python("-m", "bot", "run", "actions", "--port", str(action_port),
                                                        "--log-level", self.log_level),
-                               self._env("actions"), self.project, self.logs / "actions.log", port=action_port)
+                               self._env("actions"), REPO_ROOT, self.logs / "actions.log", port=action_port)
         self._write_endpoints(action_port)
         self.actions.start()
         for index in range(self.n_workers):
@@ -413,6 +413,30 @@ http {{
             if time.monotonic() > deadline:
                 raise RuntimeError("nginx does not answer /health/ready.")
             time.sleep(0.5)
+
+    def source_addresses(self) -> dict[str, str]:
+        """A loopback source address per worker: the one nginx's ip_hash sends to that worker.
+
+        ip_hash hashes the first three octets of the client address, so clients on one machine
+        bind 127.0.N.1 (all of 127/8 is loopback on Linux) to land on a chosen worker."""
+        import http.client
+
+        found: dict[str, str] = {}
+        for third in range(1, 250):
+            address = f"127.0.{third}.1"
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10, source_address=(address, 0))
+            try:
+                connection.request("GET", "/health/ready")
+                answer = connection.getresponse()
+                worker = answer.getheader("X-Kefu-Worker")
+                answer.read()
+            finally:
+                connection.close()
+            if answer.status == 200 and worker:
+                found.setdefault(worker, address)
+            if len(found) == len(self.workers):
+                break
+        return found
 
     # ------------------------------------------------------------------ faults (chaos, tests)
     def worker(self, name: str) -> Process:
