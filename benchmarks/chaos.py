@@ -77,6 +77,7 @@ class Turn:
     ok: bool = False
     error: Optional[str] = None
     attempts: int = 1
+    errors: list[str] = field(default_factory=list)  # every failed attempt, answered or not in the end
 
 
 @dataclass
@@ -115,19 +116,25 @@ class Load:
             while not self.stop.is_set():
                 turn = Turn(sender, self._text(), time.monotonic())
                 self.window.turns.append(turn)
-                for attempt in range(1, 4):  # a shop backend retries a retryable failure
+                for attempt in range(1, 6):  # a shop backend retries a retryable failure (Retry-After)
                     turn.attempts = attempt
+                    wait = 1.0
                     try:
                         async with http.post(self.cluster.url + "/webhooks/rest/webhook",
                                              json={"sender": sender, "message": turn.text}) as r:
                             body = await r.json(content_type=None) if r.status == 200 else await r.text()
                             if r.status == 200 and body:
-                                turn.ok, turn.error = True, None
+                                turn.ok = True
                                 break
                             turn.error = f"http {r.status}" + (" (retryable)" if r.status in RETRYABLE_STATUS else "")
+                            turn.errors.append(turn.error)
+                            if r.status not in RETRYABLE_STATUS:
+                                break
+                            wait = float(r.headers.get("Retry-After") or 1.0)
                     except Exception as e:  # noqa: BLE001 - recorded
                         turn.error = f"{type(e).__name__} (retryable)"
-                    await asyncio.sleep(1.0)
+                        turn.errors.append(turn.error)
+                    await asyncio.sleep(wait)
                 turn.done_at = time.monotonic()
                 await asyncio.sleep(self.think)
 
@@ -137,6 +144,26 @@ class Load:
 
         address = self.addresses[(index + 1) % len(self.addresses)]
         session_id: Optional[str] = None
+        pending: Optional[Turn] = None  # survives a dropped socket: the widget re-sends it
+        message_id = ""
+        last_seq = 0
+        seen: set[Any] = set()
+
+        def record(data: Any) -> bool:
+            """A message from the server; True when it is a new proactive one (counted once per seq)."""
+            nonlocal last_seq
+            seq = (data or {}).get("seq")
+            if isinstance(seq, int):
+                last_seq = max(last_seq, seq)
+            text = str((data or {}).get("text") or "")
+            if "chaos-" in text:
+                key = seq if seq is not None else (data or {}).get("message_id")
+                if key not in seen:
+                    seen.add(key)
+                    self.proactive.setdefault(session_id or "", []).append(text)
+                return True
+            return False
+
         while not self.stop.is_set():
             http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
             sio = socketio.AsyncClient(reconnection=False, http_session=http)
@@ -146,11 +173,13 @@ class Load:
 
             @sio.on("bot_uttered")
             async def on_reply(data: Any) -> None:
-                text = str((data or {}).get("text") or "")
-                if "chaos-" in text:  # a proactive message (the journey's product name)
-                    self.proactive.setdefault(session_id or "", []).append(text)
-                else:
+                if not record(data):  # a proactive message carries the journey's product name
                     replies.put_nowait(data)
+
+            @sio.on("kefu_history")
+            async def on_history(data: Any) -> None:  # what the outbox kept while the socket was down
+                for item in (data or {}).get("messages", data if isinstance(data, list) else []):
+                    record(item)
 
             @sio.on("session_confirm")
             async def on_confirm(data: Any) -> None:
@@ -163,12 +192,13 @@ class Load:
 
             try:
                 await sio.connect(self.cluster.url, transports=["websocket"], wait_timeout=10)
-                await sio.emit("session_request", {"session_id": session_id})
+                request: dict[str, Any] = {"session_id": session_id}
+                if session_id:
+                    request["last_seen_seq"] = last_seq  # the widget asks for what it missed
+                await sio.emit("session_request", request)
                 data = await asyncio.wait_for(confirmed, 10)
                 session_id = data["session_id"] if isinstance(data, dict) else data
                 self.widget_sessions[index] = session_id
-                pending: Optional[Turn] = None
-                message_id = ""
                 while not self.stop.is_set() and not dropped.is_set():
                     if pending is None:
                         pending = Turn(f"widget-{index}", self._text(), time.monotonic())
@@ -182,7 +212,7 @@ class Load:
                     done, _ = await asyncio.wait({getter, drop}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
                     drop.cancel()
                     if getter in done:
-                        pending.ok, pending.error, pending.done_at = True, None, time.monotonic()
+                        pending.ok, pending.done_at = True, time.monotonic()
                         pending = None
                         await asyncio.sleep(self.think)
                         while not replies.empty():
@@ -192,6 +222,7 @@ class Load:
                     ack = acks.get_nowait() if not acks.empty() else None
                     pending.error = ("error ack (retryable)" if isinstance(ack, dict) and ack.get("status") == "error"
                                      else "socket dropped (retryable)" if dropped.is_set() else "no reply in 20 s")
+                    pending.errors.append(pending.error)
                     pending.attempts += 1  # the widget re-sends with the same message id
                     if pending.attempts > 6:
                         pending.done_at = time.monotonic()
@@ -259,7 +290,7 @@ def summarise(window: Window, stored: dict[str, list[str]], proactive: dict[str,
             lost += count == 0
             twice += count > 1
     after = [t for t in turns if t.sent_at >= window.fault_at]
-    errors_after = [t for t in after if t.error or t.attempts > 1]
+    errors_after = [t for t in after if t.errors]
     recovery = 0.0
     if errors_after:
         last_bad = max(t.sent_at for t in errors_after)
@@ -268,17 +299,18 @@ def summarise(window: Window, stored: dict[str, list[str]], proactive: dict[str,
     latencies = sorted(t.done_at - t.sent_at for t in answered)
     kinds: dict[str, int] = {}
     for t in turns:
-        if t.attempts > 1 or t.error:
-            kinds[t.error or "retried, then answered"] = kinds.get(t.error or "retried, then answered", 0) + 1
+        for error in t.errors:
+            kinds[error] = kinds.get(error, 0) + 1
     return {
         "messages_sent": len([t for t in turns if t.done_at]),
+        "in_flight_at_count": len([t for t in turns if not t.done_at]),
         "answered": len(answered),
-        "answered_after_retry": len([t for t in answered if t.attempts > 1]),
+        "answered_after_retry": len([t for t in answered if t.errors]),
         "failed_clear_retryable": len([t for t in failed if t.error and "retryable" in t.error]),
         "failed_other": len([t for t in failed if not (t.error and "retryable" in t.error)]),
         "answered_but_not_stored": lost,
         "stored_twice": twice,
-        "errors_by_kind": kinds,
+        "failed_attempts_by_kind": kinds,
         "proactive_events_posted": posted,
         "proactive_delivered": sum(1 for n in proactive.values() if n >= 1),
         "proactive_duplicates": sum(n - 1 for n in proactive.values() if n > 1),
