@@ -264,6 +264,21 @@ async def post_journey_events(cluster: Cluster, producer: str, sessions: list[st
     return accepted
 
 
+async def stored_bot_texts(cluster: Cluster, sender: str, needle: str) -> int:
+    """How many bot messages containing ``needle`` the conversation holds (proactive sends recorded)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for worker in cluster.workers:
+            if worker.alive():
+                async with http.get(f"{worker.url}/conversations/{sender}/tracker",
+                                    headers={"Authorization": f"Bearer {cluster.secrets.auth_token}"}) as r:
+                    if r.status == 200:
+                        return sum(1 for e in (await r.json())["events"]
+                                   if e["event"] == "bot" and needle in (e.get("text") or ""))
+    return 0
+
+
 async def stored_user_texts(cluster: Cluster, sender: str) -> list[str]:
     import aiohttp
 
@@ -330,7 +345,7 @@ async def console_drop(cluster: Cluster, load: Load, address: str) -> dict[str, 
     import aiohttp
 
     notes: dict[str, Any] = {}
-    session = next(iter(load.widget_sessions.values()))
+    session = f"chaos-console-{uuid.uuid4().hex[:8]}"  # a fresh conversation (REST) asks for a human
     auth_api = {"Authorization": f"Bearer {cluster.secrets.auth_token}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0))) as http:
         async with http.post(cluster.url + "/handoff/api/login",
@@ -441,6 +456,9 @@ async def chaos(cluster: Cluster, rest: int, widgets: int, think: float, window_
         proactive = {sid: sum(1 for t in load.proactive.get(sid, []) if f"chaos-{name}" in t)
                      for sid in load.widget_sessions.values()}
         summary = {"fault": name, **summarise(window, stored, proactive, posted)}
+        in_tracker = [await stored_bot_texts(cluster, sid, f"chaos-{name}") for sid in load.widget_sessions.values()]
+        summary["proactive_in_conversations"] = sum(1 for n in in_tracker if n >= 1)
+        summary["proactive_in_conversations_twice"] = sum(1 for n in in_tracker if n > 1)
         print(json.dumps(summary, ensure_ascii=False), flush=True)
         results.append(summary)
     load.stop.set()
@@ -465,7 +483,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kefu-chaos-") as state:
         with Cluster(state, workers=args.workers, triggers_yml=TRIGGERS_YML,
                      endpoints_extra={"handoff": {"service_hours": None, "presence_ttl_s": 15,
-                                                  "max_consecutive_fallbacks": 0, "max_unanswered": 0}}) as cluster:
+                                                  "max_consecutive_fallbacks": 0, "max_unanswered": 0,
+                                                  "max_action_failures": 0}}) as cluster:
             started = time.monotonic()
             results = asyncio.run(chaos(cluster, args.rest, args.widgets, args.think, args.window))
             elapsed = time.monotonic() - started
