@@ -514,15 +514,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     stop = threading.Event()
 
+    def interrupt(signum: int, frame: Any) -> None:  # while starting: unwind, Cluster.start stops what began
+        raise KeyboardInterrupt
+
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, interrupt)
     cluster = Cluster(args.state_dir, workers=args.workers, port=args.port, model=args.model,
                       log_level=args.log_level)
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except KeyboardInterrupt:
+            return 130
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         print(json.dumps(cluster.describe(), indent=2), flush=True)
         print("Ctrl-C stops everything.", flush=True)
         reported: set[str] = set()
