@@ -68,6 +68,7 @@ class PostgresServer:
         self.directory: Optional[Path] = None
         self._user: Optional[pwd.struct_passwd] = None
         self._started = False
+        self._options = ""
 
     # -- URLs ---------------------------------------------------------------------
     def url(self, database: str = "postgres", driver: str = "postgresql+psycopg") -> str:
@@ -118,15 +119,33 @@ class PostgresServer:
             "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=200",
             "-c shared_buffers=32MB", "-c timezone=UTC",
         ])
-        log = self.directory / "postgres.log"
-        done = self._run("pg_ctl", "start", "-w", "-t", str(int(timeout)), "-D", str(data), "-l", str(log),
-                         "-o", options, timeout=timeout + 10)
+        self._options = options
+        done = self._pg_ctl_start(timeout)
         if done.returncode != 0:
+            log = self.directory / "postgres.log"
             details = log.read_text(errors="replace") if log.exists() else ""
             self._cleanup()
             raise RuntimeError(f"PostgreSQL did not start on port {self.port}: {done.stderr}{details[-2000:]}")
         self._started = True
         return self
+
+    def _pg_ctl_start(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        assert self.directory is not None
+        return self._run("pg_ctl", "start", "-w", "-t", str(int(timeout)), "-D", str(self.directory / "data"),
+                         "-l", str(self.directory / "postgres.log"), "-o", self._options, timeout=timeout + 10)
+
+    def halt(self) -> None:
+        """Stop the server but keep its cluster (fault injection: a database outage); see resume."""
+        assert self._started and self.directory is not None
+        done = self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.directory / "data"), timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {done.stderr}")
+
+    def resume(self, timeout: float = 60.0) -> None:
+        """Start the halted server again on the same port with the same data."""
+        done = self._pg_ctl_start(timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart on port {self.port}: {done.stderr}{self.log_tail()}")
 
     def log_tail(self, chars: int = 2000) -> str:
         log = self.directory / "postgres.log" if self.directory else None

@@ -165,3 +165,15 @@ async def test_a_feature_reporting_unhealthy_makes_the_worker_not_ready(agent):
     assert ready.json["checks"]["feature:broken"] == {"ok": False}
     assert_leaks_nothing(ready, "hunter2")
     assert json.loads(ready.text)["checks"]["model"] == {"ok": True}
+
+
+@pytest.mark.asyncio
+async def test_worker_name_only_when_the_operator_sets_it(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("KEFU_WORKER_NAME", raising=False)
+    plain = await probe(create_app(None, auth_token="t" * 32, features=[], name="kefu_unnamed"), "/health/ready")
+    assert "X-Kefu-Worker" not in plain.headers and "worker" not in plain.json  # nothing about the topology
+    monkeypatch.setenv("KEFU_WORKER_NAME", "worker7")
+    app = create_app(None, auth_token="t" * 32, features=[], name="kefu_named")
+    ready, live = await probe(app, "/health/ready"), await probe(app, "/health/live")
+    assert ready.json["worker"] == "worker7"
+    assert ready.headers["X-Kefu-Worker"] == live.headers["X-Kefu-Worker"] == "worker7"

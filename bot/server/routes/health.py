@@ -14,6 +14,7 @@ does not become a store storm.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any, Awaitable, Callable
 
@@ -26,6 +27,7 @@ CHECK_TIMEOUT_S = 2.0
 READY_CACHE_S = 1.0
 STALL_AFTER_S = 10.0  # the worker monitor has not ticked for this long: its loop was blocked
 PROBE_SENDER_ID = "__kefu_readiness_probe__"  # read, never written
+WORKER_NAME_ENV = "KEFU_WORKER_NAME"  # set by the operator (scripts/cluster.py): which worker answered
 
 Check = Callable[[], Awaitable[dict[str, Any] | None]]
 
@@ -124,7 +126,25 @@ def create_health_blueprint() -> Blueprint:
             cache["result"] = await readiness(request.app)
             cache["at"] = time.monotonic()
         ok, checks = cache["result"]
-        return response.json({"status": "ready" if ok else "not_ready", "checks": checks},
-                             status=200 if ok else 503)
+        body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+        if os.environ.get(WORKER_NAME_ENV):
+            body["worker"] = os.environ[WORKER_NAME_ENV]
+        return response.json(body, status=200 if ok else 503)
 
     return bp
+
+
+def install_worker_name(app: Any) -> None:
+    """With ``KEFU_WORKER_NAME`` set, every response names its worker (``X-Kefu-Worker``).
+
+    Behind a load balancer this shows where a request landed (operators, the cluster test);
+    off unless the operator names the workers, so nothing about the topology leaks by default.
+    """
+    name = os.environ.get(WORKER_NAME_ENV)
+    if not name:
+        return
+
+    @app.on_response
+    async def add_worker_name(request: Any, resp: HTTPResponse) -> None:
+        if resp is not None:
+            resp.headers.setdefault("X-Kefu-Worker", name)
