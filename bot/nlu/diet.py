@@ -1,10 +1,18 @@
 """DIETClassifier: joint intent classification and entity tagging in torch.
 
-A small re-implementation of Rasa's DIET: sparse features go through a linear
-layer, get concatenated with dense features, a transformer runs over the tokens
-plus a sentence (CLS) position; the CLS output is embedded and compared to
-intent embeddings (dot-product loss), token outputs feed CRF taggers for
-entities (BILOU), roles and groups. Sized to train in seconds on a 2-core CPU.
+Rasa 3.6's DIET, layer for layer (rasa/nlu/classifiers/diet_classifier.py,
+rasa/utils/tensorflow/rasa_layers.py, transformer.py, layers.py): sparse features
+go through a sparse-to-dense layer, are concatenated with dense features, and the
+message's sentence features become one more position right after its last token
+(the ``__CLS__``); a pre-norm transformer with randomly connected dense layers runs
+over them; the CLS output is embedded and compared to the intent embeddings with
+Rasa's dot-product loss and sampled negatives; token outputs feed CRF taggers for
+entities (BILOU), roles and groups.
+
+What kefu adds is speed, not a different model: the encoder's dense layers run on
+the real positions only (packed, no padding), batches are length-bucketed, the last
+layer computes the CLS alone when no entities are tagged, and training uses
+bfloat16 matmuls where the CPU has them.
 """
 from __future__ import annotations
 
@@ -45,10 +53,13 @@ def training_threads(n_examples: int) -> int:
     Measured: for demo-size data a 2nd thread made DIET 5-9x slower on a loaded
     2-core box (spin-waiting on tiny matrices). A 2-layer 256-wide transformer step
     on a 256-example batch was as likely slower as faster with 2 threads while the
-    load average was ~10 on 2 cores (2026-11-23). So: one thread, unless the data
-    is large (Banking77-size: batches of 256 long enough to split) and the machine
-    is otherwise idle (1-minute load average below half a core per core); then
-    all cores, at most 2. ``KEFU_TORCH_THREADS`` overrides both.
+    load average was ~10 on 2 cores (2026-11-23); measured again with the packed
+    encoder (2026-12-07): a 128-message step took 0.19 s of CPU on one thread and
+    0.89 s on two while another job held the second core. So: one thread, unless
+    there are enough examples for the batches to be worth splitting (300: a batch
+    then packs over a thousand token rows) and the machine is otherwise idle
+    (1-minute load average below half a core per core); then all cores, at most 2.
+    ``KEFU_TORCH_THREADS`` overrides both.
     """
     if os.environ.get("KEFU_TORCH_THREADS"):
         return int(os.environ["KEFU_TORCH_THREADS"])
@@ -609,8 +620,8 @@ def make_batch(items: list[dict[str, Any]], dims: dict[str, int], sparse_dropout
             v = np.zeros(0, dtype=np.float32)
         values = torch.tensor(v, dtype=torch.float32)
         if sparse_dropout > 0 and len(values):
-            keep = (torch.rand(len(values)) >= sparse_dropout).float()
-            values = values * keep / (1 - sparse_dropout)
+            # Rasa's SparseDropout: tf.sparse.retain, the kept values are not rescaled
+            values = values * (torch.rand(len(values)) >= sparse_dropout).float()
         return torch.sparse_coo_tensor(
             torch.tensor(np.vstack([r, c]), dtype=torch.long), values, (b * rows_per_item, dims[key]),
             check_invariants=False,
