@@ -32,6 +32,13 @@ The data is read from ../shared/benchmarks at run time and never copied.
 
     .venv/bin/python benchmarks/nlu_intent.py --datasets smp2017 hwu64 --pipelines kefu
     .venv/bin/python benchmarks/nlu_intent.py --datasets hwu64 --pipelines rasa --max-train-per-class 20
+
+DIET training time (issue #16: a ~450- and a ~5 000-example bot from Banking77, Rasa's
+default pipeline, 100 epochs), into their own results file:
+
+    .venv/bin/python benchmarks/nlu_intent.py --datasets banking77 --pipelines rasa \
+        --max-train-per-class 6 --subset-all --out benchmarks/results/diet_train_time.json
+    (then --max-train-per-class 65: 4 941 examples, some intents have fewer)
 """
 from __future__ import annotations
 

@@ -518,7 +518,7 @@ def sinusoid(length: int, size: int) -> torch.Tensor:
 
 
 def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                     num_negatives: int, cosine: bool = False) -> torch.Tensor:
+                     num_negatives: int, cosine: bool = False, constrain: bool = False) -> torch.Tensor:
     """Rasa's ``SingleLabelDotProductLoss`` with ``loss_type: cross_entropy``.
 
     ``text`` (B,E) are the CLS embeddings, ``labels`` (K,E) every intent's embedding,
@@ -528,7 +528,8 @@ def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Ten
     text-vs-other-label, gold-label-vs-other-label, text-vs-texts-of-other-labels in the
     batch and gold-label-vs-those-texts. Only the first kind exists at inference; the
     other three keep the label and text embeddings apart from each other, which is what
-    makes DIET generalise from few examples.
+    makes DIET generalise from few examples. ``constrain`` adds Rasa's
+    ``constrain_similarities`` sigmoid term (its default config sets it).
     """
     if cosine:
         text = nn.functional.normalize(text, dim=-1)
@@ -552,7 +553,15 @@ def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Ten
         parts.append(torch.einsum("be,bne->bn", text, neg_texts).masked_fill(bad_texts, neg_inf))
         parts.append(torch.einsum("be,bne->bn", pos_label, neg_texts).masked_fill(bad_texts, neg_inf))
     logits = torch.cat(parts, 1)
-    return nn.functional.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+    loss = nn.functional.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+    if constrain:
+        # Rasa's constrain_similarities: a sigmoid cross-entropy on the same similarities
+        # (the positive towards 1, every negative towards 0), averaged over them
+        labels_01 = torch.zeros_like(logits)
+        labels_01[:, 0] = 1.0
+        sigmoid = nn.functional.binary_cross_entropy_with_logits(logits, labels_01, reduction="none")
+        loss = loss + sigmoid.mean(1).mean()
+    return loss
 
 
 # --------------------------------------------------------------------------- data
@@ -852,11 +861,8 @@ class DIETClassifier(Component):
                     if bool(has.any()):
                         text = model.text_embed(sentence[has])
                         loss = loss + dot_product_loss(
-                            text, model.label_embed.weight, target[has], num_neg, cosine)
-                        if cfg["constrain_similarities"]:
-                            sims = model.similarities(sentence[has])
-                            onehot = nn.functional.one_hot(target[has], len(self.intents)).float()
-                            loss = loss + nn.functional.binary_cross_entropy_with_logits(sims, onehot)
+                            text, model.label_embed.weight, target[has], num_neg, cosine,
+                            constrain=bool(cfg["constrain_similarities"]))
                 t = batch["mask"].shape[1]
                 for key in self.tag_sets:
                     gold = torch.zeros(len(idx), t, dtype=torch.long)

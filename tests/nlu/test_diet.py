@@ -162,6 +162,10 @@ def test_dot_product_loss_masks_negatives_of_the_gold_label() -> None:
     aligned = dot_product_loss(labels[target], labels, target, 10)
     opposed = dot_product_loss(-labels[target], labels, target, 10)
     assert float(aligned) < 0.01 < float(opposed)
+    # constrain_similarities adds the sigmoid term: zero only when positives are far above 0
+    # and negatives far below
+    small = dot_product_loss(labels[target] * 0.01, labels, target, 10, constrain=True)
+    assert float(small) > float(dot_product_loss(labels[target] * 0.01, labels, target, 10)) + 0.3
 
 
 def test_length_bucketed_batches_cover_every_example_once() -> None:
