@@ -220,11 +220,15 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
     threshold = None
     if spec.get("oos") and spec.get("val") and pipeline_name != "rasa":
         threshold = oos_threshold(pipeline, read_tsv(folder / spec["val"]), spec["oos"])
-    parsed, parse_ms = [], []
+    parsed, parse_ms, classifier_top = [], [], []
     for t, _ in test_rows:  # one message at a time, as /model/parse sees them
         t0 = time.perf_counter()
-        parsed.append(pipeline.parse(t)["intent"])
+        result_ = pipeline.parse(t)
         parse_ms.append(1000 * (time.perf_counter() - t0))
+        parsed.append(result_["intent"])
+        # the classifier's own top intent, before a FallbackClassifier replaces it
+        ranking = [r for r in result_.get("intent_ranking") or [] if r.get("name") != "nlu_fallback"]
+        classifier_top.append(ranking[0]["name"] if ranking else result_["intent"]["name"])
     test_s = sum(parse_ms) / 1000
     gold = [label for _, label in test_rows]
     pred = [i["name"] for i in parsed]
@@ -248,6 +252,9 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
         "train_subset_per_class": per_class,
         "test_examples": len(test_rows),
         **metrics(gold, pred, spec.get("oos")),
+        # without the FallbackClassifier (rasa pipeline): how often the classifier's top intent is right
+        "accuracy_classifier_top": round(sum(p == g for p, g in zip(classifier_top, gold)) / len(gold), 4),
+        "fallback_rate": round(sum(p == "nlu_fallback" for p in pred) / len(gold), 4),
         "train_seconds": round(train_s, 1),
         # CPU seconds of all threads: unlike wall time, not inflated by other jobs on the machine
         "train_cpu_seconds": round(train_cpu_s, 1),

@@ -44,7 +44,7 @@ MAX_SEQUENCE_LENGTH = 256  # tokens seen by the transformer; longer messages are
 
 
 #: training sets at least this big may use a second intra-op thread (see ``training_threads``)
-LARGE_TRAINING_SET = 300
+LARGE_TRAINING_SET = 5000
 
 
 def training_threads(n_examples: int) -> int:
@@ -55,11 +55,12 @@ def training_threads(n_examples: int) -> int:
     on a 256-example batch was as likely slower as faster with 2 threads while the
     load average was ~10 on 2 cores (2026-11-23); measured again with the packed
     encoder (2026-12-07): a 128-message step took 0.19 s of CPU on one thread and
-    0.89 s on two while another job held the second core. So: one thread, unless
-    there are enough examples for the batches to be worth splitting (300: a batch
-    then packs over a thousand token rows) and the machine is otherwise idle
-    (1-minute load average below half a core per core); then all cores, at most 2.
-    ``KEFU_TORCH_THREADS`` overrides both.
+    0.89 s on two while another job held the second core; the load average is only
+    read when training starts and other jobs may start later. So: one thread, unless
+    the data is large (5 000 examples) and the machine is otherwise idle (1-minute
+    load average below half a core per core); then all cores, at most 2.
+    ``KEFU_TORCH_THREADS`` overrides both (``KEFU_TORCH_THREADS=2`` on a dedicated
+    2-core machine).
     """
     if os.environ.get("KEFU_TORCH_THREADS"):
         return int(os.environ["KEFU_TORCH_THREADS"])
