@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,18 @@ def training_threads(n_examples: int) -> int:
 
 
 TRAINING_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def fused_adam() -> dict[str, Any]:
+    """Adam's fused CPU kernel where this torch has it: the same update (equal to float
+    rounding) in one pass over each parameter instead of a dozen, measured 6x faster per
+    step on the sparse input layers of a 4 655-word char-n-gram vocabulary (12.5 -> 2.0 ms)."""
+    try:
+        probe = torch.zeros(1, requires_grad=True)
+        torch.optim.Adam([probe], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return {}
+    return {"fused": True}
 
 
 def cpu_has_bfloat16() -> bool:
@@ -307,6 +320,54 @@ class MaskedLinear(nn.Linear):
             self.keep = None
 
 
+@dataclass(frozen=True)
+class AttentionGroup:
+    """Consecutive rows of a batch whose attention runs padded to their own longest row."""
+
+    row_start: int
+    start: int  # first packed position of the group
+    stop: int
+    where: tuple[torch.Tensor, torch.Tensor]  # (row in group, column) of each packed position
+    valid: torch.Tensor  # (rows, longest) real positions
+
+
+#: a group of rows ends where its longest row would exceed this many times its shortest
+GROUP_LENGTH_RATIO = 2.0
+MAX_ATTENTION_GROUPS = 8
+
+
+def attention_groups(lengths: torch.Tensor) -> list[AttentionGroup]:
+    """Split a batch's rows (positions per row, ``lengths``) into runs of similar length.
+
+    Attention of a row only sees that row, so running it per group is the same
+    computation; a group pads to its own longest row instead of the batch's. Training
+    batches come sorted by length (``length_bucketed_batches``), so a batch whose
+    longest message has 70 tokens no longer pads its 10-token messages to 70 (measured
+    on Banking77: the padded attention of such batches was most of the attention time).
+    Batches in no useful order (more than ``MAX_ATTENTION_GROUPS`` runs) stay one group.
+    """
+    values = lengths.tolist()
+    bounds = [0]
+    low = high = values[0] if values else 0
+    for i, n in enumerate(values[1:], 1):
+        low, high = min(low, n), max(high, n)
+        if high > GROUP_LENGTH_RATIO * low:
+            bounds.append(i)
+            low = high = n
+    if len(bounds) > MAX_ATTENTION_GROUPS:
+        bounds = [0]
+    bounds.append(len(values))
+    offsets = [0]
+    for n in values:
+        offsets.append(offsets[-1] + n)
+    groups = []
+    for a, b in zip(bounds, bounds[1:]):
+        part = lengths[a:b]
+        valid = torch.arange(int(part.max())).unsqueeze(0) < part.unsqueeze(1)
+        groups.append(AttentionGroup(a, offsets[a], offsets[b], valid.nonzero(as_tuple=True), valid))
+    return groups
+
+
 class EncoderLayer(nn.Module):
     """One pre-norm transformer layer as in Rasa's ``TransformerEncoderLayer``:
     attention without attention dropout, a 4x GELU feed-forward, dropout after each block.
@@ -329,31 +390,36 @@ class EncoderLayer(nn.Module):
         self.ff2 = MaskedLinear(4 * size, size, density)
         self.drop = ByteDropout(dropout)
 
-    def forward(self, x: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], valid: torch.Tensor,
+    def forward(self, x: torch.Tensor, groups: list[AttentionGroup],
                 only: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (N, size): the real positions of the batch packed row after row (no
-        padding, so the dense layers do no wasted work); ``where`` their (row, column)
-        in the padded (B, T) layout ``valid`` describes, where attention runs."""
-        n, size = x.shape
-        b, t = valid.shape
+        padding, so the dense layers do no wasted work); attention runs per group of rows
+        (``attention_groups``), each padded only to its own longest row."""
+        size = x.shape[1]
         split = size // self.heads
         h = self.norm1(x)
-
-        def padded(values: torch.Tensor) -> torch.Tensor:
-            out = values.new_zeros(b, t, size).index_put(where, values)
-            return out.view(b, t, self.heads, split).transpose(1, 2)
-
-        k, v = padded(self.key(h)), padded(self.value(h))
+        keys, values = self.key(h), self.value(h)
         if only is not None:
             x, h = x[only], h[only]
-            q = self.query(h).view(b, 1, self.heads, split).transpose(1, 2)
-        else:
-            q = padded(self.query(h))
-        with torch.autocast("cpu", enabled=False):  # CPU attention is slower in bfloat16
-            attended = nn.functional.scaled_dot_product_attention(
-                q.float(), k.float(), v.float(), attn_mask=valid[:, None, None, :])
-        attended = attended.transpose(1, 2).reshape(b, -1, size)
-        attended = attended[:, 0] if only is not None else attended[where]
+        queries = self.query(h)
+        outs = []
+        for g in groups:
+            rows, t = g.valid.shape
+
+            def padded(packed: torch.Tensor) -> torch.Tensor:
+                out = packed.new_zeros(rows, t, size).index_put(g.where, packed[g.start : g.stop])
+                return out.view(rows, t, self.heads, split).transpose(1, 2)
+
+            if only is not None:
+                q = queries[g.row_start : g.row_start + rows].view(rows, 1, self.heads, split).transpose(1, 2)
+            else:
+                q = padded(queries)
+            with torch.autocast("cpu", enabled=False):  # CPU attention is slower in bfloat16
+                attended = nn.functional.scaled_dot_product_attention(
+                    q.float(), padded(keys).float(), padded(values).float(), attn_mask=g.valid[:, None, None, :])
+            attended = attended.transpose(1, 2).reshape(rows, -1, size)
+            outs.append(attended[:, 0] if only is not None else attended[g.where])
+        attended = torch.cat(outs) if len(outs) > 1 else outs[0]
         x = x + self.drop(self.out(attended))
         x = x + self.drop(self.ff2(self.drop(nn.functional.gelu(self.ff1(self.norm2(x))))))
         return x
@@ -459,13 +525,14 @@ class DIETModel(nn.Module):
             return x[:, :t], x[rows, lengths]
         where = full_mask.nonzero(as_tuple=True)
         cls = torch.cumsum(lengths + 1, 0) - 1  # each row's CLS in the packed order
+        groups = attention_groups(lengths + 1)
         xp = self.embed_in(x[where]) * (self.size ** 0.5) + self.timing[where[1]]
         xp = self.drop(xp)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i == last and not self.needs_tokens:
-                return x[:, :t], nn.functional.gelu(self.norm(layer(xp, where, full_mask, only=cls)))
-            xp = layer(xp, where, full_mask)
+                return x[:, :t], nn.functional.gelu(self.norm(layer(xp, groups, only=cls)))
+            xp = layer(xp, groups)
         xp = nn.functional.gelu(self.norm(xp))
         out = xp.new_zeros(b, t + 1, xp.shape[-1]).index_put(where, xp)
         return out[:, :t], xp[cls]
@@ -826,7 +893,7 @@ class DIETClassifier(Component):
         opt = torch.optim.Adam([
             {"params": [p for p in model.parameters() if id(p) in regularized], "weight_decay": 2 * reg},
             {"params": [p for p in model.parameters() if id(p) not in regularized]},
-        ], lr=float(cfg["learning_rate"]))
+        ], lr=float(cfg["learning_rate"]), **fused_adam())
         epochs = int(cfg["epochs"])
         bs = cfg["batch_size"]
         lo, hi = (int(bs[0]), int(bs[-1])) if isinstance(bs, (list, tuple)) else (int(bs), int(bs))
