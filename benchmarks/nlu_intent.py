@@ -215,6 +215,7 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
     train_rows = subset(read_tsv(folder / "train.tsv"), per_class)
     test_rows = read_tsv(folder / "test.tsv")
     pipeline = NLUPipeline.from_config(pipeline_config(pipeline_name, spec["language"], C))
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     with warnings.catch_warnings():
@@ -222,6 +223,7 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
         pipeline.train(training_data(train_rows))
     train_s = time.perf_counter() - started
     train_cpu_s = _cpu_seconds() - cpu_started
+    load_after = os.getloadavg()[0]
     threshold = None
     if spec.get("oos") and spec.get("val") and pipeline_name != "rasa":
         threshold = oos_threshold(pipeline, read_tsv(folder / spec["val"]), spec["oos"])
@@ -265,6 +267,9 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
         "train_seconds": round(train_s, 1),
         # CPU seconds of all threads: unlike wall time, not inflated by other jobs on the machine
         "train_cpu_seconds": round(train_cpu_s, 1),
+        # the machine is shared: 1-minute load average (runnable tasks, this run's included)
+        # when training started and ended
+        "load_average_1m": [round(load_before, 2), round(load_after, 2)],
         "test_parse_ms_mean": round(1000 * test_s / len(test_rows), 2),
         "test_parse_ms_p50": round(float(statistics.median(parse_ms)), 2),
         "test_parse_ms_p99": round(float(sorted(parse_ms)[int(0.99 * (len(parse_ms) - 1))]), 2),
