@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,35 +45,72 @@ MAX_SEQUENCE_LENGTH = 256  # tokens seen by the transformer; longer messages are
 
 
 
-#: training sets at least this big may use a second intra-op thread (see ``training_threads``)
-LARGE_TRAINING_SET = 5000
+#: training sets at least this big try a second intra-op thread (see ``EpochThreads``)
+THREAD_TUNING_MIN_EXAMPLES = 300
 
 
-def training_threads(n_examples: int) -> int:
-    """Intra-op threads for training on ``n_examples``.
+def training_threads(n_examples: int) -> tuple[int, bool]:
+    """The most intra-op threads DIET may train ``n_examples`` on, and whether to tune.
 
-    Measured: for demo-size data a 2nd thread made DIET 5-9x slower on a loaded
-    2-core box (spin-waiting on tiny matrices). A 2-layer 256-wide transformer step
-    on a 256-example batch was as likely slower as faster with 2 threads while the
-    load average was ~10 on 2 cores (2026-11-23); measured again with the packed
-    encoder (2026-12-07): a 128-message step took 0.19 s of CPU on one thread and
-    0.89 s on two while another job held the second core; the load average is only
-    read when training starts and other jobs may start later. So: one thread, unless
-    the data is large (5 000 examples) and the machine is otherwise idle (1-minute
-    load average below half a core per core); then all cores, at most 2.
-    ``KEFU_TORCH_THREADS`` overrides both (``KEFU_TORCH_THREADS=2`` on a dedicated
-    2-core machine).
+    ``KEFU_TORCH_THREADS`` fixes the count. Otherwise data of at least
+    ``THREAD_TUNING_MIN_EXAMPLES`` may use up to two cores, chosen epoch by epoch from
+    measured time (``EpochThreads``): a second thread helps on an idle machine but made
+    a step 4.7x more expensive while another job held the other core (2026-12-07), and
+    the load changes during a training, so no reading taken when it starts can decide.
+    Demo-size data keeps one thread (its epochs are too short to measure).
     """
     if os.environ.get("KEFU_TORCH_THREADS"):
-        return int(os.environ["KEFU_TORCH_THREADS"])
-    cores = os.cpu_count() or 1
-    if n_examples < LARGE_TRAINING_SET or cores < 2:
-        return 1
+        return int(os.environ["KEFU_TORCH_THREADS"]), False
     try:
-        idle = os.getloadavg()[0] < 0.5 * cores
-    except OSError:
-        idle = False
-    return min(2, cores) if idle else 1
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if n_examples < THREAD_TUNING_MIN_EXAMPLES or cores < 2:
+        return 1, False
+    return min(2, cores), True
+
+
+class EpochThreads:
+    """Picks the thread count of each epoch from the measured wall time per example.
+
+    Epoch 0 warms up on one thread; epochs 1 and 2 try one and ``most`` threads; from then
+    on the faster one is used, and the other is tried again for a single epoch every
+    ``probe_every`` epochs (adjacent epochs have near-equal batch sizes, so their times
+    compare). A probe that loses doubles the wait before the next one, so a busy machine
+    pays for a few slow epochs, not one in ten.
+    """
+
+    def __init__(self, most: int, tune: bool, probe_every: int = 10) -> None:
+        self.most = max(int(most), 1)
+        self.tune = tune and self.most > 1
+        self.current = 1 if self.tune else self.most
+        self.per_example: dict[int, float] = {}
+        self.wait = probe_every
+        self.next_probe = 3 + probe_every
+
+    def for_epoch(self, epoch: int) -> int:
+        if not self.tune:
+            return self.current
+        if epoch in (1, 2):
+            return 1 if epoch == 1 else self.most
+        if epoch == self.next_probe:
+            return self.most if self.current == 1 else 1
+        return self.current
+
+    def record(self, epoch: int, threads: int, seconds: float, examples: int) -> None:
+        if not self.tune or epoch == 0:
+            return
+        self.per_example[threads] = seconds / max(examples, 1)
+        if len(self.per_example) < 2 or epoch < 2:
+            return
+        best = min(self.per_example, key=self.per_example.__getitem__)
+        if epoch == self.next_probe:
+            self.wait = self.wait if best != self.current else 2 * self.wait
+            self.next_probe = epoch + self.wait
+        if best != self.current:
+            logger.debug("DIET epoch %d: %d thread(s) now (%.2f ms per example against %.2f)", epoch, best,
+                         1000 * self.per_example[best], 1000 * self.per_example[self.current])
+        self.current = best
 
 
 TRAINING_PRECISIONS = ("auto", "float32", "bfloat16")
@@ -868,12 +906,16 @@ class DIETClassifier(Component):
                 if a[key] is not None:
                     a[key] = a[key].tocoo()
         self.model = DIETModel(self.dims, len(self.intents), self.tag_sets, cfg)
-        threads = training_threads(len(arrays))
-        logger.debug("DIET trains %d examples on %d torch thread(s).", len(arrays), threads)
-        with torch_threads(threads):
-            self._fit(arrays, intent_ids, tags)
+        most, tune = training_threads(len(arrays))
+        logger.debug("DIET trains %d examples on up to %d torch thread(s).", len(arrays), most)
+        before = torch.get_num_threads()
+        try:
+            self._fit(arrays, intent_ids, tags, EpochThreads(most, tune))
+        finally:
+            torch.set_num_threads(before)
 
-    def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]]) -> None:
+    def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]],
+             threads: EpochThreads | None = None) -> None:
         """Rasa's training loop: Adam, batch size growing linearly over the epochs.
 
         Batches are drawn as Rasa does (shuffled every epoch), then the shuffled order is
@@ -913,10 +955,15 @@ class DIETClassifier(Component):
         lengths = [a["n"] for a in arrays]
         n = len(order)
         model.train()
+        threads = threads or EpochThreads(1, False)
         for epoch in range(epochs):
             size = lo + int((hi - lo) * epoch / max(epochs - 1, 1))
             random.shuffle(order)
             total = 0.0
+            n_threads = threads.for_epoch(epoch)
+            if torch.get_num_threads() != n_threads:
+                torch.set_num_threads(n_threads)
+            epoch_started = time.perf_counter()
             for idx in length_bucketed_batches(order, lengths, size):
                 batch = make_batch([arrays[i] for i in idx], self.dims, sparse_drop)
                 with precision():
@@ -945,6 +992,7 @@ class DIETClassifier(Component):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
+            threads.record(epoch, n_threads, time.perf_counter() - epoch_started, n)
             if held_out and ((epoch + 1) % every == 0 or epoch == epochs - 1):
                 accuracy = self._accuracy([arrays[i] for i in held_out], targets[held_out])
                 logger.info("DIET epoch %d/%d: accuracy on %d held-out examples %.3f",
