@@ -76,8 +76,8 @@ class EpochThreads:
     Epoch 0 warms up on one thread; epochs 1 and 2 try one and ``most`` threads; from then
     on the faster one is used, and the other is tried again for a single epoch every
     ``probe_every`` epochs (adjacent epochs have near-equal batch sizes, so their times
-    compare). A probe that loses doubles the wait before the next one, so a busy machine
-    pays for a few slow epochs, not one in ten.
+    compare). More threads are only tried while a core looks free (``_room``), and a probe
+    that loses or is skipped doubles the wait before the next one.
     """
 
     def __init__(self, most: int, tune: bool, probe_every: int = 10) -> None:
@@ -92,10 +92,24 @@ class EpochThreads:
         if not self.tune:
             return self.current
         if epoch in (1, 2):
-            return 1 if epoch == 1 else self.most
+            return self.most if epoch == 2 and self._room() else 1
         if epoch == self.next_probe:
+            if self.current == 1 and not self._room():
+                self.wait *= 2  # no core free: trying would only cost (see _room)
+                self.next_probe = epoch + self.wait
+                return 1
             return self.most if self.current == 1 else 1
         return self.current
+
+    def _room(self) -> bool:
+        """Whether a core looks free for a second thread: the 1-minute load average (this
+        training's own thread included) below ``most - 0.5``. Measured on the shared 2-core
+        box at load 6: an epoch on two threads took 9x the CPU of one and more wall time
+        (spin-waiting for a descheduled peer), so trying two threads there is all cost."""
+        try:
+            return os.getloadavg()[0] < self.most - 0.5
+        except OSError:
+            return False
 
     def record(self, epoch: int, threads: int, seconds: float, examples: int) -> None:
         if not self.tune or epoch == 0:

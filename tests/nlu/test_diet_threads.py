@@ -31,21 +31,26 @@ def _run(chooser: diet.EpochThreads, seconds_per_example: dict[int, float], epoc
     return used
 
 
-def test_epoch_threads_keeps_two_threads_when_they_are_faster() -> None:
+@pytest.fixture
+def idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diet.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # this training's own thread
+
+
+def test_epoch_threads_keeps_two_threads_when_they_are_faster(idle_machine: None) -> None:
     used = _run(diet.EpochThreads(2, True), {1: 0.010, 2: 0.006})
     assert used[:3] == [1, 1, 2]
     assert used.count(1) <= 12  # warm-up, first try and one probe each 10 epochs
     assert used[-1] == 2
 
 
-def test_epoch_threads_backs_off_on_a_busy_machine() -> None:
+def test_epoch_threads_backs_off_when_two_threads_are_slower(idle_machine: None) -> None:
     used = _run(diet.EpochThreads(2, True), {1: 0.010, 2: 0.040})
     assert used[-1] == 1
     probes = used.count(2)
     assert 2 <= probes <= 5  # the first try, then probes ever further apart
 
 
-def test_epoch_threads_follows_a_load_that_ends() -> None:
+def test_epoch_threads_follows_a_load_that_ends(idle_machine: None) -> None:
     chooser = diet.EpochThreads(2, True)
     used = []
     for epoch in range(100):
@@ -55,3 +60,18 @@ def test_epoch_threads_follows_a_load_that_ends() -> None:
         per_example = {1: 0.010, 2: 0.040 if busy else 0.006}[threads]
         chooser.record(epoch, threads, per_example * 500, 500)
     assert used[10] == 1 and used[-1] == 2
+
+
+def test_epoch_threads_never_tries_two_threads_without_a_free_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    load = [6.0]
+    monkeypatch.setattr(diet.os, "getloadavg", lambda: (load[0], load[0], load[0]))
+    chooser = diet.EpochThreads(2, True)
+    used = _run(chooser, {1: 0.010, 2: 0.006}, epochs=40)
+    assert set(used) == {1}  # two threads would be faster here, but no core is free to try
+    load[0] = 0.9  # the other jobs end
+    more = []
+    for epoch in range(40, 200):
+        threads = chooser.for_epoch(epoch)
+        more.append(threads)
+        chooser.record(epoch, threads, {1: 0.010, 2: 0.006}[threads] * 500, 500)
+    assert more[-1] == 2
