@@ -2,6 +2,10 @@
 
 For each data set and pipeline: accuracy and macro F1 on the test split, training
 wall time and peak RSS (each run in a fresh subprocess, so RSS is that run's own).
+``accuracy``/``macro_f1`` are scored as Rasa's ``rasa test nlu`` scores intents: a
+FallbackClassifier answer is undone first (the ranking's next intent is scored), so the
+figures compare with Rasa's; ``with_fallback`` holds the pipeline's own answers, where
+``nlu_fallback`` counts as wrong, and ``fallback_rate`` how often it answered so.
 
 Pipelines:
 - ``rasa``: Rasa 3.6's default pipeline as kefu runs it (WhitespaceTokenizer —
@@ -32,6 +36,13 @@ The data is read from ../shared/benchmarks at run time and never copied.
 
     .venv/bin/python benchmarks/nlu_intent.py --datasets smp2017 hwu64 --pipelines kefu
     .venv/bin/python benchmarks/nlu_intent.py --datasets hwu64 --pipelines rasa --max-train-per-class 20
+
+DIET training time (issue #16: a ~450- and a ~5 000-example bot from Banking77, Rasa's
+default pipeline, 100 epochs), into their own results file:
+
+    .venv/bin/python benchmarks/nlu_intent.py --datasets banking77 --pipelines rasa \
+        --max-train-per-class 6 --subset-all --out benchmarks/results/diet_train_time.json
+    (then --max-train-per-class 65: 4 941 examples, some intents have fewer)
 """
 from __future__ import annotations
 
@@ -196,6 +207,7 @@ def _cpu_seconds() -> float:
 
 
 def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) -> dict[str, Any]:
+    from bot.nlu.classifiers import is_fallback_classifier_prediction, undo_fallback_prediction
     from bot.nlu.pipeline import NLUPipeline
 
     spec = DATASETS[dataset]
@@ -203,6 +215,7 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
     train_rows = subset(read_tsv(folder / "train.tsv"), per_class)
     test_rows = read_tsv(folder / "test.tsv")
     pipeline = NLUPipeline.from_config(pipeline_config(pipeline_name, spec["language"], C))
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     with warnings.catch_warnings():
@@ -210,14 +223,20 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
         pipeline.train(training_data(train_rows))
     train_s = time.perf_counter() - started
     train_cpu_s = _cpu_seconds() - cpu_started
+    load_after = os.getloadavg()[0]
     threshold = None
     if spec.get("oos") and spec.get("val") and pipeline_name != "rasa":
         threshold = oos_threshold(pipeline, read_tsv(folder / spec["val"]), spec["oos"])
-    parsed, parse_ms = [], []
+    parsed, parse_ms, answered = [], [], []
     for t, _ in test_rows:  # one message at a time, as /model/parse sees them
         t0 = time.perf_counter()
-        parsed.append(pipeline.parse(t)["intent"])
+        result_ = pipeline.parse(t)
         parse_ms.append(1000 * (time.perf_counter() - t0))
+        answered.append(result_["intent"]["name"])  # the pipeline's answer, nlu_fallback included
+        # scored as `rasa test nlu` scores it: a FallbackClassifier answer undone first
+        if is_fallback_classifier_prediction(result_):
+            result_ = undo_fallback_prediction(result_)
+        parsed.append(result_["intent"])
     test_s = sum(parse_ms) / 1000
     gold = [label for _, label in test_rows]
     pred = [i["name"] for i in parsed]
@@ -241,9 +260,16 @@ def worker(dataset: str, pipeline_name: str, per_class: int | None, C: float) ->
         "train_subset_per_class": per_class,
         "test_examples": len(test_rows),
         **metrics(gold, pred, spec.get("oos")),
+        # `accuracy`/`macro_f1` above are scored as Rasa's `rasa test nlu` scores them (fallback
+        # undone); here the pipeline's own answer, where an nlu_fallback answer counts as wrong
+        "with_fallback": metrics(gold, answered, spec.get("oos")),
+        "fallback_rate": round(sum(p == "nlu_fallback" for p in answered) / len(gold), 4),
         "train_seconds": round(train_s, 1),
         # CPU seconds of all threads: unlike wall time, not inflated by other jobs on the machine
         "train_cpu_seconds": round(train_cpu_s, 1),
+        # the machine is shared: 1-minute load average (runnable tasks, this run's included)
+        # when training started and ended
+        "load_average_1m": [round(load_before, 2), round(load_after, 2)],
         "test_parse_ms_mean": round(1000 * test_s / len(test_rows), 2),
         "test_parse_ms_p50": round(float(statistics.median(parse_ms)), 2),
         "test_parse_ms_p99": round(float(sorted(parse_ms)[int(0.99 * (len(parse_ms) - 1))]), 2),

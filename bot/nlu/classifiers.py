@@ -367,3 +367,25 @@ class FallbackClassifier(Component):
         message.set(INTENT, fallback)
         ranking = list(message.get(INTENT_RANKING) or [])
         message.set(INTENT_RANKING, [dict(fallback)] + ranking)
+
+
+def is_fallback_classifier_prediction(prediction: dict[str, Any]) -> bool:
+    """Whether a parse result's intent is FallbackClassifier's ``nlu_fallback``."""
+    return (prediction.get(INTENT) or {}).get("name") == DEFAULT_NLU_FALLBACK_INTENT_NAME
+
+
+def undo_fallback_prediction(prediction: dict[str, Any]) -> dict[str, Any]:
+    """The parse result as it was before FallbackClassifier replaced its intent.
+
+    Rasa's ``rasa test nlu`` scores intents this way (``rasa/nlu/classifiers/
+    fallback_classifier.py``): the fallback is the ranking's first entry, so the intent
+    becomes the ranking's second entry (with its own confidence) and the ranking drops
+    its first. A ranking shorter than two is left as it is, as in Rasa.
+    """
+    ranking = prediction.get(INTENT_RANKING) or []
+    if len(ranking) < 2:
+        return prediction
+    undone = dict(prediction)
+    undone[INTENT] = dict(ranking[1])
+    undone[INTENT_RANKING] = [dict(r) for r in ranking[1:]]
+    return undone

@@ -1,10 +1,18 @@
 """DIETClassifier: joint intent classification and entity tagging in torch.
 
-A small re-implementation of Rasa's DIET: sparse features go through a linear
-layer, get concatenated with dense features, a transformer runs over the tokens
-plus a sentence (CLS) position; the CLS output is embedded and compared to
-intent embeddings (dot-product loss), token outputs feed CRF taggers for
-entities (BILOU), roles and groups. Sized to train in seconds on a 2-core CPU.
+Rasa 3.6's DIET, layer for layer (rasa/nlu/classifiers/diet_classifier.py,
+rasa/utils/tensorflow/rasa_layers.py, transformer.py, layers.py): sparse features
+go through a sparse-to-dense layer, are concatenated with dense features, and the
+message's sentence features become one more position right after its last token
+(the ``__CLS__``); a pre-norm transformer with randomly connected dense layers runs
+over them; the CLS output is embedded and compared to the intent embeddings with
+Rasa's dot-product loss and sampled negatives; token outputs feed CRF taggers for
+entities (BILOU), roles and groups.
+
+What kefu adds is speed, not a different model: the encoder's dense layers run on
+the real positions only (packed, no padding), batches are length-bucketed, the last
+layer computes the CLS alone when no entities are tagged, and training uses
+bfloat16 matmuls where the CPU has them.
 """
 from __future__ import annotations
 
@@ -13,6 +21,8 @@ import json
 import logging
 import os
 import random
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,34 +45,101 @@ MAX_SEQUENCE_LENGTH = 256  # tokens seen by the transformer; longer messages are
 
 
 
-#: training sets at least this big may use a second intra-op thread (see ``training_threads``)
-LARGE_TRAINING_SET = 300
+#: training sets at least this big try a second intra-op thread (see ``EpochThreads``)
+THREAD_TUNING_MIN_EXAMPLES = 300
 
 
-def training_threads(n_examples: int) -> int:
-    """Intra-op threads for training on ``n_examples``.
+def training_threads(n_examples: int) -> tuple[int, bool]:
+    """The most intra-op threads DIET may train ``n_examples`` on, and whether to tune.
 
-    Measured: for demo-size data a 2nd thread made DIET 5-9x slower on a loaded
-    2-core box (spin-waiting on tiny matrices). A 2-layer 256-wide transformer step
-    on a 256-example batch was as likely slower as faster with 2 threads while the
-    load average was ~10 on 2 cores (2026-11-23). So: one thread, unless the data
-    is large (Banking77-size: batches of 256 long enough to split) and the machine
-    is otherwise idle (1-minute load average below half a core per core); then
-    all cores, at most 2. ``KEFU_TORCH_THREADS`` overrides both.
+    ``KEFU_TORCH_THREADS`` fixes the count. Otherwise data of at least
+    ``THREAD_TUNING_MIN_EXAMPLES`` may use up to two cores, chosen epoch by epoch from
+    measured time (``EpochThreads``): a second thread helps on an idle machine but made
+    a step 4.7x more expensive while another job held the other core (2026-12-07), and
+    the load changes during a training, so no reading taken when it starts can decide.
+    Demo-size data keeps one thread (its epochs are too short to measure).
     """
     if os.environ.get("KEFU_TORCH_THREADS"):
-        return int(os.environ["KEFU_TORCH_THREADS"])
-    cores = os.cpu_count() or 1
-    if n_examples < LARGE_TRAINING_SET or cores < 2:
-        return 1
+        return int(os.environ["KEFU_TORCH_THREADS"]), False
     try:
-        idle = os.getloadavg()[0] < 0.5 * cores
-    except OSError:
-        idle = False
-    return min(2, cores) if idle else 1
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if n_examples < THREAD_TUNING_MIN_EXAMPLES or cores < 2:
+        return 1, False
+    return min(2, cores), True
+
+
+class EpochThreads:
+    """Picks the thread count of each epoch from the measured wall time per example.
+
+    Epoch 0 warms up on one thread; epochs 1 and 2 try one and ``most`` threads; from then
+    on the faster one is used, and the other is tried again for a single epoch every
+    ``probe_every`` epochs (adjacent epochs have near-equal batch sizes, so their times
+    compare). More threads are only tried while a core looks free (``_room``), and a probe
+    that loses or is skipped doubles the wait before the next one.
+    """
+
+    def __init__(self, most: int, tune: bool, probe_every: int = 10) -> None:
+        self.most = max(int(most), 1)
+        self.tune = tune and self.most > 1
+        self.current = 1 if self.tune else self.most
+        self.per_example: dict[int, float] = {}
+        self.wait = probe_every
+        self.next_probe = 3 + probe_every
+
+    def for_epoch(self, epoch: int) -> int:
+        if not self.tune:
+            return self.current
+        if epoch in (1, 2):
+            return self.most if epoch == 2 and self._room() else 1
+        if epoch == self.next_probe:
+            if self.current == 1 and not self._room():
+                self.wait *= 2  # no core free: trying would only cost (see _room)
+                self.next_probe = epoch + self.wait
+                return 1
+            return self.most if self.current == 1 else 1
+        return self.current
+
+    def _room(self) -> bool:
+        """Whether a core looks free for a second thread: the 1-minute load average (this
+        training's own thread included) below ``most - 0.5``. Measured on the shared 2-core
+        box at load 6: an epoch on two threads took 9x the CPU of one and more wall time
+        (spin-waiting for a descheduled peer), so trying two threads there is all cost."""
+        try:
+            return os.getloadavg()[0] < self.most - 0.5
+        except OSError:
+            return False
+
+    def record(self, epoch: int, threads: int, seconds: float, examples: int) -> None:
+        if not self.tune or epoch == 0:
+            return
+        self.per_example[threads] = seconds / max(examples, 1)
+        if len(self.per_example) < 2 or epoch < 2:
+            return
+        best = min(self.per_example, key=self.per_example.__getitem__)
+        if epoch == self.next_probe:
+            self.wait = self.wait if best != self.current else 2 * self.wait
+            self.next_probe = epoch + self.wait
+        if best != self.current:
+            logger.debug("DIET epoch %d: %d thread(s) now (%.2f ms per example against %.2f)", epoch, best,
+                         1000 * self.per_example[best], 1000 * self.per_example[self.current])
+        self.current = best
 
 
 TRAINING_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def fused_adam() -> dict[str, Any]:
+    """Adam's fused CPU kernel where this torch has it: the same update (equal to float
+    rounding) in one pass over each parameter instead of a dozen, measured 6x faster per
+    step on the sparse input layers of a 4 655-word char-n-gram vocabulary (12.5 -> 2.0 ms)."""
+    try:
+        probe = torch.zeros(1, requires_grad=True)
+        torch.optim.Adam([probe], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return {}
+    return {"fused": True}
 
 
 def cpu_has_bfloat16() -> bool:
@@ -295,6 +372,54 @@ class MaskedLinear(nn.Linear):
             self.keep = None
 
 
+@dataclass(frozen=True)
+class AttentionGroup:
+    """Consecutive rows of a batch whose attention runs padded to their own longest row."""
+
+    row_start: int
+    start: int  # first packed position of the group
+    stop: int
+    where: tuple[torch.Tensor, torch.Tensor]  # (row in group, column) of each packed position
+    valid: torch.Tensor  # (rows, longest) real positions
+
+
+#: a group of rows ends where its longest row would exceed this many times its shortest
+GROUP_LENGTH_RATIO = 2.0
+MAX_ATTENTION_GROUPS = 8
+
+
+def attention_groups(lengths: torch.Tensor) -> list[AttentionGroup]:
+    """Split a batch's rows (positions per row, ``lengths``) into runs of similar length.
+
+    Attention of a row only sees that row, so running it per group is the same
+    computation; a group pads to its own longest row instead of the batch's. Training
+    batches come sorted by length (``length_bucketed_batches``), so a batch whose
+    longest message has 70 tokens no longer pads its 10-token messages to 70 (measured
+    on Banking77: the padded attention of such batches was most of the attention time).
+    Batches in no useful order (more than ``MAX_ATTENTION_GROUPS`` runs) stay one group.
+    """
+    values = lengths.tolist()
+    bounds = [0]
+    low = high = values[0] if values else 0
+    for i, n in enumerate(values[1:], 1):
+        low, high = min(low, n), max(high, n)
+        if high > GROUP_LENGTH_RATIO * low:
+            bounds.append(i)
+            low = high = n
+    if len(bounds) > MAX_ATTENTION_GROUPS:
+        bounds = [0]
+    bounds.append(len(values))
+    offsets = [0]
+    for n in values:
+        offsets.append(offsets[-1] + n)
+    groups = []
+    for a, b in zip(bounds, bounds[1:]):
+        part = lengths[a:b]
+        valid = torch.arange(int(part.max())).unsqueeze(0) < part.unsqueeze(1)
+        groups.append(AttentionGroup(a, offsets[a], offsets[b], valid.nonzero(as_tuple=True), valid))
+    return groups
+
+
 class EncoderLayer(nn.Module):
     """One pre-norm transformer layer as in Rasa's ``TransformerEncoderLayer``:
     attention without attention dropout, a 4x GELU feed-forward, dropout after each block.
@@ -317,31 +442,36 @@ class EncoderLayer(nn.Module):
         self.ff2 = MaskedLinear(4 * size, size, density)
         self.drop = ByteDropout(dropout)
 
-    def forward(self, x: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], valid: torch.Tensor,
+    def forward(self, x: torch.Tensor, groups: list[AttentionGroup],
                 only: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (N, size): the real positions of the batch packed row after row (no
-        padding, so the dense layers do no wasted work); ``where`` their (row, column)
-        in the padded (B, T) layout ``valid`` describes, where attention runs."""
-        n, size = x.shape
-        b, t = valid.shape
+        padding, so the dense layers do no wasted work); attention runs per group of rows
+        (``attention_groups``), each padded only to its own longest row."""
+        size = x.shape[1]
         split = size // self.heads
         h = self.norm1(x)
-
-        def padded(values: torch.Tensor) -> torch.Tensor:
-            out = values.new_zeros(b, t, size).index_put(where, values)
-            return out.view(b, t, self.heads, split).transpose(1, 2)
-
-        k, v = padded(self.key(h)), padded(self.value(h))
+        keys, values = self.key(h), self.value(h)
         if only is not None:
             x, h = x[only], h[only]
-            q = self.query(h).view(b, 1, self.heads, split).transpose(1, 2)
-        else:
-            q = padded(self.query(h))
-        with torch.autocast("cpu", enabled=False):  # CPU attention is slower in bfloat16
-            attended = nn.functional.scaled_dot_product_attention(
-                q.float(), k.float(), v.float(), attn_mask=valid[:, None, None, :])
-        attended = attended.transpose(1, 2).reshape(b, -1, size)
-        attended = attended[:, 0] if only is not None else attended[where]
+        queries = self.query(h)
+        outs = []
+        for g in groups:
+            rows, t = g.valid.shape
+
+            def padded(packed: torch.Tensor) -> torch.Tensor:
+                out = packed.new_zeros(rows, t, size).index_put(g.where, packed[g.start : g.stop])
+                return out.view(rows, t, self.heads, split).transpose(1, 2)
+
+            if only is not None:
+                q = queries[g.row_start : g.row_start + rows].view(rows, 1, self.heads, split).transpose(1, 2)
+            else:
+                q = padded(queries)
+            with torch.autocast("cpu", enabled=False):  # CPU attention is slower in bfloat16
+                attended = nn.functional.scaled_dot_product_attention(
+                    q.float(), padded(keys).float(), padded(values).float(), attn_mask=g.valid[:, None, None, :])
+            attended = attended.transpose(1, 2).reshape(rows, -1, size)
+            outs.append(attended[:, 0] if only is not None else attended[g.where])
+        attended = torch.cat(outs) if len(outs) > 1 else outs[0]
         x = x + self.drop(self.out(attended))
         x = x + self.drop(self.ff2(self.drop(nn.functional.gelu(self.ff1(self.norm2(x))))))
         return x
@@ -447,13 +577,14 @@ class DIETModel(nn.Module):
             return x[:, :t], x[rows, lengths]
         where = full_mask.nonzero(as_tuple=True)
         cls = torch.cumsum(lengths + 1, 0) - 1  # each row's CLS in the packed order
+        groups = attention_groups(lengths + 1)
         xp = self.embed_in(x[where]) * (self.size ** 0.5) + self.timing[where[1]]
         xp = self.drop(xp)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i == last and not self.needs_tokens:
-                return x[:, :t], nn.functional.gelu(self.norm(layer(xp, where, full_mask, only=cls)))
-            xp = layer(xp, where, full_mask)
+                return x[:, :t], nn.functional.gelu(self.norm(layer(xp, groups, only=cls)))
+            xp = layer(xp, groups)
         xp = nn.functional.gelu(self.norm(xp))
         out = xp.new_zeros(b, t + 1, xp.shape[-1]).index_put(where, xp)
         return out[:, :t], xp[cls]
@@ -507,7 +638,7 @@ def sinusoid(length: int, size: int) -> torch.Tensor:
 
 
 def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                     num_negatives: int, cosine: bool = False) -> torch.Tensor:
+                     num_negatives: int, cosine: bool = False, constrain: bool = False) -> torch.Tensor:
     """Rasa's ``SingleLabelDotProductLoss`` with ``loss_type: cross_entropy``.
 
     ``text`` (B,E) are the CLS embeddings, ``labels`` (K,E) every intent's embedding,
@@ -517,7 +648,8 @@ def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Ten
     text-vs-other-label, gold-label-vs-other-label, text-vs-texts-of-other-labels in the
     batch and gold-label-vs-those-texts. Only the first kind exists at inference; the
     other three keep the label and text embeddings apart from each other, which is what
-    makes DIET generalise from few examples.
+    makes DIET generalise from few examples. ``constrain`` adds Rasa's
+    ``constrain_similarities`` sigmoid term (its default config sets it).
     """
     if cosine:
         text = nn.functional.normalize(text, dim=-1)
@@ -541,7 +673,15 @@ def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Ten
         parts.append(torch.einsum("be,bne->bn", text, neg_texts).masked_fill(bad_texts, neg_inf))
         parts.append(torch.einsum("be,bne->bn", pos_label, neg_texts).masked_fill(bad_texts, neg_inf))
     logits = torch.cat(parts, 1)
-    return nn.functional.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+    loss = nn.functional.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+    if constrain:
+        # Rasa's constrain_similarities: a sigmoid cross-entropy on the same similarities
+        # (the positive towards 1, every negative towards 0), averaged over them
+        labels_01 = torch.zeros_like(logits)
+        labels_01[:, 0] = 1.0
+        sigmoid = nn.functional.binary_cross_entropy_with_logits(logits, labels_01, reduction="none")
+        loss = loss + sigmoid.mean(1).mean()
+    return loss
 
 
 # --------------------------------------------------------------------------- data
@@ -609,8 +749,8 @@ def make_batch(items: list[dict[str, Any]], dims: dict[str, int], sparse_dropout
             v = np.zeros(0, dtype=np.float32)
         values = torch.tensor(v, dtype=torch.float32)
         if sparse_dropout > 0 and len(values):
-            keep = (torch.rand(len(values)) >= sparse_dropout).float()
-            values = values * keep / (1 - sparse_dropout)
+            # Rasa's SparseDropout: tf.sparse.retain, the kept values are not rescaled
+            values = values * (torch.rand(len(values)) >= sparse_dropout).float()
         return torch.sparse_coo_tensor(
             torch.tensor(np.vstack([r, c]), dtype=torch.long), values, (b * rows_per_item, dims[key]),
             check_invariants=False,
@@ -780,12 +920,16 @@ class DIETClassifier(Component):
                 if a[key] is not None:
                     a[key] = a[key].tocoo()
         self.model = DIETModel(self.dims, len(self.intents), self.tag_sets, cfg)
-        threads = training_threads(len(arrays))
-        logger.debug("DIET trains %d examples on %d torch thread(s).", len(arrays), threads)
-        with torch_threads(threads):
-            self._fit(arrays, intent_ids, tags)
+        most, tune = training_threads(len(arrays))
+        logger.debug("DIET trains %d examples on up to %d torch thread(s).", len(arrays), most)
+        before = torch.get_num_threads()
+        try:
+            self._fit(arrays, intent_ids, tags, EpochThreads(most, tune))
+        finally:
+            torch.set_num_threads(before)
 
-    def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]]) -> None:
+    def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]],
+             threads: EpochThreads | None = None) -> None:
         """Rasa's training loop: Adam, batch size growing linearly over the epochs.
 
         Batches are drawn as Rasa does (shuffled every epoch), then the shuffled order is
@@ -805,7 +949,7 @@ class DIETClassifier(Component):
         opt = torch.optim.Adam([
             {"params": [p for p in model.parameters() if id(p) in regularized], "weight_decay": 2 * reg},
             {"params": [p for p in model.parameters() if id(p) not in regularized]},
-        ], lr=float(cfg["learning_rate"]))
+        ], lr=float(cfg["learning_rate"]), **fused_adam())
         epochs = int(cfg["epochs"])
         bs = cfg["batch_size"]
         lo, hi = (int(bs[0]), int(bs[-1])) if isinstance(bs, (list, tuple)) else (int(bs), int(bs))
@@ -825,10 +969,15 @@ class DIETClassifier(Component):
         lengths = [a["n"] for a in arrays]
         n = len(order)
         model.train()
+        threads = threads or EpochThreads(1, False)
         for epoch in range(epochs):
             size = lo + int((hi - lo) * epoch / max(epochs - 1, 1))
             random.shuffle(order)
             total = 0.0
+            n_threads = threads.for_epoch(epoch)
+            if torch.get_num_threads() != n_threads:
+                torch.set_num_threads(n_threads)
+            epoch_started = time.perf_counter()
             for idx in length_bucketed_batches(order, lengths, size):
                 batch = make_batch([arrays[i] for i in idx], self.dims, sparse_drop)
                 with precision():
@@ -841,11 +990,8 @@ class DIETClassifier(Component):
                     if bool(has.any()):
                         text = model.text_embed(sentence[has])
                         loss = loss + dot_product_loss(
-                            text, model.label_embed.weight, target[has], num_neg, cosine)
-                        if cfg["constrain_similarities"]:
-                            sims = model.similarities(sentence[has])
-                            onehot = nn.functional.one_hot(target[has], len(self.intents)).float()
-                            loss = loss + nn.functional.binary_cross_entropy_with_logits(sims, onehot)
+                            text, model.label_embed.weight, target[has], num_neg, cosine,
+                            constrain=bool(cfg["constrain_similarities"]))
                 t = batch["mask"].shape[1]
                 for key in self.tag_sets:
                     gold = torch.zeros(len(idx), t, dtype=torch.long)
@@ -860,6 +1006,7 @@ class DIETClassifier(Component):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
+            threads.record(epoch, n_threads, time.perf_counter() - epoch_started, n)
             if held_out and ((epoch + 1) % every == 0 or epoch == epochs - 1):
                 accuracy = self._accuracy([arrays[i] for i in held_out], targets[held_out])
                 logger.info("DIET epoch %d/%d: accuracy on %d held-out examples %.3f",

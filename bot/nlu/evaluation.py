@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from bot.nlu.classifiers import is_fallback_classifier_prediction, undo_fallback_prediction
 from bot.shared.exceptions import ConfigError, TrainingDataError
 from bot.shared.training_data.nlu import KEY_SENTIMENT, Message, TrainingData
 
@@ -68,12 +69,18 @@ def evaluate_messages(
     examples: Iterable[Message],
     sentiment_examples: Iterable[Message] = (),
 ) -> EvaluationResult:
-    """Parse every example and pair gold with predicted intent, entities and sentiment."""
+    """Parse every example and pair gold with predicted intent, entities and sentiment.
+
+    As in Rasa's ``rasa test nlu`` (``get_eval_data``), a FallbackClassifier answer is
+    undone before the intent is scored, so that ``nlu_fallback`` does not hide which
+    intent the model predicted (``undo_fallback_prediction``).
+    """
     result = EvaluationResult()
     for m in examples:
         parsed = parse(m.text)
         if m.intent:
-            intent = parsed.get("intent") or {}
+            scored = undo_fallback_prediction(parsed) if is_fallback_classifier_prediction(parsed) else parsed
+            intent = scored.get("intent") or {}
             result.intents.append(
                 IntentPrediction(m.text, m.intent, intent.get("name"), float(intent.get("confidence") or 0.0))
             )

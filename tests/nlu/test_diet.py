@@ -162,6 +162,10 @@ def test_dot_product_loss_masks_negatives_of_the_gold_label() -> None:
     aligned = dot_product_loss(labels[target], labels, target, 10)
     opposed = dot_product_loss(-labels[target], labels, target, 10)
     assert float(aligned) < 0.01 < float(opposed)
+    # constrain_similarities adds the sigmoid term: zero only when positives are far above 0
+    # and negatives far below
+    small = dot_product_loss(labels[target] * 0.01, labels, target, 10, constrain=True)
+    assert float(small) > float(dot_product_loss(labels[target] * 0.01, labels, target, 10)) + 0.3
 
 
 def test_length_bucketed_batches_cover_every_example_once() -> None:
@@ -198,3 +202,40 @@ def test_rasa_default_pipeline_reads_its_own_training_examples() -> None:
     for text in ("hi", "hey"):
         parsed = nlu.parse(text)["intent"]
         assert parsed["name"] == "greet" and parsed["confidence"] > 0.5
+
+
+def test_attention_groups_split_sorted_rows_by_length() -> None:
+    from bot.nlu.diet import attention_groups
+
+    groups = attention_groups(torch.tensor([2, 3, 4, 5, 9, 30]))
+    # a group ends where its longest row would be more than twice its shortest
+    assert [(g.row_start, tuple(g.valid.shape)) for g in groups] == [(0, (3, 4)), (3, (2, 9)), (5, (1, 30))]
+    assert [(g.start, g.stop) for g in groups] == [(0, 9), (9, 23), (23, 53)]
+    # rows in no useful order stay one group, padded to the longest
+    mixed = attention_groups(torch.tensor([1, 40] * 6))
+    assert len(mixed) == 1 and tuple(mixed[0].valid.shape) == (12, 40)
+
+
+def test_grouped_attention_equals_one_padded_batch() -> None:
+    """Per-group attention is the same computation as the whole batch padded at once,
+    outputs and gradients alike (tokens too, as for entity tagging)."""
+    import bot.nlu.diet as diet
+
+    model = _tiny_model(tag_sets={"entity": ["O", "U-x"]})
+    batch = _batch([1, 2, 2, 3, 7, 15])
+    results = []
+    for groups in (diet.MAX_ATTENTION_GROUPS, 0):
+        model.zero_grad()
+        old = diet.MAX_ATTENTION_GROUPS
+        diet.MAX_ATTENTION_GROUPS = groups
+        try:
+            tokens, sentence = model(batch)
+        finally:
+            diet.MAX_ATTENTION_GROUPS = old
+        (tokens.square().sum() + sentence.sum()).backward()
+        results.append((tokens.detach(), sentence.detach(),
+                        [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert len(diet.attention_groups(batch["lengths"] + 1)) > 1
+    (t1, s1, g1), (t2, s2, g2) = results
+    assert torch.allclose(t1, t2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
+    assert len(g1) == len(g2) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))

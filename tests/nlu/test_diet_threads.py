@@ -1,4 +1,4 @@
-"""DIET's choice of torch threads for training (bot/nlu/diet.py: training_threads)."""
+"""DIET's choice of torch threads for training (bot/nlu/diet.py: training_threads, EpochThreads)."""
 from __future__ import annotations
 
 import pytest
@@ -6,16 +6,72 @@ import pytest
 from bot.nlu import diet
 
 
-def test_training_threads_one_for_small_data_or_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_threads_tunes_up_to_two_cores_for_real_data(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KEFU_TORCH_THREADS", raising=False)
-    monkeypatch.setattr(diet.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(diet.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert diet.training_threads(200) == 1  # tiny data: a 2nd thread only spin-waits
-    assert diet.training_threads(10_000) == 2  # Banking77-size on an idle box: both cores
-    monkeypatch.setattr(diet.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
-    assert diet.training_threads(10_000) == 1  # other jobs already use the cores
+    monkeypatch.setattr(diet.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert diet.training_threads(200) == (1, False)  # demo-size data: one thread
+    assert diet.training_threads(450) == (2, True)
+    monkeypatch.setattr(diet.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert diet.training_threads(10_000) == (1, False)  # one core to run on
 
 
 def test_training_threads_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEFU_TORCH_THREADS", "3")
-    assert diet.training_threads(10) == 3
+    assert diet.training_threads(10) == (3, False)
+    fixed = diet.EpochThreads(3, False)
+    assert {fixed.for_epoch(e) for e in range(30)} == {3}
+
+
+def _run(chooser: diet.EpochThreads, seconds_per_example: dict[int, float], epochs: int = 100) -> list[int]:
+    used = []
+    for epoch in range(epochs):
+        threads = chooser.for_epoch(epoch)
+        used.append(threads)
+        chooser.record(epoch, threads, seconds_per_example[threads] * 500, 500)
+    return used
+
+
+@pytest.fixture
+def idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diet.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # this training's own thread
+
+
+def test_epoch_threads_keeps_two_threads_when_they_are_faster(idle_machine: None) -> None:
+    used = _run(diet.EpochThreads(2, True), {1: 0.010, 2: 0.006})
+    assert used[:3] == [1, 1, 2]
+    assert used.count(1) <= 12  # warm-up, first try and one probe each 10 epochs
+    assert used[-1] == 2
+
+
+def test_epoch_threads_backs_off_when_two_threads_are_slower(idle_machine: None) -> None:
+    used = _run(diet.EpochThreads(2, True), {1: 0.010, 2: 0.040})
+    assert used[-1] == 1
+    probes = used.count(2)
+    assert 2 <= probes <= 5  # the first try, then probes ever further apart
+
+
+def test_epoch_threads_follows_a_load_that_ends(idle_machine: None) -> None:
+    chooser = diet.EpochThreads(2, True)
+    used = []
+    for epoch in range(100):
+        threads = chooser.for_epoch(epoch)
+        used.append(threads)
+        busy = epoch < 20
+        per_example = {1: 0.010, 2: 0.040 if busy else 0.006}[threads]
+        chooser.record(epoch, threads, per_example * 500, 500)
+    assert used[10] == 1 and used[-1] == 2
+
+
+def test_epoch_threads_never_tries_two_threads_without_a_free_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    load = [6.0]
+    monkeypatch.setattr(diet.os, "getloadavg", lambda: (load[0], load[0], load[0]))
+    chooser = diet.EpochThreads(2, True)
+    used = _run(chooser, {1: 0.010, 2: 0.006}, epochs=40)
+    assert set(used) == {1}  # two threads would be faster here, but no core is free to try
+    load[0] = 0.9  # the other jobs end
+    more = []
+    for epoch in range(40, 200):
+        threads = chooser.for_epoch(epoch)
+        more.append(threads)
+        chooser.record(epoch, threads, {1: 0.010, 2: 0.006}[threads] * 500, 500)
+    assert more[-1] == 2

@@ -116,3 +116,38 @@ def test_evaluate_nlu_yaml_accepts_a_parse_callable() -> None:
     body = evaluate_nlu_yaml(lambda text: {"intent": {"name": "greet", "confidence": 1.0}, "entities": []}, TEST_YAML)
     assert body["intent_evaluation"]["accuracy"] == 0.5
     assert body["intent_evaluation"]["report"]["order_status"]["confused_with"] == {"greet": 2}
+
+
+def _fallback_parse(text: str) -> dict:
+    """A parse result as FallbackClassifier leaves it: nlu_fallback in front of the model's ranking."""
+    top = "greet" if "hello" in text else "order_status"
+    other = "order_status" if top == "greet" else "greet"
+    fallback = {"name": "nlu_fallback", "confidence": 0.3}
+    return {
+        "intent": dict(fallback),
+        "intent_ranking": [dict(fallback), {"name": top, "confidence": 0.28}, {"name": other, "confidence": 0.22}],
+        "entities": [],
+    }
+
+
+def test_evaluation_undoes_fallback_predictions_as_rasa_does() -> None:
+    # rasa/nlu/test.py get_eval_data: a FallbackClassifier answer is reverted to the
+    # ranking's next intent (with its confidence) before intents are scored
+    body = evaluate_nlu_yaml(_fallback_parse, TEST_YAML)
+    predictions = {p["text"]: p for p in body["intent_evaluation"]["predictions"]}
+    assert predictions["hello there"]["predicted"] == "greet"
+    assert predictions["hello there"]["confidence"] == pytest.approx(0.28)
+    assert predictions["where is my package"]["predicted"] == "order_status"
+    assert predictions["你好呀"]["predicted"] == "order_status"  # the model's own (wrong) top intent
+
+
+def test_undo_fallback_leaves_other_predictions_alone() -> None:
+    from bot.nlu.classifiers import undo_fallback_prediction
+
+    short = {"intent": {"name": "nlu_fallback", "confidence": 0.3},
+             "intent_ranking": [{"name": "nlu_fallback", "confidence": 0.3}]}
+    assert undo_fallback_prediction(short) == short  # nothing to revert to, as in Rasa
+    body = evaluate_nlu_yaml(lambda text: {"intent": {"name": "greet", "confidence": 0.9},
+                                           "intent_ranking": [{"name": "greet", "confidence": 0.9}],
+                                           "entities": []}, TEST_YAML)
+    assert body["intent_evaluation"]["accuracy"] == 0.5
