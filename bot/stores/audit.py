@@ -110,6 +110,10 @@ class SQLAuditLog:
         self._ready = False
         self._lock = asyncio.Lock()
 
+    async def prepare(self) -> None:
+        """Check or upgrade the schema now (the server's start), not on the first read."""
+        await self._ensure_schema()
+
     async def _ensure_schema(self) -> None:
         if self._ready:
             return

@@ -221,6 +221,24 @@ async def ensure_schema(engine: Any, store: str, what: str, fix: str,
                          f"owner and set {MODE_ENV}=check.") from e
 
 
+async def prepare_stores(components: Iterable[Any]) -> int:
+    """At the server's start: check or upgrade the schema of each SQL store among ``components``.
+
+    A store with a ``prepare()`` coroutine (the SQL tracker store, the SQL audit log)
+    migrates now instead of on its first use, so ``KEFU_DB_MIGRATE=check`` on an
+    out-of-date database stops the server before it accepts a shopper, with a
+    StoreError naming ``python -m bot db upgrade``. Returns how many stores were prepared.
+    """
+    prepared = 0
+    for component in components:
+        prepare = getattr(component, "prepare", None) if component is not None else None
+        if prepare is None or not asyncio.iscoroutinefunction(prepare):
+            continue
+        await prepare()
+        prepared += 1
+    return prepared
+
+
 # --- python -m bot db ---------------------------------------------------------------
 
 

@@ -421,6 +421,10 @@ class SQLTrackerStore(TrackerStore):
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
 
+    async def prepare(self) -> None:
+        """Check or upgrade the schema now (the server's start), not on the first turn."""
+        await self._ensure_schema()
+
     async def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
