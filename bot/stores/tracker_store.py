@@ -43,6 +43,7 @@ from bot.stores.sql import (  # noqa: F401 (ASYNC_DRIVERS, async_sql_url re-expo
     create_database_if_missing,
     create_tables,
 )
+from bot.stores.limits import check_length, check_row, column_limit
 from bot.stores.migrate import ensure_schema
 
 logger = logging.getLogger(__name__)
@@ -377,6 +378,10 @@ def sql_url_from_rasa_keys(
     return url.render_as_string(hide_password=False)
 
 
+EVENT_FIELDS = {"sender_id": "conversation id", "type_name": "event", "intent_name": "intent name",
+                "action_name": "name"}  # the event's fields as a client sends them
+
+
 def _events_table(metadata: Any, table_name: str) -> Any:
     import sqlalchemy as sa
 
@@ -476,6 +481,8 @@ class SQLTrackerStore(TrackerStore):
 
         await self._ensure_schema()
         table = self.events
+        # PostgreSQL refuses a longer value mid-transaction, SQLite would store it: both refuse it here.
+        check_length(sender_id, "conversation id", column_limit(table, "sender_id"))
         async with self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
                 # Two workers saving one conversation at once (no lock store) would both count
@@ -511,7 +518,10 @@ class SQLTrackerStore(TrackerStore):
                 last_stored = json.loads(last_data)
             new = unsaved_events(events, total, since_session, last_stored)
             if new:
-                await connection.execute(table.insert(), [self._row(sender_id, e) for e in new])
+                rows = [self._row(sender_id, e) for e in new]
+                for row in rows:
+                    check_row(table, row, "tracker event", names=EVENT_FIELDS)
+                await connection.execute(table.insert(), rows)
         return new
 
     @staticmethod
