@@ -239,6 +239,22 @@ async def prepare_stores(components: Iterable[Any]) -> int:
     return prepared
 
 
+def ensure_schema_sync(engine: Any, store: str, what: str, fix: str) -> str:
+    """:func:`ensure_schema` for a synchronous engine (stores used from threads and CLIs)."""
+    _check_store(store)
+    mode = _mode()
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with engine.begin() as connection:
+            return _ensure_sync(connection, store, {}, mode, url)
+    except StoreError:
+        raise
+    except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, alembic errors, OSError
+        raise StoreError(f"Could not open the {what} at '{engine.url!r}': {e}. Fix: {fix} If the server's "
+                         f"database user may not change the schema, run `{upgrade_command(url, store)}` as its "
+                         f"owner and set {MODE_ENV}=check.") from e
+
+
 # --- python -m bot db ---------------------------------------------------------------
 
 
