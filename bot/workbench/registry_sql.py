@@ -112,8 +112,6 @@ class WorkbenchState:
         self.url = url
         sync_url = sync_sql_url(url)
         if sync_url.startswith("sqlite"):
-            if "///" in sync_url:
-                Path(sync_url.split("///", 1)[1].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(sync_url, poolclass=NullPool, connect_args={"timeout": 15})
         else:
             self.engine = sa.create_engine(sync_url, pool_pre_ping=True, pool_size=2, max_overflow=2)
@@ -125,6 +123,9 @@ class WorkbenchState:
             return
         with self._lock:
             if not self._ready:
+                database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+                if database and database != ":memory:":  # the first use creates .kefu/workbench/, not the start
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
                 ensure_schema_sync(self.engine, STORE, "workbench state",
                                    "check `workbench: state_url` (or the tracker store's url) and that the "
                                    "database is reachable and writable.")
