@@ -117,7 +117,7 @@ def run_shop(args: argparse.Namespace) -> int:
         import asyncio
 
         return asyncio.run(_store_command(args))
-    print(f"usage: {PROG} {{seed,import,nlu,compensate,points,stock,db}} ...")
+    print(f"usage: {PROG} {{seed,import,nlu,compensate,points,stock}} ...\n       {PROG} db {{upgrade,current}} [--url URL]")
     return 2
 
 
