@@ -35,6 +35,17 @@ def coupon_text(lang: str, coupon: CouponView, template: Optional[CouponTemplate
              (f" ({terms})" if terms else "") + ".")
 
 
+def coupon_template_data(lang: str, coupon: CouponView, template: Optional[CouponTemplateView]) -> dict[str, str]:
+    """The coupon as WeChat template fields: a step sent outside the 48-hour window goes out as the
+    step's `template:`, and the engine (bot/triggers/senders.py) fills it from these, so the template
+    carries the same code and terms as the in-window message (the coupon is issued before the send path
+    is chosen)."""
+    terms = (template.terms_en if lang == "en" else template.terms_zh) if template else ""
+    return {"coupon_code": coupon.code, "coupon_title": coupon.title_en if lang == "en" else coupon.title_zh,
+            "coupon_value": shop_config().money(coupon.amount_cents), "coupon_expiry": day(lang, coupon.valid_until),
+            "coupon_terms": terms}
+
+
 class JourneyCouponAction:
     """Issue `template` once per customer for `journey`/`step`, then say so with the code and terms.
 
@@ -71,7 +82,8 @@ class JourneyCouponAction:
             return []
         dispatcher.utter_message(text=self.intro(lang, tracker) + coupon_text(lang, result.coupon, result.template),
                                  custom={"coupon": {"code": result.coupon.code, "template": self.template,
-                                                    "journey": self.journey, "step": self.step}})
+                                                    "journey": self.journey, "step": self.step},
+                                         "template_data": coupon_template_data(lang, result.coupon, result.template)})
         return []
 
 

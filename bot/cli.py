@@ -265,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_agents_parser(sub)  # `agents set-password ID`, `agents list` (console credentials)
 
+    from bot.customers.cli import add_customers_parser
+
+    add_customers_parser(sub)  # `customers show ID | segment NAME | recompute | check` (Customer 360)
+
     p = sub.add_parser("data", help="Training data (`data validate`) and customer data (`data export|erase|purge`).")
     dsub = _SubParsers(p.add_subparsers(dest="data_command", metavar="WHAT"), common)
     dv = dsub.add_parser("validate", help="Check domain, data, stories and rules for mistakes.")
@@ -558,6 +562,12 @@ def _run_agents(args: argparse.Namespace) -> int:
     from bot.handoff.cli import run_agents
 
     return run_agents(args)
+def _run_customers(args: argparse.Namespace) -> int:  # customer-360
+    from bot.customers.cli import run_customers
+
+    return run_customers(args)
+
+
 def _run_token(args: argparse.Namespace) -> int:  # api-auth
     from bot.web.tokens import run_token_command
 
@@ -706,6 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "agents": _run_agents,
         "token": _run_token,  # api-auth
         "db": _run_db,  # pg
+        "customers": _run_customers,  # customer-360
     }
     if args.command not in handlers:
         parser.print_help()

@@ -38,4 +38,19 @@ if [[ $WITH_TEST == 1 ]]; then
 else
     $PIP install -q -e .
 fi
+# The dashboard's charts (/dashboard): Apache ECharts from the npm registry, pinned, served by kefu
+# itself (never a CDN at run time). 1 MB minified, so fetched here rather than vendored.
+fetch_echarts() {
+    local version="6.1.0" target="connectors/static/dashboard/vendor/echarts.min.js" tmp
+    [[ -f "$target" ]] && grep -q "$version" "$target.version" 2>/dev/null && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: the dashboard shows tables without charts (apt-get install npm, rerun)" >&2
+        return 0
+    fi
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "echarts@$version" >/dev/null && tar -xzf "echarts-$version.tgz" package/dist/echarts.min.js)
+    cp "$tmp/package/dist/echarts.min.js" "$target" && echo "$version" > "$target.version"
+    rm -rf "$tmp"
+}
+fetch_echarts
 echo "kefu installed in .venv"

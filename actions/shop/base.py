@@ -297,6 +297,12 @@ class ShopStore(Protocol):
         """The merchant's stock update; returns the `back_in_stock` events for waiting subscribers."""
         ...
 
+    async def set_order_status(self, order_id: str, status: str, *, now: datetime) -> ChangeResult:
+        """The shop reports an order paid/shipped/delivered: the status and its time, and `order_<status>`
+        in the outbox when it changed (`code` "unchanged" when it already was). Points are earned by
+        `loyalty.order_status_reported`, once per order."""
+        ...
+
     async def coupon_templates(self) -> list[CouponTemplateView]: ...
 
     async def issue_coupon(self, customer_id: int, template: str, *, issue_key: str, issued_by: str, now: datetime,

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     pts.add_argument("--ref", required=True, help="order id, review id or share id (idempotency key)")
     pts.add_argument("--amount", type=float, default=0.0, help="amount paid (purchase rules)")
     pts.add_argument("--url", default=None, help="SQLAlchemy URL (default as for seed)")
+    order = ssub.add_parser("order", help="The shop reports an order paid/shipped/delivered; purchase points follow "
+                                          "(shop.yml points: rules: purchase), once per order.")
+    order.add_argument("order_id")
+    order.add_argument("status", choices=("paid", "shipped", "delivered"))
+    order.add_argument("--url", default=None, help="SQLAlchemy URL (default as for seed)")
     stock = ssub.add_parser("stock", help="Set a product's stock (optionally one size/colour); back-in-stock notices follow.")
     stock.add_argument("sku")
     stock.add_argument("units", type=int)
@@ -94,7 +99,8 @@ def run_shop(args: argparse.Namespace) -> int:
         except ShopDataError as e:
             raise UsageError(f"{args.file}: {e} Fix: see the import schema in docs/shop.md") from e
         print(f"Imported {args.file}: {report.inserted} inserted, {report.updated} updated, "
-              f"{report.unchanged} unchanged, {len(report.rejected)} rejected")
+              f"{report.unchanged} unchanged, {len(report.rejected)} rejected, "
+              f"{report.points_earned} purchase points earned")
         for line, reason in report.rejected:
             print(f"  {args.file}:{line}: {reason}")
         return 1 if report.rejected else 0
@@ -113,11 +119,11 @@ def run_shop(args: argparse.Namespace) -> int:
         return 0
     if args.shop_command == "db":
         return _db_command(args)
-    if args.shop_command in ("compensate", "points", "stock"):
+    if args.shop_command in ("compensate", "points", "stock", "order"):
         import asyncio
 
         return asyncio.run(_store_command(args))
-    print(f"usage: {PROG} {{seed,import,nlu,compensate,points,stock}} ...\n       {PROG} db {{upgrade,current}} [--url URL]")
+    print(f"usage: {PROG} {{seed,import,nlu,compensate,points,order,stock}} ...\n       {PROG} db {{upgrade,current}} [--url URL]")
     return 2
 
 
@@ -148,7 +154,7 @@ async def _store_command(args: argparse.Namespace) -> int:
 
     from actions.shop import coupon_template_views
     from actions.shop.config import shop_config
-    from actions.shop.loyalty import award, compensate
+    from actions.shop.loyalty import award, compensate, order_status_reported
     from actions.shop.sql import SqlShopStore
 
     store = SqlShopStore(_url(args))
@@ -169,6 +175,12 @@ async def _store_command(args: argparse.Namespace) -> int:
             added = await award(store, shop_config(), args.customer_id, args.kind, ref=args.ref, now=now,
                                 amount_cents=int(round(args.amount * 100)))
             print(f"Added {added} points" + ("" if added else " (already awarded for this reference, or capped today)"))
+        elif args.shop_command == "order":
+            change, added = await order_status_reported(store, shop_config(), args.order_id, args.status, now=now)
+            if not change.ok:
+                raise UsageError(f"order {args.order_id}: {change.code}. Fix: give an order id the shop has")
+            print(f"Order {args.order_id}: {args.status}" + (" (already)" if change.code == "unchanged" else "")
+                  + f"; {added} points earned")
         else:
             events = await store.set_stock(args.sku, args.units, size=args.size, colour=args.colour, now=now)
             print(f"Stock of {args.sku} set; {len(events)} back-in-stock notice(s) queued in the outbox")

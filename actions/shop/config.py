@@ -63,6 +63,7 @@ class PointsRule:
     points: int = 0  # fixed points per occurrence
     per_currency_unit: float = 0.0  # points per whole currency unit paid (purchase)
     daily_max: Optional[int] = None  # occurrences per day that earn
+    on: str = "delivered"  # purchase: the reported order status that earns (paid | delivered)
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,12 @@ def parse_shop_config(text: str, path: Optional[Path] = None) -> ShopConfig:
             raise r.fail(points["rules"], kind, f"points rule {kind} must be a mapping",
                          "write `points: 20` or `per_currency_unit: 1`")
         daily = r.number(rule, "daily_max", None, minimum=1)
+        on = str(rule.get("on", "delivered"))
+        if on not in ("paid", "delivered"):
+            raise r.fail(rule, "on", f"points rule {kind}: `on: {on}` is not an order status that earns",
+                         "write `on: delivered` (default) or `on: paid`")
         rules[str(kind)] = PointsRule(str(kind), int(r.number(rule, "points", 0)),
-                                      float(r.number(rule, "per_currency_unit", 0)), int(daily) if daily else None)
+                                      float(r.number(rule, "per_currency_unit", 0)), int(daily) if daily else None, on)
     tiers = []
     raw_tiers = data.get("tiers") or []
     if not isinstance(raw_tiers, list):

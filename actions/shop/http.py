@@ -160,6 +160,9 @@ class HttpShopStore:
             raise ShopDataError(f"unknown product {sku!r}")
         return list(data.get("events") or [])
 
+    async def set_order_status(self, order_id: str, status: str, *, now: datetime) -> ChangeResult:
+        return await self._change(f"/orders/{quote(order_id)}/status", {"status": status, "now": now.isoformat()})
+
     async def coupon_templates(self) -> list[CouponTemplateView]:
         return [from_json(CouponTemplateView, t) for t in await self._call("GET", "/coupon-templates") or []]
 

@@ -19,7 +19,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Optional
@@ -31,7 +31,8 @@ from actions.shop import models as m
 from actions.shop.base import ShopDataError
 from actions.shop.config import ShopConfig, shop_config
 from actions.shop.rules import ORDER_STATUSES
-from actions.shop.sql import create_schema, make_engine
+from actions.shop.loyalty import points_for
+from actions.shop.sql import _outbox, create_schema, make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    points_earned: int = 0  # purchase points of imported orders that reached the rule's status (once per order)
 
     def as_dict(self) -> dict[str, Any]:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
@@ -143,6 +145,7 @@ def import_file(url: str, path: str | Path, config: Optional[ShopConfig] = None)
                 _upsert_customer(s, c, report)
             for _line, o in orders.values():
                 _upsert_order(s, o, report)
+                report.points_earned += _earn_purchase_points(s, o)
     finally:
         engine.dispose()
     for line, reason in report.rejected:
@@ -313,6 +316,28 @@ def _upsert(s: Session, model: type, key: Any, values: dict[str, Any], report: I
     else:
         report.unchanged += 1
     return row
+
+
+def _earn_purchase_points(s: Session, o: dict[str, Any]) -> int:
+    """An imported order the shop reports delivered (or paid, by the rule's `on:`) earns its purchase
+    points in the import's transaction, once per order (ledger reason `purchase:<order id>`, the same
+    as `loyalty.order_status_reported`), so a re-import earns nothing twice."""
+    rule = _config.points_rules.get("purchase")
+    when = o.get(f"{rule.on}_at") if rule is not None else None
+    if when is None or o["status"] in ("pending_payment", "cancelled", "refunded"):
+        return 0
+    order = s.get(m.Order, o["id"])
+    reason = f"purchase:{o['id']}"[:64]
+    if s.execute(select(m.PointsEntry.id).where(m.PointsEntry.customer_id == order.customer_id,
+                                                m.PointsEntry.reason == reason)).first() is not None:
+        return 0
+    points = points_for(_config, "purchase", order.total_cents - order.discount_cents)
+    if points <= 0:
+        return 0
+    s.add(m.PointsEntry(customer_id=order.customer_id, delta=points, reason=reason, created_at=when,
+                        expires_at=when + timedelta(days=_config.points_expire_days)))
+    _outbox(s, "points_earned", None, order.customer_id, order.id, when, {"kind": "purchase", "points": points})
+    return points
 
 
 def _customer_row(s: Session, phone: str, name: str, report: Optional[ImportReport]) -> m.Customer:

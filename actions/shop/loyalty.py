@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
-from actions.shop.base import IssueResult, PointsEntryView, ShopDataError, ShopStore
+from actions.shop.base import ChangeResult, IssueResult, PointsEntryView, ShopDataError, ShopStore
 from actions.shop.config import ShopConfig, Tier
 
 
@@ -30,6 +30,26 @@ async def award(store: ShopStore, config: ShopConfig, customer_id: int, kind: st
     return await store.earn_points(customer_id, kind, ref=ref, points=points, now=now,
                                    expires_at=now + timedelta(days=config.points_expire_days),
                                    daily_max=rule.daily_max if rule else None)
+
+
+async def order_status_reported(store: ShopStore, config: ShopConfig, order_id: str, status: str, *,
+                                now: datetime) -> tuple[ChangeResult, int]:
+    """The shop reports an order paid/shipped/delivered: record it, and earn its purchase points.
+
+    Points follow `points: rules: purchase` (per currency unit of the amount paid, on the rule's
+    `on:` status, default delivered, which the shop's rules use: a cancelled order never earned),
+    once per order (ledger reason `purchase:<order id>`). A repeated report records nothing new
+    and earns nothing; a report that crashed between the two steps earns when repeated.
+    Returns (the change, points added).
+    """
+    change = await store.set_order_status(order_id, status, now=now)
+    rule = config.points_rules.get("purchase")
+    if not change.ok or change.order is None or rule is None or status != rule.on:
+        return change, 0
+    order = change.order
+    added = await award(store, config, order.customer_id, "purchase", ref=order.id, now=now,
+                        amount_cents=order.total_cents - order.discount_cents)
+    return change, added
 
 
 @dataclass(frozen=True)

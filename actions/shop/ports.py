@@ -3,6 +3,7 @@
     ports:
       profile: {type: actions.shop.ports.ShopProfilePort}
       outbox: {type: actions.shop.ports.ShopOutboxPort}
+      compensation: {type: actions.shop.ports.ShopCompensationPort}
 
 The engine builds these classes as ``cls(project_root=..., **options)``; they
 match its protocols by shape, so this package still never imports `bot`.
@@ -261,11 +262,21 @@ class ShopCompensationPort:
                          case_id: str) -> dict[str, Any]:
         from datetime import datetime, timezone
 
+        from actions.loyalty import coupon_text
         from actions.shop.loyalty import compensate
 
         config = shop_config()
         result = await compensate(self.store or get_shop(), config, int(customer_id), amount_cents=int(amount_cents),
                                   role=role, agent=agent, case_id=case_id, now=datetime.now(timezone.utc))
-        return {"ok": result.ok, "code": result.code, "limit_cents": config.compensation_limits_cents.get(role),
+        limit = config.compensation_limits_cents.get(role)
+        message = None
+        if result.coupon is not None:
+            value = config.money(result.coupon.amount_cents)
+            message = {"zh": f"非常抱歉给您带来不便，送您一张{value}的补偿券：" + coupon_text("zh", result.coupon, result.template),
+                       "en": f"We're sorry for the trouble. Here is a {value} compensation coupon: "
+                             + coupon_text("en", result.coupon, result.template)}
+        return {"ok": result.ok, "code": result.code, "limit_cents": limit,
+                "limit": config.money(limit) if limit is not None else None,
                 "coupon_code": result.coupon.code if result.coupon else None,
-                "amount_cents": result.coupon.amount_cents if result.coupon else None, "new": result.new}
+                "amount_cents": result.coupon.amount_cents if result.coupon else None, "new": result.new,
+                "message": message}

@@ -351,7 +351,7 @@ def _add_order(data: dict[str, list[dict[str, Any]]], rng: random.Random, seq: d
         data["refunds"].append(dict(order_id=oid, amount_cents=total, status="completed", reason="return",
                                     requested_at=req, completed_at=req + timedelta(days=4)))
     if delivered_at is not None and status != "refunded":
-        data["points"].append(dict(customer_id=cid, delta=rules.points_for_order(total), reason=f"order {oid}",
+        data["points"].append(dict(customer_id=cid, delta=rules.points_for_order(total), reason=f"purchase:{oid}",
                                    created_at=delivered_at, expires_at=rules.points_expiry(delivered_at)))
 
 

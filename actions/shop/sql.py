@@ -419,6 +419,29 @@ class SqlShopStore:
 
         return await self._run(tx, "set stock")
 
+    async def set_order_status(self, order_id: str, status: str, *, now: datetime) -> ChangeResult:
+        column = REPORTED_STATUSES.get(status)
+        if column is None:
+            raise ShopDataError(f"order status {status!r} cannot be reported; valid: {', '.join(REPORTED_STATUSES)}")
+
+        def tx(s: Session) -> ChangeResult:
+            with s.begin():
+                row = s.get(m.Order, order_id)
+                if row is None:
+                    return ChangeResult(False, "unknown_order")
+                if row.status == status:
+                    return ChangeResult(True, "unchanged", _order_view(s, order_id))
+                row.status = status
+                if getattr(row, column) is None:
+                    setattr(row, column, now)
+                s.flush()
+                order = _order_view(s, order_id)
+                event = _outbox(s, f"order_{status}", None, order.customer_id, order_id, now, {
+                    "total_cents": order.total_cents - order.discount_cents, "skus": [l.sku for l in order.lines]})
+            return ChangeResult(True, "ok", order, event)
+
+        return await self._run(tx, "set order status")
+
     async def coupon_templates(self) -> list[CouponTemplateView]:
         def q(c: Connection) -> list[CouponTemplateView]:
             return [_template_view(r) for r in c.execute(select(m.CouponTemplateRow.__table__)
@@ -743,6 +766,10 @@ def _product_view(p: Any, variants: Sequence[VariantView] = ()) -> ProductView:
     return ProductView(p.sku, p.category, p.title_zh, p.title_en, p.brand, p.price_cents, p.stock,
                        tuple(p.sizes or ()), tuple(p.colours or ()), tuple(p.images or ()), dict(p.attributes or {}),
                        tuple(variants))
+
+
+# statuses a merchant reports, with the time column each sets
+REPORTED_STATUSES = {"paid": "paid_at", "shipped": "shipped_at", "delivered": "delivered_at"}
 
 
 def _outbox(s: Session | Connection, name: str, sender_id: Optional[str], customer_id: Optional[int],

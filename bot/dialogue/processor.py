@@ -41,6 +41,7 @@ from bot.shared.exceptions import (
     ConversationChannelMismatch,
 )
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
+from bot.shared import metrics
 
 from bot.nlu.language import conversation_language
 from bot.nlu.regex_interpreter import is_intent_message
@@ -263,7 +264,7 @@ class MessageProcessor:
     async def parse_message(self, message: UserMessage) -> dict[str, Any]:
         if message.parse_data:
             return message.parse_data
-        parse = await self.parse_text(message.text or "")
+        parse = await metrics.observe(metrics.NLU_PARSE_SECONDS, self.parse_text(message.text or ""))
         parse.setdefault("text", message.text or "")
         parse["message_id"] = message.message_id
         if message.metadata:
@@ -463,7 +464,7 @@ class MessageProcessor:
                 return Prediction(followup, FOLLOWUP_POLICY, 1.0)
             logger.error("Follow-up action '%s' is not in the domain; ignoring it.", followup)
         # Policies read the tracker; give them a snapshot so the loop can't race them.
-        return await self._offload(self._predict_sync, tracker)
+        return await metrics.observe(metrics.POLICY_PREDICTION_SECONDS, self._offload(self._predict_sync, tracker))
 
     async def _predict_and_execute_next_actions(self, tracker: Any, output_channel: OutputChannel | None) -> None:
         channel = output_channel or CollectingOutputChannel()
@@ -534,9 +535,9 @@ class MessageProcessor:
 
                 events = await try_answer_from_kb(self.knowledge, tracker, self.domain, self.nlg, output_channel)
             if events is None:
-                events = await action.run(
+                events = await metrics.observe_action(name, action.run(
                     output_channel, self.nlg, action_tracker, self.domain, metadata=action_metadata
-                )
+                ))
         except ActionExecutionRejection as e:
             logger.debug("Action %s rejected execution: %s", name, e)
             tracker.update(ActionExecutionRejected(name, prediction.policy_name, prediction.confidence), self.domain)

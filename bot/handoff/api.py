@@ -245,6 +245,63 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     async def suggestions(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         return response.json(await service.suggestions(handoff_id, agent))
 
+    @bp.post(api + "/handoffs/<handoff_id>/compensation")
+    @authed()
+    async def compensation(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        """A compensation coupon for this conversation's complaint, within the limit of the agent's role.
+
+        The role is the verified login's (never the request's); the project's `ports: compensation`
+        owns the limits and issues one coupon per handoff, so a second click sends nothing new.
+        The code reaches the shopper as an agent reply (idempotent per handoff); both outcomes are audited.
+        """
+        port = getattr(service, "compensation", None)
+        if port is None:
+            raise ErrorResponse(HTTPStatus.NOT_FOUND, "NotConfigured",
+                                "No compensation coupons here. Fix: name a class under endpoints.yml "
+                                "`ports: compensation: {type: actions.shop.ports.ShopCompensationPort}`.")
+        amount = _body(request).get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount <= 0:
+            raise bad_request("Send {'amount': <coupon value in currency units, e.g. 20>} (a positive number).",
+                              "amount")
+        h = await service._owned_or_supervised(handoff_id, agent)
+        if not h.customer_id:
+            raise HandoffError(409, "The shop does not know who this shopper is (no customer id on the handoff), "
+                                    "so no coupon can be issued.")
+        cents = round(amount * 100)
+        result = await port.compensate(str(h.customer_id), amount_cents=cents, role=agent.role, agent=agent.id,
+                                       case_id=h.id)
+        ok = bool(result.get("ok"))
+        detail = {"handoff_id": h.id, "amount_cents": cents, "role": agent.role, "outcome": result.get("code"),
+                  "coupon": result.get("coupon_code"), "new": bool(result.get("new"))}
+        await service.store.audit(agent.id, "compensation_issued" if ok else "compensation_refused", h.id,
+                                  h.conversation_id, detail=" ".join(f"{k}={v}" for k, v in detail.items()))
+        if service.server_audit is not None:
+            from bot.handoff.service import console_actor
+
+            await service.server_audit.record(console_actor(agent), "handoff.compensation", h.conversation_id,
+                                              detail=detail)
+        if not ok:
+            code = result.get("code")
+            if code == "over_limit":
+                limit = result.get("limit") or f"{(result.get('limit_cents') or 0) / 100:.2f}"
+                raise ErrorResponse(HTTPStatus.FORBIDDEN, "OverLimit",
+                                    f"The '{agent.role}' role may issue compensation coupons of at most {limit} per case. "
+                                    "Fix: lower the amount, or ask a supervisor to issue it.",
+                                    {"limit_cents": result.get("limit_cents")})
+            if code == "role_not_allowed":
+                raise ErrorResponse(HTTPStatus.FORBIDDEN, "NotAuthorized",
+                                    f"The '{agent.role}' role may not issue compensation coupons "
+                                    "(shop.yml `coupons: compensation_limits`).")
+            raise HandoffError(409, f"The shop could not issue the coupon ({code}).")
+        messages = result.get("message") or {}
+        text = messages.get("en" if (h.language or "").startswith("en") else "zh") or messages.get("en") \
+            or f"Compensation coupon: {result.get('coupon_code')}"
+        reply = await service.agent_reply(h.id, agent, text=text, client_id=f"compensation-{h.id}",
+                                          data={"custom": {"type": "coupon", "code": result.get("coupon_code"),
+                                                           "amount_cents": result.get("amount_cents")}})
+        return response.json({"coupon_code": result.get("coupon_code"), "amount_cents": result.get("amount_cents"),
+                              "new": bool(result.get("new")), "message": reply})
+
     @bp.get(api + "/canned")
     @authed()
     async def canned(request: Request, agent: AgentSpec) -> HTTPResponse:

@@ -222,6 +222,8 @@ class HandoffService:
         kind = event.get("type")
         if kind == "agent_status":
             return True
+        if kind == "alert":  # operational alerts (bot/alerts): supervisors only
+            return spec.is_supervisor
         if kind in ("message", "note") and event.get("agent_id"):
             return spec.is_supervisor or event["agent_id"] == spec.id
         handoff = event.get("handoff") or {"queue": event.get("queue"), "agent_id": event.get("agent_id")}
@@ -258,6 +260,11 @@ class HandoffService:
     async def escalate(self, tracker: Any, escalation: Escalation, output_channel: OutputChannel | None,
                        profile: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create the handoff, pause the bot, tell the shopper what happens next (hook context)."""
+        customers = getattr(self.agent, "customers", None)  # Customer 360, when the project has it
+        if customers is not None:
+            context = await customers.context_for("conversation", tracker.sender_id)
+            if context:
+                profile = {**(profile or {}), "customer360": context}
         return (await self.escalator.escalate(tracker, escalation, output_channel, profile)).as_dict()
 
     async def relay_user_message(self, h: Handoff, tracker: Any,

@@ -28,6 +28,7 @@ from sanic.worker.manager import WorkerManager
 
 from bot.server.app import DEFAULT_REQUEST_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, create_app
 from bot.server.lifecycle import AgentFactory
+from bot.server.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from bot.server.logging_setup import configure_logging
 from bot.shared.exceptions import ConfigError
 from connectors.base import InputChannel
@@ -260,6 +261,7 @@ def serve(
         log_level=log_level,
         log_file=log_file,
     )
+    metrics_dir = prepare_multiprocess_dir(workers)  # several workers: one /metrics over all (docs/operations.md)
     loader = AppLoader(factory=partial(build_app, agent_factory, options))
     app = loader.load()
     app.prepare(
@@ -273,4 +275,7 @@ def serve(
     scheme = "https" if ssl else "http"
     logger.info("Starting kefu on %s://%s:%s with %d worker(s); management API %s.", scheme, host, port,
                 workers, "enabled" if enable_api else "off (channels only; --enable-api to serve it)")
-    Sanic.serve(primary=app, app_loader=loader)
+    try:
+        Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        remove_multiprocess_dir(metrics_dir)

@@ -51,6 +51,7 @@ BOT_EVENT_TYPES = (
     "recommendation_shown",
     "recommendation_clicked",
     "opted_out",
+    "customer_health_changed",  # Customer 360: a health.yml threshold action names a journey
 )
 EVENT_TYPES = frozenset(SHOP_EVENT_TYPES + BOT_EVENT_TYPES)
 

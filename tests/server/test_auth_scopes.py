@@ -17,9 +17,14 @@ from typing import Any
 import jwt
 import pytest
 
+from bot.alerts.config import parse_alerts
+from bot.alerts.feature import AlertsFeature
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
+from bot.analytics.config import AnalyticsConfig, SurveyConfig
+from bot.analytics.feature import AnalyticsFeature
 from bot.server.app import create_app
+from bot.customers.feature import CustomersFeature
 from bot.privacy.feature import PrivacyFeature
 from bot.workbench.feature import WorkbenchFeature
 from bot.triggers.feature import TriggersFeature
@@ -121,6 +126,11 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.AUDIT_READ: ("get", "/audit", None),
     Scope.DATA_ADMIN: ("get", "/data/customers/c1/export", None),
     Scope.TRAINING_ANNOTATE: ("post", "/workbench/api/annotate/dismiss", {"texts": ["x"]}),
+    Scope.METRICS_READ: ("get", "/metrics", None),
+    Scope.HANDOFF_SUPERVISE: ("get", "/alerts", None),
+    Scope.CUSTOMERS_READ: ("get", "/customers", None),
+    Scope.CUSTOMERS_WRITE: ("post", "/customers/reload", None),
+    Scope.ANALYTICS_READ: ("get", "/dashboard/api/metrics", None),
 }
 
 
@@ -133,7 +143,10 @@ def light_app(agent: Any) -> Any:
     settings = ProjectSettings(root=None)
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
                       features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
-                                WorkbenchFeature(settings)])
+                                WorkbenchFeature(settings), AlertsFeature(parse_alerts({"rules": []})),
+                                CustomersFeature(settings),
+                                AnalyticsFeature(AnalyticsConfig(survey=SurveyConfig(enabled=False)),
+                                                 "sqlite:///:memory:")])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]

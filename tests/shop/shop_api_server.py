@@ -94,6 +94,8 @@ class ShopApiServer:
                 return await s.change_address(oid, body["address"], sender_id=body.get("sender_id"), now=when())
             case "POST", ["orders", oid, "after-sales"]:
                 return await s.request_after_sale(oid, body["kind"], body["reason"], sender_id=body.get("sender_id"), now=when())
+            case "POST", ["orders", oid, "status"]:
+                return await s.set_order_status(oid, body["status"], now=when())
             case "POST", ["products", sku, "restock-subscriptions"]:
                 if not await s.products([sku]):
                     return None

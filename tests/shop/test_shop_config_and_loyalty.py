@@ -214,9 +214,13 @@ def test_compensation_port_for_the_console_reports_the_limit(shop_url: str) -> N
     refused = asyncio.run(port.compensate(customer_id, amount_cents=2001, role="agent", agent="alice", case_id="h5"))
     issued = asyncio.run(port.compensate(str(customer_id), amount_cents=2000, role="agent", agent="alice", case_id="h5"))
     asyncio.run(store.close())
-    assert refused == {"ok": False, "code": "over_limit", "limit_cents": 2000, "coupon_code": None,
-                       "amount_cents": None, "new": False}
+    assert refused == {"ok": False, "code": "over_limit", "limit_cents": 2000, "limit": "¥20.00", "coupon_code": None,
+                       "amount_cents": None, "new": False, "message": None}
     assert issued["ok"] and issued["amount_cents"] == 2000 and issued["coupon_code"] and issued["new"]
+    # what the console sends the shopper: the code, its value and the template's terms, in both languages
+    terms = shop_config().coupon_templates["COMP"].terms
+    assert issued["coupon_code"] in issued["message"]["zh"] and "¥20.00" in issued["message"]["zh"]
+    assert terms.zh in issued["message"]["zh"] and terms.en in issued["message"]["en"]
 
 
 def test_demo_shop_yml_agrees_with_the_seeders_catalogue() -> None:

@@ -1,0 +1,60 @@
+"""Where CSAT ratings come from: a small seam so every rating source feeds the CSAT alert.
+
+Today's source is the handoff CSAT (``kefu_handoffs.csat``, asked after an agent resolves;
+its time is the handoff's ``resolved_at``). Conversation-end ratings for bot-only
+conversations (issue #18 point 1) add a class here and a row in :data:`RATING_SOURCES`;
+``alerts.yml`` ``rating_sources:`` picks which ones count.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+
+@dataclass(frozen=True)
+class Rating:
+    value: float  # 1-5 stars
+    at: float  # epoch seconds
+    source: str
+
+
+class RatingsSource(Protocol):
+    name: str
+
+    async def ratings(self, since: float, until: float) -> list[Rating]:
+        """Every rating given in ``[since, until)``."""
+        ...
+
+
+class HandoffRatings:
+    """CSAT answers to the handoff survey, from the handoff store (SQL)."""
+
+    name = "handoff"
+
+    def __init__(self, handoff_store: Any) -> None:
+        self.store = handoff_store
+
+    async def ratings(self, since: float, until: float) -> list[Rating]:
+        import sqlalchemy as sa
+
+        from bot.handoff.store import handoffs
+
+        await self.store.init()
+        query = sa.select(handoffs.c.csat, handoffs.c.resolved_at).where(
+            handoffs.c.csat.is_not(None), handoffs.c.resolved_at >= since, handoffs.c.resolved_at < until)
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Rating(float(csat), float(at), self.name) for csat, at in rows]
+
+
+# name -> factory(context peers) building the source, or None when its feature is not running
+RATING_SOURCES: dict[str, Callable[[dict[str, Any]], "RatingsSource | None"]] = {
+    "handoff": lambda peers: HandoffRatings(peers["handoff"].service.store) if "handoff" in peers else None,
+}
+
+
+async def ratings_between(sources: list[RatingsSource], since: float, until: float) -> list[Rating]:
+    found: list[Rating] = []
+    for source in sources:
+        found.extend(await source.ratings(since, until))
+    return found
