@@ -168,7 +168,7 @@ def test_check_mode_refuses_an_old_database_naming_the_command(database_url, mon
 
 
 def test_unknown_stores_and_revisions_are_clear_errors(database_url):
-    with pytest.raises(StoreError, match="No migrations for a store named 'nope'. Known stores: audit, handoff"):
+    with pytest.raises(StoreError, match="No migrations for a store named 'nope'. Known stores: analytics, audit, customers, handoff"):
         migrate.upgrade(database_url, ["nope"])
     migrate.upgrade(database_url, ["audit"])
     execute(database_url, sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = 'audit_9999'"))
