@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from bot.stores.migrate import ensure_schema_sync
-from bot.stores.sql import sync_sql_url
+from bot.stores.sql import sqlite_in_memory, sync_sql_url
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +82,9 @@ def default_state_url(root: Path, tracker_store: Any = None, configured: str = "
     if configured:
         return configured
     url = getattr(tracker_store, "url", None) if tracker_store is not None else None
-    if isinstance(url, str) and not _in_memory(url) and hasattr(tracker_store, "prepare"):
+    if isinstance(url, str) and not (url.startswith("sqlite") and sqlite_in_memory(url)) and hasattr(tracker_store, "prepare"):
         return url
     return f"sqlite:///{Path(root).resolve() / '.kefu' / 'workbench' / 'workbench.db'}"
-
-
-def _in_memory(url: str) -> bool:
-    return url.startswith("sqlite") and (":memory:" in url or url.rstrip("/").endswith("sqlite:") or
-                                         url.split("://", 1)[-1] in ("", "/"))
 
 
 def _json(value: Any) -> str | None:
