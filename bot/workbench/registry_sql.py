@@ -78,10 +78,21 @@ jobs_t = sa.Table(
 
 
 def default_state_url(root: Path, tracker_store: Any = None, configured: str = "") -> str:
-    """``workbench: state_url``, else the SQL tracker store's database, else a SQLite file in the project."""
+    """``workbench: state_url``, else the SQL tracker store's database, else a SQLite file in the project.
+
+    Without a running agent (``python -m bot workbench models``) the tracker store is the one
+    the project's endpoints.yml configures, so the CLI reads the registry the servers use.
+    """
     if configured:
         return configured
     url = getattr(tracker_store, "url", None) if tracker_store is not None else None
+    endpoints = Path(root) / "endpoints.yml"
+    if tracker_store is None and endpoints.is_file():
+        from bot.stores.db_cli import endpoint_targets
+
+        found = [u for store, u, _ in endpoint_targets(str(endpoints)) if store == "tracker"]
+        if found and not (found[0].startswith("sqlite") and sqlite_in_memory(found[0])):
+            return found[0]
     if isinstance(url, str) and not (url.startswith("sqlite") and sqlite_in_memory(url)) and hasattr(tracker_store, "prepare"):
         return url
     return f"sqlite:///{Path(root).resolve() / '.kefu' / 'workbench' / 'workbench.db'}"

@@ -174,3 +174,14 @@ def test_a_json_registry_of_an_older_kefu_is_imported_once(tmp_path: Path, state
     finally:
         state.close()
     assert {s.store: s.up_to_date for s in migrate.current(state_url, ["workbench"])} == {"workbench": True}
+
+
+def test_without_an_agent_the_tracker_store_of_endpoints_yml_is_the_default(tmp_path: Path) -> None:
+    """`python -m bot workbench models` (no agent) reads the registry the servers use."""
+    (tmp_path / "endpoints.yml").write_text(
+        f"tracker_store:\n  type: SQL\n  url: sqlite:///{tmp_path / 'trackers.db'}\n", encoding="utf-8")
+    url = default_state_url(tmp_path, None)
+    assert url.endswith(f"{tmp_path / 'trackers.db'}") and "workbench.db" not in url
+    (tmp_path / "endpoints.yml").write_text("action_endpoint:\n  url: http://localhost:5055/webhook\n",
+                                            encoding="utf-8")
+    assert default_state_url(tmp_path, None).endswith(".kefu/workbench/workbench.db")
