@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     stock.add_argument("--size", default=None)
     stock.add_argument("--colour", default=None)
     stock.add_argument("--url", default=None, help="SQLAlchemy URL (default as for seed)")
+    db = ssub.add_parser("db", help="The shop database's schema migrations (Alembic): `db upgrade|current`.")
+    dsub = db.add_subparsers(dest="db_command", metavar="WHAT")
+    up = dsub.add_parser("upgrade", help="Create or upgrade the shop's tables to the newest revision (rows kept).")
+    up.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    up.add_argument("--url", default=None, help="SQLAlchemy URL (default as for seed)")
+    cur = dsub.add_parser("current", help="The database's revision; exit code 3 when it is behind (a deploy gate).")
+    cur.add_argument("--url", default=None, help="SQLAlchemy URL (default as for seed)")
     return parser
 
 
@@ -110,12 +117,36 @@ def run_shop(args: argparse.Namespace) -> int:
             return 1 if changed else 0
         print(f"{path}: {'written' if changed else 'unchanged'}")
         return 0
+    if args.shop_command == "db":
+        return _db_command(args)
     if args.shop_command in ("compensate", "points", "stock", "order"):
         import asyncio
 
         return asyncio.run(_store_command(args))
-    print(f"usage: {PROG} {{seed,import,nlu,compensate,points,order,stock}} ...")
+    print(f"usage: {PROG} {{seed,import,nlu,compensate,points,order,stock}} ...\n       {PROG} db {{upgrade,current}} [--url URL]")
     return 2
+
+
+def _db_command(args: argparse.Namespace) -> int:
+    from actions.shop import migrate
+    from actions.shop.sql import make_engine
+
+    if args.db_command not in ("upgrade", "current"):
+        print(f"usage: {PROG} db {{upgrade,current}} [--url URL]")
+        return 2
+    url = _url(args)
+    engine = make_engine(url)
+    try:
+        if args.db_command == "upgrade":
+            result = migrate.ensure_schema(engine, args.revision)
+            now = migrate.current(engine)
+            print(f"shop       {now.current or '(none)':<16} {result}")
+            return 0
+        now = migrate.current(engine)
+        print(f"shop       {now.current or '(none)':<16} {'up to date' if now.up_to_date else f'behind (newest {now.head})'}")
+        return 0 if now.up_to_date else 3
+    finally:
+        engine.dispose()
 
 
 async def _store_command(args: argparse.Namespace) -> int:

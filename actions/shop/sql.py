@@ -93,11 +93,10 @@ def _psycopg(url: str) -> str:
 
 
 def create_schema(engine: Engine) -> None:
-    m.Base.metadata.create_all(engine)
-    # Indexes added after a database was first created (create_all skips existing tables).
-    for table in m.Base.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+    """Bring the shop's tables to the newest revision (Alembic; actions/shop/migrate.py), not ``create_all``."""
+    from actions.shop.migrate import ensure_schema
+
+    ensure_schema(engine)
 
 
 class SqlShopStore:

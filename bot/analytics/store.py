@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import and_, case, func, or_, select, update
 
-from bot.analytics.schema import conversations, metadata, orders, rollups, surveys
+from bot.analytics.schema import conversations, orders, rollups, surveys
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ class AnalyticsStore:
 
     async def open(self) -> None:
         """Connect and create missing tables; idempotent and safe to call from concurrent requests."""
-        from bot.stores.sql import create_async_sql_engine, create_tables
+        from bot.stores.migrate import ensure_schema
+        from bot.stores.sql import create_async_sql_engine
 
         if self.engine is not None:
             return
@@ -133,7 +134,8 @@ class AnalyticsStore:
             if self.engine is not None:
                 return
             engine, _ = create_async_sql_engine(self.url, filename="config.yml")
-            await create_tables(engine, metadata, "analytics store",
+            # Alembic branch `analytics` (bot/stores/migrations): upgraded in place, never create_all
+            await ensure_schema(engine, "analytics", "analytics store",
                                 "Check 'analytics: database:' in config.yml (docs/dashboard.md).")
             self.dialect = engine.dialect.name
             self.engine = engine

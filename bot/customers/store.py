@@ -15,7 +15,8 @@ from typing import Any, Iterable, Iterator
 import sqlalchemy as sa
 
 from bot.customers import tables as t
-from bot.shared.exceptions import ConfigError, StoreError
+from bot.shared.exceptions import ConfigError
+from bot.stores.migrate import ensure_schema_sync
 from bot.stores.sql import DEFAULT_BUSY_TIMEOUT_MS, sqlite_in_memory
 
 DEFAULT_URL = "sqlite:///customers.db"
@@ -80,11 +81,9 @@ class CustomerStore:
             return
         with self._lock:
             if not self._ready:
-                try:
-                    t.metadata.create_all(self.engine)
-                except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, OSError
-                    raise StoreError(f"Could not open the customer store at '{self.engine.url!r}': {e}. Fix: check "
-                                     "customers.url in endpoints.yml and that the database is writable.") from e
+                # Alembic branch `customers` (bot/stores/migrations): upgraded in place, never create_all
+                ensure_schema_sync(self.engine, "customers", "customer store",
+                                   "check customers.url in endpoints.yml and that the database is writable.")
                 self._ready = True
 
     def close(self) -> None:

@@ -31,7 +31,8 @@ from bot.handoff.config import AgentSpec
 from bot.handoff.passwords import averify
 from bot.handoff.throttle import create_login_throttle
 from bot.handoff.service import HandoffError, HandoffService, summary_view
-from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED
+from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED, handoffs, messages
+from bot.stores.limits import check_length, column_limit
 from bot.web.auth import bearer_token
 from bot.web.errors import ErrorResponse, bad_request, register_error
 
@@ -198,6 +199,11 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     @authed()
     async def transfer(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         data = _body(request)
+        check_length(data.get("agent_id"), "agent_id", column_limit(handoffs, "agent_id"), "body")
+        check_length(data.get("language"), "language", column_limit(handoffs, "language"), "body")
+        # the queue is "<skill>:<language>": the skill gets what the language leaves of the column
+        check_length(data.get("skill"), "skill",
+                     column_limit(handoffs, "queue") - 1 - column_limit(handoffs, "language"), "body")
         h = await service.transfer(handoff_id, agent, to_agent=data.get("agent_id"), to_skill=data.get("skill"),
                                    to_language=data.get("language"))
         return response.json(summary_view(h))
@@ -212,6 +218,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     async def send(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         data = _body(request)
         product = data.get("product")
+        check_length(data.get("client_id"), "client_id", column_limit(messages, "message_id"), "body")
         payload = {"custom": {"type": "product_card", **product}} if isinstance(product, dict) else None
         row = await service.agent_reply(handoff_id, agent, text=data.get("text"), data=payload,
                                         client_id=data.get("client_id"), canned=data.get("canned"))

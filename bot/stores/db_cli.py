@@ -28,7 +28,7 @@ def add_db_parser(sub: Any) -> None:
         if endpoints:
             q.add_argument("--endpoints", default=None, metavar="FILE",
                            help="instead of --url: the databases an endpoints.yml names (tracker_store of "
-                                "type sql, audit), each with its store's tables; ${ENV} is expanded")
+                                "type sql with the workbench's state, audit), each with its store's tables; ${ENV} is expanded")
 
     def with_stores(q: argparse.ArgumentParser) -> None:
         q.add_argument("--store", action="append", default=None, metavar="STORE",
@@ -81,6 +81,7 @@ def endpoint_targets(path: str) -> list[tuple[str, str, dict[str, str]]]:
     if tracker is not None and (endpoint_type(tracker) or "").lower() == "sql":
         store = _create_sql(tracker, None, None)  # builds the engine only; nothing connects
         targets.append(("tracker", store.url, {"events": store.events.name}))
+        targets.append(("workbench", store.url, {}))  # the workbench's state lives there unless workbench.state_url
     targets.append(("audit", audit_url(endpoints.extra.get("audit"), Path(path).resolve().parent), {}))
     return targets
 

@@ -221,6 +221,40 @@ async def ensure_schema(engine: Any, store: str, what: str, fix: str,
                          f"owner and set {MODE_ENV}=check.") from e
 
 
+async def prepare_stores(components: Iterable[Any]) -> int:
+    """At the server's start: check or upgrade the schema of each SQL store among ``components``.
+
+    A store with a ``prepare()`` coroutine (the SQL tracker store, the SQL audit log)
+    migrates now instead of on its first use, so ``KEFU_DB_MIGRATE=check`` on an
+    out-of-date database stops the server before it accepts a shopper, with a
+    StoreError naming ``python -m bot db upgrade``. Returns how many stores were prepared.
+    """
+    prepared = 0
+    for component in components:
+        prepare = getattr(component, "prepare", None) if component is not None else None
+        if prepare is None or not asyncio.iscoroutinefunction(prepare):
+            continue
+        await prepare()
+        prepared += 1
+    return prepared
+
+
+def ensure_schema_sync(engine: Any, store: str, what: str, fix: str) -> str:
+    """:func:`ensure_schema` for a synchronous engine (stores used from threads and CLIs)."""
+    _check_store(store)
+    mode = _mode()
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with engine.begin() as connection:
+            return _ensure_sync(connection, store, {}, mode, url)
+    except StoreError:
+        raise
+    except Exception as e:  # sqlalchemy.exc.SQLAlchemyError, alembic errors, OSError
+        raise StoreError(f"Could not open the {what} at '{engine.url!r}': {e}. Fix: {fix} If the server's "
+                         f"database user may not change the schema, run `{upgrade_command(url, store)}` as its "
+                         f"owner and set {MODE_ENV}=check.") from e
+
+
 # --- python -m bot db ---------------------------------------------------------------
 
 

@@ -52,6 +52,7 @@ from bot.stores.sql import (  # noqa: F401 (ASYNC_DRIVERS, async_sql_url re-expo
     create_database_if_missing,
     create_tables,
 )
+from bot.stores.limits import check_length, check_row, column_limit
 from bot.stores.migrate import ensure_schema
 
 logger = logging.getLogger(__name__)
@@ -523,6 +524,10 @@ def sql_url_from_rasa_keys(
     return url.render_as_string(hide_password=False)
 
 
+EVENT_FIELDS = {"sender_id": "conversation id", "type_name": "event", "intent_name": "intent name",
+                "action_name": "name"}  # the event's fields as a client sends them
+
+
 def _events_table(metadata: Any, table_name: str) -> Any:
     import sqlalchemy as sa
 
@@ -570,6 +575,10 @@ class SQLTrackerStore(TrackerStore):
         self._schema_ready = False
         self._schema_lock = asyncio.Lock()
         self._position_statement: Any = None
+
+    async def prepare(self) -> None:
+        """Check or upgrade the schema now (the server's start), not on the first turn."""
+        await self._ensure_schema()
 
     async def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -651,6 +660,8 @@ class SQLTrackerStore(TrackerStore):
 
         await self._ensure_schema()
         table = self.events
+        # PostgreSQL refuses a longer value mid-transaction, SQLite would store it: both refuse it here.
+        check_length(sender_id, "conversation id", column_limit(table, "sender_id"))
         async with self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
                 # Two workers saving one conversation at once (no lock store) would both count
@@ -662,6 +673,8 @@ class SQLTrackerStore(TrackerStore):
             last_stored = json.loads(last_data) if total and last_data else None
             new = unsaved_events(events, total, since_session if total else 0, last_stored)
             rows = [self._row(sender_id, e) for e in new]
+            for row in rows:
+                check_row(table, row, "tracker event", names=EVENT_FIELDS)
             if rows:
                 await connection.execute(table.insert(), rows)
         self._note_write(sender_id, since_session if total else 0, last_stored, [row["data"] for row in rows])

@@ -90,8 +90,9 @@ def atomic_write(path: Path, text: str) -> None:
 class Annotator:
     """Writes a project's training data; one instance per project (cheap)."""
 
-    def __init__(self, root: str | Path, config: WorkbenchConfig | None = None) -> None:
+    def __init__(self, root: str | Path, config: WorkbenchConfig | None = None, state: Any = None) -> None:
         self.root = Path(root).resolve()
+        self.state = state  # bot/workbench/registry_sql.WorkbenchState: handled messages in SQL (None: state.json)
         self.config = config or WorkbenchConfig()
         self.state_path = self.root / ".kefu" / "workbench" / "state.json"
         self._validated: tuple[str, list[str], list[str]] | None = None  # (files digest, errors, warnings)
@@ -315,17 +316,25 @@ class Annotator:
             return {}
 
     def _mark(self, text: str, what: str, detail: dict[str, Any]) -> None:
+        if self.state is not None:
+            self.state.mark([text_key(text)], what, detail)
+            return
         state = self._read_state()
         state.setdefault("handled", {})[text_key(text)] = {"status": what, "at": time.time(), **detail}
         atomic_write(self.state_path, json.dumps(state, ensure_ascii=False, indent=1))
 
     def dismiss(self, texts: list[str], reason: str = "") -> int:
+        if self.state is not None:
+            self.state.mark([text_key(t) for t in texts], "dismissed", {"reason": reason[:200]})
+            return len(texts)
         with project_lock(self.root):
             for text in texts:
                 self._mark(text, "dismissed", {"reason": reason[:200]})
         return len(texts)
 
     def handled(self) -> dict[str, Any]:
+        if self.state is not None:
+            return self.state.handled()
         return dict(self._read_state().get("handled") or {})
 
 

@@ -50,6 +50,8 @@ class WorkbenchConfig:
     models_dir: str = "models"
     follow_interval_s: float = 2.0
     notify_url: str = ""  # Redis for activation messages ("": endpoints.yml's Redis store, if any)
+    state_url: str = ""  # SQL for registry/inbox/jobs ("": the SQL tracker store's database, else .kefu/workbench/)
+    job_lease_s: float = 120.0  # a training job whose worker stops renewing for this long reads as failed
     gate: GateConfig = field(default_factory=GateConfig)
 
     @classmethod
@@ -67,15 +69,15 @@ class WorkbenchConfig:
             raise ConfigError(f"Unknown key(s) under `{SECTION}:`: {', '.join(unknown)}.", filename,
                               fix=f"Valid keys: {', '.join(sorted(known))}.")
         values: dict[str, Any] = {}
-        for name in ("low_confidence", "cluster_distance", "follow_interval_s"):
+        for name in ("low_confidence", "cluster_distance", "follow_interval_s", "job_lease_s"):
             if name in raw:
                 values[name] = _number(raw[name], f"{SECTION}.{name}", filename, 0.0, None)
         if "max_conversations" in raw:
             values["max_conversations"] = int(_number(raw["max_conversations"], f"{SECTION}.max_conversations",
                                                       filename, 1, None))
-        for name in ("new_intent_file", "test_stories", "models_dir", "notify_url"):
+        for name in ("new_intent_file", "test_stories", "models_dir", "notify_url", "state_url"):
             if name in raw:
-                if name in ("new_intent_file", "notify_url") and raw[name] == "":
+                if name in ("new_intent_file", "notify_url", "state_url") and raw[name] == "":
                     continue
                 if not isinstance(raw[name], str) or not raw[name].strip():
                     raise ConfigError(f"`{SECTION}.{name}` must be a path.", filename, fix="Give a relative path.")

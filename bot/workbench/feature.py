@@ -10,8 +10,9 @@ gate: admin only).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import os
+import socket
 import time
 import uuid
 from http import HTTPStatus
@@ -34,6 +35,7 @@ from bot.workbench.annotate import AnnotationRejected, Annotator, conversation_s
 from bot.workbench.config import SECTION, WorkbenchConfig
 from bot.workbench.inbox import REASONS, collect_items, group_items
 from bot.workbench.registry import ModelRegistry, RegistryError, data_version
+from bot.workbench.registry_sql import WorkbenchState, default_state_url
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,12 @@ class WorkbenchService:
         self.config = config
         self.agent = agent
         self.audit = audit
-        self.annotator = Annotator(self.root, config)
-        self.registry = ModelRegistry(self.root)
-        self.jobs_dir = self.root / ".kefu" / "workbench" / "jobs"
+        # registry, handled messages, jobs: SQL shared by every host (the tracker store's database by default)
+        self.state = WorkbenchState(default_state_url(self.root, getattr(agent, "tracker_store", None),
+                                                      config.state_url))
+        self.annotator = Annotator(self.root, config, self.state)
+        self.registry = ModelRegistry(self.root, self.state)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # who holds a job's lease
         self._followed: str | None = None  # the registry's active name this worker last acted on
 
     @property
@@ -177,39 +182,44 @@ class WorkbenchService:
 
     async def start_training(self, actor: Principal) -> dict[str, Any]:
         job_id = uuid.uuid4().hex[:12]
-        self._write_job(job_id, {"id": job_id, "status": "running", "started_at": time.time(), "by": actor.subject})
+        lease = self.config.job_lease_s
+        await run_blocking(self.state.start_job, job_id, actor.subject, self.worker, lease)
         jobs = getattr(self.agent, "heavy_jobs", None)
 
+        async def renew() -> None:  # the lease says "this worker is alive and training"
+            while True:
+                await asyncio.sleep(lease / 3)
+                try:
+                    await run_blocking(self.state.renew_job, job_id, lease)
+                except Exception:  # the database is away: the next renewal may make it
+                    logger.warning("Workbench: could not renew the lease of training job %s.", job_id, exc_info=True)
+
         async def run() -> None:
+            renewing = asyncio.get_running_loop().create_task(renew(), name=f"workbench-lease-{job_id}")
             try:
                 if jobs is not None:
                     entry = await jobs.run("training", self.train_and_gate, actor.subject)
                 else:
                     entry = await run_blocking(self.train_and_gate, actor.subject)
-                self._write_job(job_id, {"id": job_id, "status": "done", "model": entry["name"],
-                                         "gate_passed": entry["gate_passed"], "finished_at": time.time(),
-                                         "by": actor.subject})
+                renewing.cancel()
+                await run_blocking(self.state.finish_job, job_id, "done", model=entry["name"],
+                                   gate_passed=entry["gate_passed"])
                 await self._audit(actor, "workbench.train", entry["name"], {"gate_passed": entry["gate_passed"]})
             except Exception as e:  # reported through the job, not lost in a task
                 logger.exception("Workbench training failed")
-                self._write_job(job_id, {"id": job_id, "status": "failed", "error": str(e)[:2000],
-                                         "finished_at": time.time(), "by": actor.subject})
+                renewing.cancel()
+                await run_blocking(self.state.finish_job, job_id, "failed", error=str(e)[:2000])
+            finally:
+                renewing.cancel()
 
         asyncio.get_running_loop().create_task(run(), name=f"workbench-train-{job_id}")
         return {"job": job_id, "status": "running"}
 
-    def _write_job(self, job_id: str, data: dict[str, Any]) -> None:
-        from bot.workbench.annotate import atomic_write
-
-        atomic_write(self.jobs_dir / f"{job_id}.json", json.dumps(data))
-
     def job(self, job_id: str) -> dict[str, Any] | None:
-        if not job_id.isalnum():
+        """The job as any host sees it; one whose worker's lease ran out reads as failed."""
+        if not job_id.isalnum() or len(job_id) > 32:
             return None
-        try:
-            return json.loads((self.jobs_dir / f"{job_id}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return self.state.job(job_id)
 
     async def activate(self, actor: Principal, name: str, override: bool, rollback: bool = False) -> dict[str, Any]:
         if rollback:
@@ -304,6 +314,8 @@ class WorkbenchFeature(BaseFeature):
                                         getattr(context, "audit", None), self.notifier)
 
     async def stop(self) -> None:
+        if self.service is not None:
+            self.service.state.close()
         self.service = None
         if self.notifier is not None:
             await self.notifier.close()

@@ -1,21 +1,26 @@
 """The model registry: every model the workbench trained, its data version, its gate
 comparison, and who activated it when; the active model's name is what every worker follows.
 
-One JSON document (``.kefu/workbench/models.json``) under the project's file lock, written
-atomically: each worker's follower task (``WorkbenchFeature``) reads the ``active`` name and
-hot-swaps its agent when it changed, so an activation or a roll-back reaches every worker of
-the host within ``follow_interval_s`` while the old model keeps answering (no downtime).
+The rows live in SQL (``bot/workbench/registry_sql.py``: the tracker store's database by
+default), so workers on several hosts share one registry: each worker's follower task
+(``WorkbenchFeature``) reads the active name and hot-swaps its agent when it changed, so an
+activation or a roll-back reaches every worker within ``follow_interval_s`` (at once with
+Redis pub/sub) while the old model keeps answering (no downtime). A registry kept in
+``.kefu/workbench/models.json`` by an older kefu is imported once.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from bot.shared.exceptions import BotError
-from bot.workbench.annotate import atomic_write, project_lock
+from bot.workbench.registry_sql import WorkbenchState, default_state_url
+
+logger = logging.getLogger(__name__)
 
 
 class RegistryError(BotError):
@@ -40,36 +45,47 @@ def data_version(root: Path) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, state: WorkbenchState | None = None) -> None:
         self.root = Path(root).resolve()
-        self.path = self.root / ".kefu" / "workbench" / "models.json"
+        self.path = self.root / ".kefu" / "workbench" / "models.json"  # an older kefu's registry, imported once
+        self.state = state if state is not None else WorkbenchState(default_state_url(self.root))
+        self._adopted = False
 
-    def read(self) -> dict[str, Any]:
+    def _adopt(self) -> None:
+        if self._adopted:
+            return
+        self._adopted = True
+        if not self.path.is_file() or self.state.models():
+            return
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            data = {}
-        data.setdefault("models", [])
-        data.setdefault("active", None)
-        data.setdefault("history", [])
-        return data
+            return
+        for entry in data.get("models") or []:
+            self.state.add_model(entry)
+        for record in data.get("history") or []:
+            self.state.activate(lambda _c, _active, r=record: {k: r.get(k) for k in
+                                                                ("action", "model", "previous", "by", "at")}
+                                | {"override": bool(record.get("override"))})
+        logger.info("Workbench: imported %d models from %s into the SQL registry.", len(data.get("models") or []),
+                    self.path)
 
-    def _write(self, data: dict[str, Any]) -> None:
-        atomic_write(self.path, json.dumps(data, ensure_ascii=False, indent=1))
+    def read(self) -> dict[str, Any]:
+        self._adopt()
+        return {"models": self.state.models(), "active": self.state.active_name(), "history": self.state.history()}
 
     def active(self) -> dict[str, Any] | None:
-        data = self.read()
-        return self._find(data, data["active"]) if data["active"] else None
-
-    @staticmethod
-    def _find(data: dict[str, Any], name: str) -> dict[str, Any] | None:
-        return next((m for m in data["models"] if m["name"] == name), None)
+        self._adopt()
+        name = self.state.active_name()
+        return self.state.model(name) if name else None
 
     def get(self, name: str) -> dict[str, Any] | None:
-        return self._find(self.read(), name)
+        self._adopt()
+        return self.state.model(name)
 
     def add(self, model_path: str, trained_by: str, version: str, comparison: dict[str, Any] | None,
             detail: dict[str, Any] | None = None, holdout: float | None = None) -> dict[str, Any]:
+        self._adopt()
         entry = {
             "name": Path(model_path).name.removesuffix(".tar.gz"),
             "path": str(model_path),
@@ -82,17 +98,15 @@ class ModelRegistry:
             "detail": detail or {},
             "activations": [],
         }
-        with project_lock(self.root):
-            data = self.read()
-            data["models"] = [m for m in data["models"] if m["name"] != entry["name"]] + [entry]
-            self._write(data)
+        self.state.add_model(entry)
         return entry
 
     def activate(self, name: str, by: str, is_admin: bool, override: bool = False, action: str = "activate") -> dict[str, Any]:
         """Make ``name`` the active model; a gate failure needs an admin's explicit override."""
-        with project_lock(self.root):
-            data = self.read()
-            entry = self._find(data, name)
+        self._adopt()
+
+        def decide(connection: Any, previous: str | None) -> dict[str, Any]:
+            entry = self.state.model(name, connection)
             if entry is None:
                 raise RegistryError(f"No model '{name}' in the registry.", 404)
             if not Path(entry["path"]).is_file():
@@ -100,18 +114,14 @@ class ModelRegistry:
             if entry.get("gate_passed") is False and action == "activate":
                 if not override:
                     raise RegistryError(f"Model '{name}' failed the gate "
-                                        f"({len(entry['comparison'].get('regressions', []))} regression(s)); "
+                                        f"({len((entry['comparison'] or {}).get('regressions', []))} regression(s)); "
                                         "an admin may activate it with override=true.", 409)
                 if not is_admin:
                     raise RegistryError("Only an admin may override the gate.", 403)
-            previous = data["active"]
-            record = {"action": action, "model": name, "previous": previous, "by": by, "at": time.time(),
-                      "override": bool(override and entry.get("gate_passed") is False)}
-            entry.setdefault("activations", []).append(record)
-            data["active"] = name
-            data["history"].append(record)
-            self._write(data)
-        return record
+            return {"action": action, "model": name, "previous": previous, "by": by, "at": time.time(),
+                    "override": bool(override and entry.get("gate_passed") is False)}
+
+        return self.state.activate(decide)
 
     def rollback(self, by: str) -> dict[str, Any]:
         """Back to the model that was active before the current one."""

@@ -168,7 +168,7 @@ def test_check_mode_refuses_an_old_database_naming_the_command(database_url, mon
 
 
 def test_unknown_stores_and_revisions_are_clear_errors(database_url):
-    with pytest.raises(StoreError, match="No migrations for a store named 'nope'. Known stores: audit, handoff"):
+    with pytest.raises(StoreError, match="No migrations for a store named 'nope'. Known stores: analytics, audit, customers, handoff"):
         migrate.upgrade(database_url, ["nope"])
     migrate.upgrade(database_url, ["audit"])
     execute(database_url, sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = 'audit_9999'"))
@@ -283,7 +283,10 @@ def test_db_upgrade_from_a_projects_endpoints_yml(tmp_path: Path, monkeypatch, c
     assert main(["db", "current", "--endpoints", str(endpoints)]) == 0
     out = capsys.readouterr().out
     assert f"tracker: sqlite+aiosqlite:///{tmp_path / 'trackers.db'}" in out and "audit: sqlite:///" in out
-    assert "conversations" in sa.inspect(sa.create_engine(f"sqlite:///{tmp_path / 'trackers.db'}")).get_table_names()
+    tables = sa.inspect(sa.create_engine(f"sqlite:///{tmp_path / 'trackers.db'}")).get_table_names()
+    assert "conversations" in tables
+    assert "kefu_workbench_models" in tables  # the workbench's state: in the tracker's database
+    assert f"workbench: sqlite+aiosqlite:///{tmp_path / 'trackers.db'}" in out
     assert (tmp_path / "audit.db").exists()  # the audit log's default: next to endpoints.yml
     assert main(["db", "upgrade", "--endpoints", str(endpoints), "--url", "sqlite://"]) == 1
     assert main(["db", "current", "--endpoints", str(tmp_path / "missing.yml")]) == 1
