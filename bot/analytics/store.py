@@ -360,6 +360,31 @@ class AnalyticsStore:
                 counts[name] = (await conn.execute(delete(table).where(match))).rowcount or 0
         return counts
 
+    async def purge_before(self, cutoff: float, batch: int = 500, dry_run: bool = False) -> dict[str, int]:
+        """Retention: delete conversations idle since ``cutoff``, surveys asked and orders paid before it,
+        ``batch`` rows per statement; ``dry_run`` only counts. The rollups (counts only) stay."""
+        from sqlalchemy import delete
+
+        plan = (("conversations", conversations, conversations.c.last_event_at, conversations.c.id),
+                ("surveys", surveys, surveys.c.asked_at, surveys.c.id),
+                ("orders", orders, orders.c.paid_at, orders.c.order_id))
+        counts = {}
+        for name, table, when, key in plan:
+            if dry_run:
+                async with self.engine.connect() as conn:
+                    counts[name] = int((await conn.execute(select(func.count()).select_from(table)
+                                                           .where(when < cutoff))).scalar() or 0)
+                continue
+            counts[name] = 0
+            while True:
+                async with self.engine.begin() as conn:
+                    ids = [r[0] for r in (await conn.execute(select(key).where(when < cutoff).limit(batch))).all()]
+                    if not ids:
+                        break
+                    await conn.execute(delete(table).where(key.in_(ids)))
+                counts[name] += len(ids)
+        return counts
+
     async def surveys_between(self, filters: Filters, limit: int = 200) -> list[dict[str, Any]]:
         """The latest answered surveys with a comment (the page's comment table)."""
         c = surveys.c
