@@ -67,10 +67,13 @@ def customer_of(body: dict[str, Any]) -> str | None:
 class Ingester:
     """Applies broker bodies to the store. One lock per process keeps a conversation's updates in order."""
 
-    def __init__(self, store: AnalyticsStore, config: AnalyticsConfig, segment_of: SegmentOf | None = None) -> None:
+    def __init__(self, store: AnalyticsStore, config: AnalyticsConfig, segment_of: SegmentOf | None = None,
+                 directory: Any = None) -> None:
+        """``directory``: :class:`bot.analytics.directory.CustomerDirectory` (Customer 360), or None."""
         self.store = store
         self.config = config
         self.segment_of = segment_of
+        self.directory = directory
         self.timeout_s = config.conversation_timeout_minutes * 60.0
         self.survey_intents = frozenset({config.survey.intent, SURVEY_COMMENT_INTENT})
         self._lock = asyncio.Lock()
@@ -329,7 +332,13 @@ class Ingester:
             amount = float(data["total_cents"]) / 100.0
         amount = float(amount or 0.0)
         window = self.config.order_window_days * 86400.0
-        conv = await self.store.unconverted_before(conn, customer, ts - window, ts)
+        also: list[str] = []
+        if self.directory is not None:  # the same person on other channels (Customer 360 identities)
+            try:
+                also = await self.directory.same_customer(customer)
+            except Exception:
+                logger.exception("Customer 360 lookup failed; matching the order by its customer id only.")
+        conv = await self.store.unconverted_before(conn, customer, ts - window, ts, also)
         previous = await self.store.previous_order(conn, customer, ts)
         segment = conv["segment"] if conv else await self._segment(None, customer)
         await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,

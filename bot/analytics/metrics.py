@@ -85,6 +85,13 @@ TABLE_DEFINITIONS: tuple[tuple[str, str, str, str, str], ...] = (
      "按会话首个意图统计的满意度评价数与均值、NPS 及 CES 均值。"),
     ("distribution", "Rating distribution", "评分分布", "Answers per score of CSAT, NPS and CES.", "CSAT、NPS、CES 各分值的回答数量。"),
     ("conversations_by_day", "Conversations per day", "每日会话数", "Conversations started per UTC day.", "每天（UTC）开始的会话数。"),
+    # from Customer 360 (bot/customers), when that feature runs
+    ("health_distribution", "Health-score distribution", "健康度分布",
+     "Customers (not merged away) per health band and per 10-point score bin, now; with a segment: that segment's customers.",
+     "当前各健康度区间与每 10 分段的客户数（不含已合并客户）；选择分群时仅统计该分群客户。"),
+    ("health_trend", "Health-score trend", "健康度趋势",
+     "At the end of each day (weekly past 92 days), customers per band and the mean score, from each customer's latest recorded score.",
+     "每天结束时（超过 92 天按周）各健康度区间的客户数与平均分，取每位客户当时最新一次记录的分数。"),
     # from the trigger engine's report (GET /triggers/report), built on the page
     ("journeys", "Journeys", "旅程", "Sends, conversions (the journey's goal event after a send) and skips per journey.",
      "各旅程的发送数、转化数（发送后达成旅程目标事件）与跳过数。"),

@@ -257,10 +257,16 @@ class AnalyticsStore:
             c.started_at < before, c.id != exclude).order_by(c.started_at.desc()).limit(1))).first()
         return dict(row._mapping) if row else None
 
-    async def unconverted_before(self, conn: Any, customer_id: str, since: float, until: float) -> dict[str, Any] | None:
+    async def unconverted_before(self, conn: Any, customer_id: str, since: float, until: float,
+                                 also: list[str] | None = None) -> dict[str, Any] | None:
+        """The customer's latest unconverted conversation started in [since, until]; ``also``: more ids
+        proven to be the same customer (Customer 360), matched as customer or sender id."""
         c = conversations.c
+        who = c.customer_id == customer_id
+        if also:
+            who = or_(who, c.customer_id.in_(also), c.sender_id.in_(also))
         row = (await conn.execute(select(conversations).where(
-            c.customer_id == customer_id, c.started_at >= since, c.started_at <= until,
+            who, c.started_at >= since, c.started_at <= until,
             c.converted.is_(False)).order_by(c.started_at.desc()).limit(1))).first()
         return dict(row._mapping) if row else None
 

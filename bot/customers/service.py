@@ -440,6 +440,15 @@ class CustomerService:
     async def alerts(self, since: float = 0.0, limit: int = 100) -> list[dict[str, Any]]:
         return await self._run(self.alerts_sync, since, limit)
 
+    async def health_overview(self, segment: str | None, day_ends: list[float]) -> dict[str, Any]:
+        """The dashboard's health-score distribution (now) and trend (band counts at each of ``day_ends``)."""
+        bands = [name for name, _ in self.rules.health.bands]  # highest first
+
+        def work() -> dict[str, Any]:
+            with self.store.transaction() as conn:
+                return self.store.health_overview(conn, segment, day_ends, bands)
+        return await self._run(work)
+
     async def context(self, kind: str, value: str) -> dict[str, Any] | None:
         return await self._run(self.context_sync, kind, value)
 

@@ -367,3 +367,58 @@ class CustomerStore:
         last = sa.func.coalesce(c.last_event_at, c.updated_at)
         return [r[0] for r in conn.execute(sa.select(c.id).where(last < cutoff, c.merged_into.is_(None))
                                            .order_by(c.id).limit(limit))]
+
+    # -- the dashboard's health figures (bot/analytics) --------------------------------------
+    def health_overview(self, conn: Any, tag: str | None, day_ends: list[float], bands: list[str]) -> dict[str, Any]:
+        """Now: customers per band and per 10-point score bin; per ``day_ends`` (ascending epoch
+        seconds): each customer's latest recorded score before that moment — the band counts
+        and mean. ``tag``: only the customers in that segment now. One pass over the history."""
+        c = t.customers.c
+        query = sa.select(c.id, c.health_score, c.health_band, c.tags).where(
+            c.merged_into.is_(None), c.health_score.is_not(None))
+        if tag:
+            query = query.where(c.tags.contains(json.dumps(tag, ensure_ascii=False)))
+        members: set[str] = set()
+        per_band = {band: 0 for band in bands}
+        bins = [0] * 10
+        for cid, score, band, tags in conn.execute(query):
+            if tag and tag not in json.loads(tags or "[]"):
+                continue
+            members.add(cid)
+            per_band[band] = per_band.get(band, 0) + 1
+            bins[min(9, max(0, int(score // 10)))] += 1
+        trend = [{"at": end, "bands": {band: 0 for band in bands}, "customers": 0, "mean": None} for end in day_ends]
+        if day_ends and members:
+            h = t.health_history.c
+            rows = conn.execute(sa.select(h.customer_id, h.at, h.score, h.band).where(h.at < day_ends[-1])
+                                .order_by(h.customer_id, h.at, h.seq))
+            totals = [0.0] * len(day_ends)
+            current: str | None = None
+            history: list[tuple[float, float, str]] = []
+
+            def fold(items: list[tuple[float, float, str]]) -> None:
+                i = 0
+                latest: tuple[float, float, str] | None = None
+                for k, end in enumerate(day_ends):
+                    while i < len(items) and items[i][0] < end:
+                        latest = items[i]
+                        i += 1
+                    if latest is not None:
+                        point = trend[k]
+                        point["bands"][latest[2]] = point["bands"].get(latest[2], 0) + 1
+                        point["customers"] += 1
+                        totals[k] += latest[1]
+
+            for cid, at, score, band in rows:
+                if cid != current:
+                    if current in members:
+                        fold(history)
+                    current, history = cid, []
+                history.append((at, score, band))
+            if current in members:
+                fold(history)
+            for k, point in enumerate(trend):
+                point["mean"] = round(totals[k] / point["customers"], 1) if point["customers"] else None
+        return {"customers": len(members), "bands": per_band,
+                "bins": [{"from": 10 * i, "to": 10 * i + 9 if i < 9 else 100, "customers": n} for i, n in enumerate(bins)],
+                "trend": trend}
