@@ -351,6 +351,8 @@ class Ingester:
         if conv is not None:
             await self.store.update_conversation(conn, conv["id"], converted=True)
             self.rollups.add(Bucket.of(conv), "converted", total=amount)
+            if conv.get("rec_clicked_at") is not None:  # a recommendation clicked in the chat, then the order
+                self.rollups.add(Bucket.of(conv), "rec_ordered", total=amount)
 
     async def _behaviour(self, conn: Any, body: dict[str, Any], metric: str) -> None:
         ts = float(body.get("timestamp") or 0.0)
@@ -366,6 +368,12 @@ class Ingester:
 
     async def on_recommendation_clicked(self, conn: Any, body: dict[str, Any]) -> None:
         await self._behaviour(conn, body, "rec_clicked")
+        sender = str(body.get("sender_id") or "")
+        conv = await self.store.latest_conversation(conn, sender) if sender else None
+        ts = float(body.get("timestamp") or 0.0)
+        if conv is not None and conv.get("rec_clicked_at") is None and ts - conv["last_event_at"] <= self.timeout_s:
+            await self.store.update_conversation(conn, conv["id"], rec_clicked_at=ts)
+            self.rollups.add(Bucket.of(conv), "rec_click_conversations")
 
 
 _HANDLERS: dict[str, Callable[[Ingester, Any, dict[str, Any]], Awaitable[None]]] = {

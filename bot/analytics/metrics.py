@@ -69,6 +69,14 @@ DEFINITIONS: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("rec_shown", "Recommendations shown", "推荐展示数", "Product recommendations shown in chat.", "对话中展示的商品推荐次数。", "count"),
     ("rec_clicked", "Recommendations clicked", "推荐点击数", "Product recommendations clicked.", "被点击的商品推荐次数。", "count"),
     ("rec_ctr", "Recommendation click rate", "推荐点击率", "Clicks over recommendations shown.", "推荐点击数除以推荐展示数。", "ratio"),
+    ("rec_ordered", "Recommendations ordered", "推荐成交数",
+     "Conversations with a recommendation click followed by a paid order of the same customer within 7 days.",
+     "有推荐点击、且同一顾客 7 天内产生已支付订单的会话数。", "count"),
+    ("rec_order_rate", "Recommendation order rate", "推荐成交率",
+     "Recommendations ordered over conversations with a recommendation click.",
+     "推荐成交数除以有推荐点击的会话数。", "ratio"),
+    ("rec_order_value", "Recommendation order value", "推荐成交金额",
+     "Amount of the paid orders counted in Recommendations ordered.", "计入推荐成交数的已支付订单金额。", "money"),
 )
 TABLE_DEFINITIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("figures", "All figures", "全部指标", "Every figure above in one table.", "上方全部指标汇总为一张表。"),
@@ -167,6 +175,9 @@ def compute(rows: Iterable[tuple[str, str, int, float]],
         "rec_shown": overall["rec_shown"].n,
         "rec_clicked": overall["rec_clicked"].n,
         "rec_ctr": _ratio(overall["rec_clicked"].n, overall["rec_shown"].n),
+        "rec_ordered": overall["rec_ordered"].n,
+        "rec_order_rate": _ratio(overall["rec_ordered"].n, overall["rec_click_conversations"].n),
+        "rec_order_value": round(overall["rec_ordered"].total, 2),
     }
     for key in _SECONDS:
         figures[key] = _mean(overall[key])

@@ -74,7 +74,12 @@ async def _world(tmp_path: Path, linked: bool) -> tuple[AnalyticsStore, Customer
     directory = Customer360Directory(_Feature(c360)) if linked else None
     ingester = Ingester(store, AnalyticsConfig(), directory.segment_of if directory else None, directory)
     # the openid chats on WeChat, an unknown widget shopper on socketio
-    for body in (user(OPENID, T0 + 3600, "ask_price", "wechat"), user("s2", T0 + 3700, "greet")):
+    # (the openid clicks a recommendation in that chat; s2 clicks one too)
+    for body in (user(OPENID, T0 + 3600, "ask_price", "wechat"), user("s2", T0 + 3700, "greet"),
+                 {"event": "recommendation_clicked", "sender_id": OPENID, "timestamp": T0 + 3650,
+                  "data": {"product_id": "p1"}},
+                 {"event": "recommendation_clicked", "sender_id": "s2", "timestamp": T0 + 3750,
+                  "data": {"product_id": "p2"}}):
         await ingester.handle(body)
     # day 2: 42 orders in the shop (its shop id only) — 20 h after the chat, inside the 7-day window
     clock.now = T0 + DAY
@@ -93,6 +98,9 @@ async def test_orders_convert_the_wechat_chat_through_customer_360_identities(tm
         figures = payload["figures"]
         assert figures["conversations"] == 2 and figures["orders"] == 1
         assert figures["chat_to_order"] == 0.5  # the openid's chat converted by shop customer 42's order
+        # its recommendation click counts as ordered: 1 of the 2 conversations with a click, 100.00 paid
+        assert (figures["rec_clicked"], figures["rec_ordered"], figures["rec_order_rate"],
+                figures["rec_order_value"]) == (2, 1, 0.5, 100.0)
         assert payload["choices"]["segments"] == ["流失风险"]  # 42 was at risk when the chat began
         segment = (await dashboard_payload(store, Filters(START, END, segment="流失风险"), directory=directory))
         assert segment["figures"]["conversations"] == 1 and segment["figures"]["chat_to_order"] == 1.0
@@ -108,6 +116,7 @@ async def test_without_customer_360_the_openid_chat_is_not_matched_to_the_shop_o
     try:
         payload = await dashboard_payload(store, Filters(START, END))
         assert payload["figures"]["conversations"] == 2 and payload["figures"]["chat_to_order"] == 0.0
+        assert payload["figures"]["rec_ordered"] == 0 and payload["figures"]["rec_order_rate"] == 0.0
         assert payload["choices"]["segments"] == [] and payload["health"] is None
         assert "health_distribution" not in payload["tables"]
     finally:
