@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any, Awaitable, Callable
 
+from bot.analytics import customer_rollups
 from bot.analytics.config import AnalyticsConfig
 from bot.analytics.schema import conversations
 from bot.analytics.store import AnalyticsStore, Bucket, RollupBuffer, day_of, hour_of
@@ -344,6 +345,8 @@ class Ingester:
         await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,
                                              "amount": amount, "conversation_id": conv["id"] if conv else None,
                                              "channel": conv["channel"] if conv else "", "segment": segment})
+        await customer_rollups.add_order(conn, self.rollups, order_id, customer, ts, amount,
+                                         conv["channel"] if conv else "", segment)
         paid = Bucket.at(ts, conv["channel"] if conv else "", segment)
         self.rollups.add(paid, "orders", total=amount)
         if previous is not None:  # a repurchase: days since the customer's previous paid order
