@@ -62,6 +62,7 @@ class SurveyRatings:
 
         from bot.analytics.schema import surveys
 
+        await self.store.open()  # idempotent: the analytics feature opens it at start
         query = sa.select(surveys.c.csat, surveys.c.answered_at).where(
             surveys.c.csat.is_not(None), surveys.c.answered_at >= since, surveys.c.answered_at < until)
         async with self.store.engine.connect() as conn:

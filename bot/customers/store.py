@@ -315,7 +315,8 @@ class CustomerStore:
         """Customer ids ``value`` names: a Customer 360 id, or the value of any proven identity; with the
         customers merged into them (a merge keeps the merged record for unmerge)."""
         found = {r[0] for r in conn.execute(sa.select(t.customers.c.id).where(t.customers.c.id == value))}
-        found |= {r[0] for r in conn.execute(sa.select(t.identities.c.customer_id).where(t.identities.c.value == value))}
+        found |= {r[0] for r in conn.execute(sa.select(t.identities.c.customer_id).where(
+            t.identities.c.value == value, t.identities.c.kind != "order"))}  # an order id names no person
         frontier = set(found)
         while frontier:  # merged records (and records merged into those)
             more = {r[0] for r in conn.execute(sa.select(t.customers.c.id).where(
