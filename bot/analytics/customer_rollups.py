@@ -122,7 +122,8 @@ async def rebuild(store: Any, batch: int = 20000) -> int:
 
 
 async def ensure(store: Any) -> None:
-    """Build the rows once for a store that has orders but none of them (written before they existed)."""
+    """Build the rows once for a store that has orders but none of them (written before they existed);
+    the feature's start runs it, so a long build delays the start, never a page request."""
     async with store.engine.connect() as conn:
         has_orders = (await conn.execute(select(orders.c.order_id).limit(1))).first() is not None
         has_rows = (await conn.execute(select(rollups.c.n).where(rollups.c.metric == FIRST).limit(1))).first()

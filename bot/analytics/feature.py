@@ -52,7 +52,10 @@ class AnalyticsFeature(BaseFeature):
         return (self.sweep_forever,)
 
     async def start(self, context: FeatureContext) -> None:
+        from bot.analytics.customer_rollups import ensure
+
         await self.store.open()
+        await ensure(self.store)  # once, for a store whose orders predate the per-customer rollups
         customers = (getattr(context, "peers", None) or {}).get("customers")
         if customers is not None:  # Customer 360 runs: its segments and identities (bot/analytics/directory.py)
             from bot.analytics.directory import Customer360Directory

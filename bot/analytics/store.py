@@ -149,9 +149,6 @@ class AnalyticsStore:
                                 "Check 'analytics: database:' in config.yml (docs/dashboard.md).")
             self.dialect = engine.dialect.name
             self.engine = engine
-            from bot.analytics.customer_rollups import ensure
-
-            await ensure(self)
 
     async def close(self) -> None:
         if self.engine is not None:
