@@ -44,6 +44,8 @@ class CustomersFeature(BaseFeature):
         login token (default: from the project's ``handoff:`` configuration)."""
         self.settings = settings
         section = settings.section("customers") or {}
+        if hasattr(section, "as_dict"):  # endpoints.yml sections arrive as EndpointConfig
+            section = section.as_dict()
         if not isinstance(section, dict):
             raise ConfigError("'customers' must be a mapping (url, verification).", filename="endpoints.yml",
                               fix="e.g. 'customers: {url: sqlite:///customers.db}'.")

@@ -160,3 +160,41 @@ def test_data_cli_erases_from_the_projects_analytics_and_customer_stores(
     erased = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["erased"]
     assert erased["analytics"] == {"surveys": 1, "conversations": 1, "orders": 1}
     assert erased["customer_360"]["customers"] == 1 and erased["customer_360"]["identities"] == 3
+
+
+@pytest.mark.asyncio
+async def test_data_routes_reach_analytics_and_customer_360_for_an_admin_only(tmp_path: Path) -> None:
+    """The real app built from the project (privacy, customers and analytics features): a stranger
+    gets 401, a supervisor 403, the admin token exports and erases in both stores."""
+    import jwt
+
+    from bot.agent import Agent
+    from bot.server.app import create_app
+
+    (tmp_path / "endpoints.yml").write_text(
+        "tracker_store:\n  type: sql\n  url: sqlite:///kefu.db\n"
+        f"customers:\n  url: sqlite:///{tmp_path / 'customers.db'}\n", encoding="utf-8")
+    (tmp_path / "config.yml").write_text("analytics:\n  database: sqlite:///analytics.db\n", encoding="utf-8")
+    c360, analytics = await fill(tmp_path, time.time())
+    await analytics.close()
+    await c360.close()
+    token, secret = "t0ken-" + str(time.time_ns()), "jwt-" + "x" * 40 + str(time.time_ns())
+    supervisor = jwt.encode({"user": {"username": "sam", "role": "supervisor"}}, secret, algorithm="HS256")
+    app = create_app(Agent(action_package=None), project_root=tmp_path, auth_token=token, jwt_secret=secret)
+    admin = {"Authorization": f"Bearer {token}"}
+    _, resp = await app.asgi_client.get("/data/customers/42/export")
+    assert resp.status == 401
+    _, resp = await app.asgi_client.delete("/data/customers/42", headers={"Authorization": f"Bearer {supervisor}"})
+    assert resp.status == 403
+    _, resp = await app.asgi_client.get(f"/data/customers/{OPENID}/export", headers=admin)
+    assert resp.status == 200
+    assert [r["order_id"] for r in resp.json["analytics"]["orders"]] == ["E1"]  # found through the openid
+    assert sorted(r["kind"] for r in resp.json["customer_360"]["identities"]) == ["order", "shop_customer",
+                                                                                  "wechat_openid"]
+    _, resp = await app.asgi_client.delete("/data/customers/42", headers=admin)
+    assert resp.status == 200
+    erased = resp.json["erased"]
+    assert erased["analytics"] == {"surveys": 1, "conversations": 1, "orders": 1}
+    assert erased["customer_360"]["customers"] == 1 and erased["customer_360"]["timeline"] == 3
+    _, resp = await app.asgi_client.get("/data/customers/42/export", headers=admin)
+    assert resp.json["analytics"]["orders"] == [] and resp.json["customer_360"]["customers"] == []
