@@ -4,7 +4,7 @@
 
     evaluate_every_s: 60          # how often the rules are evaluated (one worker evaluates)
     store: {type: redis, url: redis://127.0.0.1:6379/0}   # several workers: shared counts and state
-    rating_sources: [handoff]     # where CSAT ratings come from (bot/alerts/ratings.py)
+    rating_sources: [handoff, survey]  # where CSAT ratings come from (bot/alerts/ratings.py)
     rules:
       - name: complaints_up
         kind: complaint_spike     # complaint intents / negative messages in a window vs a baseline
@@ -77,7 +77,7 @@ class AlertsConfig:
     rules: tuple[AlertRule, ...] = ()
     evaluate_every_s: float = DEFAULT_EVALUATE_EVERY_S
     store: dict[str, Any] = field(default_factory=lambda: {"type": "memory"})
-    rating_sources: tuple[str, ...] = ("handoff",)
+    rating_sources: tuple[str, ...] = ("handoff", "survey")
     filename: str | None = None
 
 
@@ -166,7 +166,7 @@ def parse_alerts(data: Any, filename: str = FILENAME) -> AlertsConfig:
             store.get("type") == "redis" and not isinstance(store.get("url"), str)):
         raise ConfigError("'store' must be {type: memory} or {type: redis, url: redis://...}.", filename,
                           line_of(data, "store"), fix="Several workers need type: redis so they share the counts.")
-    sources = data.get("rating_sources", ["handoff"])
+    sources = data.get("rating_sources", ["handoff", "survey"])
     from bot.alerts.ratings import RATING_SOURCES
 
     if not isinstance(sources, list) or any(s not in RATING_SOURCES for s in sources):

@@ -54,8 +54,42 @@ def filters_of(request: Request, today: dt.date) -> Filters:
                    request.args.get("segment") or None)
 
 
-async def dashboard_payload(store: AnalyticsStore, filters: Filters, language: str = "en") -> dict[str, Any]:
-    """Everything the page shows for ``filters`` (also what the benchmark times)."""
+TREND_DAILY_MAX = 92  # longer ranges: the health trend is weekly
+
+
+def trend_days(filters: Filters) -> list[str]:
+    """The days whose end the health trend samples: each day up to TREND_DAILY_MAX days, else every 7th
+    day counted back from the range's end."""
+    first, last = dt.date.fromisoformat(filters.start), dt.date.fromisoformat(filters.end)
+    step = 1 if (last - first).days < TREND_DAILY_MAX else 7
+    out = []
+    day = last
+    while day >= first:
+        out.append(day)
+        day -= dt.timedelta(days=step)
+    return [d.isoformat() for d in reversed(out)]
+
+
+async def health_payload(directory: Any, filters: Filters) -> dict[str, Any] | None:
+    """Customer 360's health-score distribution (now) and trend over the range; None without it."""
+    if directory is None:
+        return None
+    days = trend_days(filters)
+    ends = [(dt.datetime.fromisoformat(d).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)).timestamp()
+            for d in days]
+    overview = await directory.health(filters.segment, ends)
+    if overview is None:
+        return None
+    for day, point in zip(days, overview["trend"]):
+        point["day"] = day
+        point.pop("at", None)
+    return overview
+
+
+async def dashboard_payload(store: AnalyticsStore, filters: Filters, language: str = "en",
+                            directory: Any = None) -> dict[str, Any]:
+    """Everything the page shows for ``filters`` (also what the benchmark times); ``directory``:
+    Customer 360 (the health-score figures), when that feature runs."""
     result = compute(*await store.sums(filters))
     start_ts = dt.datetime.fromisoformat(filters.start).replace(tzinfo=dt.timezone.utc).timestamp()
     end_ts = (dt.datetime.fromisoformat(filters.end).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)).timestamp()
@@ -65,6 +99,15 @@ async def dashboard_payload(store: AnalyticsStore, filters: Filters, language: s
     counted = dict(await store.series(filters, "conversations", "h" if hourly else "d"))
     result["tables"]["conversations_by_day"] = [{"bucket": b, "conversations": counted.get(b, 0)}
                                                 for b in _buckets(filters, hourly, counted)]
+    health = await health_payload(directory, filters)
+    result["health"] = health
+    if health is not None:
+        result["tables"]["health_distribution"] = [
+            *({"kind": "band", "name": band, "customers": n} for band, n in health["bands"].items()),
+            *({"kind": "score", "name": f"{b['from']}-{b['to']}", "customers": b["customers"]} for b in health["bins"])]
+        result["tables"]["health_trend"] = [{"day": p["day"], "customers": p["customers"], "mean": p["mean"],
+                                             **{f"band_{k}": v for k, v in p["bands"].items()}}
+                                            for p in health["trend"]]
     result["definitions"] = definitions(language)
     result["filters"] = {"start": filters.start, "end": filters.end, "channel": filters.channel,
                          "segment": filters.segment, "grain": "hour" if hourly else "day"}
@@ -96,8 +139,9 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def create_dashboard_blueprint(analytics: AnalyticsStore,
-                               today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.timezone.utc).date()
-                               ) -> Blueprint:
+                               today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.timezone.utc).date(),
+                               directory: Callable[[], Any] = lambda: None) -> Blueprint:
+    """``directory()``: Customer 360 (:mod:`bot.analytics.directory`) once the feature has started, else None."""
     bp = Blueprint("analytics_dashboard")
 
     async def store() -> AnalyticsStore:
@@ -125,7 +169,8 @@ def create_dashboard_blueprint(analytics: AnalyticsStore,
     @requires_scope(Scope.ANALYTICS_READ)
     async def metrics(request: Request) -> HTTPResponse:
         started = time.perf_counter()
-        payload = await dashboard_payload(await store(), filters_of(request, today()), request.args.get("lang") or "en")
+        payload = await dashboard_payload(await store(), filters_of(request, today()), request.args.get("lang") or "en",
+                                          directory())
         payload["took_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return response.json(payload, headers={"Cache-Control": "no-store"})
 
@@ -134,7 +179,7 @@ def create_dashboard_blueprint(analytics: AnalyticsStore,
     async def export(request: Request, table: str) -> HTTPResponse:
         name = table[:-4] if table.endswith(".csv") else table
         filters = filters_of(request, today())
-        payload = await dashboard_payload(await store(), filters, request.args.get("lang") or "en")
+        payload = await dashboard_payload(await store(), filters, request.args.get("lang") or "en", directory())
         if name == FIGURE_TABLE:
             rows = [{"metric": key, "name": payload["definitions"][key]["name"], "value": value,
                      "definition": payload["definitions"][key]["definition"]}

@@ -36,13 +36,14 @@ class AnalyticsFeature(BaseFeature):
         self.ingester = Ingester(self.store, config, segment_of)
         self.survey = SurveyService(config.survey, self.store, self.ingester, clock)
         self.broker: Any = None
+        self.directory: Any = None  # Customer 360, when that feature runs (set at start)
         self._started = False
         self.session_minutes: float | None = None
 
     def blueprints(self) -> Sequence[Any]:
         from bot.analytics.api import create_dashboard_blueprint
 
-        return (create_dashboard_blueprint(self.store),)
+        return (create_dashboard_blueprint(self.store, directory=lambda: self.directory),)
 
     def hooks(self) -> Sequence[Any]:
         return (SurveyHook(self.survey),) if self.config.survey.enabled else ()
@@ -51,7 +52,17 @@ class AnalyticsFeature(BaseFeature):
         return (self.sweep_forever,)
 
     async def start(self, context: FeatureContext) -> None:
+        from bot.analytics.customer_rollups import ensure
+
         await self.store.open()
+        await ensure(self.store)  # once, for a store whose orders predate the per-customer rollups
+        customers = (getattr(context, "peers", None) or {}).get("customers")
+        if customers is not None:  # Customer 360 runs: its segments and identities (bot/analytics/directory.py)
+            from bot.analytics.directory import Customer360Directory
+
+            self.directory = Customer360Directory(customers)
+            self.ingester.directory = self.directory
+            self.ingester.segment_of = self.directory.segment_of
         self.survey.agent = context.agent
         self.survey.outputs = context.outputs
         domain = getattr(context.agent, "domain", None)

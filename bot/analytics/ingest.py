@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any, Awaitable, Callable
 
+from bot.analytics import customer_rollups
 from bot.analytics.config import AnalyticsConfig
 from bot.analytics.schema import conversations
 from bot.analytics.store import AnalyticsStore, Bucket, RollupBuffer, day_of, hour_of
@@ -67,10 +68,13 @@ def customer_of(body: dict[str, Any]) -> str | None:
 class Ingester:
     """Applies broker bodies to the store. One lock per process keeps a conversation's updates in order."""
 
-    def __init__(self, store: AnalyticsStore, config: AnalyticsConfig, segment_of: SegmentOf | None = None) -> None:
+    def __init__(self, store: AnalyticsStore, config: AnalyticsConfig, segment_of: SegmentOf | None = None,
+                 directory: Any = None) -> None:
+        """``directory``: :class:`bot.analytics.directory.CustomerDirectory` (Customer 360), or None."""
         self.store = store
         self.config = config
         self.segment_of = segment_of
+        self.directory = directory
         self.timeout_s = config.conversation_timeout_minutes * 60.0
         self.survey_intents = frozenset({config.survey.intent, SURVEY_COMMENT_INTENT})
         self._lock = asyncio.Lock()
@@ -329,12 +333,20 @@ class Ingester:
             amount = float(data["total_cents"]) / 100.0
         amount = float(amount or 0.0)
         window = self.config.order_window_days * 86400.0
-        conv = await self.store.unconverted_before(conn, customer, ts - window, ts)
+        also: list[str] = []
+        if self.directory is not None:  # the same person on other channels (Customer 360 identities)
+            try:
+                also = await self.directory.same_customer(customer)
+            except Exception:
+                logger.exception("Customer 360 lookup failed; matching the order by its customer id only.")
+        conv = await self.store.unconverted_before(conn, customer, ts - window, ts, also)
         previous = await self.store.previous_order(conn, customer, ts)
         segment = conv["segment"] if conv else await self._segment(None, customer)
         await self.store.insert_order(conn, {"order_id": order_id, "customer_id": customer, "paid_at": ts,
                                              "amount": amount, "conversation_id": conv["id"] if conv else None,
                                              "channel": conv["channel"] if conv else "", "segment": segment})
+        await customer_rollups.add_order(conn, self.rollups, order_id, customer, ts, amount,
+                                         conv["channel"] if conv else "", segment)
         paid = Bucket.at(ts, conv["channel"] if conv else "", segment)
         self.rollups.add(paid, "orders", total=amount)
         if previous is not None:  # a repurchase: days since the customer's previous paid order
@@ -342,6 +354,8 @@ class Ingester:
         if conv is not None:
             await self.store.update_conversation(conn, conv["id"], converted=True)
             self.rollups.add(Bucket.of(conv), "converted", total=amount)
+            if conv.get("rec_clicked_at") is not None:  # a recommendation clicked in the chat, then the order
+                self.rollups.add(Bucket.of(conv), "rec_ordered", total=amount)
 
     async def _behaviour(self, conn: Any, body: dict[str, Any], metric: str) -> None:
         ts = float(body.get("timestamp") or 0.0)
@@ -357,6 +371,12 @@ class Ingester:
 
     async def on_recommendation_clicked(self, conn: Any, body: dict[str, Any]) -> None:
         await self._behaviour(conn, body, "rec_clicked")
+        sender = str(body.get("sender_id") or "")
+        conv = await self.store.latest_conversation(conn, sender) if sender else None
+        ts = float(body.get("timestamp") or 0.0)
+        if conv is not None and conv.get("rec_clicked_at") is None and ts - conv["last_event_at"] <= self.timeout_s:
+            await self.store.update_conversation(conn, conv["id"], rec_clicked_at=ts)
+            self.rollups.add(Bucket.of(conv), "rec_click_conversations")
 
 
 _HANDLERS: dict[str, Callable[[Ingester, Any, dict[str, Any]], Awaitable[None]]] = {

@@ -69,6 +69,14 @@ DEFINITIONS: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("rec_shown", "Recommendations shown", "推荐展示数", "Product recommendations shown in chat.", "对话中展示的商品推荐次数。", "count"),
     ("rec_clicked", "Recommendations clicked", "推荐点击数", "Product recommendations clicked.", "被点击的商品推荐次数。", "count"),
     ("rec_ctr", "Recommendation click rate", "推荐点击率", "Clicks over recommendations shown.", "推荐点击数除以推荐展示数。", "ratio"),
+    ("rec_ordered", "Recommendations ordered", "推荐成交数",
+     "Conversations with a recommendation click followed by a paid order of the same customer within 7 days.",
+     "有推荐点击、且同一顾客 7 天内产生已支付订单的会话数。", "count"),
+    ("rec_order_rate", "Recommendation order rate", "推荐成交率",
+     "Recommendations ordered over conversations with a recommendation click.",
+     "推荐成交数除以有推荐点击的会话数。", "ratio"),
+    ("rec_order_value", "Recommendation order value", "推荐成交金额",
+     "Amount of the paid orders counted in Recommendations ordered.", "计入推荐成交数的已支付订单金额。", "money"),
 )
 TABLE_DEFINITIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("figures", "All figures", "全部指标", "Every figure above in one table.", "上方全部指标汇总为一张表。"),
@@ -85,6 +93,13 @@ TABLE_DEFINITIONS: tuple[tuple[str, str, str, str, str], ...] = (
      "按会话首个意图统计的满意度评价数与均值、NPS 及 CES 均值。"),
     ("distribution", "Rating distribution", "评分分布", "Answers per score of CSAT, NPS and CES.", "CSAT、NPS、CES 各分值的回答数量。"),
     ("conversations_by_day", "Conversations per day", "每日会话数", "Conversations started per UTC day.", "每天（UTC）开始的会话数。"),
+    # from Customer 360 (bot/customers), when that feature runs
+    ("health_distribution", "Health-score distribution", "健康度分布",
+     "Customers (not merged away) per health band and per 10-point score bin, now; with a segment: that segment's customers.",
+     "当前各健康度区间与每 10 分段的客户数（不含已合并客户）；选择分群时仅统计该分群客户。"),
+    ("health_trend", "Health-score trend", "健康度趋势",
+     "At the end of each day (weekly past 92 days), customers per band and the mean score, from each customer's latest recorded score.",
+     "每天结束时（超过 92 天按周）各健康度区间的客户数与平均分，取每位客户当时最新一次记录的分数。"),
     # from the trigger engine's report (GET /triggers/report), built on the page
     ("journeys", "Journeys", "旅程", "Sends, conversions (the journey's goal event after a send) and skips per journey.",
      "各旅程的发送数、转化数（发送后达成旅程目标事件）与跳过数。"),
@@ -160,6 +175,9 @@ def compute(rows: Iterable[tuple[str, str, int, float]],
         "rec_shown": overall["rec_shown"].n,
         "rec_clicked": overall["rec_clicked"].n,
         "rec_ctr": _ratio(overall["rec_clicked"].n, overall["rec_shown"].n),
+        "rec_ordered": overall["rec_ordered"].n,
+        "rec_order_rate": _ratio(overall["rec_ordered"].n, overall["rec_click_conversations"].n),
+        "rec_order_value": round(overall["rec_ordered"].total, 2),
     }
     for key in _SECONDS:
         figures[key] = _mean(overall[key])

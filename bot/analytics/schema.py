@@ -47,6 +47,7 @@ conversations = Table(
     Column("resolved", Boolean, nullable=False, default=False),  # by the bot or by an agent
     Column("repeated", Boolean, nullable=False, default=False),  # a repeat inquiry followed within the window
     Column("converted", Boolean, nullable=False, default=False),  # an order followed within the window
+    Column("rec_clicked_at", Float),  # the first recommendation click in the conversation (rec_ordered)
     Index("ix_analytics_conv_sender", "sender_id", "last_event_at"),
     Index("ix_analytics_conv_customer", "customer_id", "started_at"),
     Index("ix_analytics_conv_open", "ended_at", "last_event_at"),

@@ -99,6 +99,18 @@ class RollupBuffer:
                         cell[0] += n
                         cell[1] += total
 
+    def add_cell(self, day: str, channel: str, segment: str, metric: str, dim: str, n: int, total: float) -> None:
+        """One increment to exactly this channel/segment cell (day and month rows), no ``*`` spreading:
+        for the per-customer rollups, whose ``*`` cells are computed on their own (a customer's previous
+        order differs per filter)."""
+        for grain, key in (("d", day), ("m", day[:7])):
+            cell = self.pending.get((grain, key, channel, segment, metric, dim))
+            if cell is None:
+                self.pending[(grain, key, channel, segment, metric, dim)] = [n, total]
+            else:
+                cell[0] += n
+                cell[1] += total
+
     def take(self) -> dict[tuple, list[float]]:
         pending, self.pending = self.pending, {}
         return pending
@@ -259,10 +271,16 @@ class AnalyticsStore:
             c.started_at < before, c.id != exclude).order_by(c.started_at.desc()).limit(1))).first()
         return dict(row._mapping) if row else None
 
-    async def unconverted_before(self, conn: Any, customer_id: str, since: float, until: float) -> dict[str, Any] | None:
+    async def unconverted_before(self, conn: Any, customer_id: str, since: float, until: float,
+                                 also: list[str] | None = None) -> dict[str, Any] | None:
+        """The customer's latest unconverted conversation started in [since, until]; ``also``: more ids
+        proven to be the same customer (Customer 360), matched as customer or sender id."""
         c = conversations.c
+        who = c.customer_id == customer_id
+        if also:
+            who = or_(who, c.customer_id.in_(also), c.sender_id.in_(also))
         row = (await conn.execute(select(conversations).where(
-            c.customer_id == customer_id, c.started_at >= since, c.started_at <= until,
+            who, c.started_at >= since, c.started_at <= until,
             c.converted.is_(False)).order_by(c.started_at.desc()).limit(1))).first()
         return dict(row._mapping) if row else None
 
@@ -307,8 +325,37 @@ class AnalyticsStore:
     async def update_survey(self, conn: Any, survey_id: str, **values: Any) -> None:
         await conn.execute(update(surveys).where(surveys.c.id == survey_id).values(**values))
 
-    async def customer_value(self, filters: Filters, start_ts: float, end_ts: float) -> dict[str, Any]:
-        """LTV and retention from the orders (``[start_ts, end_ts)`` is the filters' range in seconds).
+    async def customer_value(self, filters: Filters, start_ts: float = 0.0, end_ts: float = 0.0) -> dict[str, Any]:
+        """Buyers, LTV and retention from the per-customer rollups (:mod:`bot.analytics.customer_rollups`):
+        a few index ranges of ``analytics_rollups``, however long the shop's order history."""
+        from bot.analytics.customer_rollups import FIRST, LAST
+
+        start, end = dt.date.fromisoformat(filters.start), dt.date.fromisoformat(filters.end)
+        length = (end - start).days + 1
+        before = Filters((start - dt.timedelta(days=length)).isoformat(), (start - dt.timedelta(days=1)).isoformat(),
+                         filters.channel, filters.segment)
+        c = rollups.c
+
+        def first_in(f: Filters, *where: Any) -> Any:
+            return self._filtered(select(func.sum(c.n)).where(self._in_range(f), c.metric == FIRST, *where), f)
+
+        new_in_range = or_(c.dim == "", c.dim < filters.start)  # the customer's first order in the range
+        queries = (
+            first_in(filters, new_in_range),
+            first_in(filters, c.dim >= before.start, c.dim < filters.start),  # ... after one in the period before
+            first_in(before, or_(c.dim == "", c.dim < before.start)),
+            self._filtered(select(func.sum(c.total)).where(  # lifetime paid at each buyer's last order in the range
+                self._in_range(filters), c.metric == LAST, or_(c.dim == "", c.dim > filters.end)), filters),
+        )
+        async with self.engine.connect() as conn:
+            buyers, kept, previous, paid = [(await conn.execute(q)).scalar() for q in queries]
+        buyers, previous, kept = int(buyers or 0), int(previous or 0), int(kept or 0)
+        return {"ltv": round(float(paid or 0.0) / buyers, 2) if buyers else None, "buyers": buyers,
+                "retention": round(kept / previous, 4) if previous else None}
+
+    async def customer_value_scan(self, filters: Filters, start_ts: float, end_ts: float) -> dict[str, Any]:
+        """The same figures by one pass over the orders (the reference the rollups are tested against;
+        ``[start_ts, end_ts)`` is the filters' range in seconds).
 
         LTV: mean amount paid up to the range's end by the customers who paid in the range.
         Retention: of the customers who paid in the equally long period before the range, the
@@ -360,6 +407,31 @@ class AnalyticsStore:
                                          ("orders", orders, ("customer_id",))):
                 match = or_(*(table.c[column].in_(ids) for column in columns))
                 counts[name] = (await conn.execute(delete(table).where(match))).rowcount or 0
+        return counts
+
+    async def purge_before(self, cutoff: float, batch: int = 500, dry_run: bool = False) -> dict[str, int]:
+        """Retention: delete conversations idle since ``cutoff``, surveys asked and orders paid before it,
+        ``batch`` rows per statement; ``dry_run`` only counts. The rollups (counts only) stay."""
+        from sqlalchemy import delete
+
+        plan = (("conversations", conversations, conversations.c.last_event_at, conversations.c.id),
+                ("surveys", surveys, surveys.c.asked_at, surveys.c.id),
+                ("orders", orders, orders.c.paid_at, orders.c.order_id))
+        counts = {}
+        for name, table, when, key in plan:
+            if dry_run:
+                async with self.engine.connect() as conn:
+                    counts[name] = int((await conn.execute(select(func.count()).select_from(table)
+                                                           .where(when < cutoff))).scalar() or 0)
+                continue
+            counts[name] = 0
+            while True:
+                async with self.engine.begin() as conn:
+                    ids = [r[0] for r in (await conn.execute(select(key).where(when < cutoff).limit(batch))).all()]
+                    if not ids:
+                        break
+                    await conn.execute(delete(table).where(key.in_(ids)))
+                counts[name] += len(ids)
         return counts
 
     async def surveys_between(self, filters: Filters, limit: int = 200) -> list[dict[str, Any]]:

@@ -44,6 +44,8 @@ class CustomersFeature(BaseFeature):
         login token (default: from the project's ``handoff:`` configuration)."""
         self.settings = settings
         section = settings.section("customers") or {}
+        if hasattr(section, "as_dict"):  # endpoints.yml sections arrive as EndpointConfig
+            section = section.as_dict()
         if not isinstance(section, dict):
             raise ConfigError("'customers' must be a mapping (url, verification).", filename="endpoints.yml",
                               fix="e.g. 'customers: {url: sqlite:///customers.db}'.")
@@ -61,6 +63,7 @@ class CustomersFeature(BaseFeature):
         self.console_verify: Callable[[str], Principal | None] | None = console_verify
         self.owns_console_verify = console_verify is None
         self.broker: Any = None
+        self.handoff_feature: Any = None  # the handoff feature (its notifier reaches the consoles), when it runs
         self.hooked = False
         self.processed = 0
         self.failed = 0
@@ -78,6 +81,9 @@ class CustomersFeature(BaseFeature):
                 self.broker.subscribe(self.on_broker_message, group="kefu-customers")
             else:
                 self.broker.subscribe(self.on_broker_message)
+        self.handoff_feature = (getattr(context, "peers", None) or {}).get("handoff")
+        if self.service is not None:
+            self.service.notify = self.notify_consoles
         self.hooked = hasattr(context.agent, "add_hook")  # an agent without hooks: broker events only
         setattr(context.agent, "customers", self)  # handoff routing and journeys ask context_for (optional)
         if self.owns_console_verify:
@@ -102,6 +108,33 @@ class CustomersFeature(BaseFeature):
 
     def health(self) -> FeatureHealth:
         return FeatureHealth(detail={"processed": self.processed, "failed": self.failed, "queued": self.queue.qsize()})
+
+    async def notify_consoles(self, notice: dict[str, Any]) -> None:
+        """A health.yml ``notify_agents`` action, live on the consoles through the handoff notifier (its bus
+        reaches every worker), as ``bot/alerts`` sends its alerts.
+
+        Who sees it (the handoff service's ``wants``): supervisors and admins always; when the customer
+        has an open handoff (on any conversation proven theirs), also its agent and the agents who
+        serve its queue — the people about to talk to them. No conversation id or shopper data is in
+        the event: the Customer 360 id, the rule, the message, score and band.
+        """
+        handoff = getattr(getattr(self, "handoff_feature", None), "service", None)
+        if handoff is None:
+            return
+        detail = notice["detail"]
+        open_handoff = None
+        for conversation in notice.get("conversations") or ():
+            open_handoff = await handoff.store.active_for(conversation)
+            if open_handoff is not None:
+                break
+        event = {"type": "customer_alert", "customer_id": notice["customer_id"], "rule": notice["rule"],
+                 "at": notice["at"], "message": detail.get("message"), "score": detail.get("score"),
+                 "band": detail.get("band"), "previous_band": detail.get("previous_band"),
+                 "skill_group": detail.get("skill_group"),
+                 "queue": open_handoff["queue"] if open_handoff else None,
+                 "agent_id": open_handoff["agent_id"] if open_handoff else None,
+                 "handoff_id": open_handoff["id"] if open_handoff else None}
+        await handoff.notifier.notify(event)
 
     async def on_broker_message(self, body: dict[str, Any]) -> None:
         item = from_broker(body)

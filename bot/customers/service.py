@@ -61,6 +61,9 @@ class CustomerService:
         self.clock = clock
         self.publish = publish  # the event broker's publish (threshold actions entering journeys)
         self._outbox: list[dict[str, Any]] = []  # broker bodies of the current event (sent after its commit)
+        self._notices: list[dict[str, Any]] = []  # agent notifications of the current event (after its commit)
+        # Where agent notifications go live (the customers feature sets the handoff consoles'); None: stored only.
+        self.notify: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         # One thread: every transaction runs off the event loop, in order (SQLite has one writer anyway).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="customers")
 
@@ -115,6 +118,7 @@ class CustomerService:
         """Store and fold one event; returns the customer id it was attributed to."""
         now = self.clock()
         self._outbox = []
+        self._notices = []
         with self.store.transaction() as conn:
             known = None if links else self.store.owner(conn, *event.identity)
             cid = known or self._resolve(conn, [Link(event.identity[0], event.identity[1], proof), *links], now)
@@ -204,6 +208,9 @@ class CustomerService:
             self.store.add_alert(conn, cid, now, action.name, detail)
             if action.notify_agents:
                 logger.warning("Customer %s: %s (health %.1f, %s).", cid, action.notify_agents, score, band)
+                self._notices.append({"customer_id": cid, "at": now, "rule": action.name, "detail": detail,
+                                      "conversations": sorted(i["value"] for i in identities
+                                                              if i["kind"] in ("conversation", "wechat_openid"))})
             if action.journey:
                 shop_id = next((i["value"] for i in identities if i["kind"] == "shop_customer"), None)
                 self._outbox.append({"event": "customer_health_changed", "event_id": f"health-{cid}-{now}",
@@ -376,10 +383,17 @@ class CustomerService:
 
     async def ingest(self, event: prof.CustomerEvent, links: Sequence[Link] = (), proof: str = "event") -> str:
         """Store and fold one event; returns the customer id it was attributed to."""
-        def work() -> tuple[str, list[dict[str, Any]]]:
-            return self.ingest_sync(event, links, proof), list(self._outbox)
+        def work() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+            return self.ingest_sync(event, links, proof), list(self._outbox), list(self._notices)
 
-        cid, bodies = await self._run(work)
+        cid, bodies, notices = await self._run(work)
+        for notice in notices:
+            if self.notify is None:
+                break
+            try:
+                await self.notify(notice)
+            except Exception:  # a console bus down must not lose the profile update
+                logger.exception("Could not notify the consoles of a health alert for %s", cid)
         for body in bodies:
             if self.publish is None:
                 break
@@ -425,6 +439,15 @@ class CustomerService:
 
     async def alerts(self, since: float = 0.0, limit: int = 100) -> list[dict[str, Any]]:
         return await self._run(self.alerts_sync, since, limit)
+
+    async def health_overview(self, segment: str | None, day_ends: list[float]) -> dict[str, Any]:
+        """The dashboard's health-score distribution (now) and trend (band counts at each of ``day_ends``)."""
+        bands = [name for name, _ in self.rules.health.bands]  # highest first
+
+        def work() -> dict[str, Any]:
+            with self.store.transaction() as conn:
+                return self.store.health_overview(conn, segment, day_ends, bands)
+        return await self._run(work)
 
     async def context(self, kind: str, value: str) -> dict[str, Any] | None:
         return await self._run(self.context_sync, kind, value)

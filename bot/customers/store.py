@@ -308,3 +308,117 @@ class CustomerStore:
                                   .order_by(t.alerts.c.seq.desc()).limit(limit))
         return [{"customer_id": r.customer_id, "at": r.at, "rule": r.rule, "detail": json.loads(r.detail or "{}")}
                 for r in rows]
+
+    # -- privacy (bot/privacy: export, erase and retention of one customer's data) -----------
+    def resolve(self, conn: Any, value: str) -> list[str]:
+        """Customer ids ``value`` names: a Customer 360 id, or the value of any proven identity; with the
+        customers merged into them (a merge keeps the merged record for unmerge)."""
+        found = {r[0] for r in conn.execute(sa.select(t.customers.c.id).where(t.customers.c.id == value))}
+        found |= {r[0] for r in conn.execute(sa.select(t.identities.c.customer_id).where(
+            t.identities.c.value == value, t.identities.c.kind != "order"))}  # an order id names no person
+        frontier = set(found)
+        while frontier:  # merged records (and records merged into those)
+            more = {r[0] for r in conn.execute(sa.select(t.customers.c.id).where(
+                t.customers.c.merged_into.in_(sorted(frontier))))} - found
+            found |= more
+            frontier = more
+        return sorted(found)
+
+    def export_customers(self, conn: Any, ids: list[str]) -> dict[str, Any]:
+        """Every row Customer 360 keeps of ``ids``: record (profile, tags, health), identities, health
+        history, timeline events, alerts, merges and refused links."""
+        c = t
+        rows = lambda q: [dict(r._mapping) for r in conn.execute(q)]  # noqa: E731
+        return {
+            "customers": [_customer(r) for r in conn.execute(sa.select(c.customers).where(c.customers.c.id.in_(ids)))],
+            "identities": rows(sa.select(c.identities).where(c.identities.c.customer_id.in_(ids))
+                               .order_by(c.identities.c.linked_at)),
+            "health_history": [{**r, "factors": json.loads(r["factors"] or "[]")} for r in rows(
+                sa.select(c.health_history).where(c.health_history.c.customer_id.in_(ids)).order_by(c.health_history.c.seq))],
+            "timeline": [{**r, "data": json.loads(r["data"] or "{}")} for r in rows(
+                sa.select(c.events).where(c.events.c.customer_id.in_(ids)).order_by(c.events.c.ts, c.events.c.seq))],
+            "alerts": [{**r, "detail": json.loads(r["detail"] or "{}")} for r in rows(
+                sa.select(c.alerts).where(c.alerts.c.customer_id.in_(ids)).order_by(c.alerts.c.seq))],
+            "merges": rows(sa.select(c.merges).where(sa.or_(c.merges.c.survivor_id.in_(ids),
+                                                            c.merges.c.merged_id.in_(ids)))),
+            "conflicts": rows(sa.select(c.conflicts).where(sa.or_(c.conflicts.c.owner_id.in_(ids),
+                                                                  c.conflicts.c.claimant_id.in_(ids)))),
+        }
+
+    def erase_customers(self, conn: Any, ids: list[str]) -> dict[str, int]:
+        """Delete every row of ``ids`` (as :meth:`export_customers` lists them); returns counts per table."""
+        if not ids:
+            return {}
+        statements = {
+            "identities": t.identities.delete().where(t.identities.c.customer_id.in_(ids)),
+            "health_history": t.health_history.delete().where(t.health_history.c.customer_id.in_(ids)),
+            "timeline": t.events.delete().where(t.events.c.customer_id.in_(ids)),
+            "alerts": t.alerts.delete().where(t.alerts.c.customer_id.in_(ids)),
+            "merges": t.merges.delete().where(sa.or_(t.merges.c.survivor_id.in_(ids), t.merges.c.merged_id.in_(ids))),
+            "conflicts": t.conflicts.delete().where(sa.or_(t.conflicts.c.owner_id.in_(ids),
+                                                           t.conflicts.c.claimant_id.in_(ids))),
+            "customers": t.customers.delete().where(t.customers.c.id.in_(ids)),
+        }
+        return {name: conn.execute(statement).rowcount or 0 for name, statement in statements.items()}
+
+    def idle_since(self, conn: Any, cutoff: float, limit: int) -> list[str]:
+        """Customers (not merged away) with no event since ``cutoff`` — retention's candidates."""
+        c = t.customers.c
+        last = sa.func.coalesce(c.last_event_at, c.updated_at)
+        return [r[0] for r in conn.execute(sa.select(c.id).where(last < cutoff, c.merged_into.is_(None))
+                                           .order_by(c.id).limit(limit))]
+
+    # -- the dashboard's health figures (bot/analytics) --------------------------------------
+    def health_overview(self, conn: Any, tag: str | None, day_ends: list[float], bands: list[str]) -> dict[str, Any]:
+        """Now: customers per band and per 10-point score bin; per ``day_ends`` (ascending epoch
+        seconds): each customer's latest recorded score before that moment — the band counts
+        and mean. ``tag``: only the customers in that segment now. One pass over the history."""
+        c = t.customers.c
+        query = sa.select(c.id, c.health_score, c.health_band, c.tags).where(
+            c.merged_into.is_(None), c.health_score.is_not(None))
+        if tag:
+            query = query.where(c.tags.contains(json.dumps(tag, ensure_ascii=False)))
+        members: set[str] = set()
+        per_band = {band: 0 for band in bands}
+        bins = [0] * 10
+        for cid, score, band, tags in conn.execute(query):
+            if tag and tag not in json.loads(tags or "[]"):
+                continue
+            members.add(cid)
+            per_band[band] = per_band.get(band, 0) + 1
+            bins[min(9, max(0, int(score // 10)))] += 1
+        trend = [{"at": end, "bands": {band: 0 for band in bands}, "customers": 0, "mean": None} for end in day_ends]
+        if day_ends and members:
+            h = t.health_history.c
+            rows = conn.execute(sa.select(h.customer_id, h.at, h.score, h.band).where(h.at < day_ends[-1])
+                                .order_by(h.customer_id, h.at, h.seq))
+            totals = [0.0] * len(day_ends)
+            current: str | None = None
+            history: list[tuple[float, float, str]] = []
+
+            def fold(items: list[tuple[float, float, str]]) -> None:
+                i = 0
+                latest: tuple[float, float, str] | None = None
+                for k, end in enumerate(day_ends):
+                    while i < len(items) and items[i][0] < end:
+                        latest = items[i]
+                        i += 1
+                    if latest is not None:
+                        point = trend[k]
+                        point["bands"][latest[2]] = point["bands"].get(latest[2], 0) + 1
+                        point["customers"] += 1
+                        totals[k] += latest[1]
+
+            for cid, at, score, band in rows:
+                if cid != current:
+                    if current in members:
+                        fold(history)
+                    current, history = cid, []
+                history.append((at, score, band))
+            if current in members:
+                fold(history)
+            for k, point in enumerate(trend):
+                point["mean"] = round(totals[k] / point["customers"], 1) if point["customers"] else None
+        return {"customers": len(members), "bands": per_band,
+                "bins": [{"from": 10 * i, "to": 10 * i + 9 if i < 9 else 100, "customers": n} for i, n in enumerate(bins)],
+                "trend": trend}

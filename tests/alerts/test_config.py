@@ -39,7 +39,7 @@ def test_valid_file_with_defaults(tmp_path):
     assert config.rules[1].severity == "critical" and config.rules[1]["min_ratings"] == 5
     assert config.rules[2]["queue"] == "after_sales"
     assert config.rules[3]["min_conversations"] == 20
-    assert config.store == {"type": "memory"} and config.rating_sources == ("handoff",)
+    assert config.store == {"type": "memory"} and config.rating_sources == ("handoff", "survey")
 
 
 @pytest.mark.parametrize(("text", "line", "words"), [

@@ -91,4 +91,7 @@ EXPECTED = {
     "rec_shown": 3,
     "rec_clicked": 1,
     "rec_ctr": 0.3333,
+    "rec_ordered": 0,  # B clicked, but B's customer never paid
+    "rec_order_rate": 0.0,  # 0 of the 1 conversation with a click
+    "rec_order_value": 0.0,
 }

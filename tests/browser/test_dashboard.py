@@ -201,3 +201,113 @@ def test_dashboard_sign_in_figures_charts_language_and_csv(browser: Any, dashboa
     page.screenshot(path=str(artifacts / "dashboard-zh.png"), full_page=True)
     assert errors == []
     context.close()
+
+
+# ----------------------------------------------------------------- with Customer 360 running
+HEALTH_YML = """\
+components:
+  repurchase: {signal: days_since_last_order, normalise: {low: 100, high: 0}, weight: 1}
+bands: {healthy: 70, watch: 40, at_risk: 0}
+"""
+CUSTOMERS_YML = """\
+segments:
+  流失风险: {when: {health_band: at_risk}}
+  活跃: {when: {health_band: healthy}}
+"""
+HEALTH_START, HEALTH_END = "2026-10-22", "2026-11-04"
+
+
+class Customer360DashboardServer(DashboardServer):
+    """The analytics and customers features together; Customer 360 seeded with 14 days of orders."""
+
+    def __init__(self, db: Path) -> None:
+        super().__init__(db)
+        self.expected: dict[str, Any] = {}
+
+    async def _start(self) -> None:
+        import datetime as dt
+        import random
+
+        from bot.agent import Agent
+        from bot.analytics.config import AnalyticsConfig
+        from bot.analytics.feature import AnalyticsFeature
+        from bot.customers.feature import CustomersFeature
+        from bot.customers.ingress import from_broker
+        from bot.customers.rules import load_rules
+        from bot.customers.service import CustomerService
+        from bot.customers.store import CustomerStore
+        from bot.feature import ProjectSettings
+        from bot.server.app import create_app
+        from tests.browser.test_alerts import HANDOFF_PROJECT
+
+        root = self.db.parent
+        (root / "health.yml").write_text(HEALTH_YML, encoding="utf-8")
+        (root / "customers.yml").write_text(CUSTOMERS_YML, encoding="utf-8")
+        clock = [0.0]
+        c360 = CustomerService(CustomerStore(f"sqlite:///{root / 'customers.db'}"), load_rules(root),
+                               clock=lambda: clock[0])
+        rng = random.Random(3)
+        first = dt.datetime.fromisoformat(HEALTH_START).replace(tzinfo=dt.timezone.utc).timestamp()
+        n = 0
+        for day in range(14):  # each day some customers order (score 100); the first day sets everyone's start
+            clock[0] = first + day * 86400 + 3600
+            for customer in range(40):
+                if day == 0:
+                    days_ago = rng.randint(0, 100)
+                elif rng.random() < 0.06:
+                    days_ago = 0
+                else:
+                    continue
+                n += 1
+                item = from_broker({"event": "order_paid", "customer_id": str(customer), "order_id": f"o{n}",
+                                    "outbox_id": n, "timestamp": clock[0] - days_ago * 86400,
+                                    "data": {"total_cents": 10000}})
+                await c360.ingest(item.event, item.links, item.proof)
+        self.expected = await c360.health_overview(None, [first + (d + 1) * 86400 for d in range(14)])
+        await c360.close()
+        settings = ProjectSettings(root=root, config={"customers": {"url": f"sqlite:///{root / 'customers.db'}"}})
+        url = f"sqlite:///{self.db}"
+        agent = Agent(action_package=None, project_root=HANDOFF_PROJECT)
+        app = create_app(agent, auth_token=TOKEN,
+                         features=[CustomersFeature(settings), AnalyticsFeature(AnalyticsConfig(), url)])
+        app.config.TOUCHUP = False
+        self.server = await app.create_server(host="127.0.0.1", port=self.port, return_asyncio_server=True,
+                                              access_log=False)
+        await self.server.startup()
+        await self.server.before_start()
+        self.loop.create_task(self.server.serve_forever())
+
+
+def test_dashboard_health_score_distribution_and_trend_from_customer_360(browser: Any, tmp_path: Path,
+                                                                         artifacts: Path) -> None:
+    server = Customer360DashboardServer(tmp_path / "analytics.db").start()
+    try:
+        expected = server.expected
+        context = browser.new_context(viewport={"width": 1280, "height": 1400}, locale="en-US")
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/dashboard?start={HEALTH_START}&end={HEALTH_END}&lang=en")
+        page.fill("#token", TOKEN)
+        page.click("#login button")
+        page.wait_for_selector("body[data-loaded=true]")
+        assert page.locator("#health-trend").is_visible() and page.locator("#health-dist").is_visible()
+        assert "latest recorded score" in page.locator("#def-health-trend").inner_text()
+        assert "10-point score bin" in page.locator("#def-health-dist").inner_text()
+        # the trend table (also its CSV): the values Customer 360 computes, one row per day
+        rows = page.locator('.table[data-table="health_trend"] tr')
+        assert rows.count() == 1 + 14
+        last = rows.nth(14).locator("td").all_inner_texts()
+        point = expected["trend"][-1]
+        assert last[:2] == [HEALTH_END, str(point["customers"])] and float(last[2]) == point["mean"]
+        assert [int(x) for x in last[3:]] == [point["bands"][b] for b in ("healthy", "watch", "at_risk")]
+        assert point["customers"] == 40 and point["bands"]["healthy"] > expected["trend"][0]["bands"]["healthy"]
+        if ECHARTS.is_file():
+            page.wait_for_function("document.querySelectorAll('#chart-health-trend canvas, #chart-health-dist canvas')"
+                                   ".length == 2")
+        page.locator("#health-trend").scroll_into_view_if_needed()
+        page.locator(".charts").screenshot(path=str(artifacts / "dashboard-health.png"))
+        assert errors == []
+        context.close()
+    finally:
+        server.stop()

@@ -140,4 +140,34 @@
     });
   }
   document.addEventListener("kefu:conversation", function (ev) { if (ev.detail && ev.detail.conversation_id) open(ev.detail); });
+  // Health alerts live (health.yml notify_agents, pushed through the console's websocket as
+  // {"type": "customer_alert"}): a banner anyone the server sent it to sees, and the open
+  // customer's alert list gets the line at once.
+  var NOTICE = { en: "Customer alert", zh: "客户预警" };
+  function banner() {
+    var box = document.getElementById("c360-live");
+    if (!box) {
+      box = el("ul", "c360-live"); box.id = "c360-live"; box.setAttribute("role", "status");
+      box.style.cssText = "position:fixed;right:12px;bottom:12px;max-width:360px;margin:0;padding:0;list-style:none;z-index:50";
+      document.body.appendChild(box);
+    }
+    return box;
+  }
+  document.addEventListener("kefu:console-event", function (ev) {
+    var a = ev.detail;
+    if (!a || a.type !== "customer_alert") return;
+    var text = "⚠ " + (a.message || a.rule) + " · " + T(a.band || "") + (a.score == null ? "" : " (" + Math.round(a.score) + ")") +
+      (a.skill_group ? " → " + a.skill_group : "");
+    var li = el("li", "c360-live-alert band-" + (a.band || "none"));
+    li.dataset.customer = a.customer_id; li.dataset.rule = a.rule;
+    li.style.cssText = "background:#fff4e5;border:1px solid #f0b44c;border-radius:8px;padding:8px 10px;margin-top:6px;font-size:13px";
+    li.appendChild(el("strong", null, (NOTICE[state.lang] || NOTICE.en) + ": "));
+    li.appendChild(el("span", null, text + " · " + a.customer_id));
+    var box = banner(); box.appendChild(li);
+    while (box.children.length > 5) box.removeChild(box.firstChild);
+    if (state.customer && state.customer.id === a.customer_id) {
+      var list = document.getElementById("c360-alerts");
+      if (list) list.insertBefore(el("li", null, text + " · " + fmt(a.at)), list.firstChild);
+    }
+  });
 })();

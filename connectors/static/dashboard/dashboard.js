@@ -10,7 +10,9 @@
           e401: "Sign in with a token (a supervisor, trainer or admin JWT, or the API token).",
           e403: "This token may not read analytics (needs the scope analytics:read).", updated: "Updated in", other: "中文",
           journeys: "Lifecycle journeys", journeysince: "From the trigger engine's report: sends and conversions since",
-          e403j: "Journeys need the scope triggers:read." },
+          e403j: "Journeys need the scope triggers:read.", healthtrend: "Health-score trend",
+          healthdist: "Health-score distribution", mean: "Mean score", healthy: "healthy", watch: "watch",
+          at_risk: "at risk" },
     zh: { title: "运营看板", start: "开始", end: "结束", channel: "渠道", segment: "客户分群", all: "全部",
           apply: "查询", token: "访问令牌", signin: "登录", trend: "会话数", reasons: "转人工原因",
           csatdist: "满意度分布", intents: "热门意图", csv: "导出 CSV", loading: "加载中…", none: "暂无数据",
@@ -18,7 +20,8 @@
           e401: "请使用令牌登录（主管、训练师或管理员的 JWT，或 API 令牌）。",
           e403: "此令牌无权查看数据分析（需要 analytics:read 权限）。", updated: "查询耗时", other: "English",
           journeys: "生命周期旅程", journeysince: "来自触发引擎报表：自以下日期起的发送与转化",
-          e403j: "查看旅程需要 triggers:read 权限。" }
+          e403j: "查看旅程需要 triggers:read 权限。", healthtrend: "健康度趋势", healthdist: "健康度分布",
+          mean: "平均分", healthy: "健康", watch: "关注", at_risk: "流失风险" }
   };
   var params = new URLSearchParams(location.search);
   var lang = (params.get("lang") || navigator.language || "en").toLowerCase().indexOf("zh") === 0 ? "zh" : "en";
@@ -217,6 +220,7 @@
   function renderCharts(data) {
     var noCharts = !window.echarts;
     $("nocharts").hidden = !noCharts;
+    renderHealth(data);  // its definitions show without ECharts too
     if (noCharts) return;
     var trend = data.tables.conversations_by_day;
     chart("chart-trend", { grid: { left: 40, right: 16, top: 16, bottom: 40 }, tooltip: { trigger: "axis" },
@@ -235,6 +239,32 @@
     chart("chart-intents", { grid: { left: 110, right: 16, top: 8, bottom: 24 }, tooltip: {},
       xAxis: { type: "value", minInterval: 1 }, yAxis: { type: "category", data: intents.map(function (r) { return r.name; }) },
       series: [{ type: "bar", data: intents.map(function (r) { return r.count; }), itemStyle: { color: "#3370ff" } }] });
+  }
+
+  // Customer 360's health score (data.health is null when that feature does not run).
+  var BAND_COLOURS = ["#2e9e5b", "#f5a524", "#e5484d", "#8d6cd9", "#6b7280"];
+  function renderHealth(data) {
+    var h = data.health;
+    $("health-trend").hidden = $("health-dist").hidden = !h;
+    if (!h) return;
+    $("def-health-trend").textContent = data.definitions.health_trend.definition;
+    $("def-health-dist").textContent = data.definitions.health_distribution.definition;
+    var bands = Object.keys(h.bands);
+    var series = bands.map(function (band, i) {
+      return { type: "bar", stack: "bands", name: T(band), itemStyle: { color: BAND_COLOURS[i % BAND_COLOURS.length] },
+               data: h.trend.map(function (p) { return p.bands[band] || 0; }) };
+    });
+    series.push({ type: "line", name: T("mean"), yAxisIndex: 1, data: h.trend.map(function (p) { return p.mean; }),
+                  itemStyle: { color: "#1f2937" }, symbolSize: 5 });
+    chart("chart-health-trend", { animation: false, grid: { left: 40, right: 40, top: 30, bottom: 40 }, tooltip: { trigger: "axis" },
+      legend: { top: 0, textStyle: { fontSize: 11 } },
+      xAxis: { type: "category", data: h.trend.map(function (p) { return p.day; }) },
+      yAxis: [{ type: "value", minInterval: 1 }, { type: "value", min: 0, max: 100, splitLine: { show: false } }],
+      series: series });
+    chart("chart-health-dist", { animation: false, grid: { left: 40, right: 16, top: 16, bottom: 30 }, tooltip: {},
+      xAxis: { type: "category", data: h.bins.map(function (b) { return b.from + "–" + b.to; }) },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [{ type: "bar", data: h.bins.map(function (b) { return b.customers; }), itemStyle: { color: "#3370ff" } }] });
   }
 
   function render(data) {
