@@ -126,7 +126,7 @@ def test_the_stores_create_a_fresh_database_through_the_revisions(database_url: 
 
     asyncio.run(open_analytics())
     states = {s.store: s.current for s in migrate.current(database_url, ["customers", "analytics"])}
-    assert states == {"customers": "customers_0001", "analytics": "analytics_0001"}
+    assert states == {"customers": "customers_0001", "analytics": "analytics_0002"}
     assert diff(database_url, c.metadata) == [] and diff(database_url, a.metadata) == []
 
 
