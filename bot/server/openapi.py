@@ -207,6 +207,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {202: _json({"type": "object", "properties": {"status": {"const": "accepted"}, "accepted": {"type": "integer"},
                                                      "ids": {"type": "array", "items": {"type": "string"}}}}, "Accepted")}),
     ("GET", "/triggers/report"): Operation("Trigger and A/B report.", query=(_query("since", {"type": "number"}),)),
+    ("POST", "/workbench/api/train"): Operation(
+        "Train a candidate model behind the quality gate; runs in the background (poll the job).",
+        responses={202: _json({"type": "object", "properties": {"job": {"type": "string"},
+                                                              "status": {"type": "string"}}}, "Accepted")}),
     ("POST", "/triggers/journeys/{journey}/steps/{step}/variants/{variant}/stop"): Operation(
         "Stop an A/B variant for good.",
         _body({"type": "object", "properties": {"reason": {"type": "string"},

@@ -1,5 +1,5 @@
-"""Classes written against Rasa's Python API, and Rasa components that need a download,
-stop before training with a message naming what is missing (issue #16 point 2)."""
+"""Classes written against Rasa's Python API that kefu's compatibility layer cannot serve, and
+Rasa components that need a download, stop before training naming what is missing (issue #16 point 2)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,13 +39,19 @@ def test_rasa_imports_are_listed_with_lines() -> None:
     ]
 
 
-def test_custom_policy_on_rasa_classes_stops_naming_the_api(tmp_path: Path) -> None:
+def test_custom_policy_on_rasa_classes_stops_naming_the_api_kefu_lacks(tmp_path: Path) -> None:
+    """Policies on Rasa's classes run (bot/dialogue/rasa_compat) when every import is offered;
+    one importing a Rasa module the layer lacks stops before training, naming that import."""
     _project(tmp_path, "policy.memo.MemoizationPolicy")
+    (tmp_path / "policy" / "memo.py").write_text(
+        POLICY_SOURCE.replace("import rasa.shared.utils.io\n",
+                              "import rasa.shared.utils.io\nfrom rasa.core.policies.ted_policy import TEDPolicy\n"))
     with pytest.raises(ConfigError) as e:
         train(root=tmp_path, out=tmp_path / "models")
     msg = str(e.value)
     assert "config.yml:7" in msg
-    assert "policy/memo.py:3: rasa.core.policies.policy (PolicyPrediction, Policy)" in msg
+    assert "policy/memo.py:5: rasa.core.policies.ted_policy (TEDPolicy)" in msg
+    assert "rasa.core.policies.policy" not in msg  # offered by kefu, so not listed
     assert "`- name: MemoizationPolicy`" in msg  # kefu's built-in of the same name
     assert not (tmp_path / "models").exists()
 

@@ -65,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     jwt_secret = secrets.token_urlsafe(32)
     port = _free_port()
     args = [sys.executable, "-m", "bot", "run", "--model", "models", "--host", "127.0.0.1", "--port", str(port),
-            "--jwt-secret", jwt_secret]
+            f"--jwt-secret={jwt_secret}"]  # a secret may start with "-"
     help_text = subprocess.run([sys.executable, "-m", "bot", "run", "--help"], capture_output=True, text=True,
                                cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).stdout
     if "--enable-api" in help_text:  # closed by default once issue #15 point 1 lands
