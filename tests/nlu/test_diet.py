@@ -152,6 +152,37 @@ def test_byte_dropout_drops_the_rate_and_keeps_the_mean() -> None:
     assert torch.equal(ByteDropout(0.0).train()(x), x)
 
 
+def _reference_byte_dropout(drop: ByteDropout, x: torch.Tensor) -> torch.Tensor:
+    """The previous formula (boolean mask, then the scale), drawing the same random bytes."""
+    n = x.numel()
+    bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+    keep = bytes_.view(torch.uint8)[:n].view(x.shape) >= drop.threshold
+    return x * keep * drop.scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_byte_dropout_one_multiply_matches_the_reference_formula(dtype: torch.dtype) -> None:
+    drop = ByteDropout(0.2).train()
+    base = torch.randn(300, 64)
+    grad_out = torch.randn(300, 64)
+    results = []
+    for fn in (drop, lambda t: _reference_byte_dropout(drop, t)):
+        torch.manual_seed(7)  # the same bytes, so the same kept positions
+        x = base.to(dtype).requires_grad_(True)
+        out = fn(x)
+        out.backward(grad_out.to(dtype))
+        results.append((out.float(), x.grad.float()))
+    (out, grad), (ref_out, ref_grad) = results
+    assert torch.equal(out == 0, ref_out == 0)
+    assert float((out == 0).float().mean()) > 0.1  # something was dropped
+    # float32: the same products; bfloat16: the scale 256/205 rounds to 1.25 in the mask, so a
+    # value may land one bfloat16 step (2**-7 relative) away, and the mean moves by ~0.1 %
+    tol = 1e-6 if dtype == torch.float32 else 2.0**-7
+    assert torch.allclose(out, ref_out, rtol=tol, atol=0)
+    assert torch.allclose(grad, ref_grad, rtol=tol, atol=0)
+    assert abs(float(out.abs().sum() / ref_out.abs().sum()) - 1.0) < (1e-6 if dtype == torch.float32 else 3e-3)
+
+
 def test_dot_product_loss_masks_negatives_of_the_gold_label() -> None:
     torch.manual_seed(0)
     text = torch.randn(6, 4)
