@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -737,10 +738,10 @@ def has_signal(arrays: dict[str, Any]) -> bool:
 def make_batch(items: list[dict[str, Any]], dims: dict[str, int], sparse_dropout: float = 0.0) -> dict[str, torch.Tensor]:
     b = len(items)
     t = max(1, max(it["n"] for it in items))
-    mask = torch.zeros(b, t, dtype=torch.bool)
-    for i, it in enumerate(items):
-        mask[i, : it["n"]] = True
-    batch: dict[str, torch.Tensor] = {"mask": mask, "lengths": torch.tensor([it["n"] for it in items])}
+    lengths = torch.tensor([it["n"] for it in items])
+    # one comparison, not a slice assignment per row (two tensor ops each, ~500 per batch)
+    mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)
+    batch: dict[str, torch.Tensor] = {"mask": mask, "lengths": lengths}
 
     def sparse(key: str, rows_per_item: int) -> torch.Tensor:
         rows, cols, vals = [], [], []
@@ -761,10 +762,21 @@ def make_batch(items: list[dict[str, Any]], dims: dict[str, int], sparse_dropout
         if sparse_dropout > 0 and len(values):
             # Rasa's SparseDropout: tf.sparse.retain, the kept values are not rescaled
             values = values * (torch.rand(len(values)) >= sparse_dropout).float()
-        return torch.sparse_coo_tensor(
-            torch.tensor(np.vstack([r, c]), dtype=torch.long), values, (b * rows_per_item, dims[key]),
-            check_invariants=False,
-        )
+        # CSR, built directly (the rows arrive in order): the sparse-to-dense layer's
+        # forward and backward took 2.5x less CPU than with COO (10 against 25 ms for a
+        # 3 584 x 4 655 batch and a 128-wide layer), the same products
+        n_rows = b * rows_per_item
+        if len(r) > 1 and not bool(np.all(r[1:] >= r[:-1])):
+            order = np.argsort(r, kind="stable")
+            r, c, values = r[order], c[order], values[torch.from_numpy(order)]
+        crow = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=n_rows), out=crow[1:])
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": used for one matmul
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(crow), torch.from_numpy(c.astype(np.int64)), values, (n_rows, dims[key]),
+                check_invariants=False,
+            )
 
     if dims["seq_sparse"]:
         batch["seq_sparse"] = sparse("seq_sparse", t)

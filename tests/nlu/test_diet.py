@@ -270,3 +270,38 @@ def test_grouped_attention_equals_one_padded_batch() -> None:
     (t1, s1, g1), (t2, s2, g2) = results
     assert torch.allclose(t1, t2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
     assert len(g1) == len(g2) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))
+
+
+def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
+    """Batches carry their sparse features as CSR (faster sparse-to-dense layer); the
+    outputs and the gradients of the layers they feed equal the COO computation."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bot.nlu.diet import make_batch
+
+    rng = np.random.default_rng(0)
+    dims = {"seq_sparse": 40, "sent_sparse": 30, "seq_dense": 0, "sent_dense": 0}
+    items = []
+    for n in (5, 1, 3, 7):
+        items.append({"n": n, "seq_sparse": sp.random(n, 40, density=0.2, random_state=rng, format="csr").tocoo(),
+                      "sent_sparse": sp.random(1, 30, density=0.3, random_state=rng, format="csr").tocoo(),
+                      "seq_dense": None, "sent_dense": None})
+    torch.manual_seed(0)
+    model = DIETModel(dims, 3, {"entity": ["O", "U-x"]}, {**DIETClassifier.defaults, **{
+        "transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 8, "label": 8},
+        "concat_dimension": {"text": 8, "label": 8}, "similarity_type": "inner"}}).eval()
+    batch = make_batch(items, dims)
+    assert batch["seq_sparse"].layout == torch.sparse_csr
+    coo = {**batch, "seq_sparse": batch["seq_sparse"].to_sparse_coo(), "sent_sparse": batch["sent_sparse"].to_sparse_coo()}
+    assert coo["seq_sparse"].to_dense().abs().sum() > 0
+    results = []
+    for b in (batch, coo):
+        model.zero_grad()
+        tokens, sentence = model(b)
+        (tokens.square().sum() + sentence.square().sum()).backward()
+        results.append((tokens.detach(), sentence.detach(), model.seq_sparse.weight.grad.clone(),
+                        model.sent_sparse.weight.grad.clone()))
+    for got, want in zip(*results):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert results[0][2].abs().sum() > 0
