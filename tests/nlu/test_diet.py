@@ -291,8 +291,9 @@ def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
     model = DIETModel(dims, 3, {"entity": ["O", "U-x"]}, {**DIETClassifier.defaults, **{
         "transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 8, "label": 8},
         "concat_dimension": {"text": 8, "label": 8}, "similarity_type": "inner"}}).eval()
-    batch = make_batch(items, dims)
+    batch = make_batch(items, dims, csr=True)
     assert batch["seq_sparse"].layout == torch.sparse_csr
+    assert make_batch(items, dims)["seq_sparse"].layout == torch.sparse_coo
     coo = {**batch, "seq_sparse": batch["seq_sparse"].to_sparse_coo(), "sent_sparse": batch["sent_sparse"].to_sparse_coo()}
     assert coo["seq_sparse"].to_dense().abs().sum() > 0
     results = []
