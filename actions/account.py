@@ -27,6 +27,8 @@ CATEGORY_WORDS = {  # shopper words → category code (zh and en)
     "tee": "running_apparel", "shorts": "running_apparel", "鞋": "running_shoes", "shoe": "running_shoes",
     "衣": "running_apparel", "shirt": "running_apparel",
 }
+WELCOME_TEMPLATE = "WELCOME20"
+WELCOME_ISSUE_KEY = "journey:welcome:first_order_coupon"  # as actions.loyalty.ActionCouponWelcome
 REFIT_SECONDS = 3600
 REFIT_RETRY_SECONDS = 60  # after a failed background refit
 
@@ -48,10 +50,22 @@ class ActionCoupons(Action):
             if customer is None:
                 dispatcher.utter_message(response="utter_coupon_info")
                 return []
-            coupons = await get_shop().coupons(customer.id)
+            shop = get_shop()
+            welcome = None
+            if not await shop.recent_orders(customer.id, limit=1):
+                # a new customer asking about coupons gets the welcome coupon here; the same issue key as
+                # the welcome journey's step, so chat and journey never give two
+                welcome = await shop.issue_coupon(customer.id, WELCOME_TEMPLATE, issue_key=WELCOME_ISSUE_KEY,
+                                                  issued_by="chat:action_coupons", now=now())
+            coupons = await shop.coupons(customer.id)
         except ShopError as e:
             unavailable(dispatcher, tracker, "coupons", e)
             return []
+        if welcome is not None and welcome.ok and welcome.new and welcome.coupon is not None:
+            from actions.loyalty import coupon_text
+
+            dispatcher.utter_message(text=t(lang, "新人礼已发放：", "Your welcome gift: ") +
+                                     coupon_text(lang, welcome.coupon, welcome.template))
         current = now()
         m = re.search(r"(\d{2,6}(?:\.\d{1,2})?)\s*(?:元|块|yuan|rmb)?", tracker.latest_message.get("text") or "")
         cart = int(float(m.group(1)) * 100) if m else None
@@ -74,30 +88,7 @@ class ActionCoupons(Action):
         return []
 
 
-class ActionPoints(Action):
-    def name(self) -> str:
-        return "action_points"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
-        lang = language(tracker)
-        try:
-            customer = await identified_customer(tracker)
-            if customer is None:
-                dispatcher.utter_message(response="utter_points_info")
-                return []
-            summary = rules.points_summary(await get_shop().points(customer.id), now())
-        except ShopError as e:
-            unavailable(dispatcher, tracker, "points", e)
-            return []
-        text = t(lang, f"您有 {summary.balance} 积分，可抵 {money(summary.worth_cents)}。",
-                 f"You have {summary.balance} points, worth {money(summary.worth_cents)}.")
-        if summary.expiring and summary.next_expiry:
-            text += t(lang, f"其中 {summary.expiring} 积分将于{day(lang, summary.next_expiry)}过期，记得使用哦。",
-                      f" {summary.expiring} of them expire on {day(lang, summary.next_expiry)}.")
-        elif summary.next_expiry:
-            text += t(lang, f"最早一批积分{day(lang, summary.next_expiry)}到期。", f" The oldest expire on {day(lang, summary.next_expiry)}.")
-        dispatcher.utter_message(text=text)
-        return []
+# action_points (balance, tier, redemption) lives in actions/loyalty.py.
 
 
 class ActionSizeAdvice(Action):

@@ -129,7 +129,10 @@ def moment(lang: str, when: datetime) -> str:
 
 
 def money(cents: int) -> str:
-    return f"¥{cents / 100:.2f}"
+    """In the shop's currency (shop.yml `currency: symbol`)."""
+    from actions.shop.config import shop_config
+
+    return shop_config().money(cents)
 
 
 def carrier(lang: str, name: Optional[str]) -> str:

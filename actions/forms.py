@@ -27,7 +27,8 @@ from rasa_sdk.types import DomainDict
 from actions.common import conversation, identity_customer, language, locked_text, now, owns_order
 from actions.shop import ShopError, get_shop, mask_phone, rules
 from actions.shop.attempts import get_limiter
-from actions.shop_data import ORDER_ID_RE, normalize_order_id
+from actions.shop.config import shop_config
+from actions.shop_data import normalize_order_id
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class ValidateOrderForm(FormValidationAction):
         if slot_value is None:
             return {"order_id": None}
         order_id = normalize_order_id(slot_value)
-        if ORDER_ID_RE.fullmatch(order_id):
+        if shop_config().order_id_re.fullmatch(order_id):  # shop.yml `formats: order_id`
             return {"order_id": order_id}
         logger.debug("Rejected malformed order id %r", slot_value)
         dispatcher.utter_message(response="utter_invalid_order_id")

@@ -162,6 +162,10 @@ class Agent:
                 hooks=self.hooks,
                 max_message_chars=self.max_message_chars,
             )
+            # The new model answers its first shopper warm (NLU, policies), also on a hot swap.
+            timings = await processor.warm_up()
+            logger.info("Model %s warmed up: %s", new_model.model_id,
+                        ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
             old = self._model
             self._model, self.processor = new_model, processor
         if old is not None and old is not new_model:
@@ -172,6 +176,36 @@ class Agent:
         if kb is not None and getattr(getattr(kb, "config", None), "watch", False):
             kb.start_watching()
         logger.info("Model %s is live.", new_model.model_id)
+
+    async def warm_up(self) -> dict[str, float]:
+        """Open what the first turn would otherwise open (the worker's start; safe to call twice).
+
+        The stores' connections (a read of a conversation that does not exist and a lock
+        taken and released on it: nothing is written), the action server's pooled
+        connection, and the loop-side code of a turn. The model itself was warmed when it
+        was loaded (``MessageProcessor.warm_up``). Returns seconds per step.
+        """
+        from bot.dialogue.processor import WARM_UP_SENDER_ID
+
+        timings: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await self.tracker_store.retrieve(WARM_UP_SENDER_ID)
+            async with self.lock_store.lock(WARM_UP_SENDER_ID):
+                pass
+        except Exception:  # noqa: BLE001 - a store that is down reports itself on the first turn
+            logger.warning("Warm-up: the tracker or lock store is not reachable yet.", exc_info=True)
+        timings["stores"] = round(loop.time() - started, 4)
+        endpoint = getattr(self.endpoints, "action_endpoint", None) if self.endpoints else None
+        if endpoint is not None and getattr(endpoint, "url", None):
+            from bot.dialogue.actions.remote import warm_up_action_server
+
+            started = loop.time()
+            await warm_up_action_server(endpoint)
+            timings["action_server"] = round(loop.time() - started, 4)
+        logger.info("Worker warmed up: %s", ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+        return timings
 
     def add_hook(self, hook: ProcessorHook) -> None:
         """Register a processor hook (``bot/dialogue/hooks.py``); kept across model swaps."""
@@ -351,6 +385,9 @@ class Agent:
             self.training_jobs -= 1
 
     async def close(self) -> None:
+        from bot.dialogue.actions.remote import close_action_clients
+
+        await close_action_clients()
         for closer in (getattr(self.tracker_store, "close", None), getattr(self.lock_store, "close", None),
                        getattr(self.event_broker, "close", None)):
             if closer is not None:

@@ -84,6 +84,47 @@ def _add_project_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", default=None, help="training data files/folders (default: data/ and nlu_data/)")
 
 
+def _add_test_args(p: argparse.ArgumentParser, core: bool, nlu: bool) -> None:
+    """Rasa 3.6's ``rasa test [core|nlu]`` options, with Rasa's meanings."""
+    p.add_argument("--model", "-m", default="models", help="model archive or folder (default: models/, newest)")
+    p.add_argument("--out", default="results", help="output folder for the reports (default: results/)")
+    p.add_argument("--root", default=".", help="project folder (default: current folder)")
+    p.add_argument("--no-plot", action="store_true", help="don't draw the confusion matrix and histogram")
+    p.add_argument("--successes", action="store_true", help="also write the successful stories / predictions")
+    p.add_argument("--no-errors", action="store_true", help="don't write the failed stories / intent errors")
+    p.add_argument("--no-warnings", action="store_true", help="accepted for Rasa scripts (kefu writes no warnings file content)")
+    p.add_argument("--domain", "-d", default=None, help="accepted for Rasa scripts: the model's own domain is used")
+    if core:
+        p.add_argument("--stories", "-s", nargs="+", default=None, help="test story files/folders (default: tests/)")
+        p.add_argument("--endpoints", default=None,
+                       help="endpoints.yml: read as in Rasa (an error in it stops the test); with an "
+                            "action_endpoint kefu checks the action server serves the domain's custom actions")
+        p.add_argument("--fail-on-prediction-errors", action="store_true",
+                       help="exit 1 if any story has a wrongly predicted action (for CI)")
+        p.add_argument("--max-stories", type=_positive_int, default=None, help="test at most this many stories")
+        p.add_argument("--e2e", "--end-to-end", dest="e2e", action="store_true",
+                       help="accepted: user texts without an intent always go through the model's NLU")
+        for flag, hint in (("--evaluate-model-directory", "run `test core --model FILE` once per archive."),
+                           ("--percentages", "compare NLU configs with `test nlu --config A.yml B.yml` "
+                                             "or `data suggest`; core configs by training each and `test core`.")):
+            if flag == "--percentages" and nlu:
+                continue
+            p.add_argument(flag, action=_NotInKefu, hint=hint)
+    if nlu:
+        p.add_argument("--nlu", "-u", nargs="+", default=None,
+                       help="NLU test data (default: tests/nlu or test_data/; with --cross-validation: the training data)")
+        p.add_argument("--cross-validation", action="store_true",
+                       help="k-fold cross-validation of config.yml's pipeline on the NLU data (no model needed)")
+        p.add_argument("--folds", "-f", type=_positive_int, default=5, help="folds of --cross-validation (default 5)")
+        p.add_argument("--runs", "-r", type=_positive_int, default=1,
+                       help="repeat --cross-validation with this many different splits (default 1)")
+        p.add_argument("--config", "-c", nargs="+", default=None,
+                       help="config file(s) for --cross-validation; two or more: compare them on the same folds")
+        p.add_argument("--percentages", action=_NotInKefu,
+                       hint="kefu compares configs on the full data with the same folds: `test nlu --config A.yml "
+                            "B.yml` or `data suggest`.")
+
+
 class _SubParsers:
     """Adds the common options (e.g. --log-level) to every sub-command."""
 
@@ -116,8 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default=".", help="target folder (default: current folder)")
     p.add_argument("--no-train", action="store_true", help="don't train the starter model")
 
-    p = sub.add_parser("train", help="Train a model archive (NLU + policies) into models/.")
+    p = sub.add_parser(
+        "train", help="Train a model archive (NLU + policies) into models/; `train nlu`, `train core`.",
+        description="Train one archive. As in Rasa, `train nlu` trains only the NLU pipeline (no domain "
+                    "needed) and `train core` only the policies; they are --nlu-only and --core-only.",
+    )
     _add_project_args(p)
+    p.add_argument("--nlu", "-u", nargs="+", default=None, metavar="PATH",
+                   help="NLU data files/folders (Rasa's `train nlu --nlu`; default: --data)")
+    p.add_argument("--stories", "-s", nargs="+", default=None, metavar="PATH",
+                   help="stories/rules files/folders (Rasa's `train core --stories`; default: --data)")
+    p.add_argument("--skip-validation", action="store_true",
+                   help="accepted for Rasa scripts: kefu's loaders check the data as they read it")
     p.add_argument("--out", default="models", help="output folder or archive path (default: models/)")
     p.add_argument("--fixed-model-name", default=None, help="archive name instead of a timestamp")
     p.add_argument("--force", action="store_true", help="retrain everything even if nothing changed")
@@ -185,22 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", "-p", type=int, default=5055, help="port (default 5055)")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
 
-    p = sub.add_parser("test", help="Evaluate a model: `test core` (stories) or `test nlu`.")
+    p = sub.add_parser("test", help="Evaluate a model: `test` (both), `test core` (stories), `test nlu`, `test kb`.")
     tsub = _SubParsers(p.add_subparsers(dest="test_command", metavar="WHAT"), common)
+    ta = tsub.add_parser("all", help="`test` alone: `test core`, then `test nlu` (Rasa's `rasa test`).")
+    _add_test_args(ta, core=True, nlu=True)
     tc = tsub.add_parser("core", help="Run test stories; writes story_report.json and failed_test_stories.yml.")
-    tc.add_argument("--model", "-m", default="models", help="model archive or folder (default: models/)")
-    tc.add_argument("--stories", "-s", nargs="+", default=None, help="test story files/folders (default: tests/)")
-    tc.add_argument("--out", default="results", help="output folder (default: results/)")
-    tc.add_argument("--root", default=".", help="project folder (default: current folder)")
-    tc.add_argument("--fail-on-prediction-errors", action="store_true", help="exit 1 if any story fails")
+    _add_test_args(tc, core=True, nlu=False)
     tn = tsub.add_parser("nlu", help="Evaluate the NLU pipeline on test data or by cross-validation.")
-    tn.add_argument("--model", "-m", default="models")
-    tn.add_argument("--nlu", "-u", nargs="+", default=None, help="NLU test data (default: train data, by cross-validation)")
-    tn.add_argument("--out", default="results")
-    tn.add_argument("--cross-validation", action="store_true")
-    tn.add_argument("--folds", type=int, default=5)
-    tn.add_argument("--config", "-c", default=None)
-    tn.add_argument("--root", default=".")
+    _add_test_args(tn, core=False, nlu=True)
 
     tk = tsub.add_parser("kb", help="Evaluate FAQ retrieval on a query file; writes kb_report.json.")
     from bot.knowledge.cli import add_kb_build_arguments, add_kb_test_arguments
@@ -222,21 +265,80 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_agents_parser(sub)  # `agents set-password ID`, `agents list` (console credentials)
 
+    from bot.customers.cli import add_customers_parser
+
+    add_customers_parser(sub)  # `customers show ID | segment NAME | recompute | check` (Customer 360)
+
     p = sub.add_parser("data", help="Training data (`data validate`) and customer data (`data export|erase|purge`).")
     dsub = _SubParsers(p.add_subparsers(dest="data_command", metavar="WHAT"), common)
     dv = dsub.add_parser("validate", help="Check domain, data, stories and rules for mistakes.")
     _add_project_args(dv)
     dv.add_argument("--root", default=".")
-    dv.add_argument("--fail-on-warnings", action="store_true")
+    dv.add_argument("--fail-on-warnings", action="store_true",
+                    help="exit 1 on warnings too (kefu's checks that Rasa does not make, unused responses, "
+                    "intents without examples), as Rasa's flag does")
+    # --- rasa-cli: data split|convert|suggest (bot/data_tools/, bot/nlu/suggest.py) ---------------
+    ds = dsub.add_parser("split", help="`data split nlu`: stratified train/test split of the NLU data.")
+    ssub = _SubParsers(ds.add_subparsers(dest="split_command", metavar="WHAT"), common)
+    dsn = ssub.add_parser("nlu", help="Write training_data.yml and test_data.yml, each intent split on its own.",
+                          description="Split the NLU data like `rasa data split nlu`: per intent (per response "
+                                      "key for retrieval intents), synonyms/regexes/lookups kept in the training part.")
+    dsn.add_argument("--nlu", "-u", nargs="+", default=None, help="NLU files/folders (default: the project's NLU data)")
+    dsn.add_argument("--training-fraction", type=float, default=0.8, help="share kept for training (default 0.8)")
+    dsn.add_argument("--random-seed", type=int, default=None, help="seed of the shuffle (default: random)")
+    dsn.add_argument("--out", default="train_test_split", help="output folder (default: train_test_split/)")
+    dsn.add_argument("--root", default=".", help="project folder (default: current folder)")
+    dc = dsub.add_parser("convert", help="`data convert nlu`: Rasa 1/2 Markdown or JSON NLU data to Rasa 3 YAML.")
+    csub = _SubParsers(dc.add_subparsers(dest="convert_command", metavar="WHAT"), common)
+    for what in ("nlu", "core", "responses", "config"):
+        dcn = csub.add_parser(what, help="Markdown/JSON NLU → YAML (or YAML → JSON with -f json)" if what == "nlu"
+                              else f"not converted (Rasa 3.6 dropped it): prints what to do")
+        dcn.add_argument("--format", "-f", default="yaml", choices=("yaml", "json"), help="output format (default yaml)")
+        dcn.add_argument("--data", nargs="+", default=["data"], help="files/folders to convert (default: data/)")
+        dcn.add_argument("--out", default="converted_data", help="output folder, or a file for one input (default: converted_data/)")
+        dcn.add_argument("--language", "-l", default=None, help="accepted for Rasa scripts (not needed)")
+        if what == "core":
+            dcn.add_argument("--domain", "-d", default=None, help=argparse.SUPPRESS)
+    dg = dsub.add_parser(
+        "suggest", help="Cross-validate your NLU pipeline against kefu's recommended one on your data.",
+        description="Both pipelines are trained and tested on the same stratified folds of the project's NLU "
+                    "data; prints intent accuracy, macro F1, entity F1 and training time per fold, the "
+                    "difference, and a one-line recommendation.",
+    )
+    dg.add_argument("--config", "-c", default=None, help="config.yml with your pipeline (default: ./config.yml)")
+    dg.add_argument("--data", nargs="+", default=None, help="training data files/folders (default: data/ and nlu_data/)")
+    dg.add_argument("--nlu", "-u", nargs="+", default=None, help="NLU data only (overrides --data)")
+    dg.add_argument("--folds", "-f", type=_positive_int, default=5, help="cross-validation folds (default 5)")
+    dg.add_argument("--random-seed", type=int, default=42, help="seed of the folds (default 42)")
+    dg.add_argument("--out", default=None, help="also write the figures as JSON to this file")
+    dg.add_argument("--root", default=".", help="project folder (default: current folder)")
+    # --- end rasa-cli ----------------------------------------------------------------------------
 
     from bot.privacy.cli import add_data_privacy_parsers
 
     add_data_privacy_parsers(dsub)  # data export|erase|purge (PIPL/GDPR, retention)
+    # --- rasa-cli: visualize, interactive --------------------------------------------------------
+    p = sub.add_parser("visualize", help="Draw the stories as a graph into graph.html (self-contained page).")
+    p.add_argument("--stories", "-s", nargs="+", default=None, help="story files/folders (default: the project's data)")
+    p.add_argument("--domain", "-d", default=None, help="domain file or folder (default: ./domain.yml)")
+    p.add_argument("--config", "-c", default=None, help="config.yml (default: ./config.yml)")
+    p.add_argument("--out", default="graph.html", help="output HTML file (default: graph.html)")
+    p.add_argument("--max-history", type=_positive_int, default=2,
+                   help="steps whose last N steps agree are drawn once (default 2)")
+    p.add_argument("--nlu", "-u", nargs="+", default=None, help="accepted for Rasa scripts: intents are drawn by name")
+    p.add_argument("--root", default=".", help="project folder (default: current folder)")
+    _add_workbench_parsers(sub)  # interactive, models (bot/workbench/cli.py)
+    # --- end rasa-cli ----------------------------------------------------------------------------
     # --- api-auth: `token create` (API credentials, bot/web/tokens.py) -------------------------
     from bot.web.tokens import add_token_parser
 
     add_token_parser(sub)
     # --- end api-auth ----------------------------------------------------------------------------
+    # --- pg: `db upgrade|current|history|stamp` (SQL store migrations, bot/stores/db_cli.py) ------
+    from bot.stores.db_cli import add_db_parser
+
+    add_db_parser(sub)
+    # --- end pg ----------------------------------------------------------------------------------
     return parser
 
 
@@ -259,6 +361,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         nlu_only=args.nlu_only,
         core_only=args.core_only,
         augmentation=args.augmentation,
+        nlu=args.nlu,
+        stories=args.stories,
     )
     if not result.trained_nlu and not result.trained_core and result.reused_nlu and result.reused_core:
         print(f"Nothing changed. The newest model is still {result.model_path}")
@@ -371,7 +475,11 @@ async def _shell(args: argparse.Namespace) -> int:
     agent = await Agent.create(
         args.model, args.endpoints if Path(args.endpoints).exists() else None, project_root=args.root
     )
-    print("kefu shell — type a message, /restart to start over, /stop to quit.")
+    nlu_only = agent.processor is not None and agent.processor.ensemble is None
+    if nlu_only:  # Rasa's `shell` on an NLU-only model is `shell nlu`: print each parse
+        print("kefu shell (NLU-only model: prints what the NLU understood) — /stop to quit.")
+    else:
+        print("kefu shell — type a message, /restart to start over, /stop to quit.")
     last_buttons: list[dict] = []
     try:
         while True:
@@ -386,6 +494,9 @@ async def _shell(args: argparse.Namespace) -> int:
                 break
             if text.isdigit() and last_buttons and 1 <= int(text) <= len(last_buttons):
                 text = last_buttons[int(text) - 1].get("payload") or text
+            if nlu_only:
+                print(json.dumps(await agent.parse_message(text), ensure_ascii=False, indent=2))
+                continue
             replies = await agent.handle_text(text, sender_id=args.sender) or []
             last_buttons = []
             for r in replies:
@@ -404,6 +515,10 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    if args.test_command == "all":
+        from bot.testing.runner import run_all_tests
+
+        return run_all_tests(args)
     if args.test_command == "core":
         from bot.testing.runner import run_core_tests
 
@@ -447,6 +562,12 @@ def _run_agents(args: argparse.Namespace) -> int:
     from bot.handoff.cli import run_agents
 
     return run_agents(args)
+def _run_customers(args: argparse.Namespace) -> int:  # customer-360
+    from bot.customers.cli import run_customers
+
+    return run_customers(args)
+
+
 def _run_token(args: argparse.Namespace) -> int:  # api-auth
     from bot.web.tokens import run_token_command
 
@@ -458,12 +579,79 @@ def cmd_data(args: argparse.Namespace) -> int:
         from bot.validation import run_validation
 
         return run_validation(args)
+    if args.data_command in ("split", "convert", "suggest"):
+        return _run_data_tools(args)
     from bot.privacy.cli import COMMANDS, run_data_privacy
 
     if args.data_command in COMMANDS:
         return run_data_privacy(args)
-    print("Use `python -m bot data validate|export|erase|purge`.", file=sys.stderr)
+    print("Use `python -m bot data validate|split|convert|suggest|export|erase|purge`.", file=sys.stderr)
     return 2
+
+
+# --- rasa-cli: data split|convert|suggest, visualize, interactive ----------------------------------
+def _run_data_tools(args: argparse.Namespace) -> int:
+    if args.data_command == "split":
+        if args.split_command != "nlu":
+            print("Use `python -m bot data split nlu` (Rasa 3.6 splits NLU data only).", file=sys.stderr)
+            return 2
+        from bot.data_tools.split import split_nlu_files
+
+        paths = args.nlu
+        if not paths:
+            from bot.model.training import _project_importers
+
+            _, importer = _project_importers(args.root, None, None, None, None, None, nlu_only=True)
+            paths = importer.nlu_files
+            if not paths:
+                raise ConfigError(f"No NLU data in {args.root}.", fix="Pass the NLU files with -u PATH.")
+        train, test, result = split_nlu_files(paths, args.out, args.training_fraction, args.random_seed)
+        print(f"{len(result.train.training_examples)} training examples → {train}; "
+              f"{len(result.test.training_examples)} test examples → {test}")
+        return 0
+    if args.data_command == "convert":
+        from bot.data_tools.convert import NOT_CONVERTED, convert_nlu
+
+        if args.convert_command in NOT_CONVERTED:
+            print(f"`data convert {args.convert_command}`: {NOT_CONVERTED[args.convert_command]}", file=sys.stderr)
+            return 2
+        if args.convert_command != "nlu":
+            print("Use `python -m bot data convert nlu -f yaml --data FILE --out DIR`.", file=sys.stderr)
+            return 2
+        for path in convert_nlu(args.data, args.out, args.format):
+            print(f"Converted → {path}")
+        return 0
+    from bot.testing.suggest import run_suggest
+
+    return run_suggest(args)
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from bot.visualize import visualize
+
+    target, view = visualize(args.root, args.stories, args.domain, args.config, args.out, args.max_history)
+    print(f"Story graph of {len(view.stories)} stories ({len(view.nodes) - 2} steps) written to {target}")
+    return 0
+
+
+def cmd_interactive(args: argparse.Namespace) -> int:
+    from bot.workbench.cli import cmd_interactive as run
+
+    return run(args)
+
+
+def _add_workbench_parsers(sub: Any) -> None:
+    from bot.workbench.cli import add_interactive_parser, add_models_parser
+
+    add_interactive_parser(sub)
+    add_models_parser(sub)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from bot.workbench.cli import cmd_models as run
+
+    return run(args)
+# --- end rasa-cli ------------------------------------------------------------------------------------
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -479,15 +667,32 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+TEST_COMMANDS = ("all", "core", "nlu", "kb", "-h", "--help")
+
+
 def _resolve_aliases(argv: Sequence[str]) -> list[str]:
-    """``run actions ...`` is Rasa's name for ``actions ...`` (the action server)."""
+    """Rasa's spellings: ``run actions`` is ``actions`` (the action server), ``train nlu|core``
+    is ``train --nlu-only|--core-only``, ``test`` alone is ``test all``."""
     args = list(argv)
     i = 0
     while i < len(args) and args[i].startswith("-"):  # global options before the command
         i += 2 if args[i] == "--log-level" else 1
     if args[i:i + 2] == ["run", "actions"]:
         args[i:i + 2] = ["actions"]
+    elif args[i:i + 2] == ["train", "nlu"]:  # Rasa's `train nlu` / `train core`
+        args[i:i + 2] = ["train", "--nlu-only"]
+    elif args[i:i + 2] == ["train", "core"]:
+        args[i:i + 2] = ["train", "--core-only"]
+    elif args[i:i + 1] == ["test"] and (args[i + 1:i + 2] or [""])[0] not in TEST_COMMANDS:
+        args.insert(i + 1, "all")  # `rasa test`: core, then nlu
     return args
+
+
+def _run_db(args: argparse.Namespace) -> int:
+    """`db upgrade|current|history|stamp`: the SQL stores' Alembic migrations (docs/database.md)."""
+    from bot.stores.db_cli import run_db_command
+
+    return run_db_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -502,11 +707,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "actions": cmd_actions,
         "test": cmd_test,
         "data": cmd_data,
+        "visualize": cmd_visualize,  # rasa-cli
+        "interactive": cmd_interactive,  # rasa-cli
+        "models": cmd_models,  # trainer workbench
         "kb": cmd_kb,
         "shop": _run_shop,
         "triggers": _run_triggers,
         "agents": _run_agents,
         "token": _run_token,  # api-auth
+        "db": _run_db,  # pg
+        "customers": _run_customers,  # customer-360
     }
     if args.command not in handlers:
         parser.print_help()

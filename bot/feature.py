@@ -55,6 +55,9 @@ class FeatureContext:
     outputs: "OutputRegistry"
     settings: ProjectSettings
     audit: "AuditLog | None" = None  # bot/stores/audit.py: record every read of a transcript
+    # The other features of this worker by name (started before this one in table order), for a
+    # feature built on another's state (alerts read the handoff store and notify its consoles).
+    peers: "dict[str, Any]" = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

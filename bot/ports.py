@@ -9,6 +9,7 @@ a class per port, the way Rasa names a custom tracker store::
       profile: {type: actions.shop.ports.ShopProfilePort}
       outbox: {type: actions.shop.ports.ShopOutboxPort, batch: 100}
       erasure: {type: actions.shop.ports.ShopErasurePort}
+      compensation: {type: actions.shop.ports.ShopCompensationPort}
 
 Every key beside ``type`` is passed to the class as a keyword argument, after
 ``project_root``. A project without a ``ports:`` section has no profile and no
@@ -97,8 +98,27 @@ class ErasurePort(Protocol):
         ...
 
 
+@runtime_checkable
+class CompensationPort(Protocol):
+    """Compensation coupons an agent issues from the console for a complaint (the handoff route
+    ``POST /handoff/api/handoffs/<id>/compensation``). The project owns the limits per role."""
+
+    async def compensate(self, customer_id: str, *, amount_cents: int, role: str, agent: str,
+                         case_id: str) -> dict[str, Any]:
+        """Issue one coupon for ``case_id`` (a repeat returns the first one) if ``role`` may give ``amount_cents``.
+
+        Returns ``{"ok": bool, "code": "ok" | "over_limit" | "role_not_allowed" | ...,
+        "limit_cents": int | None, "coupon_code": str | None, "amount_cents": int | None,
+        "new": bool, "message": {"zh": ..., "en": ...} | None}`` where ``message`` is what
+        the shopper is sent (code, value, expiry, terms). The role comes from the agent's
+        verified console login; the engine never takes it from a request.
+        """
+        ...
+
+
 # key under `ports:` → the protocol its class must satisfy
-PORTS: dict[str, type] = {"profile": ProfilePort, "outbox": OutboxPort, "erasure": ErasurePort}
+PORTS: dict[str, type] = {"profile": ProfilePort, "outbox": OutboxPort, "erasure": ErasurePort,
+                          "compensation": CompensationPort}
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,7 @@ class Ports:
     profile: ProfilePort | None = None
     outbox: OutboxPort | None = None
     erasure: ErasurePort | None = None
+    compensation: CompensationPort | None = None
 
 
 def import_project_class(dotted_path: str, project_root: Path) -> type:

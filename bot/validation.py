@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -104,13 +105,18 @@ def validate_story_names(domain: Any, steps: Iterable[Any], report: ValidationRe
 
 def validate_responses(domain: Any, used_actions: set[str], report: ValidationReport) -> None:
     responses = set(domain.responses)
+    retrieval_actions = {f"{UTTER_PREFIX}{i}" for i in domain.retrieval_intents}
+    retrieval_actions |= {r.split("/", 1)[0] for r in responses if "/" in r}
     for action in domain.user_actions:
-        if action.startswith(UTTER_PREFIX) and action not in responses:
-            report.error(f"Action '{action}' looks like a response but the domain has no response '{action}'.", "domain")
+        if action.startswith(UTTER_PREFIX) and action not in responses and action not in retrieval_actions:
+            # Rasa warns here (Domain.check_missing_responses) and trains the project.
+            where = domain.source_of("actions", action)
+            loc = f"{where[0]}:{where[1]}" if where[0] and where[1] else (where[0] or "domain")
+            report.warning(f"Action '{action}' looks like a response but the domain has no response '{action}'.", loc)
     forms = set(getattr(domain, "forms", {}) or {})
     for response in sorted(responses):
-        if response in used_actions:
-            continue
+        if response in used_actions or response.split("/", 1)[0] in used_actions:
+            continue  # `utter_faq/ask_price` is used through the retrieval action `utter_faq`
         if response.startswith("utter_ask_") or response in ("utter_default", "utter_greet", "utter_restart"):
             continue  # used by forms / default actions
         if any(response.startswith(f"utter_ask_{f}_") for f in forms):
@@ -131,7 +137,7 @@ def validate_nlu(domain: Any, nlu: Any, used_intents: set[str], report: Validati
             continue
         counts[intent] += 1
         by_text[ex.text.strip().lower()].add(intent)
-        if intent not in domain_intents:
+        if intent not in domain_intents and counts[intent] == 1:  # once per intent
             report.error(f"Intent '{intent}' has NLU examples but is not listed in the domain.", str(getattr(ex, "source", "") or "nlu"))
         for ent in ex.get("entities") or []:
             if ent.get("entity") not in domain_entities:
@@ -181,10 +187,62 @@ def validate_story_structure(domain: Any, steps: list[Any], report: ValidationRe
                 seen[key] = (action, name)
 
 
+class _LoaderWarnings(logging.Handler):
+    """Collects what the readers log at WARNING while a project loads.
+
+    Where kefu is stricter than Rasa (an unknown intent in a slot mapping, a response
+    condition on an unknown slot, ...) the readers warn with file:line and go on, as
+    Rasa does; `data validate` reports those warnings, `--fail-on-warnings` fails on them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+def _split_location(message: str) -> tuple[str, str]:
+    """``'domain.yml:71: text'`` → (``'domain.yml:71'``, ``'text'``)."""
+    head, sep, rest = message.partition(": ")
+    if sep and ":" in head and " " not in head:
+        return head, rest
+    return "", message
+
+
+def load_with_warnings(importer: ProjectImporter) -> tuple[Any, list[Any], list[str]]:
+    """Domain, story steps and every warning the readers gave while loading them."""
+    handler = _LoaderWarnings()
+    shared = logging.getLogger("bot.shared")
+    shared.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            domain = importer.get_domain()
+            steps = importer.get_story_steps(domain)
+            importer.get_nlu_data()
+    finally:
+        shared.removeHandler(handler)
+    found = list(handler.messages)
+    for w in caught:
+        text = str(w.message)
+        if text not in found:
+            found.append(text)
+    return domain, steps, found
+
+
 def validate_project(importer: ProjectImporter, check_structure: bool = True) -> ValidationReport:
     report = ValidationReport()
-    domain = importer.get_domain()
-    steps = importer.get_story_steps(None)
+    try:
+        domain, steps, loader_warnings = load_with_warnings(importer)
+    except BotError:
+        domain, steps, loader_warnings = importer.get_domain(), importer.get_story_steps(None), []
+    for message in loader_warnings:
+        location, text = _split_location(message)
+        report.warning(text, location)
     used_intents, used_actions = validate_story_names(domain, steps, report)
     validate_responses(domain, used_actions, report)
     try:

@@ -164,10 +164,25 @@ def channel_class(name: str) -> type[InputChannel]:
     raise UnknownComponentError.for_name("input channel", name, list(BUILTIN_CHANNELS))
 
 
+# Rasa channels that only talk to a Rasa X / Rasa Enterprise server: `rasa init` writes
+# `rasa:` into every credentials.yml. Rasa serves such a project; so does kefu, without it.
+SKIPPED_RASA_CHANNELS = {
+    "rasa": "Rasa X's own channel (RasaChatInput): it checks users against a Rasa X server, "
+    "which kefu does not use",
+}
+
+
 def create_input_channels(credentials: dict[str, Any] | None) -> list[InputChannel]:
     """Instantiate every channel named in parsed ``credentials.yml``."""
     channels: list[InputChannel] = []
     for name, section in (credentials or {}).items():
+        if str(name) in SKIPPED_RASA_CHANNELS:
+            logger.warning(
+                "credentials.yml: channel '%s' is skipped: %s. The other channels (and REST) are "
+                "served. Fix: remove '%s:' from credentials.yml.",
+                name, SKIPPED_RASA_CHANNELS[str(name)], name,
+            )
+            continue
         if section is not None and not isinstance(section, dict):
             # Rasa's `rasa: {url: ...}` and similar keep a dict; anything else is a typo.
             raise ConfigError(

@@ -117,6 +117,7 @@ class RestInput(InputChannel):
             await self._extract_sender(request),
             input_channel=self._extract_input_channel(request),
             metadata=self.get_metadata(request),
+            sender_verified=False,  # the caller names the sender; nothing proves it
         )
 
     async def _stream(

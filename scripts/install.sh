@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install kefu into ./.venv (CPU torch first, then the pinned dependency set).
 #   bash scripts/install.sh          # runtime
-#   bash scripts/install.sh --test   # + test tools and Debian's redis-server
+#   bash scripts/install.sh --test   # + test tools, Debian's redis-server and postgresql
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TEST=0
@@ -13,6 +13,9 @@ python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [[ $WITH_TEST == 1 ]]; then
     command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
     command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # self-signed certificates for the TLS test
+    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)  # the load balancer of the cluster tests
+    # PostgreSQL store tests start their own server (tests/postgres_server.py) from these binaries.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
     # Browser tests drive Debian's Chromium (Playwright can't download its own here);
     # the CJK font makes Chinese text render in screenshots.
     [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
@@ -35,4 +38,19 @@ if [[ $WITH_TEST == 1 ]]; then
 else
     $PIP install -q -e .
 fi
+# The dashboard's charts (/dashboard): Apache ECharts from the npm registry, pinned, served by kefu
+# itself (never a CDN at run time). 1 MB minified, so fetched here rather than vendored.
+fetch_echarts() {
+    local version="6.1.0" target="connectors/static/dashboard/vendor/echarts.min.js" tmp
+    [[ -f "$target" ]] && grep -q "$version" "$target.version" 2>/dev/null && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: the dashboard shows tables without charts (apt-get install npm, rerun)" >&2
+        return 0
+    fi
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "echarts@$version" >/dev/null && tar -xzf "echarts-$version.tgz" package/dist/echarts.min.js)
+    cp "$tmp/package/dist/echarts.min.js" "$target" && echo "$version" > "$target.version"
+    rm -rf "$tmp"
+}
+fetch_echarts
 echo "kefu installed in .venv"

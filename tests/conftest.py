@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_server import INSTALL_HINT, RedisServer, find_redis_server, redis_skipped
+from tests import postgres_server as pg
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,6 +59,23 @@ def redis_url(redis_server: RedisServer) -> str:
     """URL of an empty Redis (flushed before each test)."""
     redis_server.flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg.PostgresServer]:
+    """One PostgreSQL server for the whole session (FAILS when missing unless KEFU_SKIP_POSTGRES=1)."""
+    if pg.find_pg_bin() is None:
+        if pg.postgres_skipped():
+            pytest.skip("PostgreSQL not installed and KEFU_SKIP_POSTGRES=1")
+        pytest.fail(f"PostgreSQL not found; tests marked 'postgres' need it. {pg.INSTALL_HINT}")
+    with pg.PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: pg.PostgresServer) -> str:
+    """``postgresql+psycopg://`` URL of an empty database (its schema dropped before each test)."""
+    return postgres_server.reset_database("kefu_test")
 
 
 @pytest.fixture(autouse=True)

@@ -42,12 +42,17 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process; use as a context manager or call start/stop."""
 
-    def __init__(self, binary: Optional[str] = None, port: Optional[int] = None) -> None:
+    def __init__(self, binary: Optional[str] = None, port: Optional[int] = None,
+                 directory: Optional[Path] = None, extra_args: tuple[str, ...] = ()) -> None:
+        """``directory`` keeps the server's files there (kept after stop, so a restart on the same
+        port finds its append-only file); ``extra_args`` are appended (later options win)."""
         self.binary = binary or find_redis_server()
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.process: Optional[subprocess.Popen[bytes]] = None
         self._tmpdir: Optional[tempfile.TemporaryDirectory[str]] = None
+        self.directory = Path(directory) if directory is not None else None
+        self.extra_args = tuple(extra_args)
 
     @property
     def url(self) -> str:
@@ -56,8 +61,12 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> "RedisServer":
         if self.binary is None:
             raise RuntimeError(f"redis-server not found. {INSTALL_HINT}")
-        self._tmpdir = tempfile.TemporaryDirectory(prefix="kefu-redis-")
-        directory = Path(self._tmpdir.name)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            directory = self.directory
+        else:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="kefu-redis-")
+            directory = Path(self._tmpdir.name)
         self.process = subprocess.Popen(
             [
                 self.binary,
@@ -69,6 +78,7 @@ class RedisServer:
                 "--daemonize", "no",
                 "--protected-mode", "yes",
                 "--logfile", str(directory / "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

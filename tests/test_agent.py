@@ -152,3 +152,48 @@ async def test_agent_redis_lock_serialises_one_conversation(model_path: Path, re
         assert kinds == ["UserUttered", "BotUttered", "BotUttered"] * 3
     finally:
         await agent.close()
+
+
+@pytest.mark.asyncio
+async def test_agent_warm_up_leaves_no_conversation_and_changes_none(model_path: Path, tmp_path: Path) -> None:
+    from bot.dialogue.processor import WARM_UP_SENDER_ID
+
+    endpoints = _write_endpoints(tmp_path / "endpoints.yml",
+                                 f"tracker_store:\n  type: sql\n  url: sqlite:///{tmp_path / 'trackers.db'}\n")
+    agent = await Agent.create(model_path, endpoints, project_root=PROJECT)  # load_model warms the processor
+    try:
+        assert _texts(await agent.handle_text("/count", "warm1")) == ["Count 1"]
+        before = (await agent.get_tracker("warm1")).current_state()
+        timings = await agent.warm_up()
+        assert "stores" in timings
+        assert set(await agent.processor.warm_up()) == {"nlu", "policies", "responses"}  # safe to call twice
+        assert await agent.tracker_store.keys() == ["warm1"]
+        assert await agent.tracker_store.retrieve(WARM_UP_SENDER_ID) is None
+        assert (await agent.get_tracker("warm1")).current_state() == before
+        assert _texts(await agent.handle_text("/count", "warm1")) == ["Count 2"]
+        assert _texts(await agent.handle_text("/count", "warm2")) == ["Count 1"]
+    finally:
+        await agent.close()
+
+
+@pytest.mark.asyncio
+async def test_server_start_warms_the_agent_up(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.server.app import create_app
+    from connectors.rest import RestInput
+
+    calls: list[str] = []
+    original = Agent.warm_up
+
+    async def counting_warm_up(self: Agent) -> dict[str, float]:
+        calls.append(self.model_id or "")
+        return await original(self)
+
+    monkeypatch.setattr(Agent, "warm_up", counting_warm_up)
+
+    async def factory() -> Agent:
+        return await Agent.create(model_path, None, project_root=PROJECT)
+
+    app = create_app(None, [RestInput()], agent_factory=factory, project_root=PROJECT, features=[])
+    _, response = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": "s1", "message": "/count"})
+    assert response.status == 200 and [m["text"] for m in response.json] == ["Count 1"]
+    assert len(calls) == 1 and calls[0]

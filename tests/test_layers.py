@@ -18,7 +18,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENGINE_ROOTS = ("bot", "connectors")
-FEATURES = ("bot.knowledge", "bot.handoff", "bot.triggers", "bot.relay_feature")
+FEATURES = ("bot.knowledge", "bot.handoff", "bot.triggers", "bot.relay_feature", "bot.workbench", "bot.alerts",
+            "bot.customers", "bot.analytics")
 # Whoever may import the server within the engine: the command line (tests and
 # benchmarks may too; they are not scanned).
 SERVER_IMPORTERS = ("bot.server", "bot.cli", "bot.__main__")

@@ -47,7 +47,7 @@ def test_ports_bad_type_names_the_file_the_key_and_the_fix(tmp_path: Path) -> No
 def test_ports_missing_type_and_unknown_port_say_what_is_valid(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"`ports: profile` needs `type: module.path.ClassName`.*Fix:"):
         load_ports(_settings(tmp_path, "ports:\n  profile: {vip: 1}\n"))
-    with pytest.raises(ConfigError, match=r"unknown port `orders`; valid ports: erasure, outbox, profile"):
+    with pytest.raises(ConfigError, match=r"unknown port `orders`; valid ports: compensation, erasure, outbox, profile"):
         load_ports(_settings(tmp_path, "ports:\n  orders: {type: a.B}\n"))
 
 

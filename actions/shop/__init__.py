@@ -97,7 +97,19 @@ def store_from_config(config: dict[str, Any]) -> ShopStore:
     url = config.get("url") or f"sqlite:///{DEFAULT_DB}"
     if config.get("auto_seed", True) and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         ensure_demo_shop(url)
-    return SqlShopStore(url, timeout=timeout)
+    store = SqlShopStore(url, timeout=timeout)
+    store.sync_coupon_templates(coupon_template_views())
+    return store
+
+
+def coupon_template_views() -> list:
+    """shop.yml's coupon templates as the store's values (synced into a SQL shop when it opens)."""
+    from actions.shop.base import CouponTemplateView
+    from actions.shop.config import shop_config
+
+    return [CouponTemplateView(t.code, t.title.zh, t.title.en, t.amount_cents, t.threshold_cents, t.valid_days,
+                               t.category, t.terms.zh, t.terms.en, t.points_cost)
+            for t in shop_config().coupon_templates.values()]
 
 
 def ensure_demo_shop(url: str) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 SHOP_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+# The demo shop's formats; the running shop's own come from shop.yml (`config.shop_config().order_id_re`).
 ORDER_ID_RE = re.compile(r"E\d{11}")
 PHONE_RE = re.compile(r"1[3-9]\d{9}")
 
@@ -56,6 +57,15 @@ class CustomerView:
 
 
 @dataclass(frozen=True)
+class VariantView:
+    """Stock of one size/colour of a product."""
+
+    size: str
+    colour: str
+    stock: int
+
+
+@dataclass(frozen=True)
 class ProductView:
     sku: str
     category: str
@@ -68,9 +78,17 @@ class ProductView:
     colours: tuple[str, ...] = ()
     images: tuple[str, ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict)
+    variants: tuple[VariantView, ...] = ()  # empty: only the product's total `stock` is known
 
     def title(self, language: str) -> str:
         return self.title_en if language == "en" else self.title_zh
+
+    def stock_of(self, size: Optional[str] = None, colour: Optional[str] = None) -> int:
+        """Units in stock for this size and/or colour (the total when neither is given or no variants are kept)."""
+        if not self.variants or (size is None and colour is None):
+            return self.stock
+        return sum(v.stock for v in self.variants
+                   if (size is None or v.size == size) and (colour is None or v.colour == colour))
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,34 @@ class CouponView:
 
 
 @dataclass(frozen=True)
+class CouponTemplateView:
+    code: str
+    title_zh: str
+    title_en: str
+    amount_cents: int
+    threshold_cents: int
+    valid_days: int
+    category: Optional[str] = None
+    terms_zh: str = ""
+    terms_en: str = ""
+    points_cost: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    """Outcome of issuing a coupon: `code` ok | unknown_template | unknown_customer | insufficient_points |
+    over_limit | not_redeemable; `new` is False when this issue key already had its coupon."""
+
+    ok: bool
+    code: str
+    coupon: Optional[CouponView] = None
+    template: Optional[CouponTemplateView] = None
+    new: bool = False
+    balance: Optional[int] = None
+    event: Optional[dict[str, Any]] = None
+
+
+@dataclass(frozen=True)
 class PointsEntryView:
     delta: int
     reason: str
@@ -238,6 +284,44 @@ class ShopStore(Protocol):
     async def record_event(
         self, event: str, *, sender_id: Optional[str], customer_id: Optional[int], payload: dict[str, Any], now: datetime
     ) -> dict[str, Any]: ...
+
+    # -- catalogue stock, coupons, points (issue #20) --
+
+    async def subscribe_restock(self, sku: str, *, size: Optional[str], colour: Optional[str], sender_id: str,
+                                customer_id: Optional[int], now: datetime) -> bool:
+        """Remember that this conversation wants to hear when the product is back; False if already asked."""
+        ...
+
+    async def set_stock(self, sku: str, stock: int, *, size: Optional[str] = None, colour: Optional[str] = None,
+                        now: datetime) -> list[dict[str, Any]]:
+        """The merchant's stock update; returns the `back_in_stock` events for waiting subscribers."""
+        ...
+
+    async def set_order_status(self, order_id: str, status: str, *, now: datetime) -> ChangeResult:
+        """The shop reports an order paid/shipped/delivered: the status and its time, and `order_<status>`
+        in the outbox when it changed (`code` "unchanged" when it already was). Points are earned by
+        `loyalty.order_status_reported`, once per order."""
+        ...
+
+    async def coupon_templates(self) -> list[CouponTemplateView]: ...
+
+    async def issue_coupon(self, customer_id: int, template: str, *, issue_key: str, issued_by: str, now: datetime,
+                           amount_cents: Optional[int] = None) -> IssueResult:
+        """Issue one coupon of `template` per (customer, issue_key); a repeat returns the first one."""
+        ...
+
+    async def redeem_coupon(self, code: str, order_id: str, *, now: datetime) -> ChangeResult:
+        """An order used this coupon: mark it and publish `coupon_redeemed` (journeys count conversions)."""
+        ...
+
+    async def earn_points(self, customer_id: int, kind: str, *, ref: str, points: int, now: datetime,
+                          expires_at: Optional[datetime] = None, daily_max: Optional[int] = None) -> int:
+        """Add points once per (customer, kind, ref); returns the points added (0: already earned or capped)."""
+        ...
+
+    async def redeem_points(self, customer_id: int, template: str, *, issue_key: str, now: datetime) -> IssueResult:
+        """Spend points on a coupon in one transaction, after a balance check; a ledger entry records it."""
+        ...
 
     async def close(self) -> None: ...
 

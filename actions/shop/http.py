@@ -16,11 +16,14 @@ from urllib.parse import quote
 from actions.shop.base import (
     Basket,
     ChangeResult,
+    CouponTemplateView,
     CouponView,
     CustomerView,
+    IssueResult,
     OrderView,
     PointsEntryView,
     ProductView,
+    ShopDataError,
     ShopUnavailable,
     from_json,
 )
@@ -138,3 +141,51 @@ class HttpShopStore:
                                                          "customer_id": customer_id, "payload": payload,
                                                          "now": now.isoformat()})
         return data or {}
+
+    # -- stock, restock notices, coupons, points (issue #20; docs/shop.md lists the routes) --
+
+    async def subscribe_restock(self, sku: str, *, size: Optional[str], colour: Optional[str], sender_id: str,
+                                customer_id: Optional[int], now: datetime) -> bool:
+        data = await self._call("POST", f"/products/{quote(sku)}/restock-subscriptions", body={
+            "size": size, "colour": colour, "sender_id": sender_id, "customer_id": customer_id, "now": now.isoformat()})
+        if data is None:
+            raise ShopDataError(f"unknown product {sku!r}")
+        return bool(data.get("new"))
+
+    async def set_stock(self, sku: str, stock: int, *, size: Optional[str] = None, colour: Optional[str] = None,
+                        now: datetime) -> list[dict[str, Any]]:
+        data = await self._call("POST", f"/products/{quote(sku)}/stock", body={
+            "stock": stock, "size": size, "colour": colour, "now": now.isoformat()})
+        if data is None:
+            raise ShopDataError(f"unknown product {sku!r}")
+        return list(data.get("events") or [])
+
+    async def set_order_status(self, order_id: str, status: str, *, now: datetime) -> ChangeResult:
+        return await self._change(f"/orders/{quote(order_id)}/status", {"status": status, "now": now.isoformat()})
+
+    async def coupon_templates(self) -> list[CouponTemplateView]:
+        return [from_json(CouponTemplateView, t) for t in await self._call("GET", "/coupon-templates") or []]
+
+    async def issue_coupon(self, customer_id: int, template: str, *, issue_key: str, issued_by: str, now: datetime,
+                           amount_cents: Optional[int] = None) -> IssueResult:
+        data = await self._call("POST", f"/customers/{int(customer_id)}/coupons", body={
+            "template": template, "issue_key": issue_key, "issued_by": issued_by, "amount_cents": amount_cents,
+            "now": now.isoformat()})
+        return from_json(IssueResult, data) if data is not None else IssueResult(False, "unknown_customer")
+
+    async def redeem_coupon(self, code: str, order_id: str, *, now: datetime) -> ChangeResult:
+        return await self._change(f"/coupons/{quote(code)}/redeem", {"order_id": order_id, "now": now.isoformat()})
+
+    async def earn_points(self, customer_id: int, kind: str, *, ref: str, points: int, now: datetime,
+                          expires_at: Optional[datetime] = None, daily_max: Optional[int] = None) -> int:
+        data = await self._call("POST", f"/customers/{int(customer_id)}/points", body={
+            "kind": kind, "ref": ref, "points": points, "now": now.isoformat(),
+            "expires_at": expires_at.isoformat() if expires_at else None, "daily_max": daily_max})
+        if data is None:
+            raise ShopDataError(f"unknown customer {customer_id}")
+        return int(data.get("added") or 0)
+
+    async def redeem_points(self, customer_id: int, template: str, *, issue_key: str, now: datetime) -> IssueResult:
+        data = await self._call("POST", f"/customers/{int(customer_id)}/points/redeem", body={
+            "template": template, "issue_key": issue_key, "now": now.isoformat()})
+        return from_json(IssueResult, data) if data is not None else IssueResult(False, "unknown_customer")

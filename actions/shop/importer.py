@@ -19,7 +19,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Optional
@@ -28,10 +28,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from actions.shop import models as m
-from actions.shop.base import ORDER_ID_RE, PHONE_RE, ShopDataError
-from actions.shop.catalog import BY_CODE
+from actions.shop.base import ShopDataError
+from actions.shop.config import ShopConfig, shop_config
 from actions.shop.rules import ORDER_STATUSES
-from actions.shop.sql import create_schema, make_engine
+from actions.shop.loyalty import points_for
+from actions.shop.sql import _outbox, create_schema, make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    points_earned: int = 0  # purchase points of imported orders that reached the rule's status (once per order)
 
     def as_dict(self) -> dict[str, Any]:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
@@ -89,7 +91,14 @@ def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     raise ShopDataError(f"{path}: unknown file type '{suffix}'. Fix: export as .jsonl, .json or .csv.")
 
 
-def import_file(url: str, path: str | Path) -> ImportReport:
+def import_file(url: str, path: str | Path, config: Optional[ShopConfig] = None) -> ImportReport:
+    """Validate against the shop's configuration (shop.yml: categories, order-id and phone formats), then load.
+
+    The configuration's categories and coupon templates are written first, so an export
+    loads into an empty database.
+    """
+    global _config
+    _config = config or shop_config()
     path = Path(path)
     if not path.exists():
         raise ShopDataError(f"{path}: file not found. Fix: pass the path of the merchant export.")
@@ -99,6 +108,7 @@ def import_file(url: str, path: str | Path) -> ImportReport:
     try:
         create_schema(engine)
         with Session(engine) as s, s.begin():
+            _write_configuration(s, _config)
             known_skus = set(s.execute(select(m.Product.sku)).scalars())
             products, customers, orders = [], [], {}
             for line, rec in records:
@@ -122,16 +132,40 @@ def import_file(url: str, path: str | Path) -> ImportReport:
                 except _Bad as e:
                     report.rejected.append((line, str(e)))
             for p in products:
+                variants = p.pop("variants")
+                if variants:
+                    p["stock"] = sum(v["stock"] for v in variants)
                 _upsert(s, m.Product, p["sku"], p, report)
+                if variants:
+                    s.flush()
+                    s.execute(delete(m.VariantStock).where(m.VariantStock.sku == p["sku"]))
+                    for v in variants:
+                        s.add(m.VariantStock(sku=p["sku"], **v))
             for c in customers:
                 _upsert_customer(s, c, report)
             for _line, o in orders.values():
                 _upsert_order(s, o, report)
+                report.points_earned += _earn_purchase_points(s, o)
     finally:
         engine.dispose()
     for line, reason in report.rejected:
         logger.warning("%s:%d: rejected: %s", path, line, reason)
     return report
+
+
+_config: ShopConfig  # the configuration of the import running now (set by import_file)
+
+
+def _write_configuration(s: Session, config: ShopConfig) -> None:
+    """Categories and coupon templates from shop.yml (upserted: a second import changes nothing)."""
+    for c in config.categories:
+        s.merge(m.Category(code=c.code, name_zh=c.name.zh, name_en=c.name.en, size_chart=c.size_chart,
+                           returnable=c.returnable, exchangeable=c.exchangeable))
+    for t in config.coupon_templates.values():
+        s.merge(m.CouponTemplateRow(code=t.code, title_zh=t.title.zh, title_en=t.title.en, amount_cents=t.amount_cents,
+                                    threshold_cents=t.threshold_cents, valid_days=t.valid_days, category=t.category,
+                                    terms_zh=t.terms.zh, terms_en=t.terms.en, points_cost=t.points_cost))
+    s.flush()
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -183,8 +217,8 @@ def _list(value: Any) -> list[str]:
 
 def _phone(value: Any) -> str:
     phone = str(value or "").strip().replace(" ", "").replace("-", "")
-    if not PHONE_RE.fullmatch(phone):
-        raise _Bad(f"phone {_masked(phone)} is not an 11-digit mainland mobile number")
+    if not _config.phone_re.fullmatch(phone):
+        raise _Bad(f"phone {_masked(phone)} does not match the shop's phone format {_config.phone_pattern!r} (shop.yml)")
     return phone
 
 
@@ -194,14 +228,21 @@ def _masked(phone: str) -> str:
 
 def _product(rec: dict[str, Any]) -> dict[str, Any]:
     category = _req(rec, "category")
-    if category not in BY_CODE:
-        raise _Bad(f"unknown category {category!r} (valid: {', '.join(sorted(BY_CODE))})")
+    codes = [c.code for c in _config.categories]
+    if category not in codes:
+        raise _Bad(f"unknown category {category!r} (valid, from shop.yml: {', '.join(sorted(codes))})")
+    variants = []
+    for i, v in enumerate(rec.get("variants") or []):
+        if not isinstance(v, dict):
+            raise _Bad(f"variants[{i}] must be {{size, colour, stock}}")
+        variants.append(dict(size=str(v.get("size") or ""), colour=str(v.get("colour") or ""),
+                             stock=_int(v.get("stock", 0), f"variants[{i}].stock")))
     return dict(sku=str(_req(rec, "sku")).strip(), category=category, title_zh=str(_req(rec, "title_zh")),
                 title_en=str(rec.get("title_en") or rec["title_zh"]), brand=str(rec.get("brand") or ""),
                 attributes=rec.get("attributes") if isinstance(rec.get("attributes"), dict) else {},
                 sizes=_list(rec.get("sizes")), colours=_list(rec.get("colours")),
                 price_cents=_money(_req(rec, "price"), "price"), stock=_int(rec.get("stock", 0), "stock"),
-                images=_list(rec.get("images")))
+                images=_list(rec.get("images")), variants=variants)
 
 
 def _customer(rec: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +252,8 @@ def _customer(rec: dict[str, Any]) -> dict[str, Any]:
 
 def _order_fields(rec: dict[str, Any]) -> dict[str, Any]:
     oid = str(_req(rec, "order_id")).strip().upper()
-    if not ORDER_ID_RE.fullmatch(oid):
-        raise _Bad(f"order_id {oid!r} is not E followed by 11 digits")
+    if not _config.order_id_re.fullmatch(oid):
+        raise _Bad(f"order_id {oid!r} does not match the shop's order-id format {_config.order_id_pattern!r} (shop.yml)")
     status = _req(rec, "status")
     if status not in ORDER_STATUSES:
         raise _Bad(f"unknown status {status!r} (valid: {', '.join(ORDER_STATUSES)})")
@@ -275,6 +316,28 @@ def _upsert(s: Session, model: type, key: Any, values: dict[str, Any], report: I
     else:
         report.unchanged += 1
     return row
+
+
+def _earn_purchase_points(s: Session, o: dict[str, Any]) -> int:
+    """An imported order the shop reports delivered (or paid, by the rule's `on:`) earns its purchase
+    points in the import's transaction, once per order (ledger reason `purchase:<order id>`, the same
+    as `loyalty.order_status_reported`), so a re-import earns nothing twice."""
+    rule = _config.points_rules.get("purchase")
+    when = o.get(f"{rule.on}_at") if rule is not None else None
+    if when is None or o["status"] in ("pending_payment", "cancelled", "refunded"):
+        return 0
+    order = s.get(m.Order, o["id"])
+    reason = f"purchase:{o['id']}"[:64]
+    if s.execute(select(m.PointsEntry.id).where(m.PointsEntry.customer_id == order.customer_id,
+                                                m.PointsEntry.reason == reason)).first() is not None:
+        return 0
+    points = points_for(_config, "purchase", order.total_cents - order.discount_cents)
+    if points <= 0:
+        return 0
+    s.add(m.PointsEntry(customer_id=order.customer_id, delta=points, reason=reason, created_at=when,
+                        expires_at=when + timedelta(days=_config.points_expire_days)))
+    _outbox(s, "points_earned", None, order.customer_id, order.id, when, {"kind": "purchase", "points": points})
+    return points
 
 
 def _customer_row(s: Session, phone: str, name: str, report: Optional[ImportReport]) -> m.Customer:

@@ -226,3 +226,62 @@ class VerificationFailure(Base):
     kind: Mapped[str] = mapped_column(String(8))  # order | phone
     subject: Mapped[str] = mapped_column(String(64))
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VariantStock(Base):
+    """Stock of one size/colour of a product; a product without rows has only `Product.stock`."""
+
+    __tablename__ = "variant_stock"
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    size: Mapped[str] = mapped_column(String(16), primary_key=True)
+    colour: Mapped[str] = mapped_column(String(16), primary_key=True)
+    stock: Mapped[int] = mapped_column(Integer)
+
+
+class RestockSubscription(Base):
+    """A shopper asked to hear when a product (optionally one size/colour) is back."""
+
+    __tablename__ = "restock_subscriptions"
+    __table_args__ = (UniqueConstraint("sku", "size", "colour", "sender_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), index=True)
+    size: Mapped[str] = mapped_column(String(16), default="")
+    colour: Mapped[str] = mapped_column(String(16), default="")
+    sender_id: Mapped[str] = mapped_column(String(128))
+    customer_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    notified_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+
+
+class CouponTemplateRow(Base):
+    """What a coupon of this kind is worth and its terms (from shop.yml, or the merchant's own)."""
+
+    __tablename__ = "coupon_templates"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title_zh: Mapped[str] = mapped_column(String(64))
+    title_en: Mapped[str] = mapped_column(String(64))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    threshold_cents: Mapped[int] = mapped_column(Integer, default=0)
+    valid_days: Mapped[int] = mapped_column(Integer)
+    category: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    terms_zh: Mapped[str] = mapped_column(String(200), default="")
+    terms_en: Mapped[str] = mapped_column(String(200), default="")
+    points_cost: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+
+
+class CouponIssue(Base):
+    """One issued coupon per (customer, issue key): a journey step, a points redemption, a complaint.
+
+    The unique key makes issuing idempotent across retries, workers and restarts.
+    """
+
+    __tablename__ = "coupon_issues"
+    __table_args__ = (UniqueConstraint("customer_id", "issue_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    issue_key: Mapped[str] = mapped_column(String(96))
+    template: Mapped[str] = mapped_column(String(32))
+    coupon_code: Mapped[str] = mapped_column(String(32), unique=True)
+    issued_by: Mapped[str] = mapped_column(String(64))  # journey:step | points | agent:<id>
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    redeemed_order_id: Mapped[Optional[str]] = mapped_column(String(24), nullable=True)

@@ -3,6 +3,7 @@
     ports:
       profile: {type: actions.shop.ports.ShopProfilePort}
       outbox: {type: actions.shop.ports.ShopOutboxPort}
+      compensation: {type: actions.shop.ports.ShopCompensationPort}
 
 The engine builds these classes as ``cls(project_root=..., **options)``; they
 match its protocols by shape, so this package still never imports `bot`.
@@ -17,6 +18,8 @@ from typing import Any, Optional, Sequence
 
 from actions.shop import DEFAULT_DB, get_shop, load_shop_config
 from actions.shop.base import ShopDataError, ShopStore
+from actions.shop.config import shop_config
+from actions.shop.loyalty import membership
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class ShopProfilePort:
             if customer is None:
                 return None
             orders = await shop.recent_orders(customer.id, limit=50)
+            points = await shop.points(customer.id)
         except Exception as e:  # no shop configured, shop down: the handoff goes on without a profile
             logger.debug("No shop profile for %s: %s", sender_id, e)
             return None
@@ -48,11 +52,14 @@ class ShopProfilePort:
             {"order_id": o.id, "kind": a.kind, "status": a.status, "reason": a.reason}
             for o in orders for a in o.after_sales if a.status not in ("closed", "completed", "rejected")
         ]
+        member = membership(shop_config(), points)
         return {
+            "tier": member.tier.code, "priority_service": member.tier.priority_service,
             "customer_id": customer.id, "name": customer.name, "orders": len(orders),
             "lifetime_value_cents": lifetime, "open_after_sales": open_cases,
             "recent_orders": [{"id": o.id, "status": o.status, "total_cents": o.total_cents} for o in orders[:5]],
-            "vip": lifetime >= self.vip_lifetime_value_cents,
+            # the handoff queue puts "vip" first; a tier with priority service (shop.yml) is honoured the same way
+            "vip": lifetime >= self.vip_lifetime_value_cents or member.tier.priority_service,
         }
 
 
@@ -237,3 +244,39 @@ class ShopErasurePort:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+class ShopCompensationPort:
+    """Compensation coupons for resolved complaints, within shop.yml's per-role limits.
+
+    The seam for the agent console: a console route (bot/handoff) that knows the agent's
+    verified role calls ``compensate``; until it exists, `python -m actions.shop compensate`
+    does the same. One coupon per case: a repeated call returns the first coupon.
+    """
+
+    def __init__(self, project_root: str | Path = ".", *, store: Optional[ShopStore] = None) -> None:
+        self.project_root = Path(project_root)
+        self.store = store
+
+    async def compensate(self, customer_id: int | str, *, amount_cents: int, role: str, agent: str,
+                         case_id: str) -> dict[str, Any]:
+        from datetime import datetime, timezone
+
+        from actions.loyalty import coupon_text
+        from actions.shop.loyalty import compensate
+
+        config = shop_config()
+        result = await compensate(self.store or get_shop(), config, int(customer_id), amount_cents=int(amount_cents),
+                                  role=role, agent=agent, case_id=case_id, now=datetime.now(timezone.utc))
+        limit = config.compensation_limits_cents.get(role)
+        message = None
+        if result.coupon is not None:
+            value = config.money(result.coupon.amount_cents)
+            message = {"zh": f"非常抱歉给您带来不便，送您一张{value}的补偿券：" + coupon_text("zh", result.coupon, result.template),
+                       "en": f"We're sorry for the trouble. Here is a {value} compensation coupon: "
+                             + coupon_text("en", result.coupon, result.template)}
+        return {"ok": result.ok, "code": result.code, "limit_cents": limit,
+                "limit": config.money(limit) if limit is not None else None,
+                "coupon_code": result.coupon.code if result.coupon else None,
+                "amount_cents": result.coupon.amount_cents if result.coupon else None, "new": result.new,
+                "message": message}

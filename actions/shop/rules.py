@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
-from actions.shop.base import PHONE_RE, SHOP_TZ, CouponView, OrderView, PointsEntryView
+from actions.shop.base import SHOP_TZ, CouponView, OrderView, PointsEntryView
 
 ORDER_STATUSES = ("pending_payment", "paid", "shipped", "delivered", "after_sales", "cancelled", "refunded")
 BEFORE_SHIPMENT = ("pending_payment", "paid")
@@ -202,7 +202,9 @@ def normalise_phone(text: Optional[str]) -> Optional[str]:
     value = unicodedata.normalize("NFKC", str(text or "")).strip()
     value = _PHONE_SEPARATORS_RE.sub("", value).replace(" ", "")
     value = re.sub(r"^(?:\+?86|0086)(?=1\d{10}$)", "", value)
-    return value if PHONE_RE.fullmatch(value) else None
+    from actions.shop.config import shop_config
+
+    return value if shop_config().phone_re.fullmatch(value) else None
 
 
 def normalise_name(text: Optional[str]) -> str:

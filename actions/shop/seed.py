@@ -74,6 +74,7 @@ def seed_shop(url: str, *, seed: int = 42, size: SeedSize = FULL, now: Optional[
     data = _generate(rng, size, now)
     if include_demo_orders and DEMO_ORDERS.exists():
         _add_demo_orders(data, now)
+    _add_variants_and_templates(data, random.Random(seed + 1))  # own generator: the rest stays as before
     engine = make_engine(url)
     try:
         create_schema(engine)
@@ -85,7 +86,7 @@ def seed_shop(url: str, *, seed: int = 42, size: SeedSize = FULL, now: Optional[
                 (m.ChannelIdentity, "identities"), (m.Order, "orders"), (m.OrderLine, "lines"),
                 (m.Payment, "payments"), (m.Shipment, "shipments"), (m.TrackingEvent, "tracking"),
                 (m.AfterSale, "after_sales"), (m.Refund, "refunds"), (m.Coupon, "coupons"),
-                (m.PointsEntry, "points"),
+                (m.PointsEntry, "points"), (m.VariantStock, "variants"), (m.CouponTemplateRow, "coupon_templates"),
             ):
                 bulk_insert(s, model, data[key])
     finally:
@@ -101,6 +102,30 @@ def seed_shop(url: str, *, seed: int = 42, size: SeedSize = FULL, now: Optional[
 
 
 # --- generation ---------------------------------------------------------------------------
+
+def _add_variants_and_templates(data: dict[str, list[dict[str, Any]]], rng: random.Random) -> None:
+    """Stock per size and colour for sized products (some sold out), and shop.yml's coupon templates."""
+    from actions.shop.config import shop_config
+
+    data["variants"] = []
+    for p in data["products"]:
+        sizes = [s for s in p.get("sizes") or () if s != "均码"]
+        if not sizes or len(p.get("colours") or ()) == 0:
+            continue
+        total = 0
+        for colour in p["colours"]:
+            for size in sizes:
+                units = 0 if p["stock"] == 0 or rng.random() < 0.12 else rng.randint(1, 30)
+                data["variants"].append(dict(sku=p["sku"], size=size, colour=colour, stock=units))
+                total += units
+        p["stock"] = total
+    data["coupon_templates"] = [
+        dict(code=t.code, title_zh=t.title.zh, title_en=t.title.en, amount_cents=t.amount_cents,
+             threshold_cents=t.threshold_cents, valid_days=t.valid_days, category=t.category,
+             terms_zh=t.terms.zh, terms_en=t.terms.en, points_cost=t.points_cost)
+        for t in shop_config().coupon_templates.values()
+    ]
+
 
 def _season(spec: catalog.CategorySpec, month: int) -> float:
     return 1.0 + spec.seasonality * math.cos(2 * math.pi * (month - spec.peak_month) / 12)
@@ -326,7 +351,7 @@ def _add_order(data: dict[str, list[dict[str, Any]]], rng: random.Random, seq: d
         data["refunds"].append(dict(order_id=oid, amount_cents=total, status="completed", reason="return",
                                     requested_at=req, completed_at=req + timedelta(days=4)))
     if delivered_at is not None and status != "refunded":
-        data["points"].append(dict(customer_id=cid, delta=rules.points_for_order(total), reason=f"order {oid}",
+        data["points"].append(dict(customer_id=cid, delta=rules.points_for_order(total), reason=f"purchase:{oid}",
                                    created_at=delivered_at, expires_at=rules.points_expiry(delivered_at)))
 
 

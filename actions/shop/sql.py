@@ -13,9 +13,11 @@ statements (`load_orders`), never one query per order or per line/shipment/track
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import secrets
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from sqlalchemy import (
@@ -33,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from actions.shop import models as m
@@ -42,15 +44,19 @@ from actions.shop.base import (
     AfterSaleView,
     Basket,
     ChangeResult,
+    CouponTemplateView,
     CouponView,
     CustomerView,
     LineView,
     OrderView,
     PointsEntryView,
+    IssueResult,
     ProductView,
     RefundView,
+    ShopDataError,
     ShopUnavailable,
     TrackingView,
+    VariantView,
     mask_address,
 )
 
@@ -75,15 +81,22 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(_psycopg(url), pool_pre_ping=True)
+
+
+def _psycopg(url: str) -> str:
+    """PostgreSQL through psycopg 3 (the driver kefu installs), whatever driver the URL names."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
+        return f"postgresql+psycopg://{rest}"
+    return url
 
 
 def create_schema(engine: Engine) -> None:
-    m.Base.metadata.create_all(engine)
-    # Indexes added after a database was first created (create_all skips existing tables).
-    for table in m.Base.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+    """Bring the shop's tables to the newest revision (Alembic; actions/shop/migrate.py), not ``create_all``."""
+    from actions.shop.migrate import ensure_schema
+
+    ensure_schema(engine)
 
 
 class SqlShopStore:
@@ -220,10 +233,15 @@ class SqlShopStore:
     async def products(self, skus: Optional[Sequence[str]] = None) -> list[ProductView]:
         def q(c: Connection) -> list[ProductView]:
             if skus is None:
-                rows = c.execute(_ALL_PRODUCTS)
+                rows = list(c.execute(_ALL_PRODUCTS))
+                variant_rows = c.execute(_ALL_VARIANTS)
             else:
-                rows = c.execute(_PRODUCTS_BY_SKU, {"skus": list(skus)})
-            return [_product_view(p) for p in rows]
+                rows = list(c.execute(_PRODUCTS_BY_SKU, {"skus": list(skus)}))
+                variant_rows = c.execute(_VARIANTS_BY_SKU, {"skus": list(skus)})
+            variants: dict[str, list[VariantView]] = {}
+            for v in variant_rows:
+                variants.setdefault(v.sku, []).append(VariantView(v.size, v.colour, v.stock))
+            return [_product_view(p, variants.get(p.sku, ())) for p in rows]
 
         if skus is not None and not skus:
             return []
@@ -339,6 +357,198 @@ class SqlShopStore:
 
         return await self._in_thread(tx, f"record {event}")
 
+    # -- stock, restock notices, coupons, points ---------------------------------------
+
+    async def subscribe_restock(self, sku: str, *, size: Optional[str], colour: Optional[str], sender_id: str,
+                                customer_id: Optional[int], now: datetime) -> bool:
+        def tx(s: Session) -> bool:
+            with s.begin():
+                if s.get(m.Product, sku) is None:
+                    raise ShopDataError(f"unknown product {sku!r}: subscribe to a product of the catalogue")
+                found = s.execute(select(m.RestockSubscription).where(
+                    m.RestockSubscription.sku == sku, m.RestockSubscription.size == (size or ""),
+                    m.RestockSubscription.colour == (colour or ""), m.RestockSubscription.sender_id == sender_id,
+                )).scalar_one_or_none()
+                if found is not None:
+                    if found.notified_at is None:
+                        return False
+                    found.notified_at = None  # notified before, waiting again
+                    found.created_at = now
+                    return True
+                s.add(m.RestockSubscription(sku=sku, size=size or "", colour=colour or "", sender_id=sender_id,
+                                            customer_id=customer_id, created_at=now))
+                return True
+
+        return await self._run(tx, "subscribe to restock")
+
+    async def set_stock(self, sku: str, stock: int, *, size: Optional[str] = None, colour: Optional[str] = None,
+                        now: datetime) -> list[dict[str, Any]]:
+        if stock < 0:
+            raise ShopDataError(f"stock of {sku} must be >= 0, not {stock}")
+
+        def tx(s: Session) -> list[dict[str, Any]]:
+            with s.begin():
+                product = s.get(m.Product, sku)
+                if product is None:
+                    raise ShopDataError(f"unknown product {sku!r}")
+                if size is None and colour is None:
+                    product.stock = stock
+                else:
+                    row = s.get(m.VariantStock, (sku, size or "", colour or ""))
+                    if row is None:
+                        s.add(m.VariantStock(sku=sku, size=size or "", colour=colour or "", stock=stock))
+                    else:
+                        row.stock = stock
+                    s.flush()
+                    product.stock = s.execute(select(func.coalesce(func.sum(m.VariantStock.stock), 0))
+                                              .where(m.VariantStock.sku == sku)).scalar_one()
+                s.flush()
+                events = []
+                waiting = s.execute(select(m.RestockSubscription).where(
+                    m.RestockSubscription.sku == sku, m.RestockSubscription.notified_at.is_(None))).scalars().all()
+                for sub in waiting:
+                    available = _variant_stock(s, sku, sub.size or None, sub.colour or None, product.stock)
+                    if available <= 0:
+                        continue
+                    sub.notified_at = now
+                    events.append(_outbox(s, "back_in_stock", sub.sender_id, sub.customer_id, None, now, {
+                        "sku": sku, "product_name": product.title_zh, "product_name_en": product.title_en,
+                        # "" rather than None: the notice renders the slot as text ("None" otherwise)
+                        "size": sub.size, "colour": sub.colour, "stock": available}))
+            return events
+
+        return await self._run(tx, "set stock")
+
+    async def set_order_status(self, order_id: str, status: str, *, now: datetime) -> ChangeResult:
+        column = REPORTED_STATUSES.get(status)
+        if column is None:
+            raise ShopDataError(f"order status {status!r} cannot be reported; valid: {', '.join(REPORTED_STATUSES)}")
+
+        def tx(s: Session) -> ChangeResult:
+            with s.begin():
+                row = s.get(m.Order, order_id)
+                if row is None:
+                    return ChangeResult(False, "unknown_order")
+                if row.status == status:
+                    return ChangeResult(True, "unchanged", _order_view(s, order_id))
+                row.status = status
+                if getattr(row, column) is None:
+                    setattr(row, column, now)
+                s.flush()
+                order = _order_view(s, order_id)
+                event = _outbox(s, f"order_{status}", None, order.customer_id, order_id, now, {
+                    "total_cents": order.total_cents - order.discount_cents, "skus": [l.sku for l in order.lines]})
+            return ChangeResult(True, "ok", order, event)
+
+        return await self._run(tx, "set order status")
+
+    async def coupon_templates(self) -> list[CouponTemplateView]:
+        def q(c: Connection) -> list[CouponTemplateView]:
+            return [_template_view(r) for r in c.execute(select(m.CouponTemplateRow.__table__)
+                                                          .order_by(m.CouponTemplateRow.code))]
+
+        return await self._read(q, "coupon templates")
+
+    def sync_coupon_templates(self, templates: Sequence[CouponTemplateView]) -> None:
+        """Upsert the templates (from shop.yml) into the store; existing coupons keep their values."""
+        with self._sessions() as s, s.begin():
+            for t in templates:
+                s.merge(m.CouponTemplateRow(**{f: getattr(t, f) for f in CouponTemplateView.__dataclass_fields__}))
+
+    async def issue_coupon(self, customer_id: int, template: str, *, issue_key: str, issued_by: str, now: datetime,
+                           amount_cents: Optional[int] = None) -> IssueResult:
+        def tx(s: Session) -> IssueResult:
+            with s.begin():
+                return _issue(s, customer_id, template, issue_key, issued_by, now, amount_cents)
+
+        try:
+            return await self._run(tx, "issue coupon")
+        except ShopUnavailable as e:
+            if not isinstance(e.__cause__, IntegrityError):
+                raise
+            return await self._run(tx, "issue coupon")  # a concurrent issue with this key won: return its coupon
+
+    async def redeem_coupon(self, code: str, order_id: str, *, now: datetime) -> ChangeResult:
+        def tx(s: Session) -> ChangeResult:
+            with s.begin():
+                coupon = s.execute(select(m.Coupon).where(m.Coupon.code == code)).scalar_one_or_none()
+                if coupon is None:
+                    return ChangeResult(False, "unknown_coupon")
+                if coupon.used_order_id and coupon.used_order_id != order_id:
+                    return ChangeResult(False, "coupon_used")
+                if coupon.valid_until < now or coupon.valid_from > now:
+                    return ChangeResult(False, "coupon_expired")
+                coupon.used_order_id = order_id
+                issue = s.execute(select(m.CouponIssue).where(m.CouponIssue.coupon_code == code)).scalar_one_or_none()
+                journey = step = None
+                if issue is not None:
+                    issue.redeemed_order_id = order_id
+                    if issue.issued_by.startswith("journey:"):
+                        _, journey, step = (issue.issued_by.split(":", 2) + [None, None])[:3]
+                event = _outbox(s, "coupon_redeemed", None, coupon.customer_id, order_id, now, {
+                    "coupon_code": code, "template": issue.template if issue else None,
+                    "issued_by": issue.issued_by if issue else None, "journey": journey, "step": step,
+                    "discount_cents": coupon.amount_cents})
+            return ChangeResult(True, "ok", None, event)
+
+        return await self._run(tx, "redeem coupon")
+
+    async def earn_points(self, customer_id: int, kind: str, *, ref: str, points: int, now: datetime,
+                          expires_at: Optional[datetime] = None, daily_max: Optional[int] = None) -> int:
+        if points <= 0:
+            return 0
+        reason = f"{kind}:{ref}"[:64]
+
+        def tx(s: Session) -> int:
+            with s.begin():
+                if s.get(m.Customer, customer_id) is None:
+                    raise ShopDataError(f"unknown customer {customer_id}")
+                seen = s.execute(select(m.PointsEntry.id).where(
+                    m.PointsEntry.customer_id == customer_id, m.PointsEntry.reason == reason)).first()
+                if seen is not None:
+                    return 0
+                if daily_max is not None:
+                    start = now - timedelta(days=1)
+                    today = s.execute(select(func.count()).select_from(m.PointsEntry).where(
+                        m.PointsEntry.customer_id == customer_id, m.PointsEntry.reason.like(f"{kind}:%"),
+                        m.PointsEntry.created_at > start)).scalar_one()
+                    if today >= daily_max:
+                        return 0
+                s.add(m.PointsEntry(customer_id=customer_id, delta=points, reason=reason, created_at=now,
+                                    expires_at=expires_at))
+                _outbox(s, "points_earned", None, customer_id, None, now, {"kind": kind, "points": points})
+            return points
+
+        return await self._run(tx, "earn points")
+
+    async def redeem_points(self, customer_id: int, template: str, *, issue_key: str, now: datetime) -> IssueResult:
+        def tx(s: Session) -> IssueResult:
+            with s.begin():
+                # one redemption per customer at a time: the balance read below stays true until commit
+                # (a row lock on PostgreSQL/MySQL; SQLite has one writer anyway)
+                if s.execute(select(m.Customer.id).where(m.Customer.id == customer_id).with_for_update()).first() is None:
+                    return IssueResult(False, "unknown_customer")
+                row = s.get(m.CouponTemplateRow, template)
+                if row is None:
+                    return IssueResult(False, "unknown_template")
+                if not row.points_cost:
+                    return IssueResult(False, "not_redeemable", template=_template_view(row))
+                existing = s.execute(select(m.CouponIssue).where(
+                    m.CouponIssue.customer_id == customer_id, m.CouponIssue.issue_key == issue_key)).scalar_one_or_none()
+                entries = [PointsEntryView(e.delta, e.reason, e.created_at, e.expires_at) for e in s.execute(
+                    select(m.PointsEntry).where(m.PointsEntry.customer_id == customer_id)).scalars()]
+                balance = rules.points_summary(entries, now).balance
+                if existing is None and balance < row.points_cost:
+                    return IssueResult(False, "insufficient_points", template=_template_view(row), balance=balance)
+                result = _issue(s, customer_id, template, issue_key, "points", now, None)
+                if result.ok and result.new:
+                    s.add(m.PointsEntry(customer_id=customer_id, delta=-row.points_cost,
+                                        reason=f"redeem:{result.coupon.code}"[:64], created_at=now))
+                    balance -= row.points_cost
+                return dataclasses.replace(result, balance=balance)
+
+        return await self._run(tx, "redeem points")
+
     # -- outbox relay (read by actions/shop/ports.py ShopOutboxPort for bot/relay.py) ---
 
     def pending_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -356,6 +566,56 @@ class SqlShopStore:
 
 
 # --- row → view ------------------------------------------------------------------------
+
+def _variant_stock(s: Session, sku: str, size: Optional[str], colour: Optional[str], total: int) -> int:
+    if size is None and colour is None:
+        return total
+    query = select(func.coalesce(func.sum(m.VariantStock.stock), 0)).where(m.VariantStock.sku == sku)
+    if size is not None:
+        query = query.where(m.VariantStock.size == size)
+    if colour is not None:
+        query = query.where(m.VariantStock.colour == colour)
+    kept = s.execute(select(func.count()).select_from(m.VariantStock).where(m.VariantStock.sku == sku)).scalar_one()
+    return int(s.execute(query).scalar_one()) if kept else total
+
+
+def _template_view(r: Any) -> CouponTemplateView:
+    return CouponTemplateView(r.code, r.title_zh, r.title_en, r.amount_cents, r.threshold_cents, r.valid_days,
+                              r.category, r.terms_zh or "", r.terms_en or "", r.points_cost)
+
+
+def _coupon_view(c: Any) -> CouponView:
+    return CouponView(c.code, c.title_zh, c.title_en, c.threshold_cents, c.amount_cents, c.valid_from,
+                      c.valid_until, c.category, c.used_order_id)
+
+
+def _issue(s: Session, customer_id: int, template: str, issue_key: str, issued_by: str, now: datetime,
+           amount_cents: Optional[int]) -> IssueResult:
+    """Issue in the caller's transaction; the (customer, issue key) row makes a repeat return the first coupon."""
+    row = s.get(m.CouponTemplateRow, template)
+    if row is None:
+        return IssueResult(False, "unknown_template")
+    tpl = _template_view(row)
+    if s.get(m.Customer, customer_id) is None:
+        return IssueResult(False, "unknown_customer", template=tpl)
+    existing = s.execute(select(m.CouponIssue).where(
+        m.CouponIssue.customer_id == customer_id, m.CouponIssue.issue_key == issue_key)).scalar_one_or_none()
+    if existing is not None:
+        coupon = s.execute(select(m.Coupon).where(m.Coupon.code == existing.coupon_code)).scalar_one()
+        return IssueResult(True, "ok", _coupon_view(coupon), tpl, new=False)
+    amount = amount_cents if amount_cents is not None else row.amount_cents
+    code = f"{template[:6]}{secrets.token_hex(4).upper()}"
+    coupon = m.Coupon(code=code, customer_id=customer_id, title_zh=row.title_zh, title_en=row.title_en,
+                      threshold_cents=row.threshold_cents, amount_cents=amount, category=row.category,
+                      valid_from=now, valid_until=now + timedelta(days=row.valid_days))
+    s.add(coupon)
+    s.add(m.CouponIssue(customer_id=customer_id, issue_key=issue_key[:96], template=template, coupon_code=code,
+                        issued_by=issued_by[:64], created_at=now))
+    s.flush()
+    event = _outbox(s, "coupon_issued", None, customer_id, None, now, {
+        "coupon_code": code, "template": template, "issued_by": issued_by, "amount_cents": amount})
+    return IssueResult(True, "ok", _coupon_view(coupon), tpl, new=True, event=event)
+
 
 def _safe_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
@@ -431,6 +691,9 @@ _ORDER_HISTORY = union_all(
 _COUPONS = select(m.Coupon.__table__).where(m.Coupon.customer_id == bindparam("customer_id")).order_by(m.Coupon.valid_until)
 _POINTS = select(m.PointsEntry.__table__).where(m.PointsEntry.customer_id == bindparam("customer_id"))
 _ALL_PRODUCTS = select(_P).order_by(_P.c.sku)
+_V = m.VariantStock.__table__
+_ALL_VARIANTS = select(_V).order_by(_V.c.sku, _V.c.colour, _V.c.size)
+_VARIANTS_BY_SKU = select(_V).where(_V.c.sku.in_(bindparam("skus", expanding=True))).order_by(_V.c.sku, _V.c.colour, _V.c.size)
 _PRODUCTS_BY_SKU = select(_P).where(_P.c.sku.in_(bindparam("skus", expanding=True))).order_by(_P.c.sku)
 _ALL_BASKET_LINES = (
     select(_O.c.customer_id, _O.c.id, _O.c.created_at, _L.c.sku)
@@ -499,9 +762,14 @@ def _one_customer(c: Connection, statement: Any, params: dict[str, Any]) -> Opti
     return CustomerView(row.id, row.name, row.phone) if row is not None else None
 
 
-def _product_view(p: Any) -> ProductView:
+def _product_view(p: Any, variants: Sequence[VariantView] = ()) -> ProductView:
     return ProductView(p.sku, p.category, p.title_zh, p.title_en, p.brand, p.price_cents, p.stock,
-                       tuple(p.sizes or ()), tuple(p.colours or ()), tuple(p.images or ()), dict(p.attributes or {}))
+                       tuple(p.sizes or ()), tuple(p.colours or ()), tuple(p.images or ()), dict(p.attributes or {}),
+                       tuple(variants))
+
+
+# statuses a merchant reports, with the time column each sets
+REPORTED_STATUSES = {"paid": "paid_at", "shipped": "shipped_at", "delivered": "delivered_at"}
 
 
 def _outbox(s: Session | Connection, name: str, sender_id: Optional[str], customer_id: Optional[int],

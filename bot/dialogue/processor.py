@@ -41,8 +41,10 @@ from bot.shared.exceptions import (
     ConversationChannelMismatch,
 )
 from bot.shared.message import CollectingOutputChannel, OutputChannel, UserMessage
+from bot.shared import metrics
 
 from bot.nlu.language import conversation_language
+from bot.nlu.regex_interpreter import is_intent_message
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ DEFAULT_MAX_MESSAGE_CHARS = 2000
 MESSAGE_TOO_LONG_METADATA = "kefu_message_too_long"
 FOLLOWUP_POLICY = "followup_action"
 ACTION_FAILED_METADATA = "kefu_action_failed"
+# The conversation id of the start-up warm-up's throwaway tracker (never stored).
+WARM_UP_SENDER_ID = "__kefu_warm_up__"
 
 # Said when a message is longer than the cap (the domain's `utter_message_too_long` wins).
 MESSAGE_TOO_LONG_TEXT = {
@@ -133,6 +137,59 @@ class MessageProcessor:
             name, self.domain, self.action_endpoint, self.action_executor, knowledge=self.knowledge
         )
 
+    # ------------------------------------------------------------------ warm-up
+    async def warm_up(self) -> dict[str, float]:
+        """Pay the first-use costs of this model before a shopper does (safe to call twice).
+
+        On a throwaway tracker that is never stored: the NLU pipeline's first parse
+        (tokenizer dictionaries such as jieba's, embeddings, torch's first forward pass),
+        the policies' first prediction, the response renderer and the action lookup.
+        No custom action runs (they may have side effects), no hook runs, nothing is
+        saved or published. Returns seconds per step; a failing step is logged and skipped.
+        """
+        from bot.shared.tracker import DialogueStateTracker
+
+        timings: dict[str, float] = {}
+        tracker = DialogueStateTracker(WARM_UP_SENDER_ID, self.domain.slots)
+        tracker.update(ActionExecuted(ACTION_SESSION_START_NAME), self.domain)
+        tracker.update(ActionExecuted(ACTION_LISTEN_NAME), self.domain)
+
+        def step(name: str, started: float) -> None:
+            timings[name] = round(time.perf_counter() - started, 4)
+
+        started = time.perf_counter()
+        try:
+            intent = next((i for i in self.domain.intents if not str(i).startswith("nlu_")), None)
+            parse = await self._offload(self._parse_sync, "hello")
+            if self.nlu is not None and hasattr(self.nlu, "prepare_batch"):
+                await self._offload(self.nlu.prepare_batch, ["hello", "你好"])
+            if intent:  # `/intent` messages are common in buttons
+                parse = await self._offload(self._parse_sync, f"/{intent}")
+            tracker.update(UserUttered("hello", parse.get("intent"), parse.get("entities", []), parse), self.domain)
+        except Exception:  # noqa: BLE001 - a warm-up never stops a start
+            logger.warning("Warm-up: the first parse failed; the first message will pay for it.", exc_info=True)
+        step("nlu", started)
+        started = time.perf_counter()
+        try:
+            prediction = await self._offload(self._predict_sync, tracker)
+            self.action_for(prediction.action_name)
+            for name in (ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME, ACTION_EXTRACT_SLOTS):
+                self.action_for(name)
+        except Exception:  # noqa: BLE001
+            logger.warning("Warm-up: the first prediction failed; the first message will pay for it.", exc_info=True)
+        step("policies", started)
+        started = time.perf_counter()
+        try:
+            for response in list(self.domain.responses)[:1]:
+                self.nlg.generate(response, tracker, "rest")
+            from bot.shared.tracker import EventVerbosity
+
+            tracker.current_state(EventVerbosity.ALL)  # what custom actions and stores serialise
+        except Exception:  # noqa: BLE001
+            logger.warning("Warm-up: rendering a response failed.", exc_info=True)
+        step("responses", started)
+        return timings
+
     # ------------------------------------------------------------------ trackers
     async def get_tracker(self, sender_id: str) -> Any:
         """The stored tracker, or a new one with the domain's slots."""
@@ -195,15 +252,19 @@ class MessageProcessor:
         """Concurrent messages are parsed together in a worker thread (bot/nlu/batching.py)."""
         from bot.nlu.batching import processor_batcher
 
+        if self.nlu is None:
+            # Only the `/intent{...}` reader runs (microseconds, and the text is capped at
+            # max_message_chars): a hand-off to the pool would cost more than the parse.
+            return self._parse_sync(text)
         batcher = processor_batcher(self)
-        if self.nlu is None or not batcher.config.enabled:
+        if not batcher.config.enabled:
             return await self._offload(self._parse_sync, text)
         return await batcher.parse(text)
 
     async def parse_message(self, message: UserMessage) -> dict[str, Any]:
         if message.parse_data:
             return message.parse_data
-        parse = await self.parse_text(message.text or "")
+        parse = await metrics.observe(metrics.NLU_PARSE_SECONDS, self.parse_text(message.text or ""))
         parse.setdefault("text", message.text or "")
         parse["message_id"] = message.message_id
         if message.metadata:
@@ -317,21 +378,36 @@ class MessageProcessor:
 
     @staticmethod
     def _check_channel(tracker: Any, message: UserMessage) -> None:
-        """A conversation stays on the channel its shopper wrote from (ConversationChannelMismatch)."""
+        """A caller who merely names a sender (REST) cannot write into another channel's conversation.
+
+        Conversation ids are the channels' own (a WeChat openid, a widget session id), so a REST
+        caller who knows a shopper's openid would otherwise add to that shopper's conversation and
+        read the answers (ConversationChannelMismatch, a 403). A channel that proves its sender
+        (WeChat's signature, the widget's server-issued session) is never refused: a conversation
+        squatted over REST under an openid does not lock its owner out.
+        """
         previous = tracker.get_latest_input_channel()
-        if previous and message.input_channel and previous != message.input_channel:
-            logger.warning("Refused a %s message for conversation %s, which belongs to the %s channel.",
-                           message.input_channel, message.sender_id, previous)
-            raise ConversationChannelMismatch(
-                f"Conversation '{message.sender_id}' belongs to the {previous} channel; a {message.input_channel} "
-                "message cannot be added to it. Fix: use a conversation id of your own on this channel."
-            )
+        if not previous or not message.input_channel or previous == message.input_channel:
+            return
+        if message.sender_verified:
+            logger.warning("Conversation %s moves from the %s channel to %s.", message.sender_id, previous,
+                           message.input_channel)
+            return
+        logger.warning("Refused a %s message for conversation %s, which belongs to the %s channel.",
+                       message.input_channel, message.sender_id, previous)
+        raise ConversationChannelMismatch(
+            f"Conversation '{message.sender_id}' belongs to the {previous} channel; a {message.input_channel} "
+            "message cannot be added to it. Fix: use a conversation id of your own on this channel."
+        )
 
     def _set_language_slot(self, tracker: Any, parse_data: dict[str, Any]) -> None:
         lang = parse_data.get("language")
         if not lang or "language" not in {s.name for s in self.domain.slots}:
             return
-        if tracker.get_slot("language") != lang:
+        current = tracker.get_slot("language")
+        if current and is_intent_message(parse_data.get("text")):
+            return  # a button payload (`/intent{...}`) is ASCII, not the shopper's language
+        if current != lang:
             tracker.update(SlotSet("language", lang), self.domain)
 
     async def _run_action_extract_slots(self, tracker: Any, output_channel: OutputChannel | None) -> None:
@@ -388,7 +464,7 @@ class MessageProcessor:
                 return Prediction(followup, FOLLOWUP_POLICY, 1.0)
             logger.error("Follow-up action '%s' is not in the domain; ignoring it.", followup)
         # Policies read the tracker; give them a snapshot so the loop can't race them.
-        return await self._offload(self._predict_sync, tracker)
+        return await metrics.observe(metrics.POLICY_PREDICTION_SECONDS, self._offload(self._predict_sync, tracker))
 
     async def _predict_and_execute_next_actions(self, tracker: Any, output_channel: OutputChannel | None) -> None:
         channel = output_channel or CollectingOutputChannel()
@@ -459,9 +535,9 @@ class MessageProcessor:
 
                 events = await try_answer_from_kb(self.knowledge, tracker, self.domain, self.nlg, output_channel)
             if events is None:
-                events = await action.run(
+                events = await metrics.observe_action(name, action.run(
                     output_channel, self.nlg, action_tracker, self.domain, metadata=action_metadata
-                )
+                ))
         except ActionExecutionRejection as e:
             logger.debug("Action %s rejected execution: %s", name, e)
             tracker.update(ActionExecutionRejected(name, prediction.policy_name, prediction.confidence), self.domain)

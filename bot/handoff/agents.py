@@ -76,7 +76,10 @@ class AgentRoster:
         if spec.is_supervisor or agent_id == spec.id:
             return True
         state = self.agents.get(spec.id)
-        return state is not None and queue in state.queues()
+        if state is None or queue is None:
+            return False
+        skill, _, language = queue.partition(":")  # skills ["*"] see every skill's queue, as eligible() routes
+        return queue in state.queues() or ("*" in spec.skills and language in spec.languages)
 
     def candidates(self, queue: str) -> list[AgentState]:
         """Eligible agents, least loaded first."""

@@ -31,7 +31,8 @@ from bot.handoff.config import AgentSpec
 from bot.handoff.passwords import averify
 from bot.handoff.throttle import create_login_throttle
 from bot.handoff.service import HandoffError, HandoffService, summary_view
-from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED
+from bot.handoff.store import ACTIVE, ASSIGNED, QUEUED, RESOLVED, handoffs, messages
+from bot.stores.limits import check_length, column_limit
 from bot.web.auth import bearer_token
 from bot.web.errors import ErrorResponse, bad_request, register_error
 
@@ -198,6 +199,11 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     @authed()
     async def transfer(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         data = _body(request)
+        check_length(data.get("agent_id"), "agent_id", column_limit(handoffs, "agent_id"), "body")
+        check_length(data.get("language"), "language", column_limit(handoffs, "language"), "body")
+        # the queue is "<skill>:<language>": the skill gets what the language leaves of the column
+        check_length(data.get("skill"), "skill",
+                     column_limit(handoffs, "queue") - 1 - column_limit(handoffs, "language"), "body")
         h = await service.transfer(handoff_id, agent, to_agent=data.get("agent_id"), to_skill=data.get("skill"),
                                    to_language=data.get("language"))
         return response.json(summary_view(h))
@@ -212,6 +218,7 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     async def send(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         data = _body(request)
         product = data.get("product")
+        check_length(data.get("client_id"), "client_id", column_limit(messages, "message_id"), "body")
         payload = {"custom": {"type": "product_card", **product}} if isinstance(product, dict) else None
         row = await service.agent_reply(handoff_id, agent, text=data.get("text"), data=payload,
                                         client_id=data.get("client_id"), canned=data.get("canned"))
@@ -237,6 +244,63 @@ def create_handoff_blueprint(service: HandoffService, url_prefix: str = "/handof
     @authed()
     async def suggestions(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
         return response.json(await service.suggestions(handoff_id, agent))
+
+    @bp.post(api + "/handoffs/<handoff_id>/compensation")
+    @authed()
+    async def compensation(request: Request, agent: AgentSpec, handoff_id: str) -> HTTPResponse:
+        """A compensation coupon for this conversation's complaint, within the limit of the agent's role.
+
+        The role is the verified login's (never the request's); the project's `ports: compensation`
+        owns the limits and issues one coupon per handoff, so a second click sends nothing new.
+        The code reaches the shopper as an agent reply (idempotent per handoff); both outcomes are audited.
+        """
+        port = getattr(service, "compensation", None)
+        if port is None:
+            raise ErrorResponse(HTTPStatus.NOT_FOUND, "NotConfigured",
+                                "No compensation coupons here. Fix: name a class under endpoints.yml "
+                                "`ports: compensation: {type: actions.shop.ports.ShopCompensationPort}`.")
+        amount = _body(request).get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount <= 0:
+            raise bad_request("Send {'amount': <coupon value in currency units, e.g. 20>} (a positive number).",
+                              "amount")
+        h = await service._owned_or_supervised(handoff_id, agent)
+        if not h.customer_id:
+            raise HandoffError(409, "The shop does not know who this shopper is (no customer id on the handoff), "
+                                    "so no coupon can be issued.")
+        cents = round(amount * 100)
+        result = await port.compensate(str(h.customer_id), amount_cents=cents, role=agent.role, agent=agent.id,
+                                       case_id=h.id)
+        ok = bool(result.get("ok"))
+        detail = {"handoff_id": h.id, "amount_cents": cents, "role": agent.role, "outcome": result.get("code"),
+                  "coupon": result.get("coupon_code"), "new": bool(result.get("new"))}
+        await service.store.audit(agent.id, "compensation_issued" if ok else "compensation_refused", h.id,
+                                  h.conversation_id, detail=" ".join(f"{k}={v}" for k, v in detail.items()))
+        if service.server_audit is not None:
+            from bot.handoff.service import console_actor
+
+            await service.server_audit.record(console_actor(agent), "handoff.compensation", h.conversation_id,
+                                              detail=detail)
+        if not ok:
+            code = result.get("code")
+            if code == "over_limit":
+                limit = result.get("limit") or f"{(result.get('limit_cents') or 0) / 100:.2f}"
+                raise ErrorResponse(HTTPStatus.FORBIDDEN, "OverLimit",
+                                    f"The '{agent.role}' role may issue compensation coupons of at most {limit} per case. "
+                                    "Fix: lower the amount, or ask a supervisor to issue it.",
+                                    {"limit_cents": result.get("limit_cents")})
+            if code == "role_not_allowed":
+                raise ErrorResponse(HTTPStatus.FORBIDDEN, "NotAuthorized",
+                                    f"The '{agent.role}' role may not issue compensation coupons "
+                                    "(shop.yml `coupons: compensation_limits`).")
+            raise HandoffError(409, f"The shop could not issue the coupon ({code}).")
+        messages = result.get("message") or {}
+        text = messages.get("en" if (h.language or "").startswith("en") else "zh") or messages.get("en") \
+            or f"Compensation coupon: {result.get('coupon_code')}"
+        reply = await service.agent_reply(h.id, agent, text=text, client_id=f"compensation-{h.id}",
+                                          data={"custom": {"type": "coupon", "code": result.get("coupon_code"),
+                                                           "amount_cents": result.get("amount_cents")}})
+        return response.json({"coupon_code": result.get("coupon_code"), "amount_cents": result.get("amount_cents"),
+                              "new": bool(result.get("new")), "message": reply})
 
     @bp.get(api + "/canned")
     @authed()

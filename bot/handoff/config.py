@@ -179,6 +179,10 @@ class HandoffConfig:
             redis_url = _redis_from_endpoints(Path(root) / "endpoints.yml")
             if redis_url:  # several workers share Redis already: share the live queue and presence too
                 merged["queue"] = {"type": "redis", "url": redis_url}
+        if isinstance(merged.get("store_url"), str):  # docs/database.md: store_url: postgresql://kefu:${PASS}@...
+            from bot.shared.endpoints import expand_env_vars
+
+            merged["store_url"] = expand_env_vars(merged["store_url"], str(Path(root) / "config.yml"))
         if merged.get("secret"):
             merged["secret"] = _expand_env(merged["secret"], Path(root) / "config.yml")
         else:

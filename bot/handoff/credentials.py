@@ -22,11 +22,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Iterator, Mapping
 
-from bot.handoff.config import AgentSpec, HandoffConfig
 from bot.handoff.passwords import generate_password, hash_password, is_argon2id_hash, weak_reason, well_known_match
 from bot.shared.exceptions import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - config.py imports this module (secrets, hash checks)
+    from bot.handoff.config import AgentSpec, HandoffConfig
 
 logger = logging.getLogger(__name__)
 

@@ -55,10 +55,13 @@ class Escalator:
         channel = tracker.get_latest_input_channel() if hasattr(tracker, "get_latest_input_channel") else None
         transcript = transcript_from_tracker(tracker)
         skill = self.skill_for(tracker)
+        # Customer 360's threshold actions (health.yml `routing:`): a skill group and extra priority.
+        c360 = (profile or {}).get("customer360") or {}
+        skill = c360.get("skill_group") or skill
         vip = bool(profile and profile.get("vip"))
         tags = [skill, language] + (["vip"] if vip else []) + (["urgent"] if escalation.urgent else [])
         priority = (2 if escalation.urgent else 0) + (1 if vip else 0) + (
-            1 if escalation.reason in ("complaint", "negative_sentiment") else 0)
+            1 if escalation.reason in ("complaint", "negative_sentiment") else 0) + int(c360.get("routing_priority") or 0)
         hours = self.config.service_hours
         after_hours = hours is not None and not hours.is_open(now)
         record = {
@@ -71,7 +74,7 @@ class Escalator:
         values = {
             "id": uuid.uuid4().hex, "conversation_id": tracker.sender_id, "channel": channel, "status": QUEUED,
             "reason": escalation.reason, "priority": priority, "queue": f"{skill}:{language}", "language": language,
-            "skills": tags, "tags": [], "customer_id": str(profile["customer_id"]) if profile else None,
+            "skills": tags, "tags": [], "customer_id": str(profile["customer_id"]) if profile and profile.get("customer_id") is not None else None,
             "after_hours": after_hours, "record": record, "notes": [], "created_at": now,
         }
         # Reserve an agent before the row exists, so the row is written once, already assigned
@@ -92,12 +95,14 @@ class Escalator:
             # The agent hears first; broker events and the shopper's notice follow.
             await self.notifier.notify({"type": "handoff_assigned", "handoff": h.summary(),
                                         "agent_id": assigned_to.spec.id})
-            await self.notifier.publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail)
+            await self.notifier.publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail,
+                                        summary=record["summary"])
             await self.notifier.publish("handoff_assigned", h, agent_id=assigned_to.spec.id)
             text = msg.text("assigned", language, self.config.messages, agent=assigned_to.spec.name)
         else:
             await self.queue.add(h.id, h.queue, score(priority, now))
-            await self.notifier.publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail)
+            await self.notifier.publish("handoff_requested", h, reason=escalation.reason, detail=escalation.detail,
+                                        summary=record["summary"])
             await self.notifier.notify({"type": "handoff_queued", "handoff": h.summary()})
             if after_hours:
                 text = msg.text("after_hours", language, self.config.messages, hours=hours.label() if hours else "")

@@ -38,6 +38,7 @@ class HandoffFeature(BaseFeature):
     async def start(self, context: FeatureContext) -> None:
         self.service.bind_agent(context.agent)
         self.service.outputs = context.outputs
+        self.service.server_audit = context.audit
         await self.service.start()
         self._started = True
 
@@ -75,6 +76,20 @@ def profile_provider(settings: ProjectSettings, vip_lifetime_value_cents: int) -
     return profile
 
 
+def compensation_port(settings: ProjectSettings) -> Any:
+    """endpoints.yml ``ports: compensation`` (coupons agents issue from the console), or None.
+
+    A broken port is logged and the console goes on without the button's route working.
+    """
+    from bot.ports import load_configured_port
+
+    try:
+        return load_configured_port(settings, "compensation")
+    except ConfigError as e:
+        logger.error("Compensation coupons off: %s", e)
+        return None
+
+
 def handoff_feature(settings: ProjectSettings) -> HandoffFeature | None:
     """Refuses plaintext or well-known passwords; agents without credentials get generated ones (shown once)."""
     from bot.handoff.credentials import provision
@@ -82,5 +97,6 @@ def handoff_feature(settings: ProjectSettings) -> HandoffFeature | None:
     if settings.root is None or settings.section("handoff") is None:
         return None
     config = provision(HandoffConfig.from_project(settings.root), settings.root)
-    return HandoffFeature(HandoffService(config, profile_provider=profile_provider(
-        settings, config.vip_lifetime_value_cents)))
+    service = HandoffService(config, profile_provider=profile_provider(settings, config.vip_lifetime_value_cents))
+    service.compensation = compensation_port(settings)
+    return HandoffFeature(service)

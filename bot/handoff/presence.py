@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
-from bot.stores.keys import KeyBuilder
+from bot.handoff.keys import handoff_keys
 
 logger = logging.getLogger(__name__)
 
@@ -120,19 +120,6 @@ _EXPIRED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 return redis.call('SREM', KEYS[2], ARGV[1])
 """
-
-
-def handoff_keys(prefix: str) -> KeyBuilder:
-    """The keys of the handoff's shared state (live queue and presence) for ``prefix``.
-
-    One hash tag, the prefix (``{kefu:handoff}:...``), for all of them: the expiry script and
-    set_online/set_away touch an agent's presence key together with the shared ``online`` set,
-    replace_loads rewrites every agent's load in one MULTI, and the live queue adds to
-    ``where``, ``queues`` and a queue's sorted set in one MULTI; so no per-agent or per-queue
-    tag can keep them in one Redis Cluster slot. The prefix's trailing ``:`` (``kefu:handoff:``
-    in config) is dropped, the builder adds its own separators.
-    """
-    return KeyBuilder(prefix.rstrip(":") or prefix)
 
 
 class RedisPresence:

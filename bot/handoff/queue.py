@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bot.handoff.presence import handoff_keys
+from bot.handoff.keys import handoff_keys
 
 PRIORITY_WEIGHT = 1e9
 
@@ -54,7 +54,7 @@ class InMemoryLiveQueue:
 class RedisLiveQueue:
     """One sorted set per queue (``{prefix}:q:<queue>``) plus a hash handoff -> queue
     (``{prefix}:where``) and the set of queue names (``{prefix}:queues``); one hash tag so
-    ``add``'s MULTI stays in one Redis Cluster slot (see :func:`bot.handoff.presence.handoff_keys`)."""
+    ``add``'s MULTI stays in one Redis Cluster slot (see :func:`bot.handoff.keys.handoff_keys`)."""
 
     def __init__(self, client: Any, prefix: str = "kefu:handoff:") -> None:
         self.client = client

@@ -6,6 +6,7 @@ in hand is updated); agent replies arrive over the API and go through
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from typing import Any
@@ -17,10 +18,11 @@ from bot.handoff.errors import HandoffError
 from bot.handoff.handoffs import Handoff
 from bot.handoff.notify import Notifier
 from bot.handoff.queue import score
-from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore
+from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore, messages as messages_t
 from bot.shared.message import OutputChannel
 
 logger = logging.getLogger(__name__)
+MESSAGE_ID_LIMIT = messages_t.c.message_id.type.length  # PostgreSQL enforces it
 
 LEFT_MESSAGE_PRIORITY = 5  # a message left after hours is the first thing the next shift sees
 
@@ -50,6 +52,8 @@ class Relay:
             tracker.update(ConversationPaused())
         latest = tracker.latest_message
         message_id = latest.message_id or uuid.uuid4().hex
+        if len(message_id) > MESSAGE_ID_LIMIT:  # a channel's own id, longer than the column: a stable digest
+            message_id = "sha1-" + hashlib.sha1(message_id.encode("utf-8")).hexdigest()
         parse = latest.parse_data or {}
         row, created = await self.store.add_message(
             h.id, message_id, "user", latest.text,

@@ -45,12 +45,19 @@ from bot.handoff.rules import Escalation
 from bot.handoff.store import ASSIGNED, QUEUED, SQLHandoffStore
 from bot.shared.message import OutputChannel
 from bot.shared.outputs import OutputRegistry
+from bot.web.principals import Principal, Role
 
 __all__ = ["HandoffError", "HandoffService", "ProfileProvider", "summary_view"]
 
 logger = logging.getLogger(__name__)
 
 ProfileProvider = Callable[[str | None, str], Awaitable[dict[str, Any] | None]]
+
+
+def console_actor(agent: AgentSpec) -> Principal:
+    """An agent logged into the console, as the server's audit log records principals."""
+    role = Role(agent.role) if agent.role in {r.value for r in Role} else Role.AGENT
+    return Principal(subject=agent.id, role=role, via="console")
 
 
 class HandoffService:
@@ -83,6 +90,7 @@ class HandoffService:
         self.escalator = Escalator(config, self.records, self.queue, self.router, self.notifier, clock, self._spawn)
         self.relay = Relay(config, self.store, self.queue, self.notifier, self.delivery)
         self.csat = Csat(config, self.store, self.notifier, self.delivery)
+        self.server_audit: Any = None  # bot.stores.audit.AuditLog, bound by the feature at start
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
         self._started = False
@@ -214,6 +222,8 @@ class HandoffService:
         kind = event.get("type")
         if kind == "agent_status":
             return True
+        if kind == "alert":  # operational alerts (bot/alerts): supervisors only
+            return spec.is_supervisor
         if kind in ("message", "note") and event.get("agent_id"):
             return spec.is_supervisor or event["agent_id"] == spec.id
         handoff = event.get("handoff") or {"queue": event.get("queue"), "agent_id": event.get("agent_id")}
@@ -250,6 +260,11 @@ class HandoffService:
     async def escalate(self, tracker: Any, escalation: Escalation, output_channel: OutputChannel | None,
                        profile: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create the handoff, pause the bot, tell the shopper what happens next (hook context)."""
+        customers = getattr(self.agent, "customers", None)  # Customer 360, when the project has it
+        if customers is not None:
+            context = await customers.context_for("conversation", tracker.sender_id)
+            if context:
+                profile = {**(profile or {}), "customer360": context}
         return (await self.escalator.escalate(tracker, escalation, output_channel, profile)).as_dict()
 
     async def relay_user_message(self, h: Handoff, tracker: Any,
@@ -333,6 +348,9 @@ class HandoffService:
         """The record plus relayed messages; every access is audited."""
         h = await self._visible(handoff_id, actor)
         await self.store.audit(actor.id, f"transcript_{action}", handoff_id, h.conversation_id)
+        if self.server_audit is not None:  # the server's audit log too, where an admin reads every transcript access
+            await self.server_audit.record(console_actor(actor), f"handoff.transcript_{action}", h.conversation_id,
+                                           detail={"handoff_id": handoff_id})
         return {**h.as_dict(), "messages": await self.store.messages(handoff_id)}
 
     async def export(self, handoff_id: str, actor: AgentSpec) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from typing import Any, AsyncIterator
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from bot.stores.sql import create_async_sql_engine, create_tables
+from bot.stores.migrate import ensure_schema
+from bot.stores.sql import create_async_sql_engine
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ audit = sa.Table(
     sa.Column("timestamp", sa.Float, nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("handoff_id", sa.String(64)), sa.Column("conversation_id", sa.String(255)),
+    sa.Column("handoff_id", sa.String(64), index=True), sa.Column("conversation_id", sa.String(255)),
     sa.Column("detail", sa.Text),
 )
 
@@ -107,7 +108,8 @@ class SQLHandoffStore:
     async def init(self) -> None:
         if self._ready:
             return
-        await create_tables(self.engine, metadata, "handoff store",
+        # Alembic branch "handoff" (bot/stores/migrations): created, adopted or upgraded in place.
+        await ensure_schema(self.engine, "handoff", "handoff store",
                             "check 'handoff.store_url' in config.yml/endpoints.yml and that its folder exists.")
         self._ready = True
 

@@ -130,7 +130,7 @@ class RedisLoginThrottle:
 
     def __init__(self, client: Any, policy: ThrottlePolicy, prefix: str = "kefu:handoff:",
                  clock: Callable[[], float] = time.time) -> None:
-        from bot.handoff.presence import handoff_keys
+        from bot.handoff.keys import handoff_keys
 
         self.client = client
         self.policy = policy

@@ -21,7 +21,8 @@ from bot.model.archive import (
     read_archive_metadata,
     write_archive,
 )
-from bot.shared.importer import ProjectImporter
+from bot.shared.exceptions import ConfigError
+from bot.shared.importer import DEFAULT_DATA_DIRS, ProjectImporter
 from bot.shared.yaml_io import to_plain, write_yaml
 
 logger = logging.getLogger(__name__)
@@ -41,21 +42,79 @@ class TrainResult:
     seconds: float
 
 
-def compute_fingerprint(importer: ProjectImporter, config: Any) -> dict[str, str]:
+def compute_fingerprint(
+    importer: ProjectImporter, config: Any, nlu_importer: ProjectImporter | None = None,
+) -> dict[str, str]:
+    """Content hashes of each training input. ``nlu_importer`` reads the NLU data when it
+    comes from other paths (``--nlu``); an importer without a domain (NLU-only training)
+    fingerprints no core data."""
     from bot.version import __version__
 
     from bot.knowledge.build import kb_fingerprint
 
     kb = kb_fingerprint(importer.root, config)
+    has_domain = importer.domain_path is not None
     return {
         "kb": _digest(kb),
         "kefu_version": __version__,
         "nlu_config": _digest({"language": config.language, "pipeline": to_plain(config.pipeline)}),
-        "nlu_data": importer.nlu_digest(),
+        "nlu_data": (nlu_importer or importer).nlu_digest(),
         "core_config": _digest({"policies": to_plain(config.policies)}),
-        "core_data": importer.core_digest(),
-        "domain": importer.domain_digest(),
+        "core_data": importer.core_digest() if has_domain else "",
+        "domain": importer.domain_digest() if has_domain else "",
     }
+
+
+def _project_importers(
+    root: str | Path,
+    config: str | Path | None,
+    domain: str | Path | None,
+    data: list[str | Path] | None,
+    nlu: list[str | Path] | None,
+    stories: list[str | Path] | None,
+    nlu_only: bool,
+) -> tuple[ProjectImporter, ProjectImporter]:
+    """(core importer, NLU importer): ``--nlu``/``--stories`` replace ``--data`` for their part.
+
+    As in ``rasa train nlu``, NLU-only training needs no domain: without one the importer
+    has ``domain_path=None`` and the archive gets a domain listing the data's intents and
+    entities.
+    """
+    import dataclasses
+
+    core_paths = list(stories) if stories else data
+    try:
+        importer = ProjectImporter.from_paths(root, config, domain, core_paths)
+    except ConfigError as e:
+        if not nlu_only or domain is not None or "No domain" not in str(e):
+            raise
+        base = Path(root)
+        defaults = [base / d for d in DEFAULT_DATA_DIRS if (base / d).exists()]
+        config_path = Path(config) if config else base / "config.yml"
+        if not config_path.exists():
+            raise
+        importer = ProjectImporter(root=base, config_path=config_path, domain_path=None,
+                                   data_paths=[Path(d) for d in (core_paths or defaults)])
+    nlu_importer = importer
+    if nlu:
+        nlu_importer = dataclasses.replace(importer, data_paths=[Path(p) for p in nlu])
+    for path in list(nlu or []) + list(stories or []) + list(data or []):
+        if not Path(path).exists():
+            raise ConfigError(f"Training data not found: {path}.", path,
+                              fix="Pass an existing file or folder to --data/--nlu/--stories.")
+    return importer, nlu_importer
+
+
+def _domain_from_nlu(data: Any) -> Any:
+    """The domain of an NLU-only archive trained without a domain file: the data's intents
+    and entities, so the server's /model/parse and the shell know them."""
+    from bot.shared.domain import Domain
+
+    return Domain.from_dict({
+        "version": "3.1",
+        "intents": sorted(data.intents),
+        "entities": sorted(data.entities),
+    })
 
 
 def _nlu_unchanged(old: dict[str, str], new: dict[str, str]) -> bool:
@@ -66,6 +125,21 @@ def _nlu_unchanged(old: dict[str, str], new: dict[str, str]) -> bool:
 def _core_unchanged(old: dict[str, str], new: dict[str, str]) -> bool:
     keys = ("kefu_version", "core_config", "core_data", "domain")
     return all(old.get(k) == new.get(k) for k in keys)
+
+
+def check_rasa_classes(config: Any, root: Path) -> None:
+    """Stop before training when config.yml names a class written against Rasa's API."""
+    from bot.dialogue.policies import POLICIES
+    from bot.model.rasa_api import check_custom_classes, check_unavailable_components
+    from bot.nlu.registry import ALIASES, COMPONENTS
+
+    pipeline = list(zip(config.pipeline, list(config.pipeline_lines) + [None] * len(config.pipeline)))
+    policies = list(zip(config.policies, list(config.policy_lines) + [None] * len(config.policies)))
+    check_unavailable_components(pipeline, getattr(config, "filename", None))
+    entries = [("pipeline component", c, line) for c, line in pipeline]
+    entries += [("policy", p, line) for p, line in policies]
+    builtins = set(POLICIES) | set(COMPONENTS) | set(ALIASES)
+    check_custom_classes(entries, root, builtins, getattr(config, "filename", None))
 
 
 def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path) -> bool:
@@ -111,13 +185,25 @@ def train(
     nlu_only: bool = False,
     core_only: bool = False,
     augmentation: int = 50,
+    nlu: list[str | Path] | None = None,
+    stories: list[str | Path] | None = None,
 ) -> TrainResult:
-    """Train a model archive; reuse unchanged parts of the newest archive in ``out``."""
+    """Train a model archive; reuse unchanged parts of the newest archive in ``out``.
+
+    ``nlu``/``stories`` (Rasa's ``--nlu``/``--stories``) name the NLU data and the
+    stories/rules instead of ``data``; ``nlu_only`` needs no domain (Rasa's ``train nlu``).
+    """
     started = time.perf_counter()
-    importer = ProjectImporter.from_paths(root, config, domain, data)
+    importer, nlu_importer = _project_importers(root, config, domain, data, nlu, stories, nlu_only)
     project_config = importer.get_config()
-    project_domain = importer.get_domain()
-    fingerprint = compute_fingerprint(importer, project_config)
+    check_rasa_classes(project_config, importer.root)
+    project_domain = (
+        importer.get_domain() if importer.domain_path is not None
+        else _domain_from_nlu(nlu_importer.get_nlu_data())
+    )
+    fingerprint = compute_fingerprint(importer, project_config, nlu_importer)
+    # the domain as trained: sub-project domains and the NLU's retrieval intents included
+    fingerprint["domain"] = _digest([fingerprint["domain"], project_domain.fingerprint()])
 
     out_path = Path(out)
     previous = latest_archive(out_path) if not force else None
@@ -142,7 +228,7 @@ def train(
             if old_meta and old_meta.has_nlu and _nlu_unchanged(old_fp, fingerprint) and previous:
                 reused_nlu = has_nlu = copy_part_from_archive(previous, "nlu", work)
             if not has_nlu:
-                has_nlu = trained_nlu = train_nlu_part(importer, project_config, work)
+                has_nlu = trained_nlu = train_nlu_part(nlu_importer, project_config, work)
         if not nlu_only:
             if old_meta and old_meta.has_core and _core_unchanged(old_fp, fingerprint) and previous:
                 reused_core = has_core = copy_part_from_archive(previous, "core", work)

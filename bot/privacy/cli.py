@@ -27,7 +27,7 @@ def add_data_privacy_parsers(sub: Any) -> None:
     p.add_argument("--customer", required=True, help="customer id, phone or channel id (openid, session id)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--root", default=".", help="project folder (default: current folder)")
-    p = sub.add_parser("purge", help="Delete conversations, closed handoffs and trigger events older than N days.")
+    p = sub.add_parser("purge", help="Delete conversations, closed handoffs, trigger events, analytics rows and idle Customer 360 records older than N days.")
     p.add_argument("--older-than", type=float, required=True, metavar="DAYS", help="age in days (> 0)")
     p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     p.add_argument("--batch", type=int, default=500, help="rows per batch (default 500)")

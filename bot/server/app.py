@@ -20,6 +20,8 @@ from sanic.response import HTTPResponse
 
 from bot.server.routes import api_blueprints
 from bot.server.routes.agent import no_model_loaded
+from bot.server.metrics import install_metrics
+from bot.server.routes.health import create_health_blueprint, install_worker_name
 from bot.server.routes.status import create_version_blueprint
 from bot.shared.message import UserMessage
 from bot.triggers.events import MAX_BODY_BYTES as MAX_EVENTS_BODY_BYTES
@@ -180,6 +182,9 @@ def create_app(
     app.add_route(public(root_handler or default_root), "/", methods=["GET"], name="root")
 
     app.blueprint(create_version_blueprint())
+    app.blueprint(create_health_blueprint())  # /health/live, /health/ready: probes, public
+    install_worker_name(app)  # X-Kefu-Worker when KEFU_WORKER_NAME is set
+    install_metrics(app)  # request timing, worker gauges, GET /metrics (metrics:read)
 
     async def on_new_message(message: UserMessage) -> Any:
         """What every channel calls; the agent serialises per conversation."""

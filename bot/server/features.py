@@ -12,7 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from bot.customers.feature import customers_feature
+from bot.analytics.feature import analytics_feature
 from bot.feature import Feature, FeatureContext, FeatureFactory, FeatureHealth, ProjectSettings
+from bot.alerts.feature import alerts_feature
 from bot.handoff.feature import handoff_feature
 from bot.knowledge.feature import knowledge_feature
 from bot.privacy.feature import privacy_feature
@@ -21,6 +24,7 @@ from bot.shared.endpoints import load_endpoints
 from bot.shared.outputs import OutputRegistry
 from bot.shared.yaml_io import read_yaml_file, to_plain
 from bot.triggers.feature import triggers_feature
+from bot.workbench.feature import workbench_feature
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,10 @@ FEATURES: tuple[tuple[str, FeatureFactory], ...] = (
     ("triggers", triggers_feature),
     ("shop_outbox", outbox_relay_feature),
     ("privacy", privacy_feature),
+    ("workbench", workbench_feature),
+    ("alerts", alerts_feature),  # after handoff: reads its store, notifies its consoles
+    ("customers", customers_feature),
+    ("analytics", analytics_feature),
 )
 TASK_GRACE_S = 5.0  # how long stopping tasks may take before they are cancelled
 
@@ -93,7 +101,8 @@ class FeatureSet:
         if self._started:  # a server that starts again (test clients serve one request per start)
             await self.stop()
         self._stop = asyncio.Event()
-        context = FeatureContext(agent=agent, outputs=outputs, settings=settings, audit=audit)
+        context = FeatureContext(agent=agent, outputs=outputs, settings=settings, audit=audit,
+                                 peers={f.name: f for f in self.features})
         for feature in self.features:
             await feature.start(context)
             self._started.append(feature)

@@ -2,7 +2,13 @@
 
 ``before_server_start``: create the agent (when the app was given a factory rather
 than an agent), build the output-channel registry from the mounted input channels,
-start the features (then their hooks and tasks). ``after_server_stop``: stop the
+check or upgrade the SQL tracker store's and audit log's schemas
+(``bot.stores.migrate.prepare_stores``: in ``KEFU_DB_MIGRATE=check`` mode an
+out-of-date database stops the start, naming the command), start the features (then
+their hooks and tasks), then warm the worker up
+(``Agent.warm_up``: store and action-server connections; the model warmed itself
+when it was loaded) so the first shopper after start is answered at full speed.
+``after_server_stop``: stop the
 features, close the channels and the agent — the last two only when this app
 created the agent (an agent passed in belongs to the caller).
 """
@@ -17,6 +23,7 @@ from sanic import Sanic
 from bot.feature import ProjectSettings
 from bot.server.features import FeatureSet
 from bot.shared.outputs import OutputRegistry
+from bot.stores.migrate import prepare_stores
 
 if TYPE_CHECKING:  # pragma: no cover
     from bot.agent import Agent
@@ -61,8 +68,13 @@ def install_lifecycle(app: Sanic, features: FeatureSet, settings: ProjectSetting
             app.ctx.agent = await create_agent(agent_factory)
             logger.info("Agent ready (model: %s).", app.ctx.agent.model_path)
         app.ctx.outputs = OutputRegistry.from_channels(app.ctx.input_channels)
+        # SQL schemas checked/upgraded now: KEFU_DB_MIGRATE=check on an old database stops the start here.
+        await prepare_stores([getattr(app.ctx.agent, "tracker_store", None), app.ctx.audit])
         if app.ctx.agent is not None:
             await features.start(app.ctx.agent, app.ctx.outputs, settings, audit=app.ctx.audit)
+            warm_up = getattr(app.ctx.agent, "warm_up", None)
+            if warm_up is not None:
+                await warm_up()
 
     @app.after_server_stop
     async def stop_worker(app: Sanic) -> None:

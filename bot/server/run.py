@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from sanic.worker.manager import WorkerManager
 
 from bot.server.app import DEFAULT_REQUEST_MAX_SIZE, DEFAULT_RESPONSE_TIMEOUT, create_app
 from bot.server.lifecycle import AgentFactory
+from bot.server.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from bot.server.logging_setup import configure_logging
 from bot.shared.exceptions import ConfigError
 from connectors.base import InputChannel
@@ -137,6 +139,9 @@ class ServerOptions:
     log_file: str | None = None
 
 
+START_TIMEOUT_ENV = "KEFU_WORKER_START_TIMEOUT_S"  # seconds a worker may take to load before the start fails
+
+
 def _wait_for_ack_or_shutdown(manager: WorkerManager) -> None:
     """Sanic's ``WorkerManager.wait_for_ack``, ending when a stop signal arrives meanwhile.
 
@@ -168,6 +173,13 @@ def _install_startup_shutdown_fix(app: Sanic) -> None:
     @app.main_process_ready
     async def _patch_manager(app: Sanic) -> None:
         app.manager.wait_for_ack = partial(_wait_for_ack_or_shutdown, app.manager)  # type: ignore[method-assign]
+        start_timeout = os.environ.get(START_TIMEOUT_ENV, "").strip()
+        if start_timeout:  # Sanic's 30 s is short for a model load on a busy machine (several workers at once)
+            try:
+                app.manager.THRESHOLD = max(1, int(float(start_timeout) * 10))  # Sanic counts tenths of a second
+            except ValueError:
+                logger.warning("%s=%r is not a number of seconds; keeping Sanic's 30 s.", START_TIMEOUT_ENV,
+                               start_timeout)
 
 
 def build_app(agent_factory: AgentFactory, options: ServerOptions) -> Sanic:
@@ -260,6 +272,7 @@ def serve(
         log_level=log_level,
         log_file=log_file,
     )
+    metrics_dir = prepare_multiprocess_dir(workers)  # several workers: one /metrics over all (docs/operations.md)
     loader = AppLoader(factory=partial(build_app, agent_factory, options))
     app = loader.load()
     app.prepare(
@@ -273,4 +286,7 @@ def serve(
     scheme = "https" if ssl else "http"
     logger.info("Starting kefu on %s://%s:%s with %d worker(s); management API %s.", scheme, host, port,
                 workers, "enabled" if enable_api else "off (channels only; --enable-api to serve it)")
-    Sanic.serve(primary=app, app_loader=loader)
+    try:
+        Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        remove_multiprocess_dir(metrics_dir)

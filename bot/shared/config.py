@@ -24,8 +24,9 @@ DEFAULT_RECIPE = "default.v1"
 PLACEHOLDER_ASSISTANT_ID = "placeholder_default"
 KNOWN_KEYS = {
     "recipe", "language", "pipeline", "policies", "assistant_id", "data", "spaces", "core_target", "nlu_target",
+    "importers", "imports",  # read by bot/shared/importer.py
     # kefu's own sections (read by their features)
-    "handoff", "knowledge", "triggers", "kefu",
+    "handoff", "knowledge", "triggers", "kefu", "workbench",
 }
 
 # rasa/shared/importers/default_config.yml (Rasa 3.6).

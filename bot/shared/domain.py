@@ -982,11 +982,13 @@ class Domain:
                 for key in ("intent", "not_intent"):
                     for intent in _names(mapping.get(key)):
                         if intent not in intents:
-                            raise InvalidDomain(
-                                f"Slot '{slot.name}' has a mapping with {key} '{intent}', "
-                                f"which is not an intent of the domain.",
-                                w[0], w[1],
-                                fix=f"Add '{intent}' under `intents:` or fix the name.",
+                            # Rasa trains such projects (the name never matches a message):
+                            # warn, as `data validate --fail-on-warnings` fails on it.
+                            logger.warning(
+                                "%s: slot '%s' has a mapping with %s '%s', which is not an intent "
+                                "of the domain; that condition never matches. Fix: add '%s' under "
+                                "`intents:` or fix the name.",
+                                _fmt(w), slot.name, key, intent, intent,
                             )
                 if mapping.get("type") == "from_entity" and mapping.get("entity") not in self.entities:
                     logger.warning(
@@ -997,11 +999,11 @@ class Domain:
                 for condition in mapping.get(C.MAPPING_CONDITIONS) or []:
                     requested = condition.get("requested_slot")
                     if requested is not None and requested not in slot_names:
-                        raise InvalidDomain(
-                            f"Slot '{slot.name}' has a mapping condition on requested_slot "
-                            f"'{requested}', which is not a slot of the domain.",
-                            w[0], w[1],
-                            fix=f"Define slot '{requested}' or fix the name.",
+                        logger.warning(
+                            "%s: slot '%s' has a mapping condition on requested_slot '%s', which "
+                            "is not a slot of the domain; that condition never matches. Fix: "
+                            "define slot '%s' or fix the name.",
+                            _fmt(w), slot.name, requested, requested,
                         )
                     loop = condition.get("active_loop")
                     if loop is not None and loop not in self.form_names and loop not in self._custom_actions:
@@ -1015,11 +1017,12 @@ class Domain:
                 for condition in variation.get(RESPONSE_CONDITION) or []:
                     if condition.get("name") not in slot_names:
                         w = where(KEY_RESPONSES, name, j)
-                        raise InvalidDomain(
-                            f"Response '{name}' has a condition on slot '{condition.get('name')}', "
-                            f"which is not a slot of the domain.",
-                            w[0], w[1],
-                            fix="Define that slot under `slots:` or fix the condition.",
+                        # Rasa reads an unknown slot as unset (None) and trains the project.
+                        logger.warning(
+                            "%s: response '%s' has a condition on slot '%s', which is not a slot "
+                            "of the domain; it is read as an unset slot. Fix: define that slot "
+                            "under `slots:` or fix the condition.",
+                            _fmt(w), name, condition.get("name"),
                         )
 
     # ------------------------------------------------------------ accessors --

@@ -33,6 +33,7 @@ class UserMessage:
         input_channel: Optional[str] = None,
         message_id: Optional[str] = None,
         metadata: Optional[dict[str, Any]] = None,
+        sender_verified: bool = True,
         **kwargs: Any,
     ) -> None:
         self.text = text.strip() if text else text
@@ -42,6 +43,9 @@ class UserMessage:
         self.input_channel = input_channel
         self.parse_data = parse_data
         self.metadata = metadata
+        # False when the caller chose the sender id and nothing proves it (Rasa's REST channel):
+        # such a message may not write into a conversation another channel's shopper owns.
+        self.sender_verified = sender_verified
         self.headers: Optional[dict[str, Any]] = kwargs.get("headers")
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ document is built. YAML that arrives over HTTP gets the tight ``HTTP_YAML_LIMITS
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 
 from bot.shared.exceptions import YamlError
+
+logger = logging.getLogger(__name__)
 
 YAML_EXTENSIONS = (".yml", ".yaml")
 
@@ -63,8 +66,15 @@ def read_yaml(
     CPU-bound for large documents: callers on the event loop use ``run_blocking``.
     """
     try:
-        check_yaml_limits(text, filename, limits)
-        return _loader().load(text)
+        try:
+            check_yaml_limits(text, filename, limits)
+            return _loader().load(text)
+        except MarkedYAMLError as e:
+            blanked = _blank_space_only_lines(text, e, filename)
+            if blanked is None:
+                raise
+            check_yaml_limits(blanked, filename, limits)
+            return _loader().load(blanked)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -83,6 +93,31 @@ def read_yaml(
         ) from e
     except YAMLError as e:  # pragma: no cover - unmarked errors are rare
         raise YamlError(f"Invalid YAML: {e}", filename) from e
+
+
+_SPACE_ONLY_LINE_PROBLEM = "more indented follow up line than first in a block scalar"
+
+
+def _blank_space_only_lines(text: str, error: MarkedYAMLError, filename: str | Path) -> str | None:
+    """Rasa 3.6's YAML reader accepts a block scalar (``examples: |``) whose first line
+    holds only spaces; ruamel 0.18+ refuses it. Read such lines as empty lines, with a
+    warning naming them (None when the error is another one)."""
+    if _SPACE_ONLY_LINE_PROBLEM not in f"{error.problem} {error.context}":
+        return None
+    lines = text.split("\n")
+    spaced = [i for i, line in enumerate(lines) if line and not line.strip(" \t\r")]
+    if not spaced:
+        return None
+    mark = error.problem_mark or error.context_mark
+    before = [i for i in spaced if mark is None or i < mark.line]
+    shown = (before[-1] if before else spaced[0]) + 1
+    logger.warning(
+        "%s:%d: a line holding only spaces opens a block scalar; it is read as an empty line "
+        "(as Rasa 3.6 does). Fix: remove the spaces.", filename, shown,
+    )
+    for i in spaced:
+        lines[i] = ""
+    return "\n".join(lines)
 
 
 def check_yaml_limits(text: str, filename: str | Path, limits: YamlLimits) -> None:

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from bot.stores.sql import create_async_sql_engine, create_tables, sqlite_in_memory
+from bot.stores.limits import column_limit
+from bot.stores.migrate import ensure_schema
+from bot.stores.sql import create_async_sql_engine, sqlite_in_memory
 
 logger = logging.getLogger(__name__)
 
@@ -109,15 +111,30 @@ class SQLAuditLog:
         self._ready = False
         self._lock = asyncio.Lock()
 
+    async def prepare(self) -> None:
+        """Check or upgrade the schema now (the server's start), not on the first read."""
+        await self._ensure_schema()
+
     async def _ensure_schema(self) -> None:
         if self._ready:
             return
         async with self._lock:
             if not self._ready:
-                await create_tables(self.engine, self.metadata, "audit log",
+                await ensure_schema(self.engine, "audit", "audit log",
                                     "check audit.url in endpoints.yml and that the database is reachable "
-                                    "and writable.")
+                                    "and writable.", tables={"audit_log": self.table.name})
                 self._ready = True
+
+    def _fit(self, **values: Any) -> dict[str, Any]:
+        """Clip strings to their columns: a read is recorded, not refused (PostgreSQL enforces lengths).
+
+        A clipped value ends with '…'; the untouched record is still returned to the caller.
+        """
+        for name, value in values.items():
+            limit = column_limit(self.table, name)
+            if isinstance(value, str) and limit is not None and len(value) > limit:
+                values[name] = value[:limit - 1] + "…"
+        return values
 
     async def record(self, principal: "Actor", action: str, target: str | None = None, *,
                      address: str | None = None, detail: Mapping[str, Any] | None = None) -> AuditRecord:
@@ -125,10 +142,10 @@ class SQLAuditLog:
         try:
             await self._ensure_schema()
             async with self.engine.begin() as connection:
-                result = await connection.execute(self.table.insert().values(
-                    at=entry.at, actor=entry.actor[:255], role=entry.role, via=entry.via, action=entry.action,
-                    target=None if entry.target is None else entry.target[:255], address=entry.address,
-                    detail=json.dumps(entry.detail, ensure_ascii=False, default=str)))
+                result = await connection.execute(self.table.insert().values(**self._fit(
+                    at=entry.at, actor=entry.actor, role=entry.role, via=entry.via, action=entry.action,
+                    target=entry.target, address=entry.address,
+                    detail=json.dumps(entry.detail, ensure_ascii=False, default=str))))
                 key = result.inserted_primary_key
             return AuditRecord(**{**entry.as_dict(), "id": key[0] if key else None})
         except Exception:  # sqlalchemy errors, StoreError: logged loudly, the read itself goes on

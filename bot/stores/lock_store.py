@@ -65,13 +65,14 @@ class LockStore:
         ``timeout=None`` waits as long as the queue moves (every holder's ticket
         expires, so it always does).
         """
-        number = await self._issue(conversation_id, lock_lifetime)
+        number, state = await self._issue_and_poll(conversation_id, lock_lifetime)
         ticket = Ticket(conversation_id, number, lock_lifetime)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             while True:
-                state = await self._poll(conversation_id, number, lock_lifetime)
+                if state is None:
+                    state = await self._poll(conversation_id, number, lock_lifetime)
                 if state == ACQUIRED:
                     break
                 if state == LOST:
@@ -87,6 +88,7 @@ class LockStore:
                         f"that holds the lock too long."
                     )
                 await self._wait(conversation_id, wait_time)
+                state = None
             acquired_at = loop.time()
             logger.debug("Acquired lock for conversation '%s' (ticket %d).", conversation_id, number)
             yield ticket
@@ -104,6 +106,15 @@ class LockStore:
 
     async def _issue(self, conversation_id: str, lock_lifetime: float) -> int:
         raise NotImplementedError
+
+    async def _issue_and_poll(self, conversation_id: str, lock_lifetime: float) -> tuple[int, int | None]:
+        """Take a ticket and, where a store can do both in one step, poll it at once.
+
+        Returns the ticket number and its first poll's state, or None when the caller
+        must poll (the default). A conversation nobody else is writing to (the usual
+        case) then costs one round trip to acquire instead of two.
+        """
+        return await self._issue(conversation_id, lock_lifetime), None
 
     async def _poll(self, conversation_id: str, number: int, lock_lifetime: float) -> int:
         raise NotImplementedError
@@ -199,6 +210,32 @@ if head[1] == number then return 1 end
 return 0
 """
 
+# KEYS as above; ARGV: lifetime in ms. _ISSUE_SCRIPT then _POLL_SCRIPT in one atomic step;
+# returns {number, 1 / 0 / -1}.
+_ISSUE_AND_POLL_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lifetime = tonumber(ARGV[1])
+local issued = redis.call('INCR', KEYS[1])
+local number = tostring(issued)
+redis.call('ZADD', KEYS[2], issued, number)
+redis.call('HSET', KEYS[3], number, now + lifetime)
+local expiries = redis.call('HGETALL', KEYS[3])
+for i = 1, #expiries, 2 do
+  if tonumber(expiries[i + 1]) <= now then
+    redis.call('HDEL', KEYS[3], expiries[i])
+    redis.call('ZREM', KEYS[2], expiries[i])
+  end
+end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], lifetime * 2 + 1000) end
+if not redis.call('ZSCORE', KEYS[2], number) then
+  return {issued, -1}
+end
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)
+if head[1] == number then return {issued, 1} end
+return {issued, 0}
+"""
+
 # KEYS as above; ARGV: ticket number
 _RELEASE_SCRIPT = """
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -229,6 +266,7 @@ class RedisLockStore(LockStore):
         self.key_prefix = key_prefix if key_prefix.endswith(":") else f"{key_prefix}:"
         self.redis = client if client is not None else redis_client(host, **redis_options)
         self._issue_script = self.redis.register_script(_ISSUE_SCRIPT)
+        self._issue_and_poll_script = self.redis.register_script(_ISSUE_AND_POLL_SCRIPT)
         self._poll_script = self.redis.register_script(_POLL_SCRIPT)
         self._release_script = self.redis.register_script(_RELEASE_SCRIPT)
 
@@ -249,6 +287,15 @@ class RedisLockStore(LockStore):
             )
         except Exception as e:  # redis.RedisError, OSError
             raise self._error(conversation_id, e) from e
+
+    async def _issue_and_poll(self, conversation_id: str, lock_lifetime: float) -> tuple[int, int | None]:
+        try:
+            number, state = await self._issue_and_poll_script(
+                keys=self._keys(conversation_id), args=[int(lock_lifetime * 1000)]
+            )
+        except Exception as e:  # redis.RedisError, OSError
+            raise self._error(conversation_id, e) from e
+        return int(number), int(state)
 
     async def _poll(self, conversation_id: str, number: int, lock_lifetime: float) -> int:
         try:

@@ -167,6 +167,10 @@ class TriggerEngine:
         self._quiet = QuietWindows(self.settings)
         self._effective: dict[tuple[str, str, int], tuple[Step, Step]] = {}
         self._effective_of: Any = None
+        # Customer 360 (optional): tags/segments and health for entry filters under `profile: customer.*`
+        self.customer_context: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+        # ... and each batch's outcomes (sends, skips) for its timeline, after they are stored
+        self.outcome_listener: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
 
     def _journey(self, name: str) -> Journey | None:
         """``config.journey`` by dict (rebuilt if ``config`` is replaced), not a scan per job."""
@@ -318,6 +322,10 @@ class TriggerEngine:
             profile = await self.store.get_profile(event.customer_id)
         await self._exits(event, now)
         await self._conversions(event)
+        if self.customer_context is not None:
+            customer = await self.customer_context(event.customer_id)
+            if customer:
+                profile = {**profile, "customer": customer}
         for journey in self.config.journeys:
             if journey.enabled and event.type in journey.entry.events:
                 if self.is_too_old(event, journey, now):
@@ -669,6 +677,17 @@ class TriggerEngine:
     async def _flush(self, plan: "_Plan") -> None:
         """Store first, queue after: a crash in between is repaired by the retry (see dispatch_batch)."""
         await self.store.commit_batch(plan.writes)
+        if self.outcome_listener is not None and (plan.writes.sent or plan.writes.decisions):
+            outcomes = [{"send_id": m.send_id, "customer_id": m.customer_id, "journey": m.journey, "step": m.step,
+                         "variant": m.variant, "outcome": "sent", "path": m.path, "at": m.at}
+                        for m in plan.writes.sent]
+            outcomes += [{"send_id": d["send_id"], "customer_id": d["customer_id"], "journey": d["journey"],
+                          "step": d["step"], "variant": d["variant"], "outcome": d["kind"], "reason": d["reason"],
+                          "at": d["at"]} for d in plan.writes.decisions if d.get("kind") != "consent"]
+            try:
+                await self.outcome_listener(outcomes)
+            except Exception:  # a listener must never stop the scheduler
+                logger.exception("Send outcome listener failed")
         if plan.enqueues:
             await _many(self.queue, "enqueue", plan.enqueues)
         if plan.reschedules:

@@ -8,10 +8,11 @@ broker are converted to the same shape by :func:`from_broker_message`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,13 @@ SHOP_EVENT_TYPES = (
     "subscribed",
     "unsubscribed",
     "customer_birthday",
+    # issue #20: shop operations (actions/shop publishes them through its outbox)
+    "customer_registered",
+    "order_out_for_delivery",
+    "back_in_stock",
+    "coupon_issued",
+    "coupon_redeemed",
+    "points_earned",
 )
 BOT_EVENT_TYPES = (
     "conversation_started",
@@ -43,6 +51,7 @@ BOT_EVENT_TYPES = (
     "recommendation_shown",
     "recommendation_clicked",
     "opted_out",
+    "customer_health_changed",  # Customer 360: a health.yml threshold action names a journey
 )
 EVENT_TYPES = frozenset(SHOP_EVENT_TYPES + BOT_EVENT_TYPES)
 
@@ -145,13 +154,19 @@ def validate_event(data: Any, now: float, index: int | None = None) -> Behaviour
         raise EventRejected(
             400, "missing_customer",
             f"{where} ({kind}) has no 'customer_id'. Fix: send the shop's customer id as a string.", index)
+    if len(str(customer)) > MAX_ID_LENGTH:  # the stores' customer_id columns (PostgreSQL enforces them)
+        raise EventRejected(
+            400, "field_too_long",
+            f"{where} ({kind}): 'customer_id' is {len(str(customer))} characters long; the limit is "
+            f"{MAX_ID_LENGTH}. Fix: send the shop's customer id (at most {MAX_ID_LENGTH} characters).", index)
     event_id = data.get("id", data.get("event_id"))
     if event_id is None:
         event_id = uuid.uuid4().hex
         logger.debug("Event without id: generated %s (retries of it will not be deduplicated).", event_id)
     if not isinstance(event_id, (str, int)) or isinstance(event_id, bool) or not str(event_id) or len(str(event_id)) > MAX_ID_LENGTH:
         raise EventRejected(
-            400, "invalid_id", f"{where} has an invalid 'id'. Fix: a string of 1-{MAX_ID_LENGTH} characters.", index)
+            400, "invalid_id", f"{where} has an invalid 'id' (the limit is {MAX_ID_LENGTH} characters). Fix: a string "
+            f"of 1-{MAX_ID_LENGTH} characters.", index)
     ts = data.get("timestamp", now)
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise EventRejected(
@@ -217,7 +232,25 @@ _TRACKER_EVENT_MAP = {"session_started": "conversation_started", "pause": "hando
 
 
 def from_broker_message(body: dict[str, Any]) -> BehaviourEvent | None:
-    """Convert a broker body (kefu behaviour event, shop outbox event, Rasa tracker event)."""
+    """Convert a broker body (kefu behaviour event, shop outbox event, Rasa tracker event).
+
+    One whose customer id is longer than the stores' column (128; a conversation id may
+    have 255 characters) is dropped with a warning; a derived event id that long is
+    replaced by its SHA-1 (stable, so a redelivery is still recognised).
+    """
+    event = _from_broker_message(body)
+    if event is None:
+        return None
+    if len(event.customer_id) > MAX_ID_LENGTH:
+        logger.warning("Dropped the broker event %s: its customer id has %d characters, over the limit of %d.",
+                       event.type, len(event.customer_id), MAX_ID_LENGTH)
+        return None
+    if len(event.id) > MAX_ID_LENGTH:
+        event = replace(event, id="sha1-" + hashlib.sha1(event.id.encode("utf-8")).hexdigest())
+    return event
+
+
+def _from_broker_message(body: dict[str, Any]) -> BehaviourEvent | None:
     kind = body.get("event")
     sender = body.get("sender_id")
     ts = float(body.get("timestamp") or 0.0)

@@ -40,6 +40,23 @@ class TriggersFeature(BaseFeature):
         self.engine = create_trigger_engine(context.agent, self.settings.root, outputs=context.outputs)
         if self.engine is not None:
             self.engine.attach(context.agent.event_broker)
+            agent = context.agent
+
+            async def customer_context(customer_id: str) -> Any:
+                customers = getattr(agent, "customers", None)  # Customer 360 starts after this feature
+                if customers is None:
+                    return None
+                return (await customers.context_for("shop_customer", customer_id)
+                        or await customers.context_for("conversation", customer_id))
+
+            self.engine.customer_context = customer_context
+
+            async def outcome_listener(outcomes: list[dict[str, Any]]) -> None:
+                customers = getattr(agent, "customers", None)
+                if customers is not None:
+                    await customers.on_send_outcomes(outcomes)
+
+            self.engine.outcome_listener = outcome_listener
 
     def hooks(self) -> Sequence[Any]:
         return (OptOutHook(self.engine),) if self.engine is not None else ()

@@ -248,13 +248,10 @@ class SQLJobQueue:
     async def _setup(self) -> None:
         if self._ready:
             return
-        from sqlalchemy import text
+        from bot.stores.migrate import ensure_schema
 
-        async with self.engine.begin() as conn:
-            await conn.execute(text(
-                "CREATE TABLE IF NOT EXISTS trigger_jobs (id VARCHAR(300) PRIMARY KEY, due FLOAT NOT NULL, "
-                "lease_until FLOAT, payload TEXT NOT NULL)"))
-            await conn.execute(text("CREATE INDEX IF NOT EXISTS ix_trigger_jobs_due ON trigger_jobs (lease_until, due)"))
+        # The table is in the trigger store's Alembic branch (bot/stores/migrations).
+        await ensure_schema(self.engine, "triggers", "trigger job queue", "check the triggers store url.")
         self._ready = True
 
     async def enqueue(self, job: Job) -> bool:
@@ -271,11 +268,16 @@ class SQLJobQueue:
         from sqlalchemy import text
 
         await self._setup()
+        # PostgreSQL: without SKIP LOCKED, a worker that waited on another's row locks would
+        # lease the same rows again (the IN list is not re-evaluated); with it, each worker
+        # takes rows nobody holds. SQLite has one writer at a time, so the plain form is atomic.
+        lock = " FOR UPDATE SKIP LOCKED" if self.engine.dialect.name == "postgresql" else ""
         async with self.engine.begin() as conn:
             rows = (await conn.execute(text(
                 "UPDATE trigger_jobs SET lease_until = :lease WHERE id IN (SELECT id FROM trigger_jobs WHERE "
                 "(lease_until IS NULL AND due <= :now) OR (lease_until IS NOT NULL AND lease_until <= :now) "
-                "ORDER BY due LIMIT :n) RETURNING payload"), {"lease": now + lease_s, "now": now, "n": limit})).all()
+                f"ORDER BY due LIMIT :n{lock}) RETURNING payload"),
+                {"lease": now + lease_s, "now": now, "n": limit})).all()
         return sorted((Job.loads(r[0]) for r in rows), key=lambda j: j.due)
 
     async def enqueue_many(self, jobs: list[Job]) -> int:

@@ -93,6 +93,22 @@ async def render_through_agent(agent: Any, outgoing: Outgoing, output_channel: A
     await agent.execute_action(outgoing.sender_id, outgoing.message.name, output_channel)
 
 
+def template_data(outgoing: Outgoing, messages: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """A template message's fields: the event's slots, plus what the step's action decided while rendering.
+
+    Rendering runs before the channel picks its path, so a step's action (e.g. one issuing a
+    coupon) can name fields for the template in its message's ``custom.template_data``
+    (``{"coupon_code": ..., "coupon_terms": ...}``): the template then carries what the
+    in-window message says. Those fields win over slots of the same name.
+    """
+    data = {k: {"value": str(v)} for k, v in outgoing.slots.items()}
+    for message in messages:
+        extra = (message.get("custom") or {}).get("template_data") if isinstance(message.get("custom"), dict) else None
+        if isinstance(extra, dict):
+            data.update({str(k): {"value": str(v)} for k, v in extra.items() if v is not None})
+    return data
+
+
 class AgentSender:
     """Delivers through the agent: the response/action runs in the conversation, so the
     tracker shows what was sent; the output channel comes from ``output_channel_for``."""
@@ -187,7 +203,7 @@ class ChannelSender:
             await render_through_agent(self.agent, outgoing, collector, idempotent=False)
             path = await cast(ProactiveOutput, output).send_proactive(
                 recipient, collector.messages, template_id=outgoing.message.template,
-                template_data={k: {"value": str(v)} for k, v in outgoing.slots.items()})
+                template_data=template_data(outgoing, collector.messages))
             return f"{caps.label}_{getattr(path, 'value', path)}"
         await render_through_agent(self.agent, outgoing, output)
         return caps.label

@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.stores.sql import create_async_sql_engine, create_tables
+from bot.stores.migrate import ensure_schema
+from bot.stores.sql import advisory_key, create_async_sql_engine
 from bot.triggers.events import BehaviourEvent
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ events_t = sa.Table(
     sa.Column("id", sa.String(128), primary_key=True),
     sa.Column("customer_id", sa.String(128), nullable=False, index=True),
     sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
     sa.Column("body", sa.Text, nullable=False),
 )
 customers_t = sa.Table(
@@ -221,7 +222,8 @@ class SQLTriggerStore:
     async def setup(self) -> None:
         if self._ready:
             return
-        await create_tables(self.engine, metadata, "trigger store", "check the triggers store url.")
+        # Alembic branch "triggers" (bot/stores/migrations), which also holds the job queue's table.
+        await ensure_schema(self.engine, "triggers", "trigger store", "check the triggers store url.")
         self._ready = True
 
     async def close(self) -> None:
@@ -232,13 +234,22 @@ class SQLTriggerStore:
         """Insert all events or none: returns the ids that already exist (then nothing is stored)."""
         await self.setup()
         ids = [e.id for e in events]
-        async with self._write_lock, self.engine.begin() as conn:
-            existing = (await conn.execute(sa.select(events_t.c.id).where(events_t.c.id.in_(ids)))).scalars().all()
-            if existing:
-                return sorted(existing)
-            await conn.execute(events_t.insert(), [
-                {"id": e.id, "customer_id": e.customer_id, "type": e.type, "ts": e.timestamp,
-                 "body": json.dumps(e.as_dict(), ensure_ascii=False, default=str)} for e in events])
+        try:
+            async with self._write_lock, self.engine.begin() as conn:
+                existing = (await conn.execute(sa.select(events_t.c.id).where(events_t.c.id.in_(ids)))).scalars().all()
+                if existing:
+                    return sorted(existing)
+                await conn.execute(events_t.insert(), [
+                    {"id": e.id, "customer_id": e.customer_id, "type": e.type, "ts": e.timestamp,
+                     "body": json.dumps(e.as_dict(), ensure_ascii=False, default=str)} for e in events])
+        except sa.exc.IntegrityError:
+            # Another worker inserted one of these ids between our read and our insert (both
+            # read before either committed): ours rolled back whole, so report theirs.
+            async with self.engine.connect() as conn:
+                existing = (await conn.execute(sa.select(events_t.c.id).where(events_t.c.id.in_(ids)))).scalars().all()
+            if not existing:
+                raise
+            return sorted(existing)
         return []
 
     async def add_event(self, event: BehaviourEvent) -> bool:
@@ -269,19 +280,33 @@ class SQLTriggerStore:
     async def update_profile(self, customer_id: str, changes: dict[str, Any], at: float,
                              opted_out: bool | None = None) -> dict[str, Any]:
         await self.setup()
-        async with self._write_lock, self.engine.begin() as conn:
-            row = (await conn.execute(sa.select(customers_t).where(customers_t.c.customer_id == customer_id))).first()
-            profile = json.loads(row.profile) if row else {}
-            profile.update({k: v for k, v in changes.items() if k != "opted_out"})
-            flag = bool(row.opted_out) if row else False
-            if opted_out is not None:
-                flag = opted_out
-            values = {"profile": json.dumps(profile, ensure_ascii=False, default=str), "opted_out": flag, "updated_at": at}
-            if row is None:
-                await conn.execute(customers_t.insert().values(customer_id=customer_id, **values))
-            else:
-                await conn.execute(customers_t.update().where(customers_t.c.customer_id == customer_id).values(**values))
-        return {**profile, "opted_out": flag}
+        for attempt in (1, 2):
+            try:
+                async with self._write_lock, self.engine.begin() as conn:
+                    # Two workers merging changes into one profile apply one after the other, none
+                    # is lost: PostgreSQL locks the row (FOR UPDATE), SQLite takes the write lock
+                    # before the read (the driver would begin only at the write).
+                    if self._is_sqlite:
+                        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    row = (await conn.execute(sa.select(customers_t).where(
+                        customers_t.c.customer_id == customer_id).with_for_update())).first()
+                    profile = json.loads(row.profile) if row else {}
+                    profile.update({k: v for k, v in changes.items() if k != "opted_out"})
+                    flag = bool(row.opted_out) if row else False
+                    if opted_out is not None:
+                        flag = opted_out
+                    values = {"profile": json.dumps(profile, ensure_ascii=False, default=str), "opted_out": flag,
+                              "updated_at": at}
+                    if row is None:
+                        await conn.execute(customers_t.insert().values(customer_id=customer_id, **values))
+                    else:
+                        await conn.execute(customers_t.update().where(
+                            customers_t.c.customer_id == customer_id).values(**values))
+                return {**profile, "opted_out": flag}
+            except sa.exc.IntegrityError:
+                if attempt == 2:  # another worker created the row after our read: merge into theirs
+                    raise
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ instances
     @staticmethod
@@ -292,13 +317,16 @@ class SQLTriggerStore:
 
     async def create_instance(self, instance: Instance) -> bool:
         await self.setup()
-        async with self._write_lock, self.engine.begin() as conn:
-            exists = (await conn.execute(sa.select(instances_t.c.id).where(instances_t.c.id == instance.id))).first()
-            if exists:
-                return False
-            await conn.execute(instances_t.insert().values(
-                id=instance.id, customer_id=instance.customer_id, journey=instance.journey,
-                entered_at=instance.entered_at, status=instance.status, reason=None, body=instance.body()))
+        try:
+            async with self._write_lock, self.engine.begin() as conn:
+                exists = (await conn.execute(sa.select(instances_t.c.id).where(instances_t.c.id == instance.id))).first()
+                if exists:
+                    return False
+                await conn.execute(instances_t.insert().values(
+                    id=instance.id, customer_id=instance.customer_id, journey=instance.journey,
+                    entered_at=instance.entered_at, status=instance.status, reason=None, body=instance.body()))
+        except sa.exc.IntegrityError:  # another worker created it after our read: theirs counts
+            return False
         return True
 
     async def get_instance(self, instance_id: str) -> Instance | None:
@@ -438,6 +466,12 @@ class SQLTriggerStore:
                 # The driver would BEGIN only at the INSERT, after the cap reads: take the
                 # write lock first so workers in other processes cannot interleave.
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self.engine.dialect.name == "postgresql":
+                # A lock per customer whether or not a profile row exists (a row lock would miss
+                # customers without one), taken in sorted order so two batches cannot deadlock.
+                for customer in customers:
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": advisory_key(f"trigger-cap:{customer}")})
             else:
                 for part in _chunks(customers):
                     await conn.execute(sa.select(customers_t.c.customer_id).where(
@@ -514,14 +548,17 @@ class SQLTriggerStore:
                            in_flight: str = "reroute") -> None:
         """Persist a variant stop (idempotent: the first stop time is kept)."""
         await self.setup()
-        async with self._write_lock, self.engine.begin() as conn:
-            exists = (await conn.execute(sa.select(variant_states_t.c.journey).where(
-                (variant_states_t.c.journey == journey) & (variant_states_t.c.step == step)
-                & (variant_states_t.c.variant == variant)))).first()
-            if exists is None:
-                await conn.execute(variant_states_t.insert().values(
-                    journey=journey, step=step, variant=variant, stopped_at=at, reason=reason or None,
-                    in_flight=in_flight))
+        try:
+            async with self._write_lock, self.engine.begin() as conn:
+                exists = (await conn.execute(sa.select(variant_states_t.c.journey).where(
+                    (variant_states_t.c.journey == journey) & (variant_states_t.c.step == step)
+                    & (variant_states_t.c.variant == variant)))).first()
+                if exists is None:
+                    await conn.execute(variant_states_t.insert().values(
+                        journey=journey, step=step, variant=variant, stopped_at=at, reason=reason or None,
+                        in_flight=in_flight))
+        except sa.exc.IntegrityError:  # stopped by another worker after our read: the first stop is kept
+            pass
 
     async def resume_variant(self, journey: str, step: str, variant: str) -> bool:
         await self.setup()
@@ -572,13 +609,16 @@ class SQLTriggerStore:
 
     async def record_conversion(self, send: SendRecord, event_id: str, at: float) -> bool:
         await self.setup()
-        async with self._write_lock, self.engine.begin() as conn:
-            exists = (await conn.execute(sa.select(conversions_t.c.send_id).where(conversions_t.c.send_id == send.send_id))).first()
-            if exists:
-                return False
-            await conn.execute(conversions_t.insert().values(send_id=send.send_id, customer_id=send.customer_id,
-                                                             journey=send.journey, variant=send.variant,
-                                                             event_id=event_id, at=at))
+        try:
+            async with self._write_lock, self.engine.begin() as conn:
+                exists = (await conn.execute(sa.select(conversions_t.c.send_id).where(conversions_t.c.send_id == send.send_id))).first()
+                if exists:
+                    return False
+                await conn.execute(conversions_t.insert().values(send_id=send.send_id, customer_id=send.customer_id,
+                                                                 journey=send.journey, variant=send.variant,
+                                                                 event_id=event_id, at=at))
+        except sa.exc.IntegrityError:  # counted by another worker after our read
+            return False
         return True
 
     async def report_counts(self, since: float | None = None) -> dict[str, Any]:

@@ -139,6 +139,20 @@ def register_error(
     _REGISTERED[exception] = ErrorRule(exception, status, reason)
 
 
+RETRY_AFTER_S = 5  # what a 503 tells clients (Retry-After): a store restart or failover takes seconds
+# Drivers' "cannot reach the server" errors, by (top-level module, class name): bot/web imports no driver.
+_UNAVAILABLE = {("sqlalchemy", "OperationalError"), ("sqlalchemy", "InterfaceError"),
+                ("psycopg", "OperationalError"), ("redis", "ConnectionError"), ("redis", "TimeoutError"),
+                ("redis", "BusyLoadingError")}
+
+
+def store_unavailable(exception: BaseException) -> bool:
+    """A database or Redis that cannot be reached (restarting, failing over): the client should retry."""
+    if isinstance(exception, ConnectionError):  # ConnectionRefusedError and friends
+        return True
+    return any((cls.__module__.split(".")[0], cls.__name__) in _UNAVAILABLE for cls in type(exception).__mro__)
+
+
 def as_error_response(exception: BaseException) -> ErrorResponse:
     """Map an exception to the ErrorResponse the client should see.
 
@@ -161,6 +175,10 @@ def as_error_response(exception: BaseException) -> ErrorResponse:
     for rule in (*_REGISTERED.values(), *ERROR_RULES):
         if isinstance(exception, rule.exception):
             return rule.response(exception)
+    if store_unavailable(exception):
+        return ErrorResponse(HTTPStatus.SERVICE_UNAVAILABLE, "StoreUnavailable",
+                             "A data store (database or Redis) is unavailable for a moment; nothing was changed "
+                             f"by this request. Please retry in {RETRY_AFTER_S} seconds.")
     if isinstance(exception, BotError):  # any other deliberate error: its text, a 500
         return ErrorResponse(
             HTTPStatus.INTERNAL_SERVER_ERROR, type(exception).__name__, str(exception)
@@ -187,4 +205,5 @@ async def error_to_response(request: Request, exception: BaseException) -> HTTPR
         )
     else:
         logger.debug("%s %s -> %s: %s", request.method, request.path, error.status, error.message)
-    return response.json(error.error_info, status=error.status)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == HTTPStatus.SERVICE_UNAVAILABLE else None
+    return response.json(error.error_info, status=error.status, headers=headers)

@@ -31,6 +31,11 @@ class Scope(str, Enum):
     DATA_ADMIN = "data:admin"  # export and erase one customer's data, retention
     HANDOFF_AGENT = "handoff:agent"  # the console: own queues and conversations
     HANDOFF_SUPERVISE = "handoff:supervise"  # the console: every queue, transfers, audit of handoffs
+    TRAINING_ANNOTATE = "training:annotate"  # the workbench: write training data (examples, FAQ phrasings, test stories)
+    METRICS_READ = "metrics:read"  # GET /metrics (Prometheus): operational figures, no shopper data
+    CUSTOMERS_READ = "customers:read"  # Customer 360: profile, health, timeline, segments
+    CUSTOMERS_WRITE = "customers:write"  # Customer 360: merge/unmerge, recompute, reload rules
+    ANALYTICS_READ = "analytics:read"  # the operations dashboard (/dashboard) and its CSV exports
 
 
 class Role(str, Enum):
@@ -39,6 +44,7 @@ class Role(str, Enum):
     SUPERVISOR = "supervisor"
     AGENT = "agent"
     EVENT_PRODUCER = "event_producer"
+    MONITOR = "monitor"  # a metrics scraper (Prometheus): /metrics only
     USER = "user"  # Rasa's JWT role: a shopper, on their own conversation only
     NONE = "none"  # a verified JWT naming no known role: authenticated, allowed nothing (403, not 401)
 
@@ -46,11 +52,14 @@ class Role(str, Enum):
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.ADMIN: frozenset(Scope),
     Role.TRAINER: frozenset({Scope.STATUS_READ, Scope.MODEL_PARSE, Scope.MODEL_TEST, Scope.MODEL_TRAIN,
-                             Scope.CONVERSATIONS_READ, Scope.KNOWLEDGE_READ, Scope.TRIGGERS_READ}),
+                             Scope.CONVERSATIONS_READ, Scope.KNOWLEDGE_READ, Scope.TRIGGERS_READ,
+                             Scope.TRAINING_ANNOTATE, Scope.ANALYTICS_READ}),
     Role.SUPERVISOR: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.HANDOFF_SUPERVISE,
-                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ}),
-    Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT}),
+                                Scope.CONVERSATIONS_READ, Scope.TRIGGERS_READ,
+                                Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE, Scope.ANALYTICS_READ}),
+    Role.AGENT: frozenset({Scope.STATUS_READ, Scope.HANDOFF_AGENT, Scope.CUSTOMERS_READ}),
     Role.EVENT_PRODUCER: frozenset({Scope.EVENTS_WRITE}),
+    Role.MONITOR: frozenset({Scope.METRICS_READ}),
     Role.USER: frozenset({Scope.CONVERSATIONS_READ, Scope.CONVERSATIONS_WRITE}),  # own conversation only
     Role.NONE: frozenset(),
 }

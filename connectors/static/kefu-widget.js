@@ -57,14 +57,14 @@
       title: "Customer service", placeholder: "Type a message…", send: "Send",
       open: "Chat with us", close: "Close", connecting: "Connecting…",
       offline: "Offline – reconnecting…", typing: "typing", rate: "Rate this conversation",
-      thanks: "Thank you for your rating!", stars: "stars", image: "Image", error: "Could not send. Retrying…",
+      thanks: "Thank you for your rating!", stars: "stars", comment: "Anything to add?", skip: "Skip", image: "Image", error: "Could not send. Retrying…",
       refused: "Could not confirm who you are. Please reload the page or sign in again."
     },
     zh: {
       title: "在线客服", placeholder: "输入消息…", send: "发送",
       open: "联系客服", close: "关闭", connecting: "连接中…",
       offline: "网络断开，正在重连…", typing: "正在输入", rate: "请为本次服务评分",
-      thanks: "感谢您的评价！", stars: "星", image: "图片", error: "发送失败，正在重试…",
+      thanks: "感谢您的评价！", stars: "星", comment: "还有什么想告诉我们的吗？", skip: "跳过", image: "图片", error: "发送失败，正在重试…",
       refused: "无法确认您的身份，请刷新页面或重新登录。"
     }
   };
@@ -398,11 +398,13 @@
     box.appendChild(el("div", "kefu-csat-text", custom.text || T.rate));
     var stars = el("div", "kefu-stars");
     var max = Math.min(10, Math.max(2, parseInt(custom.scale, 10) || 5));
+    var min = custom.min === 0 ? 0 : 1;
+    var numeric = min === 0 || max !== 5;  // NPS 0-10, CES 1-7: numbered buttons instead of stars
     var intent = custom.intent || "csat";
     var entity = custom.entity || "rating";
-    for (var i = 1; i <= max; i++) {
+    for (var i = min; i <= max; i++) {
       (function (value) {
-        var star = el("button", "kefu-star", "★");
+        var star = el("button", numeric ? "kefu-star kefu-score" : "kefu-star", numeric ? String(value) : "★");
         star.type = "button";
         star.setAttribute("aria-label", value + " " + T.stars);
         star.dataset.value = String(value);
@@ -410,18 +412,45 @@
           if (box.classList.contains("kefu-rated")) return;
           box.classList.add("kefu-rated");
           Array.prototype.forEach.call(stars.children, function (s) {
-            s.classList.toggle("kefu-star-on", parseInt(s.dataset.value, 10) <= value);
+            var v = parseInt(s.dataset.value, 10);
+            s.classList.toggle("kefu-star-on", numeric ? v === value : v <= value);
             s.disabled = true;
           });
           var entities = {};
           entities[entity] = value;
-          sendUser("/" + intent + JSON.stringify(entities), new Array(value + 1).join("★"));
+          sendUser("/" + intent + JSON.stringify(entities), numeric ? String(value) : new Array(value + 1).join("★"));
           box.appendChild(el("div", "kefu-csat-thanks", T.thanks));
         };
         stars.appendChild(star);
       })(i);
     }
     box.appendChild(stars);
+    return box;
+  }
+
+  // The conversation-end survey's optional comment: sent as /survey_comment{"comment": "..."}.
+  function surveyComment(custom) {
+    var box = el("div", "kefu-csat kefu-survey-comment");
+    box.appendChild(el("div", "kefu-csat-text", custom.text || T.comment));
+    var area = el("textarea", "kefu-comment");
+    area.rows = 2; area.maxLength = 2000; area.placeholder = T.comment;
+    var row = el("div", "kefu-comment-buttons");
+    var send = el("button", "kefu-comment-send", T.send);
+    var skip = el("button", "kefu-comment-skip", T.skip);
+    send.type = "button"; skip.type = "button";
+    function done(comment) {
+      if (box.classList.contains("kefu-rated")) return;
+      box.classList.add("kefu-rated");
+      area.disabled = true; send.disabled = true; skip.disabled = true;
+      var payload = {};
+      payload[custom.entity || "comment"] = comment;
+      sendUser("/" + (custom.intent || "survey_comment") + JSON.stringify(payload), comment || T.skip);
+    }
+    send.onclick = function () { var v = area.value.trim(); if (v) done(v); };
+    skip.onclick = function () { done(""); };
+    box.appendChild(area);
+    row.appendChild(send); row.appendChild(skip);
+    box.appendChild(row);
     return box;
   }
 
@@ -451,6 +480,8 @@
       any = true;
     } else if (custom && custom.type === "csat") {
       bubble.appendChild(csat(custom)); any = true;
+    } else if (custom && custom.type === "survey_comment") {
+      bubble.appendChild(surveyComment(custom)); any = true;
     } else if (custom && custom.text) {
       linkify(custom.text, bubble); any = true;
     }

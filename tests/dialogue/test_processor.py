@@ -387,5 +387,50 @@ async def test_processor_conversation_stays_on_its_channel(model_path: Path) -> 
         # the shopper's own channel goes on as before
         again = UserMessage("/greet", None, "oShopper", input_channel="wechat")
         assert _texts(await agent.handle_message(again)) == ["Hello Ann!"]
+        # a REST caller squatting an openid first does not lock the WeChat shopper out
+        _, squat = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": "oVictim", "message": "/greet"})
+        assert squat.status == 200
+        victim = UserMessage('/set_name{"name": "Bo"}', None, "oVictim", input_channel="wechat")
+        assert _texts(await agent.handle_message(victim)) == ["Nice to meet you, Bo."]
+        _, after = await app.asgi_client.post("/webhooks/rest/webhook", json={"sender": "oVictim", "message": "/greet"})
+        assert after.status == 403 and "Bo" not in after.text
     finally:
         await agent.close()
+
+
+
+@pytest.mark.asyncio
+async def test_processor_without_nlu_parses_on_the_loop_and_predicts_off_it(model_path: Path) -> None:
+    import threading
+
+    from bot.model.loader import LoadedModel
+    from bot.stores.lock_store import InMemoryLockStore
+    from bot.stores.tracker_store import InMemoryTrackerStore
+
+    model = LoadedModel.load(model_path)
+    try:
+        assert model.nlu is None  # turnbot has no pipeline
+        processor = MessageProcessor(model.domain, InMemoryTrackerStore(model.domain), InMemoryLockStore(),
+                                     ensemble=model.ensemble)
+        threads: dict[str, list[str]] = {"parse": [], "predict": []}
+        parse, predict = processor._parse_sync, processor._predict_sync
+
+        def recording_parse(text: str) -> dict:
+            threads["parse"].append(threading.current_thread().name)
+            return parse(text)
+
+        def recording_predict(tracker):  # type: ignore[no-untyped-def]
+            threads["predict"].append(threading.current_thread().name)
+            return predict(tracker)
+
+        processor._parse_sync = recording_parse  # type: ignore[method-assign]
+        processor._predict_sync = recording_predict  # type: ignore[method-assign]
+        assert (await processor.parse_text("/greet"))["intent"]["name"] == "greet"
+        assert (await processor.parse_text("hello"))["intent"]["name"] is None
+        replies = await processor.handle_message(UserMessage('/greet{"name": "Ann"}', CollectingOutputChannel(), "p1"))
+        assert _texts(replies) == ["Hello Ann!"]
+        loop_thread = threading.current_thread().name
+        assert threads["parse"] == [loop_thread] * 3
+        assert threads["predict"] and loop_thread not in threads["predict"]
+    finally:
+        model.close()

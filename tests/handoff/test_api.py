@@ -88,6 +88,10 @@ def test_api_queue_visibility_claim_reply_resolve_and_audit(stack: Any) -> None:
     actions = [(a["actor"], a["action"]) for a in res.json]
     assert ("alice", "transcript_view") in actions and ("alice", "transcript_export") in actions
     assert ("alice", "claim") in actions and ("alice", "resolve") in actions
+    # ...and in the server's audit log, where an admin reads every transcript access of every route
+    server_side = asyncio.run(app.ctx.audit.list(actor="alice"))
+    assert {(r.action, r.via, r.target) for r in server_side} >= {
+        ("handoff.transcript_view", "console", "u1"), ("handoff.transcript_export", "console", "u1")}
 
 
 def test_api_rejects_bad_password_expired_and_forged_tokens(stack: Any) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from bot.handoff.presence import RedisPresence, handoff_keys
+from bot.handoff.keys import handoff_keys
+from bot.handoff.presence import RedisPresence
 from bot.handoff.queue import RedisLiveQueue
 from tests.redis_monitor import KeyRecorder, assert_cluster_safe
 

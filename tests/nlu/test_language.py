@@ -47,5 +47,13 @@ async def test_processor_sets_language_slot_from_parse(tinyshop_model: Path) -> 
         tracker = await agent.get_tracker("lang1")
         assert tracker.get_slot("language") == "zh"
         assert tracker.latest_message.parse_data["language"] == "zh"
+        # A button press arrives as `/greet`: ASCII, but still the shopper who writes Chinese.
+        replies = await agent.handle_text("/greet", "lang1")
+        tracker = await agent.get_tracker("lang1")
+        assert tracker.get_slot("language") == "zh"
+        assert [r.get("text") for r in replies or []] == ["您好！"]
+        # A conversation that starts with a payload has no language yet: detection decides.
+        await agent.handle_text("/greet", "lang2")
+        assert (await agent.get_tracker("lang2")).get_slot("language") == "en"
     finally:
         await agent.close()

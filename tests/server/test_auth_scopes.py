@@ -17,10 +17,16 @@ from typing import Any
 import jwt
 import pytest
 
+from bot.alerts.config import parse_alerts
+from bot.alerts.feature import AlertsFeature
 from bot.feature import ProjectSettings
 from bot.knowledge.feature import KnowledgeFeature
+from bot.analytics.config import AnalyticsConfig, SurveyConfig
+from bot.analytics.feature import AnalyticsFeature
 from bot.server.app import create_app
+from bot.customers.feature import CustomersFeature
 from bot.privacy.feature import PrivacyFeature
+from bot.workbench.feature import WorkbenchFeature
 from bot.triggers.feature import TriggersFeature
 from bot.web.auth import PUBLIC, declared_access, principal_from_jwt_payload
 from bot.web.principals import OPT_IN_SCOPES, ROLE_SCOPES, Role, Scope
@@ -119,6 +125,12 @@ REPRESENTATIVE: dict[Scope, tuple[str, str, Any]] = {
     Scope.TRIGGERS_WRITE: ("post", "/triggers/journeys/j/steps/s/variants/v/stop", None),
     Scope.AUDIT_READ: ("get", "/audit", None),
     Scope.DATA_ADMIN: ("get", "/data/customers/c1/export", None),
+    Scope.TRAINING_ANNOTATE: ("post", "/workbench/api/annotate/dismiss", {"texts": ["x"]}),
+    Scope.METRICS_READ: ("get", "/metrics", None),
+    Scope.HANDOFF_SUPERVISE: ("get", "/alerts", None),
+    Scope.CUSTOMERS_READ: ("get", "/customers", None),
+    Scope.CUSTOMERS_WRITE: ("post", "/customers/reload", None),
+    Scope.ANALYTICS_READ: ("get", "/dashboard/api/metrics", None),
 }
 
 
@@ -130,7 +142,11 @@ def light_app(agent: Any) -> Any:
     """The API with the knowledge, trigger and data routes (no engine: 409), a fake agent."""
     settings = ProjectSettings(root=None)
     return create_app(agent, auth_token=API_TOKEN, jwt_secret=SECRET,
-                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings)])
+                      features=[KnowledgeFeature(settings), TriggersFeature(settings), PrivacyFeature(settings),
+                                WorkbenchFeature(settings), AlertsFeature(parse_alerts({"rules": []})),
+                                CustomersFeature(settings),
+                                AnalyticsFeature(AnalyticsConfig(survey=SurveyConfig(enabled=False)),
+                                                 "sqlite:///:memory:")])
 
 
 CASES = [(role, scope) for role in Role if role is not Role.NONE for scope in REPRESENTATIVE]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,22 @@ def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("shop") / "shop.db"
     seed_shop(f"sqlite:///{path}", seed=7, size=TINY, now=NOW)
     return path
+
+
+@pytest.fixture(scope="session")
+def seeded_postgres_template(postgres_server: Any) -> str:
+    """The same seeded shop in a PostgreSQL database that tests copy (CREATE DATABASE ... TEMPLATE)."""
+    url = postgres_server.create_database("shop_template")
+    seed_shop(url, seed=7, size=TINY, now=NOW)
+    return "shop_template"
+
+
+@pytest.fixture()
+def postgres_shop_url(postgres_server: Any, seeded_postgres_template: str) -> str:
+    """A private copy of the seeded shop on a real PostgreSQL server."""
+    postgres_server.execute('DROP DATABASE IF EXISTS "shop_test" WITH (FORCE)',
+                            f'CREATE DATABASE "shop_test" TEMPLATE "{seeded_postgres_template}"')
+    return postgres_server.url("shop_test")
 
 
 @pytest.fixture()

@@ -94,6 +94,32 @@ class ShopApiServer:
                 return await s.change_address(oid, body["address"], sender_id=body.get("sender_id"), now=when())
             case "POST", ["orders", oid, "after-sales"]:
                 return await s.request_after_sale(oid, body["kind"], body["reason"], sender_id=body.get("sender_id"), now=when())
+            case "POST", ["orders", oid, "status"]:
+                return await s.set_order_status(oid, body["status"], now=when())
+            case "POST", ["products", sku, "restock-subscriptions"]:
+                if not await s.products([sku]):
+                    return None
+                new = await s.subscribe_restock(sku, size=body.get("size"), colour=body.get("colour"),
+                                                sender_id=body["sender_id"], customer_id=body.get("customer_id"), now=when())
+                return {"new": new}
+            case "POST", ["products", sku, "stock"]:
+                if not await s.products([sku]):
+                    return None
+                return {"events": await s.set_stock(sku, int(body["stock"]), size=body.get("size"),
+                                                    colour=body.get("colour"), now=when())}
+            case "GET", ["coupon-templates"]:
+                return await s.coupon_templates()
+            case "POST", ["customers", cid, "coupons"]:
+                return await s.issue_coupon(int(cid), body["template"], issue_key=body["issue_key"],
+                                            issued_by=body["issued_by"], now=when(), amount_cents=body.get("amount_cents"))
+            case "POST", ["coupons", code, "redeem"]:
+                return await s.redeem_coupon(code, body["order_id"], now=when())
+            case "POST", ["customers", cid, "points"]:
+                expires = datetime.fromisoformat(body["expires_at"]) if body.get("expires_at") else None
+                return {"added": await s.earn_points(int(cid), body["kind"], ref=body["ref"], points=int(body["points"]),
+                                                     now=when(), expires_at=expires, daily_max=body.get("daily_max"))}
+            case "POST", ["customers", cid, "points", "redeem"]:
+                return await s.redeem_points(int(cid), body["template"], issue_key=body["issue_key"], now=when())
             case "POST", ["events"]:
                 return await s.record_event(body["event"], sender_id=body.get("sender_id"), customer_id=body.get("customer_id"),
                                             payload=body.get("payload") or {}, now=when())

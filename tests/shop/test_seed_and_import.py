@@ -46,7 +46,7 @@ def test_import_loads_good_rows_reports_bad_ones_and_is_idempotent(shop_url: str
     assert first.inserted == 3  # product, customer, order E20261120901
     assert [line for line, _ in first.rejected] == [2, 4, 6, 7, 8]
     reasons = dict(first.rejected)
-    assert "unknown category" in reasons[2] and "phone" in reasons[4] and "E followed by 11 digits" in reasons[6]
+    assert "unknown category" in reasons[2] and "phone" in reasons[4] and "order-id format 'E\\\\d{11}'" in reasons[6]
     assert "invalid JSON" in reasons[7] and "tracking_number" in reasons[8]
     assert "12345" not in reasons[4]  # phones are not echoed into reports and logs
     snapshot = rows(shop_url, "select * from orders order by id"), rows(shop_url, "select * from order_lines order by id")

@@ -27,7 +27,7 @@ def test_shop_cli_import_of_a_bad_file_names_it_and_the_fix(tmp_path: Path, caps
 def test_shop_cli_runs_as_a_module_and_without_command_prints_usage(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "actions.shop"], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 2 and "usage: python -m actions.shop {seed,import}" in done.stdout
+    assert done.returncode == 2 and "usage: python -m actions.shop {seed,import,nlu,compensate,points,order,stock}" in done.stdout
 
 
 def test_bot_shop_names_the_new_command_without_importing_actions() -> None:

@@ -38,9 +38,9 @@ def test_shop_profile_port_gives_orders_value_and_open_cases(shop_url: str, tmp_
     assert unknown is None
     assert found["customer_id"] == customer_id and found["orders"] >= 1
     assert set(found) == {"customer_id", "name", "orders", "lifetime_value_cents", "open_after_sales",
-                          "recent_orders", "vip"}
+                          "recent_orders", "vip", "tier", "priority_service"}
     assert len(found["recent_orders"]) <= 5 and set(found["recent_orders"][0]) == {"id", "status", "total_cents"}
-    assert found["vip"] is (found["lifetime_value_cents"] >= 1)
+    assert found["vip"] is (found["lifetime_value_cents"] >= 1 or found["priority_service"])
 
 
 def test_shop_profile_port_without_a_shop_gives_none(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""One behaviour suite run against both `ShopStore` implementations (SQL and HTTP)."""
+"""One behaviour suite run against both `ShopStore` implementations (SQL and HTTP), the SQL one on
+a SQLite file and on a real PostgreSQL server."""
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,11 @@ from tests.shop.conftest import NOW
 from tests.shop.shop_api_server import ShopApiServer
 
 
-@pytest.fixture(params=["sql", "http"])
+@pytest.fixture(params=["sql", "http", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, shop_url: str) -> Iterator[tuple[ShopStore, str]]:
-    if request.param == "sql":
+    if request.param == "postgres":
+        shop_url = request.getfixturevalue("postgres_shop_url")
+    if request.param in ("sql", "postgres"):
         s = SqlShopStore(shop_url)
         yield s, shop_url
         asyncio.run(s.close())
@@ -221,3 +224,27 @@ def test_store_orders_by_phone_keep_applies_the_rule_and_returns_full_views(stor
     assert [o.id for o in seen[0]] == [o.id for o in everything]
     assert kept == everything[:2] and all(o.lines for o in kept)
     assert run(s.orders_by_phone(phone, limit=20, keep=lambda rows: [])) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_sql_store_two_workers_cancelling_one_order_cancel_it_once(backend: str, request: pytest.FixtureRequest) -> None:
+    """Two action-server workers (their own engines) cancel one order at the same moment: one wins,
+    the stock comes back once, one outbox event and one refund are written."""
+    url = request.getfixturevalue("postgres_shop_url" if backend == "postgres" else "shop_url")
+    stock_before = scalar(url, "select stock from products where sku='YOGA-PANT-BK-M'")
+    workers = [SqlShopStore(url, timeout=30.0, create=False) for _ in range(4)]
+
+    async def race() -> list[Any]:
+        return await asyncio.gather(*(w.cancel_order("E20261122005", sender_id=f"chat-{i}", now=NOW)
+                                      for i, w in enumerate(workers)))
+
+    try:
+        results = run(race())
+    finally:
+        for worker in workers:
+            run(worker.close())
+    assert sorted(r.ok for r in results) == [False, False, False, True]
+    assert {r.code for r in results if not r.ok} <= {"already_cancelled", "already_shipped"}
+    assert scalar(url, "select stock from products where sku='YOGA-PANT-BK-M'") == stock_before + 1
+    assert scalar(url, "select count(*) from outbox where event='order_cancelled'") == 1
+    assert scalar(url, "select count(*) from refunds where order_id='E20261122005'") == 1

@@ -1,7 +1,8 @@
 """Fixtures for the store tests: a real redis-server and one factory per store kind.
 
 Tests needing Redis carry ``@pytest.mark.redis``; they fail when redis-server is missing,
-unless KEFU_SKIP_REDIS=1 is set, which skips them.
+unless KEFU_SKIP_REDIS=1 is set, which skips them. Likewise ``@pytest.mark.postgres``
+and a real PostgreSQL server (tests/postgres_server.py, KEFU_SKIP_POSTGRES=1).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from bot.stores.tracker_store import (
 )
 
 redis_param = pytest.param("redis", marks=pytest.mark.redis)
+postgres_param = pytest.param("postgres", marks=pytest.mark.postgres)
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ async def make_tracker_store(
     """Builds stores of the parametrised kind that share one backend (a 'restart')."""
     kind: str = request.param
     created: list[TrackerStore] = []
-    url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    url = request.getfixturevalue(f"{kind}_url") if kind in ("redis", "postgres") else None
     memory = InMemoryTrackerStore(domain)
 
     def factory(**kwargs: Any) -> TrackerStore:
@@ -56,6 +58,8 @@ async def make_tracker_store(
             return memory
         if kind == "sql":
             store: TrackerStore = SQLTrackerStore(url=f"sqlite:///{tmp_path / 'kefu.db'}", **kwargs)
+        elif kind == "postgres":
+            store = SQLTrackerStore(url=url, **kwargs)
         else:
             store = RedisTrackerStore(host=url, **kwargs)
         created.append(store)

@@ -1,4 +1,4 @@
-"""The audit log's SQL store on a real SQLite file, and where the server puts it."""
+"""The audit log's SQL store on a real SQLite file and a real PostgreSQL server, and where the server puts it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +12,16 @@ TRAINER = Principal("tina", Role.TRAINER, scopes_for(Role.TRAINER), via="jwt")
 ADMIN = Principal("api-token", Role.ADMIN, scopes_for(Role.ADMIN), via="token")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'audit.db'}"
+
+
 @pytest.mark.asyncio
-async def test_sql_audit_log_records_and_filters(tmp_path: Path):
-    log = SQLAuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+async def test_sql_audit_log_records_and_filters(database_url: str):
+    log = SQLAuditLog(database_url)
     assert isinstance(log, AuditLog)
     first = await log.record(TRAINER, "tracker.read", "alice", address="203.0.113.5", detail={"route": "GET /x"})
     assert first.id is not None and first.actor == "tina" and first.role == "trainer" and first.via == "jwt"
@@ -22,7 +29,7 @@ async def test_sql_audit_log_records_and_filters(tmp_path: Path):
     await log.record(TRAINER, "tracker.read", "bob")
     await log.close()
 
-    reopened = SQLAuditLog(f"sqlite:///{tmp_path / 'audit.db'}")  # survives a restart
+    reopened = SQLAuditLog(database_url)  # survives a restart
     everything = await reopened.list()
     assert [(r.actor, r.target) for r in everything] == [("tina", "bob"), ("api-token", "bob"), ("tina", "alice")]
     assert [r.target for r in await reopened.list(actor="tina")] == ["bob", "alice"]

@@ -115,3 +115,33 @@ def test_create_lock_store_by_type():
     assert isinstance(create_lock_store(redis_config), RedisLockStore)
     with pytest.raises(UnknownComponentError, match="zookeeper"):
         create_lock_store(SimpleNamespace(url=None, type="zookeeper", token=None, kwargs={}))
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_redis_lock_store_free_conversation_is_acquired_in_one_round_trip(redis_server, redis_url):
+    from tests.redis_monitor import KeyRecorder
+
+    store = RedisLockStore(redis_url)
+    waiter = RedisLockStore(redis_url)
+    try:
+        with KeyRecorder(redis_server.host, redis_server.port) as recorder:
+            async with store.lock("free", lock_lifetime=10):
+                pass
+        assert len(recorder.scripts()) == 2  # issue-and-poll, release
+
+        order: list[str] = []
+        async with store.lock("busy", lock_lifetime=10):
+            second = asyncio.create_task(_hold(waiter, "busy", order))
+            await asyncio.sleep(0.3)
+            order.append("first done")
+        await second
+        assert order == ["first done", "second"]  # a waiting ticket still polls until its turn
+    finally:
+        await store.close()
+        await waiter.close()
+
+
+async def _hold(store: RedisLockStore, conversation_id: str, order: list[str]) -> None:
+    async with store.lock(conversation_id, lock_lifetime=10, wait_time=0.05):
+        order.append("second")

@@ -1,4 +1,4 @@
-"""One behaviour suite run against every tracker store (memory, SQLite file, Redis)."""
+"""One behaviour suite run against every tracker store (memory, SQLite file, Redis, PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +28,10 @@ from bot.stores.tracker_store import (
     create_tracker_store,
 )
 
-ALL_KINDS = ["memory", "sql", pytest.param("redis", marks=pytest.mark.redis)]
-PERSISTENT_KINDS = ["sql", pytest.param("redis", marks=pytest.mark.redis)]
+ALL_KINDS = ["memory", "sql", pytest.param("redis", marks=pytest.mark.redis),
+             pytest.param("postgres", marks=pytest.mark.postgres)]
+PERSISTENT_KINDS = ["sql", pytest.param("redis", marks=pytest.mark.redis),
+                    pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def first_turn(sender_id: str, domain: Any, t0: float = 1_700_000_000.0) -> DialogueStateTracker:
@@ -209,10 +211,22 @@ async def test_sql_tracker_store_writes_rasa_columns_with_wal(tmp_path: Path, do
 
 def test_async_sql_url_swaps_sync_drivers():
     assert async_sql_url("sqlite:///kefu.db") == "sqlite+aiosqlite:///kefu.db"
-    assert async_sql_url("postgresql://u:p@db/kefu") == "postgresql+asyncpg://u:p@db/kefu"
+    assert async_sql_url("postgresql://u:p@db/kefu") == "postgresql+psycopg://u:p@db/kefu"
     assert async_sql_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     with pytest.raises(ConfigError, match="not an SQLAlchemy database URL"):
         async_sql_url("kefu.db")
+
+
+def test_postgresql_urls_all_go_through_psycopg():
+    from bot.stores.sql import is_postgresql, sync_sql_url
+
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"):
+        assert sync_sql_url(f"{scheme}://u:p@db/kefu") == "postgresql+psycopg://u:p@db/kefu"
+        assert is_postgresql(f"{scheme}://db/kefu")
+    assert async_sql_url("postgres+psycopg2://db/kefu") == "postgresql+psycopg://db/kefu"
+    assert sync_sql_url("sqlite+aiosqlite:///x.db") == "sqlite:///x.db" and not is_postgresql("sqlite:///x.db")
+    with pytest.raises(ConfigError, match="not an SQLAlchemy database URL"):
+        sync_sql_url("db.example.com")
 
 
 @pytest.mark.redis
@@ -306,3 +320,17 @@ async def test_stores_from_endpoints_yml_with_real_domain(tmp_path: Path):
 
     with pytest.raises(UnknownComponentError, match=r"endpoints.yml:\d+"):
         create_event_broker(endpoints.event_broker)
+
+
+def test_loads_events_matches_row_by_row_and_fails_like_it() -> None:
+    import json
+
+    from bot.stores.tracker_store import loads_events
+
+    rows = [json.dumps({"event": "action", "name": "action_listen", "n": i}) for i in range(3)]
+    assert loads_events(rows) == [json.loads(r) for r in rows]
+    assert loads_events([r.encode() for r in rows]) == [json.loads(r) for r in rows]
+    assert loads_events([]) == []
+    for corrupt in ('{"event": "slot"', '{"event": "a"}, {"event": "b"}'):
+        with pytest.raises(json.JSONDecodeError):
+            loads_events([rows[0], corrupt])

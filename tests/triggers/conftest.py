@@ -134,10 +134,12 @@ def make_engine(store: Any, queue: Any, sender: Any, clock: TestClock, text: str
 class Backend:
     """A store + queue pair on shared data; ``open()`` again simulates a restarted worker."""
 
-    def __init__(self, name: str, tmp_path: Any, redis_url: str | None = None) -> None:
+    def __init__(self, name: str, tmp_path: Any, redis_url: str | None = None,
+                 postgres_url: str | None = None) -> None:
         self.name = name
         self.tmp_path = tmp_path
         self.redis_url = redis_url
+        self.postgres_url = postgres_url
         self._opened: list[Any] = []
 
     async def open(self) -> tuple[Any, Any]:
@@ -148,7 +150,7 @@ class Backend:
             queue: Any = RedisJobQueue(self.redis_url, prefix="test:triggers")
             self._opened.extend([store, queue])
         else:
-            store = SQLTriggerStore(f"sqlite+aiosqlite:///{self.tmp_path / 'triggers.db'}")
+            store = SQLTriggerStore(self.postgres_url or f"sqlite+aiosqlite:///{self.tmp_path / 'triggers.db'}")
             await store.setup()
             queue = SQLJobQueue(store.engine)
             self._opened.append(store)
@@ -162,10 +164,12 @@ class Backend:
                 pass
 
 
-@pytest_asyncio.fixture(params=["sql", "redis"])
+@pytest_asyncio.fixture(params=["sql", "redis", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: Any, tmp_path: Any) -> AsyncIterator[Backend]:
-    """The embedded default (SQLite store + SQL queue) and production (Redis store + Redis queue)."""
+    """The embedded default (SQLite store + SQL queue), production with Redis (Redis store + Redis
+    queue) and production with PostgreSQL (SQL store + SQL queue on a real server)."""
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    b = Backend(request.param, tmp_path, url)
+    pg_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    b = Backend(request.param, tmp_path, url, pg_url)
     yield b
     await b.close()

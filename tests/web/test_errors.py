@@ -72,3 +72,22 @@ def test_register_error_with_fixed_status_and_reason_replaces_the_earlier_rule()
 def test_as_error_response_passes_error_responses_through() -> None:
     error = ErrorResponse(418, "Teapot", "No coffee here.")
     assert as_error_response(error) is error
+
+
+def test_an_unreachable_database_or_redis_is_a_retryable_503_without_details() -> None:
+    import psycopg
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    down = [
+        sqlalchemy.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("connection refused, pw=s3cret")),
+        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."),
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ]
+    for exception in down:
+        error = as_error_response(exception)
+        assert (error.status, error.reason) == (HTTPStatus.SERVICE_UNAVAILABLE, "StoreUnavailable"), exception
+        assert "retry" in error.message and "s3cret" not in error.message and "6379" not in error.message
+    # a query mistake is not an outage: still a bare 500
+    assert as_error_response(sqlalchemy.exc.ProgrammingError("SELECT x", {}, Exception("no column"))).status == 500

@@ -6,11 +6,26 @@ Response: ``{"events": [...], "responses": [...]}``; HTTP 400 with ``action_name
 Everything else that goes wrong (server down, timeout, 5xx, bad JSON) is an
 ``ActionExecutionError`` naming the action and the URL; the processor turns it into
 fallback behaviour.
+
+Every call to one action server goes through one pooled ``httpx.AsyncClient`` per
+event loop (``action_http_client``): keep-alive connections are reused across turns
+instead of a TCP connect (and a client set-up) per action. ``warm_up_action_server``
+opens a connection at start; ``close_action_clients`` closes the pool at shutdown.
+
+The domain is serialised once per model, not per call (``domain_json``). As in Rasa
+3.6, ``enable_selective_domain: true`` under ``action_endpoint`` sends it only to the
+actions listed with ``send_domain: true`` in the domain. Every call also carries a
+``domain_digest``: a rasa_sdk that caches the domain (3.8 and later) answers HTTP 449
+when it was sent no domain and does not know the digest, and the call is repeated
+with the domain, as newer Rasa does; older rasa_sdk versions ignore the key.
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -29,6 +44,106 @@ logger = logging.getLogger(__name__)
 # The Rasa version kefu speaks the action-server protocol of.
 RASA_PROTOCOL_VERSION = "3.6.21"
 DEFAULT_ACTION_TIMEOUT_S = 5.0
+# Rasa's endpoints.yml key (action_endpoint): send the domain only to `send_domain: true` actions.
+SELECTIVE_DOMAIN = "enable_selective_domain"
+# rasa_sdk's answer to a call without a domain whose digest it does not know.
+DOMAIN_NOT_CACHED_STATUS = 449
+
+
+# One pooled client per (event loop, timeout): an httpx client belongs to the loop it
+# was first used on, and a Sanic worker has one loop for its whole life.
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def action_http_client(timeout: float) -> httpx.AsyncClient:
+    """The shared, pooled client of the running loop for action calls with ``timeout``."""
+    loop = asyncio.get_running_loop()
+    clients = _CLIENTS.setdefault(loop, {})
+    client = clients.get(timeout)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(timeout=timeout)
+        clients[timeout] = client
+    return client
+
+
+async def close_action_clients() -> None:
+    """Close the running loop's action-server clients (the agent's shutdown)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover - always called from a coroutine
+        return
+    for client in list(_CLIENTS.pop(loop, {}).values()):
+        await client.aclose()
+
+
+async def warm_up_action_server(action_endpoint: Any) -> bool:
+    """Open a pooled connection to the action server (``GET /health``) so the first turn doesn't.
+
+    Returns whether the server answered; a server that is down is logged, not raised
+    (it may come up later, and each action call reports its own error then).
+    """
+    url = getattr(action_endpoint, "url", None)
+    if not url:
+        return False
+    health = url.rsplit("/", 1)[0] + "/health" if url.rstrip("/").endswith("/webhook") else url
+    try:
+        client = action_http_client(endpoint_timeout(action_endpoint))
+        response = await client.get(health)
+    except (httpx.HTTPError, ActionExecutionError) as e:
+        logger.warning("The action server at %s is not reachable at start (%s); custom actions will fail "
+                       "until it is. Fix: start it with `python -m bot actions`.", url, type(e).__name__)
+        return False
+    return response.status_code < 500
+
+
+# id(domain) -> (domain, its JSON text, digest); the domain itself is kept, so its id stays its own.
+_DOMAIN_JSON: dict[int, tuple[Any, str, str]] = {}
+_DOMAIN_JSON_KEPT = 8
+
+
+def _dumps(value: Any) -> str:
+    """JSON as httpx sends it (``json=``): compact, UTF-8 text, no NaN."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def domain_json(domain: Domain) -> tuple[str, str]:
+    """(the domain's JSON text, its digest), built once per domain object.
+
+    A loaded model's domain never changes (a new model brings a new domain), and its
+    ``as_dict()`` is a deep copy: serialising it on every action call cost as much as
+    the rest of the request for a large domain.
+    """
+    entry = _DOMAIN_JSON.get(id(domain))
+    if entry is None or entry[0] is not domain:
+        text = _dumps(domain.as_dict())
+        entry = (domain, text, hashlib.sha256(text.encode("utf-8")).hexdigest())
+        if len(_DOMAIN_JSON) >= _DOMAIN_JSON_KEPT:
+            _DOMAIN_JSON.clear()
+        _DOMAIN_JSON[id(domain)] = entry
+    return entry[1], entry[2]
+
+
+def action_request_body(
+    name: str, tracker: DialogueStateTracker, domain: Domain, include_domain: bool = True,
+    version: str = RASA_PROTOCOL_VERSION,
+) -> bytes:
+    """The JSON body of an action-server call (``action_call_payload`` plus ``domain_digest``),
+    with the domain's cached JSON spliced in when ``include_domain``."""
+    from bot.shared.tracker import EventVerbosity
+
+    text, digest = domain_json(domain)
+    body = _dumps({
+        "next_action": name,
+        "sender_id": tracker.sender_id,
+        "tracker": tracker.current_state(EventVerbosity.ALL),
+        "version": version,
+        "domain_digest": digest,
+    })
+    if include_domain:
+        body = body[:-1] + ',"domain":' + text + "}"
+    return body.encode("utf-8")
 
 
 def action_call_payload(
@@ -143,6 +258,12 @@ class RemoteAction(Action):
     def name(self) -> str:
         return self._name
 
+    def _sends_domain(self, domain: Domain) -> bool:
+        """Rasa 3.6: always, unless ``enable_selective_domain`` and the action lacks ``send_domain: true``."""
+        if not _endpoint_attr(self.action_endpoint, SELECTIVE_DOMAIN, False):
+            return True
+        return self._name in (getattr(domain, "actions_which_explicitly_need_domain", None) or [])
+
     def _request_options(self) -> dict[str, Any]:
         endpoint = self.action_endpoint
         headers = dict(_endpoint_attr(endpoint, "headers", {}) or {})
@@ -164,12 +285,19 @@ class RemoteAction(Action):
                 f"configured. Fix: set `action_endpoint: url: http://localhost:5055/webhook` "
                 f"in endpoints.yml and start `python -m bot actions`, or run actions in-process."
             )
-        payload = action_call_payload(self._name, tracker, domain)
+        include_domain = self._sends_domain(domain)
+        body = action_request_body(self._name, tracker, domain, include_domain)
         timeout = endpoint_timeout(self.action_endpoint)
         logger.debug("Calling action endpoint %s to run action '%s'.", url, self._name)
         try:
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                response = await client.post(url, json=payload, **self._request_options())
+            client = action_http_client(timeout)
+            options = self._request_options()
+            options["headers"] = {"Content-Type": "application/json", **options["headers"]}
+            response = await client.post(url, content=body, **options)
+            if response.status_code == DOMAIN_NOT_CACHED_STATUS and not include_domain:
+                logger.debug("The action server asked for the domain; calling '%s' again with it.", self._name)
+                body = action_request_body(self._name, tracker, domain, include_domain=True)
+                response = await client.post(url, content=body, **options)
         except httpx.TimeoutException as e:
             raise ActionExecutionError(
                 f"Custom action '{self._name}' timed out after {timeout:g}s at the action "

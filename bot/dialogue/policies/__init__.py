@@ -1,7 +1,8 @@
 """Dialogue policies: the one table that maps config.yml names to classes.
 
 Rasa's names are accepted as they are; a dotted path (``my_pkg.policies.MyPolicy``)
-loads a user policy, which must subclass :class:`Policy`.
+loads a user policy, which subclasses :class:`Policy` or Rasa's own
+``rasa.core.policies.policy.Policy`` (run through ``bot/dialogue/rasa_compat``).
 """
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def policy_class_for_name(name: str, file: Optional[str] = None, line: Optional[
             fix=f"Use {_REMOVED_POLICIES[name]}.",
         )
     if "." in name:
+        from bot.dialogue.rasa_compat import install
+
+        install()  # a class written against Rasa's API imports rasa.* (served by kefu when Rasa is absent)
         try:
             cls = import_class(name)
         except ImportError as e:
@@ -58,6 +62,10 @@ def policy_class_for_name(name: str, file: Optional[str] = None, line: Optional[
                 line,
                 fix="Check the dotted path and that the module is importable (on PYTHONPATH).",
             ) from e
+        from bot.dialogue.rasa_compat.adapter import RasaGraphPolicy, is_rasa_api_policy
+
+        if is_rasa_api_policy(cls):
+            return RasaGraphPolicy
         if not (isinstance(cls, type) and issubclass(cls, Policy)):
             raise UnknownComponentError(
                 f"'{name}' is not a policy class.",
@@ -87,6 +95,10 @@ def policy_from_config(
         logger.warning("Policy '%s' is not supported by kefu and is skipped.", name)
         return None
     options = {k: v for k, v in entry.items() if k != "name"}
+    from bot.dialogue.rasa_compat.adapter import RASA_CLASS_KEY, RasaGraphPolicy
+
+    if cls is RasaGraphPolicy:
+        options[RASA_CLASS_KEY] = name
     return cls(options, filename=file, line=line)
 
 

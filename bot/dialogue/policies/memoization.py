@@ -130,7 +130,8 @@ class MemoizationPolicy(Policy):
     ) -> PolicyPrediction:
         result = self._default_predictions(domain)
         states = self._prediction_states(tracker, domain, rule_only_data=rule_only_data)
-        logger.debug("Current tracker state:%s", format_tracker_states(states))
+        if logger.isEnabledFor(logging.DEBUG):  # the dump costs more than the lookup
+            logger.debug("Current tracker state:%s", format_tracker_states(states))
         predicted = self.recall(states, tracker, domain, rule_only_data=rule_only_data)
         if predicted is not None and predicted in domain.action_names_or_texts:
             logger.debug("There is a memorised next action '%s'.", predicted)
@@ -225,9 +226,11 @@ class AugmentedMemoizationPolicy(MemoizationPolicy):
             if old_states != states:
                 predicted = self._recall_states(states)
                 if predicted is not None:
-                    logger.debug("Current tracker state:%s", format_tracker_states(states))
+                    if logger.isEnabledFor(logging.DEBUG):  # the dump costs more than the lookup
+                        logger.debug("Current tracker state:%s", format_tracker_states(states))
                     return predicted
                 old_states = states
             truncated = _strip_leading_events_until_action_executed(truncated, again=True)
-        logger.debug("Current tracker state:%s", format_tracker_states(old_states))
+        if logger.isEnabledFor(logging.DEBUG):  # the dump costs more than the lookup
+            logger.debug("Current tracker state:%s", format_tracker_states(old_states))
         return None

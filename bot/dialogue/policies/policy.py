@@ -188,6 +188,50 @@ def tracker_states(
     return copy.deepcopy(list(states))
 
 
+# The attribute of a tracker that holds its featurised history between the policies
+# of one prediction (Rule- and MemoizationPolicy, RulePolicy twice).
+_STATES_CACHE_ATTRIBUTE = "_kefu_past_states"
+
+
+def _past_states(
+    tracker: Any,
+    domain: Any,
+    omit_unset_slots: bool,
+    ignore_rule_only_turns: bool,
+    rule_only_data: Optional[dict[str, Any]],
+) -> list[State]:
+    """``tracker.past_states(...)``, computed once per tracker state (read-only: copy before changing).
+
+    A prediction asks for the same history several times (every policy, RulePolicy
+    twice), and featurising it replays the whole conversation. States follow from the
+    events alone, so a cached result is reused while the tracker holds the same events:
+    same length and the same last event object (events are only ever appended; any
+    new event, or a rebuilt tracker, misses). Only predictions use it (not training).
+    """
+    events = getattr(tracker, "events", None)
+    cache = getattr(tracker, "__dict__", None)
+    if events is None or cache is None:
+        return list(tracker.past_states(domain, omit_unset_slots=omit_unset_slots,
+                                        ignore_rule_only_turns=ignore_rule_only_turns,
+                                        rule_only_data=rule_only_data))
+    last = events[-1] if len(events) else None
+    # rule-only data is rebuilt per call (a small dict of lists): keyed by its content
+    rules_key = json.dumps(rule_only_data, sort_keys=True, default=str) if rule_only_data else ""
+    key = (id(domain), omit_unset_slots, ignore_rule_only_turns, rules_key)
+    entries = cache.get(_STATES_CACHE_ATTRIBUTE)
+    if entries is None or entries[0] != len(events) or entries[1] is not last:
+        entries = (len(events), last, {})
+        cache[_STATES_CACHE_ATTRIBUTE] = entries
+    hit = entries[2].get(key)
+    if hit is not None and hit[0] is domain:  # the domain is kept with the states: its id stays its own
+        return hit[1]
+    states = list(tracker.past_states(domain, omit_unset_slots=omit_unset_slots,
+                                      ignore_rule_only_turns=ignore_rule_only_turns,
+                                      rule_only_data=rule_only_data))
+    entries[2][key] = (domain, states)
+    return states
+
+
 def slice_state_history(states: list[State], max_history: Optional[int]) -> list[State]:
     if not max_history:
         return states
@@ -250,13 +294,10 @@ def prediction_states(
     rule_only_data: Optional[dict[str, Any]] = None,
 ) -> list[State]:
     """The last ``max_history`` turns, the last user turn text- or intent-based."""
-    states = tracker_states(
-        tracker,
-        domain,
-        ignore_rule_only_turns=ignore_rule_only_turns,
-        rule_only_data=rule_only_data,
-    )
-    states = slice_state_history(states, max_history)
+    # only the last max_history states are copied (the caller changes them below)
+    states = copy.deepcopy(slice_state_history(
+        _past_states(tracker, domain, False, ignore_rule_only_turns, rule_only_data), max_history
+    ))
     if states:
         last_state = states[-1]
         if is_prev_action_listen_in_state(last_state):

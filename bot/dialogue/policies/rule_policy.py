@@ -623,7 +623,8 @@ class RulePolicy(MemoizationPolicy):
             use_text_for_last_user_input,
             rule_only_data=self.get_rule_only_data(),
         )
-        logger.debug("Current tracker state:%s", format_tracker_states(states))
+        if logger.isEnabledFor(logging.DEBUG):  # the dump costs more than the lookup
+            logger.debug("Current tracker state:%s", format_tracker_states(states))
         returning_from_unhappy_path = False
         rules = self.lookup.get(RULES, {})
         rule_keys = self._get_possible_keys(rules, states)

@@ -862,11 +862,13 @@ class YAMLStoryReader:
 
     def _check_intent(self, intent: str, line: Optional[int]) -> None:
         if self._domain_intents is not None and intent not in self._domain_intents:
-            self._problem(
-                f"Intent '{intent}' is used in {self._title()} '{self._builder.name if self._builder else ''}' "
-                "but is not in the domain.",
-                line,
-                f"Add '{intent}' to 'intents:' in domain.yml or fix the spelling.",
+            # Rasa warns ("Found intent ... which is not part of the domain") and trains:
+            # such a turn never matches a message, so it only costs the story.
+            logger.warning(
+                "%s:%s: Intent '%s' is used in %s '%s' "
+                "but is not in the domain. Add '%s' to 'intents:' in domain.yml or fix the spelling.",
+                self.source_name, line, intent, self._title(),
+                self._builder.name if self._builder else '', intent,
             )
 
     def _check_action(self, name: str, line: Optional[int], kind: str = "action") -> None:
@@ -931,6 +933,8 @@ def check_format_version(content: dict, filename: Optional[str]) -> None:
             line_of(content, "version"),
             fix=f'Use version: "{LATEST_TRAINING_DATA_FORMAT_VERSION}".',
         ) from e
+    if major == 3 and minor <= 1:
+        return  # Rasa 3.0 files read as 3.1, as Rasa 3.6 reads them (no warning)
     if (major, minor) != (3, 1):
         logger.warning(
             '%s:%s: training data format version "%s" differs from "%s"; reading it as %s.',

@@ -96,6 +96,7 @@
     ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: state.token })); };
     ws.onmessage = function (m) {
       var ev; try { ev = JSON.parse(m.data); } catch (e) { return; }
+      document.dispatchEvent(new CustomEvent("kefu:console-event", { detail: ev }));  // alerts.js listens
       if (ev.type === "hello") {
         state.leftMessages = ev.left_messages || []; state.live = true;
         $("live").textContent = T("live"); $("live").classList.add("on"); refresh(); return;
@@ -154,8 +155,10 @@
       $("send").disabled = !mine;
       $("summary").textContent = (h.record && h.record.summary) || "";
       renderTranscript(h); renderProfile(h);
+      document.dispatchEvent(new CustomEvent("kefu:conversation", { detail: { conversation_id: h.conversation_id, token: state.token, lang: state.lang } }));  // customers.js
       document.querySelectorAll(".list .item").forEach(function (n) { n.classList.toggle("active", n.dataset.id === id); });
       if (!quiet) loadSuggestions(id);
+      document.dispatchEvent(new CustomEvent("kefu:handoff", { detail: h }));  // for add-on panels (compensation.js)
     }).catch(function () {});
   }
   function line(kind, who, text, ts, extra) {

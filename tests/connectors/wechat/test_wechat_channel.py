@@ -334,15 +334,13 @@ async def test_several_replies_go_through_customer_service_api_in_order(fake_api
 
 @pytest.mark.asyncio
 async def test_slow_bot_answers_success_then_sends_async(fake_api, agent, sender_factory):
-    agent.delay = 0.6
+    agent.delay = 2.0  # far beyond the 0.2 s reply window, so a loaded machine cannot blur the order
     channel = make_channel(fake_api, mode="safe", reply_timeout=0.2)
     app = create_app(agent, input_channels=[channel])
     sender = sender_factory("safe")
-    started = time.monotonic()
     resp = await push(app, sender, sender.xml("oSlow", "text", Content="慢", MsgId=51))
-    assert time.monotonic() - started < 0.55
     assert resp.status == 200 and resp.text == "success"
-    assert fake_api.custom_sent == []
+    assert fake_api.custom_sent == []  # WeChat got its answer while the bot was still working
     await channel.drain()
     assert fake_api.custom_sent == [{"touser": "oSlow", "msgtype": "text", "text": {"content": "echo: 慢"}}]
 

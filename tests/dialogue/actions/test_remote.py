@@ -204,3 +204,205 @@ def test_create_action_app_serves_webhook(action_package_path: str) -> None:
     app = create_action_app(action_package_path)
     paths = {route.path for route in app.router.routes}
     assert {"webhook", "health", "actions"} <= {p.strip("/") for p in paths}
+
+
+class CountingProxy:
+    """A TCP proxy in front of the action server that counts the connections opened to it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections = 0
+        self.server: Any = None
+
+    async def __aenter__(self) -> "CountingProxy":
+        import asyncio
+
+        async def pipe(reader: Any, writer: Any) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_reader: Any, client_writer: Any) -> None:
+            self.connections += 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer))
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.server.close()
+
+    def url(self, path: str = "/webhook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+@pytest.mark.asyncio
+async def test_remote_action_reuses_one_pooled_connection(action_server_url: str) -> None:
+    from bot.dialogue.actions.remote import close_action_clients
+
+    domain = FakeDomain(**DOMAIN_KW)
+    async with CountingProxy(_port_of(action_server_url)) as proxy:
+        for _ in range(4):  # one after the other, as the turns of a conversation
+            events = await run_action(RemoteAction("action_check_order", Endpoint(proxy.url())), domain)
+            assert_check_order_events(events)
+        assert proxy.connections == 1
+        await close_action_clients()
+        assert_check_order_events(await run_action(RemoteAction("action_check_order", Endpoint(proxy.url())), domain))
+        assert proxy.connections == 2  # a closed pool is replaced by a new one
+        await close_action_clients()
+
+
+@pytest.mark.asyncio
+async def test_warm_up_action_server_opens_the_connection_the_first_action_uses(action_server_url: str) -> None:
+    from bot.dialogue.actions.remote import close_action_clients, warm_up_action_server
+
+    domain = FakeDomain(**DOMAIN_KW)
+    async with CountingProxy(_port_of(action_server_url)) as proxy:
+        assert await warm_up_action_server(Endpoint(proxy.url())) is True
+        assert proxy.connections == 1
+        assert_check_order_events(await run_action(RemoteAction("action_check_order", Endpoint(proxy.url())), domain))
+        assert proxy.connections == 1
+        await close_action_clients()
+
+
+@pytest.mark.asyncio
+async def test_warm_up_action_server_down_is_not_an_error() -> None:
+    from bot.dialogue.actions.remote import close_action_clients, warm_up_action_server
+
+    assert await warm_up_action_server(Endpoint(f"http://127.0.0.1:{free_port()}/webhook")) is False
+    assert await warm_up_action_server(Endpoint("")) is False
+    await close_action_clients()
+
+
+# --------------------------------------------------------------------------- the domain in action calls
+class RecordingProxy(CountingProxy):
+    """The TCP proxy, also keeping the bytes each way (HTTP/1.1 requests and responses, in order)."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.sent = bytearray()
+        self.received = bytearray()
+
+    async def __aenter__(self) -> "RecordingProxy":
+        import asyncio
+
+        async def pipe(reader: Any, writer: Any, record: bytearray) -> None:
+            try:
+                while data := await reader.read(65536):
+                    record.extend(data)
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_reader: Any, client_writer: Any) -> None:
+            self.connections += 1
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(pipe(client_reader, writer, self.sent), pipe(reader, client_writer, self.received))
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    @staticmethod
+    def messages(stream: bytes) -> list[tuple[str, bytes]]:
+        """(start line, body) of each HTTP/1.1 message with a Content-Length."""
+        out, rest = [], bytes(stream)
+        while rest:
+            head, _, rest = rest.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+            out.append((lines[0], rest[:length]))
+            rest = rest[length:]
+        return out
+
+    def calls(self) -> list[tuple[dict[str, Any], int]]:
+        """(JSON body sent, HTTP status answered) per action call."""
+        import json
+
+        requests = [json.loads(body) for _, body in self.messages(self.sent)]
+        statuses = [int(line.split()[1]) for line, _ in self.messages(self.received)]
+        return list(zip(requests, statuses))
+
+
+class SelectiveDomain(FakeDomain):
+    """A domain that lists actions with `send_domain: true` (Rasa 3.6) and can be made unique."""
+
+    def __init__(self, *, need_domain: list[str] = (), marker: str = "", **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "intents": [*kwargs.get("intents", []), *([marker] if marker else [])]})
+        self.actions_which_explicitly_need_domain = list(need_domain)
+
+
+def test_request_body_is_rasas_payload_with_the_cached_domain_and_a_digest() -> None:
+    import json
+
+    from bot.dialogue.actions.remote import action_request_body, domain_json
+
+    domain = FakeDomain(**DOMAIN_KW)
+    tracker = make_tracker(domain)
+    body = json.loads(action_request_body("action_check_order", tracker, domain))
+    text, digest = domain_json(domain)
+    assert body == {**action_call_payload("action_check_order", tracker, domain), "domain_digest": digest}
+    assert domain_json(domain)[0] is text  # serialised once per domain object
+    other = SelectiveDomain(**DOMAIN_KW, marker="another_intent")
+    assert domain_json(other)[1] != digest and "another_intent" in domain_json(other)[0]
+    without = json.loads(action_request_body("action_check_order", tracker, domain, include_domain=False))
+    assert "domain" not in without and without["domain_digest"] == digest
+
+
+@pytest.mark.asyncio
+async def test_the_domain_goes_with_every_call_by_default(action_server_url: str) -> None:
+    from bot.dialogue.actions.remote import close_action_clients
+
+    domain = FakeDomain(**DOMAIN_KW)
+    async with RecordingProxy(_port_of(action_server_url)) as proxy:
+        for _ in range(2):
+            assert_check_order_events(await run_action(RemoteAction("action_check_order", Endpoint(proxy.url())), domain))
+        await close_action_clients()
+    calls = proxy.calls()
+    assert [status for _, status in calls] == [200, 200]
+    assert all(body["domain"]["responses"]["utter_greet"] for body, _ in calls)
+
+
+@pytest.mark.asyncio
+async def test_selective_domain_sends_it_when_the_action_server_asks(action_server_url: str) -> None:
+    """enable_selective_domain (Rasa 3.6): no domain for actions without send_domain; rasa_sdk
+    (>= 3.8) answers 449 for a digest it has not seen, and the call is repeated with the domain."""
+    from bot.dialogue.actions.remote import close_action_clients, domain_json
+
+    domain = SelectiveDomain(**DOMAIN_KW, marker="selective_test_intent")  # a digest the server has not seen
+    endpoint_kwargs = {"enable_selective_domain": True}
+    async with RecordingProxy(_port_of(action_server_url)) as proxy:
+        for _ in range(3):
+            events = await run_action(RemoteAction("action_check_order", Endpoint(proxy.url(), kwargs=endpoint_kwargs)),
+                                      domain)
+            assert_check_order_events(events)
+        await close_action_clients()
+    calls = proxy.calls()
+    assert [("domain" in body, status) for body, status in calls] == [(False, 449), (True, 200), (False, 200), (False, 200)]
+    assert {body["domain_digest"] for body, _ in calls} == {domain_json(domain)[1]}
+
+
+@pytest.mark.asyncio
+async def test_selective_domain_still_sends_it_to_send_domain_actions(action_server_url: str) -> None:
+    from bot.dialogue.actions.remote import close_action_clients
+
+    domain = SelectiveDomain(**DOMAIN_KW, need_domain=["action_check_order"], marker="send_domain_test_intent")
+    async with RecordingProxy(_port_of(action_server_url)) as proxy:
+        assert_check_order_events(await run_action(
+            RemoteAction("action_check_order", Endpoint(proxy.url(), kwargs={"enable_selective_domain": True})), domain))
+        await close_action_clients()
+    assert [("domain" in body, status) for body, status in proxy.calls()] == [(True, 200)]

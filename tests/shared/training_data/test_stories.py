@@ -90,10 +90,21 @@ def test_load_story_steps_story_without_steps_is_an_error(tmp_path: Path) -> Non
     assert "no steps" in info.value.message
 
 
-def test_load_story_steps_unknown_intent_action_slot_against_domain(tmp_path: Path) -> None:
+def test_load_story_steps_unknown_intent_warns_with_file_and_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rasa trains a story with an intent missing from the domain (it warns): so does kefu."""
+    domain = Domain.load(DATA / "domain.yml")
+    path = _write(tmp_path, 'version: "3.1"\nstories:\n- story: s\n  steps:\n  - intent: grete\n  - action: utter_greet\n')
+    with caplog.at_level("WARNING"):
+        steps = load_story_steps([path], domain)
+    assert steps
+    assert any(":5: Intent 'grete'" in r.getMessage() for r in caplog.records)
+
+
+def test_load_story_steps_unknown_action_slot_against_domain(tmp_path: Path) -> None:
     domain = Domain.load(DATA / "domain.yml")
     cases = {
-        "- intent: grete\n  - action: utter_greet": ("grete", 5),
         "- intent: greet\n  - action: utter_hello": ("utter_hello", 6),
         "- intent: greet\n  - slot_was_set:\n    - nmae: x": ("nmae", 6),
     }

@@ -1,0 +1,1 @@
+"""Operational alerts for supervisors: alerts.yml rules, evaluated in the background (docs/operations.md)."""
