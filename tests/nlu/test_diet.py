@@ -152,6 +152,38 @@ def test_byte_dropout_drops_the_rate_and_keeps_the_mean() -> None:
     assert torch.equal(ByteDropout(0.0).train()(x), x)
 
 
+def _reference_byte_dropout(drop: ByteDropout, x: torch.Tensor) -> torch.Tensor:
+    """The previous formula (boolean mask, then the scale), drawing the same random bytes."""
+    n = x.numel()
+    bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+    keep = bytes_.view(torch.uint8)[:n].view(x.shape) >= drop.threshold
+    return x * keep * drop.scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_byte_dropout_one_multiply_matches_the_reference_formula(dtype: torch.dtype) -> None:
+    drop = ByteDropout(0.2).train()
+    base = torch.randn(300, 64)
+    grad_out = torch.randn(300, 64)
+    results = []
+    for fn in (drop, lambda t: _reference_byte_dropout(drop, t)):
+        torch.manual_seed(7)  # the same bytes, so the same kept positions
+        x = base.to(dtype).requires_grad_(True)
+        out = fn(x)
+        out.backward(grad_out.to(dtype))
+        results.append((out.float(), x.grad.float()))
+    (out, grad), (ref_out, ref_grad) = results
+    assert torch.equal(out == 0, ref_out == 0)
+    assert float((out == 0).float().mean()) > 0.1  # something was dropped
+    # float32: the same products; bfloat16: the scale 256/205 rounds to 1.25 in the mask, so a
+    # value may land one bfloat16 step (2**-7 relative) away, and the mean moves by ~0.1 %
+    tol = 1e-6 if dtype == torch.float32 else 2.0**-7
+    assert torch.allclose(out, ref_out, rtol=tol, atol=0)
+    assert torch.allclose(grad, ref_grad, rtol=tol, atol=0)
+    ratio = float(out.detach().abs().sum() / ref_out.detach().abs().sum())
+    assert abs(ratio - 1.0) < (1e-6 if dtype == torch.float32 else 3e-3)
+
+
 def test_dot_product_loss_masks_negatives_of_the_gold_label() -> None:
     torch.manual_seed(0)
     text = torch.randn(6, 4)
@@ -239,3 +271,47 @@ def test_grouped_attention_equals_one_padded_batch() -> None:
     (t1, s1, g1), (t2, s2, g2) = results
     assert torch.allclose(t1, t2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
     assert len(g1) == len(g2) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))
+
+
+def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
+    """Batches carry their sparse features as CSR (faster sparse-to-dense layer); the
+    outputs and the gradients of the layers they feed equal the COO computation."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bot.nlu.diet import make_batch
+
+    rng = np.random.default_rng(0)
+    dims = {"seq_sparse": 40, "sent_sparse": 30, "seq_dense": 0, "sent_dense": 0}
+    items = []
+    for n in (5, 1, 3, 7):
+        items.append({"n": n, "seq_sparse": sp.random(n, 40, density=0.2, random_state=rng, format="csr").tocoo(),
+                      "sent_sparse": sp.random(1, 30, density=0.3, random_state=rng, format="csr").tocoo(),
+                      "seq_dense": None, "sent_dense": None})
+    torch.manual_seed(0)
+    model = DIETModel(dims, 3, {"entity": ["O", "U-x"]}, {**DIETClassifier.defaults, **{
+        "transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 8, "label": 8},
+        "concat_dimension": {"text": 8, "label": 8}, "similarity_type": "inner"}}).eval()
+    batch = make_batch(items, dims, csr=True)
+    assert batch["seq_sparse"].layout == torch.sparse_csr
+    assert make_batch(items, dims)["seq_sparse"].layout == torch.sparse_coo
+    coo = {**batch, "seq_sparse": batch["seq_sparse"].to_sparse_coo(),
+           "sent_sparse": batch["sent_sparse"].to_sparse_coo()}
+    assert coo["seq_sparse"].to_dense().abs().sum() > 0
+    results = []
+    for b in (batch, coo):
+        model.zero_grad()
+        tokens, sentence = model(b)
+        (tokens.square().sum() + sentence.square().sum()).backward()
+        results.append((tokens.detach(), sentence.detach(), model.seq_sparse.weight.grad.clone(),
+                        model.sent_sparse.weight.grad.clone()))
+    for got, want in zip(*results):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert results[0][2].abs().sum() > 0
+    # the packed sparse rows line up with their messages: each one parsed alone gets the
+    # batch's sentence output and token outputs
+    with torch.no_grad():
+        for row, item in enumerate(items):
+            tokens, sentence = model(make_batch([item], dims))
+            assert torch.allclose(sentence[0], results[0][1][row], atol=1e-5)
+            assert torch.allclose(tokens[0], results[0][0][row, : item["n"]], atol=1e-5)
