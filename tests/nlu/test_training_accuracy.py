@@ -66,6 +66,16 @@ def training_accuracy(root: Path, edit: Callable[[list[dict[str, Any]]], list[di
     for example in data.training_examples:
         intents_of.setdefault(example.text, set()).add(str(example.intent))
     nlu = NLUPipeline.from_config(config)  # no root: nothing is written into the project
+    # Rasa's example configs leave DIET unseeded; one fixed seed makes CI repeatable. Unseeded,
+    # responseselectorbot's "don't like that" (deny) was read as mood_unhappy in 1 of 4 full-suite runs.
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
     nlu.train(data)
     intents = right = keys = right_keys = 0
     wrong: list[tuple[str, str, str]] = []
