@@ -18,6 +18,7 @@ import inspect
 import ipaddress
 import logging
 import os
+import signal
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -286,7 +287,22 @@ def serve(
     scheme = "https" if ssl else "http"
     logger.info("Starting kefu on %s://%s:%s with %d worker(s); management API %s.", scheme, host, port,
                 workers, "enabled" if enable_api else "off (channels only; --enable-api to serve it)")
+    # Until Sanic installs its own handlers, a SIGTERM would kill this process alone and orphan the
+    # workers it has already spawned: stop them first (Sanic replaces this handler once it monitors).
+    signal.signal(signal.SIGTERM, _stop_children_and_exit)
     try:
         Sanic.serve(primary=app, app_loader=loader)
     finally:
         remove_multiprocess_dir(metrics_dir)
+
+
+def _stop_children_and_exit(signum: int, frame: Any) -> None:
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for child in multiprocessing.active_children():
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+    raise SystemExit(128 + signum)

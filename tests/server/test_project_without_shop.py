@@ -127,7 +127,7 @@ def test_server_stops_within_10s_on_sigterm_during_start_up(project: Path, tmp_p
         end = time.monotonic() + 5
         while _group_alive(proc.pid) and time.monotonic() < end:
             time.sleep(0.1)
-        assert not _group_alive(proc.pid), "a worker outlived the server"
+        assert not _group_alive(proc.pid), "a worker outlived the server:\n" + subprocess.run(["ps", "-o", "pid,etime,stat,args", "-g", str(proc.pid)], capture_output=True, text=True).stdout
     finally:
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
