@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.shared.exceptions import ConfigError
+from bot.stores._common import redis_url_from_endpoints
 
 ROLES = ("agent", "supervisor", "admin")
 MIN_SECRET_LENGTH = 32
@@ -176,7 +177,7 @@ class HandoffConfig:
                     _refuse_checked_in_secrets(section, path)
                     merged.update(to_plain(section))
         if "queue" not in merged:
-            redis_url = _redis_from_endpoints(Path(root) / "endpoints.yml")
+            redis_url = redis_url_from_endpoints(Path(root) / "endpoints.yml")
             if redis_url:  # several workers share Redis already: share the live queue and presence too
                 merged["queue"] = {"type": "redis", "url": redis_url}
         if isinstance(merged.get("store_url"), str):  # docs/database.md: store_url: postgresql://kefu:${PASS}@...
@@ -197,26 +198,6 @@ class HandoffConfig:
     def skill_for(self, intent: str | None) -> str:
         return self.skills_by_intent.get(intent or "", self.default_skill)
 
-
-def _redis_from_endpoints(path: Path) -> str | None:
-    """A Redis URL from endpoints.yml's lock_store (else tracker_store/event_broker) when it is Redis."""
-    if not path.is_file():
-        return None
-    from bot.shared.yaml_io import read_yaml_file, to_plain
-
-    data = to_plain(read_yaml_file(path)) or {}
-    for key in ("lock_store", "tracker_store", "event_broker"):
-        section = data.get(key)
-        if not isinstance(section, dict) or str(section.get("type", "")).lower() != "redis":
-            continue
-        url = str(section.get("url") or "localhost")
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            return url
-        password = section.get("password")
-        auth = f":{password}@" if password else ""
-        scheme = "rediss" if section.get("use_ssl") else "redis"
-        return f"{scheme}://{auth}{url}:{int(section.get('port', 6379))}/{int(section.get('db', 0))}"
-    return None
 
 
 def _str_list(value: Any, key: str, filename: str) -> list[str]:

@@ -13,11 +13,38 @@ from typing import TYPE_CHECKING, Any
 from bot.shared.exceptions import ConfigError, UnknownComponentError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import redis.asyncio
 
 logger = logging.getLogger(__name__)
 
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url_from_endpoints(path: "Path") -> str | None:
+    """A Redis URL from endpoints.yml's lock_store (else tracker_store/event_broker) when it is Redis.
+
+    Features that share Redis between workers (handoff queue, workbench activations) follow the
+    stores the workers already share, so one Redis needs to be named only once.
+    """
+    if not path.is_file():
+        return None
+    from bot.shared.yaml_io import read_yaml_file, to_plain
+
+    data = to_plain(read_yaml_file(path)) or {}
+    for key in ("lock_store", "tracker_store", "event_broker"):
+        section = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(section, dict) or str(section.get("type", "")).lower() != "redis":
+            continue
+        url = str(section.get("url") or "localhost")
+        if url.startswith(REDIS_URL_SCHEMES):
+            return url
+        password = section.get("password")
+        auth = f":{password}@" if password else ""
+        scheme = "rediss" if section.get("use_ssl") else "redis"
+        return f"{scheme}://{auth}{url}:{int(section.get('port', 6379))}/{int(section.get('db', 0))}"
+    return None
 
 
 def endpoint_type(config: Any) -> str | None:

@@ -306,7 +306,8 @@ class WorkbenchFeature(BaseFeature):
     async def start(self, context: FeatureContext) -> None:
         if self.settings.root is None:
             return
-        from bot.workbench.notify import RedisActivations, redis_url_from_endpoints
+        from bot.stores._common import redis_url_from_endpoints
+        from bot.workbench.notify import RedisActivations
 
         url = self.config.notify_url or redis_url_from_endpoints(Path(self.settings.root) / "endpoints.yml")
         self.notifier = RedisActivations(url) if url else None

@@ -1,6 +1,6 @@
 """Tell every worker at once that the registry's active model changed (Redis pub/sub).
 
-The registry file stays the truth (what is active); a message only wakes the followers, so a
+The registry (SQL, `registry_sql.py`) stays the truth; a message only wakes the followers, so a
 lost message costs at most ``follow_interval_s`` (each worker also polls the registry). Used
 when ``workbench.notify_url`` is set or endpoints.yml has a Redis lock store, tracker store or
 event broker — the stores a multi-worker deployment already shares.
@@ -9,33 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "kefu:workbench:active"
 
-
-def redis_url_from_endpoints(path: Path) -> str | None:
-    """A Redis URL from endpoints.yml's lock_store (else tracker_store/event_broker) when it is Redis."""
-    if not path.is_file():
-        return None
-    from bot.shared.yaml_io import read_yaml_file, to_plain
-
-    data = to_plain(read_yaml_file(path)) or {}
-    for key in ("lock_store", "tracker_store", "event_broker"):
-        section = data.get(key) if isinstance(data, dict) else None
-        if not isinstance(section, dict) or str(section.get("type", "")).lower() != "redis":
-            continue
-        url = str(section.get("url") or "localhost")
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            return url
-        password = section.get("password")
-        auth = f":{password}@" if password else ""
-        scheme = "rediss" if section.get("use_ssl") else "redis"
-        return f"{scheme}://{auth}{url}:{int(section.get('port', 6379))}/{int(section.get('db', 0))}"
-    return None
 
 
 class RedisActivations:
