@@ -27,7 +27,7 @@ from bot.shared.exceptions import ConfigError
 from bot.web.auth import ACCESS_ATTRIBUTE, bearer_token, not_authenticated, not_authorized, principal_of
 from bot.web.errors import ErrorResponse, register_error
 from bot.web.principals import Principal, Role, Scope, scopes_for
-from bot.web.requests import json_body
+from bot.web.requests import int_arg, json_body
 
 logger = logging.getLogger(__name__)
 
@@ -250,18 +250,6 @@ def customer_scope(feature: CustomersFeature, scope: Scope) -> Callable[[Any], A
     return decorator
 
 
-def _int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ErrorResponse(400, "BadRequest", f"Query parameter '{name}' must be an integer, got '{raw}'.")
-    if not low <= value <= high:
-        raise ErrorResponse(400, "BadRequest", f"Query parameter '{name}' must be between {low} and {high}.")
-    return value
-
 
 def _cursor(raw: str | None) -> tuple[float, int] | None:
     if not raw:
@@ -308,8 +296,8 @@ def customers_blueprint(feature: CustomersFeature) -> Blueprint:
     @bp.get("/customers")
     @read
     async def list_customers(request: Request) -> HTTPResponse:
-        limit = _int_arg(request, "limit", 50, 1, MAX_PAGE)
-        offset = _int_arg(request, "offset", 0, 0, 10_000_000)
+        limit = int_arg(request, "limit", 50, 1, MAX_PAGE)
+        offset = int_arg(request, "offset", 0, 0, 10_000_000)
         segment = request.args.get("segment")
         if segment:
             rows = await service().segment(segment, limit, offset)
@@ -334,7 +322,7 @@ def customers_blueprint(feature: CustomersFeature) -> Blueprint:
     @read
     async def alerts(request: Request) -> HTTPResponse:
         since = float(request.args.get("since") or 0.0)
-        return response.json({"alerts": await service().alerts(since, _int_arg(request, "limit", 50, 1, MAX_PAGE))})
+        return response.json({"alerts": await service().alerts(since, int_arg(request, "limit", 50, 1, MAX_PAGE))})
 
     @bp.get("/customers/<customer_id>")
     @read
@@ -348,7 +336,7 @@ def customers_blueprint(feature: CustomersFeature) -> Blueprint:
     async def timeline(request: Request, customer_id: str) -> HTTPResponse:
         types = [t for t in (request.args.get("types") or "").split(",") if t] or None
         page = await service().timeline(customer_id, _cursor(request.args.get("before")),
-                                        _int_arg(request, "limit", 50, 1, MAX_PAGE), types)
+                                        int_arg(request, "limit", 50, 1, MAX_PAGE), types)
         await audit(request, "customers.timeline", customer_id, {"items": len(page["items"])})
         return response.json(page)
 

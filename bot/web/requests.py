@@ -162,6 +162,20 @@ def float_arg(request: Request, name: str) -> float | None:
         ) from e
 
 
+def int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low..high``; ``default`` when absent, 400 otherwise."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise bad_request(f"Query parameter '{name}' must be an integer, got '{raw}'.", name, "query") from e
+    if not low <= value <= high:
+        raise bad_request(f"Query parameter '{name}' must be between {low} and {high}.", name, "query")
+    return value
+
+
 def accepts_json(request: Request) -> bool:
     """Whether the ``Accept`` header asks for JSON."""
     return JSON_CONTENT_TYPE in (request.headers.get("Accept") or "")

@@ -29,7 +29,7 @@ from bot.web.audit import audit_read
 from bot.web.auth import principal_of, public, requires_scope
 from bot.web.errors import ErrorResponse, bad_request
 from bot.web.principals import Principal, Scope
-from bot.web.requests import json_body
+from bot.web.requests import int_arg, json_body
 from bot.workbench import conversations as conv
 from bot.workbench.annotate import AnnotationRejected, Annotator, conversation_steps
 from bot.workbench.config import SECTION, WorkbenchConfig
@@ -258,18 +258,6 @@ def _actor(request: Request) -> Principal:
     return principal
 
 
-def _int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as e:
-        raise bad_request(f"Query parameter '{name}' must be an integer, got '{raw}'.", name) from e
-    if not low <= value <= high:
-        raise bad_request(f"Query parameter '{name}' must be within {low}..{high}.", name)
-    return value
-
 
 def _time_arg(request: Request, name: str) -> float | None:
     raw = request.args.get(name)
@@ -383,7 +371,7 @@ class WorkbenchFeature(BaseFeature):
             reason = request.args.get("reason")
             if reason and reason not in REASONS:
                 raise bad_request(f"Unknown reason '{reason}'; valid: {', '.join(REASONS)}.", "reason")
-            result = await service().inbox(reason, _int_arg(request, "limit", 50, 1, 500),
+            result = await service().inbox(reason, int_arg(request, "limit", 50, 1, 500),
                                            mask=not _actor(request).is_admin)
             await service()._audit(_actor(request), "workbench.inbox_read", None,
                                    {"messages": result["total_messages"]})
@@ -397,11 +385,11 @@ class WorkbenchFeature(BaseFeature):
             flt = conv.ConversationFilter(
                 intent=request.args.get("intent") or None, channel=request.args.get("channel") or None,
                 since=_time_arg(request, "since"), until=_time_arg(request, "until"),
-                csat_max=_int_arg(request, "csat_max", 5, 1, 5) if csat else None,
+                csat_max=int_arg(request, "csat_max", 5, 1, 5) if csat else None,
                 handoff=None if handoff in (None, "") else handoff.lower() == "true",
                 customer=request.args.get("customer") or None, text=request.args.get("q") or None)
-            result = await service().conversations(flt, _int_arg(request, "limit", 50, 1, 500),
-                                                   _int_arg(request, "offset", 0, 0, 10**6),
+            result = await service().conversations(flt, int_arg(request, "limit", 50, 1, 500),
+                                                   int_arg(request, "offset", 0, 0, 10**6),
                                                    mask=not _actor(request).is_admin)
             return response.json(result)
 
