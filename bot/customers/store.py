@@ -15,9 +15,8 @@ from typing import Any, Iterable, Iterator
 import sqlalchemy as sa
 
 from bot.customers import tables as t
-from bot.shared.exceptions import ConfigError
 from bot.stores.migrate import ensure_schema_sync
-from bot.stores.sql import DEFAULT_BUSY_TIMEOUT_MS, sqlite_in_memory
+from bot.stores.sql import DEFAULT_BUSY_TIMEOUT_MS, sqlite_in_memory, sync_sql_url
 
 DEFAULT_URL = "sqlite:///customers.db"
 STRONG_KINDS = ("shop_customer", "widget", "wechat_openid", "phone")
@@ -36,21 +35,9 @@ def _customer(row: Any) -> dict[str, Any]:
     }
 
 
-SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
-                "postgresql+asyncpg": "postgresql+psycopg", "postgresql+psycopg2": "postgresql+psycopg"}
-
-
-def sync_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigError(f"'{url}' is not an SQLAlchemy database URL.", "endpoints.yml",
-                          fix="Use e.g. 'sqlite:///customers.db' or 'postgresql://user:pass@host/db' under customers.url.")
-    return f"{SYNC_DRIVERS.get(scheme.lower(), scheme)}://{rest}"
-
-
 class CustomerStore:
     def __init__(self, url: str = DEFAULT_URL, engine_kwargs: dict[str, Any] | None = None) -> None:
-        self.url = sync_url(url)
+        self.url = sync_sql_url(url)
         options = dict(engine_kwargs or {})
         is_sqlite = self.url.startswith("sqlite")
         self.in_memory = is_sqlite and sqlite_in_memory(self.url)
