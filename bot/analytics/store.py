@@ -92,24 +92,22 @@ class RollupBuffer:
         for channel in {bucket.channel, ALL}:
             for segment in {bucket.segment, ALL}:
                 for grain, key in grains:
-                    cell = self.pending.get((grain, key, channel, segment, metric, dim))
-                    if cell is None:
-                        self.pending[(grain, key, channel, segment, metric, dim)] = [n, total]
-                    else:
-                        cell[0] += n
-                        cell[1] += total
+                    self._bump((grain, key, channel, segment, metric, dim), n, total)
 
     def add_cell(self, day: str, channel: str, segment: str, metric: str, dim: str, n: int, total: float) -> None:
         """One increment to exactly this channel/segment cell (day and month rows), no ``*`` spreading:
         for the per-customer rollups, whose ``*`` cells are computed on their own (a customer's previous
         order differs per filter)."""
         for grain, key in (("d", day), ("m", day[:7])):
-            cell = self.pending.get((grain, key, channel, segment, metric, dim))
-            if cell is None:
-                self.pending[(grain, key, channel, segment, metric, dim)] = [n, total]
-            else:
-                cell[0] += n
-                cell[1] += total
+            self._bump((grain, key, channel, segment, metric, dim), n, total)
+
+    def _bump(self, cell_key: tuple, n: int, total: float) -> None:
+        cell = self.pending.get(cell_key)
+        if cell is None:
+            self.pending[cell_key] = [n, total]
+        else:
+            cell[0] += n
+            cell[1] += total
 
     def take(self) -> dict[tuple, list[float]]:
         pending, self.pending = self.pending, {}
