@@ -273,13 +273,13 @@ def test_grouped_attention_equals_one_padded_batch() -> None:
     assert len(g1) == len(g2) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))
 
 
-def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
-    """Batches carry their sparse features as CSR (faster sparse-to-dense layer); the
-    outputs and the gradients of the layers they feed equal the COO computation."""
+def test_sparse_input_layer_equals_the_dense_product_outputs_and_gradients() -> None:
+    """The sparse-to-dense layers (an embedding bag over the batch's CSR features) give the
+    outputs and gradients of the plain dense product ``features @ weight + bias``."""
     import numpy as np
     import scipy.sparse as sp
 
-    from bot.nlu.diet import make_batch
+    from bot.nlu.diet import SparseDense, make_batch
 
     rng = np.random.default_rng(0)
     dims = {"seq_sparse": 40, "sent_sparse": 30, "seq_dense": 0, "sent_dense": 0}
@@ -292,22 +292,31 @@ def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
     model = DIETModel(dims, 3, {"entity": ["O", "U-x"]}, {**DIETClassifier.defaults, **{
         "transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 8, "label": 8},
         "concat_dimension": {"text": 8, "label": 8}, "similarity_type": "inner"}}).eval()
-    batch = make_batch(items, dims, csr=True)
+    batch = make_batch(items, dims)
     assert batch["seq_sparse"].layout == torch.sparse_csr
-    assert make_batch(items, dims)["seq_sparse"].layout == torch.sparse_coo
-    coo = {**batch, "seq_sparse": batch["seq_sparse"].to_sparse_coo(),
-           "sent_sparse": batch["sent_sparse"].to_sparse_coo()}
-    assert coo["seq_sparse"].to_dense().abs().sum() > 0
-    results = []
-    for b in (batch, coo):
-        model.zero_grad()
-        tokens, sentence = model(b)
-        (tokens.square().sum() + sentence.square().sum()).backward()
-        results.append((tokens.detach(), sentence.detach(), model.seq_sparse.weight.grad.clone(),
-                        model.sent_sparse.weight.grad.clone()))
-    for got, want in zip(*results):
-        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert results[0][2].abs().sum() > 0
+    dense_x = batch["seq_sparse"].to_dense()
+    assert dense_x.abs().sum() > 0 and dense_x.shape == (16, 40)
+    upstream = torch.randn(16, 8)
+    model.zero_grad()
+    (model.seq_sparse(batch["seq_sparse"]) * upstream).sum().backward()
+    weight = model.seq_sparse.weight.detach().clone().requires_grad_(True)
+    bias = model.seq_sparse.bias.detach().clone().requires_grad_(True)
+    want = dense_x @ weight + bias
+    (want * upstream).sum().backward()
+    assert torch.allclose(model.seq_sparse(batch["seq_sparse"]), want, atol=1e-6)
+    assert torch.allclose(model.seq_sparse.weight.grad, weight.grad, atol=1e-6)
+    assert torch.allclose(model.seq_sparse.bias.grad, bias.grad, atol=1e-6)
+    assert weight.grad.abs().sum() > 0
+    # a model saved with nn.Linear's (units, features) layout loads transposed
+    old = SparseDense(40, 8)
+    state = {"weight": old.weight.detach().t().clone(), "bias": old.bias.detach().clone()}
+    new = SparseDense(40, 8)
+    new.load_state_dict(state)
+    assert torch.equal(new.weight, old.weight)
+    model.zero_grad()
+    tokens, sentence = model(batch)
+    (tokens.square().sum() + sentence.square().sum()).backward()
+    results = [(tokens.detach(), sentence.detach())]
     # the packed sparse rows line up with their messages: each one parsed alone gets the
     # batch's sentence output and token outputs
     with torch.no_grad():
