@@ -384,6 +384,10 @@ class MaskedLinear(nn.Linear):
             self.keep = None
 
 
+#: how ``SparseDense`` stores its weight, written into diet.json (older models lack it)
+SPARSE_WEIGHT_LAYOUT = "features_units"
+
+
 class SparseDense(nn.Module):
     """Rasa's sparse-to-dense layer (a dense kernel applied to sparse features) as an
     embedding bag: each row's output is the sum of its features' weight rows scaled by the
@@ -395,7 +399,7 @@ class SparseDense(nn.Module):
     forward and backward and once more for the gradient, most of a training step's fixed
     cost on a 5 000-example Banking77 bot (measured 6.2 -> 3.5 ms a step for one layer at 64
     messages in isolation, more in training where the copies left the cache). Models saved
-    with the ``(units, features)`` layout load transposed.
+    with the ``(units, features)`` layout load transposed (``DIETClassifier.load``).
     """
 
     def __init__(self, n_in: int, n_out: int) -> None:
@@ -413,12 +417,6 @@ class SparseDense(nn.Module):
                 x.col_indices(), self.weight, x.crow_indices(), mode="sum",
                 per_sample_weights=x.values().float(), include_last_offset=True)
         return out + self.bias
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        weight = state_dict.get(prefix + "weight")
-        if weight is not None and weight.shape != self.weight.shape and weight.t().shape == self.weight.shape:
-            state_dict[prefix + "weight"] = weight.t().contiguous()  # saved by the nn.Linear layout
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -1204,7 +1202,7 @@ class DIETClassifier(Component):
     # ---- persistence
     def persist(self, path: Path) -> None:
         meta = {"intents": self.intents, "tag_sets": self.tag_sets, "dims": self.dims,
-                "trained": self.model is not None}
+                "trained": self.model is not None, "sparse_weight_layout": SPARSE_WEIGHT_LAYOUT}
         (path / "diet.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         if self.model is not None:
             torch.save(self.model.state_dict(), path / "diet.pt")
@@ -1216,6 +1214,12 @@ class DIETClassifier(Component):
         c.intents, c.tag_sets, c.dims = meta["intents"], meta["tag_sets"], meta["dims"]
         if meta["trained"]:
             c.model = DIETModel(c.dims, len(c.intents), c.tag_sets, c.config)
-            c.model.load_state_dict(torch.load(path / "diet.pt", weights_only=True))
+            state = torch.load(path / "diet.pt", weights_only=True)
+            if meta.get("sparse_weight_layout") != SPARSE_WEIGHT_LAYOUT:
+                # saved before SparseDense: nn.Linear's (units, features) weights
+                for key in ("seq_sparse.weight", "sent_sparse.weight"):
+                    if key in state:
+                        state[key] = state[key].t().contiguous()
+            c.model.load_state_dict(state)
             c.model.eval()
         return c

@@ -307,12 +307,6 @@ def test_sparse_input_layer_equals_the_dense_product_outputs_and_gradients() -> 
     assert torch.allclose(model.seq_sparse.weight.grad, weight.grad, atol=1e-6)
     assert torch.allclose(model.seq_sparse.bias.grad, bias.grad, atol=1e-6)
     assert weight.grad.abs().sum() > 0
-    # a model saved with nn.Linear's (units, features) layout loads transposed
-    old = SparseDense(40, 8)
-    state = {"weight": old.weight.detach().t().clone(), "bias": old.bias.detach().clone()}
-    new = SparseDense(40, 8)
-    new.load_state_dict(state)
-    assert torch.equal(new.weight, old.weight)
     model.zero_grad()
     tokens, sentence = model(batch)
     (tokens.square().sum() + sentence.square().sum()).backward()
@@ -324,3 +318,44 @@ def test_sparse_input_layer_equals_the_dense_product_outputs_and_gradients() -> 
             tokens, sentence = model(make_batch([item], dims))
             assert torch.allclose(sentence[0], results[0][1][row], atol=1e-5)
             assert torch.allclose(tokens[0], results[0][0][row, : item["n"]], atol=1e-5)
+
+
+def test_model_saved_with_the_old_sparse_weight_layout_loads_transposed(tmp_path: Any) -> None:
+    """diet.json records the sparse-to-dense weight layout; a model saved before it (nn.Linear's
+    (units, features) weights, no layout key) loads with its weights transposed and parses alike."""
+    import json
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bot.nlu.base import PipelineContext
+    from bot.nlu.diet import make_batch
+
+    dims = {"seq_sparse": 12, "sent_sparse": 12, "seq_dense": 0, "sent_dense": 0}  # square with 12 units
+    config = {"transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 12, "label": 12},
+              "concat_dimension": {"text": 12, "label": 12}}
+    clf = DIETClassifier(config, PipelineContext())
+    clf.intents, clf.dims = ["a", "b"], dims
+    torch.manual_seed(0)
+    clf.model = DIETModel(dims, 2, {}, clf.config).eval()
+    clf.persist(tmp_path)
+    assert json.loads((tmp_path / "diet.json").read_text())["sparse_weight_layout"] == "features_units"
+    rng = np.random.default_rng(0)
+    item = {"n": 3, "seq_sparse": sp.random(3, 12, density=0.4, random_state=rng, format="coo"),
+            "sent_sparse": sp.random(1, 12, density=0.5, random_state=rng, format="coo"),
+            "seq_dense": None, "sent_dense": None}
+    with torch.no_grad():
+        want = clf.model(make_batch([item], dims))[1]
+    # the same model as the old code saved it
+    meta = json.loads((tmp_path / "diet.json").read_text())
+    del meta["sparse_weight_layout"]
+    (tmp_path / "diet.json").write_text(json.dumps(meta))
+    state = clf.model.state_dict()
+    for key in ("seq_sparse.weight", "sent_sparse.weight"):
+        state[key] = state[key].t().contiguous()
+    torch.save(state, tmp_path / "diet.pt")
+    loaded = DIETClassifier.load(config, PipelineContext(), tmp_path)
+    assert loaded.model is not None
+    assert torch.equal(loaded.model.seq_sparse.weight, clf.model.seq_sparse.weight)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(make_batch([item], dims))[1], want, atol=1e-6)
