@@ -396,9 +396,9 @@ class SparseDense(nn.Module):
     The weight is stored ``(features, units)``, one row per feature, so neither the forward
     pass nor the gradient transposes it: ``torch.sparse.mm`` against ``nn.Linear``'s
     ``(units, features)`` weight copied the 9 051 x 128 kernel (transposed) twice per step
-    forward and backward and once more for the gradient, most of a training step's fixed
-    cost on a 5 000-example Banking77 bot (measured 6.2 -> 3.5 ms a step for one layer at 64
-    messages in isolation, more in training where the copies left the cache). Models saved
+    forward and backward and once more for the gradient: one layer at 64 messages 6.2 -> 3.5
+    ms a step in isolation, ~10 ms a step in the training of a 5 000-example Banking77 bot
+    (an epoch at batch size 64: 5.8 -> 5.1 CPU-s, docs/nlu.md "Third round"). Models saved
     with the ``(units, features)`` layout load transposed (``DIETClassifier.load``).
     """
 
