@@ -273,13 +273,13 @@ def test_grouped_attention_equals_one_padded_batch() -> None:
     assert len(g1) == len(g2) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))
 
 
-def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
-    """Batches carry their sparse features as CSR (faster sparse-to-dense layer); the
-    outputs and the gradients of the layers they feed equal the COO computation."""
+def test_sparse_input_layer_equals_the_dense_product_outputs_and_gradients() -> None:
+    """The sparse-to-dense layers (an embedding bag over the batch's CSR features) give the
+    outputs and gradients of the plain dense product ``features @ weight + bias``."""
     import numpy as np
     import scipy.sparse as sp
 
-    from bot.nlu.diet import make_batch
+    from bot.nlu.diet import SparseDense, make_batch
 
     rng = np.random.default_rng(0)
     dims = {"seq_sparse": 40, "sent_sparse": 30, "seq_dense": 0, "sent_dense": 0}
@@ -292,22 +292,25 @@ def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
     model = DIETModel(dims, 3, {"entity": ["O", "U-x"]}, {**DIETClassifier.defaults, **{
         "transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 8, "label": 8},
         "concat_dimension": {"text": 8, "label": 8}, "similarity_type": "inner"}}).eval()
-    batch = make_batch(items, dims, csr=True)
+    batch = make_batch(items, dims)
     assert batch["seq_sparse"].layout == torch.sparse_csr
-    assert make_batch(items, dims)["seq_sparse"].layout == torch.sparse_coo
-    coo = {**batch, "seq_sparse": batch["seq_sparse"].to_sparse_coo(),
-           "sent_sparse": batch["sent_sparse"].to_sparse_coo()}
-    assert coo["seq_sparse"].to_dense().abs().sum() > 0
-    results = []
-    for b in (batch, coo):
-        model.zero_grad()
-        tokens, sentence = model(b)
-        (tokens.square().sum() + sentence.square().sum()).backward()
-        results.append((tokens.detach(), sentence.detach(), model.seq_sparse.weight.grad.clone(),
-                        model.sent_sparse.weight.grad.clone()))
-    for got, want in zip(*results):
-        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert results[0][2].abs().sum() > 0
+    dense_x = batch["seq_sparse"].to_dense()
+    assert dense_x.abs().sum() > 0 and dense_x.shape == (16, 40)
+    upstream = torch.randn(16, 8)
+    model.zero_grad()
+    (model.seq_sparse(batch["seq_sparse"]) * upstream).sum().backward()
+    weight = model.seq_sparse.weight.detach().clone().requires_grad_(True)
+    bias = model.seq_sparse.bias.detach().clone().requires_grad_(True)
+    want = dense_x @ weight + bias
+    (want * upstream).sum().backward()
+    assert torch.allclose(model.seq_sparse(batch["seq_sparse"]), want, atol=1e-6)
+    assert torch.allclose(model.seq_sparse.weight.grad, weight.grad, atol=1e-6)
+    assert torch.allclose(model.seq_sparse.bias.grad, bias.grad, atol=1e-6)
+    assert weight.grad.abs().sum() > 0
+    model.zero_grad()
+    tokens, sentence = model(batch)
+    (tokens.square().sum() + sentence.square().sum()).backward()
+    results = [(tokens.detach(), sentence.detach())]
     # the packed sparse rows line up with their messages: each one parsed alone gets the
     # batch's sentence output and token outputs
     with torch.no_grad():
@@ -315,3 +318,44 @@ def test_csr_sparse_input_gives_the_coo_outputs_and_gradients() -> None:
             tokens, sentence = model(make_batch([item], dims))
             assert torch.allclose(sentence[0], results[0][1][row], atol=1e-5)
             assert torch.allclose(tokens[0], results[0][0][row, : item["n"]], atol=1e-5)
+
+
+def test_model_saved_with_the_old_sparse_weight_layout_loads_transposed(tmp_path: Any) -> None:
+    """diet.json records the sparse-to-dense weight layout; a model saved before it (nn.Linear's
+    (units, features) weights, no layout key) loads with its weights transposed and parses alike."""
+    import json
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bot.nlu.base import PipelineContext
+    from bot.nlu.diet import make_batch
+
+    dims = {"seq_sparse": 12, "sent_sparse": 12, "seq_dense": 0, "sent_dense": 0}  # square with 12 units
+    config = {"transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 12, "label": 12},
+              "concat_dimension": {"text": 12, "label": 12}}
+    clf = DIETClassifier(config, PipelineContext())
+    clf.intents, clf.dims = ["a", "b"], dims
+    torch.manual_seed(0)
+    clf.model = DIETModel(dims, 2, {}, clf.config).eval()
+    clf.persist(tmp_path)
+    assert json.loads((tmp_path / "diet.json").read_text())["sparse_weight_layout"] == "features_units"
+    rng = np.random.default_rng(0)
+    item = {"n": 3, "seq_sparse": sp.random(3, 12, density=0.4, random_state=rng, format="coo"),
+            "sent_sparse": sp.random(1, 12, density=0.5, random_state=rng, format="coo"),
+            "seq_dense": None, "sent_dense": None}
+    with torch.no_grad():
+        want = clf.model(make_batch([item], dims))[1]
+    # the same model as the old code saved it
+    meta = json.loads((tmp_path / "diet.json").read_text())
+    del meta["sparse_weight_layout"]
+    (tmp_path / "diet.json").write_text(json.dumps(meta))
+    state = clf.model.state_dict()
+    for key in ("seq_sparse.weight", "sent_sparse.weight"):
+        state[key] = state[key].t().contiguous()
+    torch.save(state, tmp_path / "diet.pt")
+    loaded = DIETClassifier.load(config, PipelineContext(), tmp_path)
+    assert loaded.model is not None
+    assert torch.equal(loaded.model.seq_sparse.weight, clf.model.seq_sparse.weight)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(make_batch([item], dims))[1], want, atol=1e-6)
