@@ -338,6 +338,7 @@ async def phase_incremental(url: str, data: dict[str, Any], sample: int, rules: 
         n_events = conn.execute(sa.select(sa.func.count()).select_from(t.events)).scalar()
     await service.close()
     times = [r[0] for r in rows]
+    inside = [r[1] + r[2] + r[4] for r in rows]  # the store's thread: statements, commit, Python between them
     by_kind: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         by_kind["order" if r[3] == "order_paid" else "after_sales" if r[3] in prof.AFTER_SALES else "behaviour"].append(r[0])
@@ -348,6 +349,7 @@ async def phase_incremental(url: str, data: dict[str, Any], sample: int, rules: 
            "wall_s": round(wall, 1), "process_cpu_s": round(cpu_s, 1), "events_per_s": round(len(rows) / wall, 1),
            "p50_ms": round(pct(times, 50), 3), "p95_ms": round(pct(times, 95), 3), "p99_ms": round(cut, 3),
            "max_ms": round(max(times), 1),
+           "in_transaction_p50_ms": round(pct(inside, 50), 3), "in_transaction_p99_ms": round(pct(inside, 99), 3),
            "median_by_kind_ms": {k: round(statistics.median(v), 3) for k, v in by_kind.items()},
            "p99_by_kind_ms": {k: round(pct(v, 99), 3) for k, v in by_kind.items()},
            "where_the_time_goes_ms": {
