@@ -615,7 +615,7 @@ def figures(results: dict[str, Any], out: Path) -> list[str]:
         ax.axhline(20, color="#b3261e", ls="--", lw=1, label="target p99 20 ms")
         ax.set_ylabel("ms per event")
         ax.set_title(f"Incremental update on 1 M events of history ({runs[0][1]['events']} events)")
-        ax.legend()
+        ax.legend(loc="upper left")
         fig.tight_layout()
         lat = out / "customers_incremental_latency.png"
         fig.savefig(lat, dpi=110)
