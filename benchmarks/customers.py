@@ -736,12 +736,14 @@ def main() -> None:
                 print("churn", {k: v for k, v in r.items() if not k.startswith("_")}, flush=True)
                 results = read_results(out)
                 results["churn"] = {**r, "command": command}
-                results["figures"] = figures(results, Path(args.figures))  # takes the ROC curves out
+                made = figures(results, Path(args.figures))  # takes the ROC curves out
+                results["figures"] = [os.path.relpath(f, Path(__file__).parents[1]) for f in made]
                 out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
                 continue
             record(out, (args.backend, phase), {**r, "command": command})
     results = read_results(out)
-    results["figures"] = sorted(set(results.get("figures", [])) | set(figures(results, Path(args.figures))))
+    made = [os.path.relpath(f, Path(__file__).parents[1]) for f in figures(results, Path(args.figures))]
+    results["figures"] = sorted(set(results.get("figures", [])) | set(made))
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 

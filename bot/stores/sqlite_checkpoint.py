@@ -2,9 +2,9 @@
 
 In WAL mode SQLite's default is that the commit which takes the log past 1 000 pages copies them
 into the database file and syncs it, inside that writer's own call. On a store that commits one
-small transaction per event that is about one commit in a hundred, and it is the whole latency
-tail: measured on Customer 360 with 1 M events of history (benchmarks/customers.py), the slowest
-1 % of per-event updates spent 14 ms of their 17 ms in that commit.
+small transaction per event that is about one commit in a hundred, and it is the latency tail:
+measured on Customer 360 with 1 M events of history (benchmarks/customers.py), the slowest 1 % of
+per-event updates spent 9–12 ms of their 11–16 ms in that commit; ~2.5 ms with this module.
 
 :class:`WalCheckpointer` moves the work off the writers: their automatic checkpoint is raised to
 :data:`SAFETY_PAGES` (it still bounds the log should this thread stall or not run), and a daemon
