@@ -16,10 +16,46 @@ import sqlalchemy as sa
 
 from bot.customers import tables as t
 from bot.stores.migrate import ensure_schema_sync
+from bot.stores.sqlite_checkpoint import DEFAULT_INTERVAL_S, WalCheckpointer, writer_pragmas
 from bot.stores.sql import DEFAULT_BUSY_TIMEOUT_MS, sqlite_in_memory, sync_sql_url
 
 DEFAULT_URL = "sqlite:///customers.db"
 STRONG_KINDS = ("shop_customer", "widget", "wechat_openid", "phone")
+
+
+# The per-event statements, built once and executed with parameters: SQLAlchemy then reuses their
+# compiled form. Building them per call (``.where(col == value)``, ``.values(**row)``) cost 4–6 times
+# the statement's own execution on SQLite (cache-key generation and coercion; measured by
+# benchmarks/customers.py's profile), most of an event's CPU.
+_OWNER = sa.select(t.identities.c.customer_id).where(
+    t.identities.c.kind == sa.bindparam("kind"), t.identities.c.value == sa.bindparam("value"))
+_GET = sa.select(t.customers).where(t.customers.c.id == sa.bindparam("cid"))
+_IDENTITIES_OF = sa.select(t.identities).where(t.identities.c.customer_id == sa.bindparam("cid")).order_by(
+    t.identities.c.linked_at, t.identities.c.kind)
+_SAVE = t.customers.update().where(t.customers.c.id == sa.bindparam("cid")).values(
+    state=sa.bindparam("u_state"), profile=sa.bindparam("u_profile"), tags=sa.bindparam("u_tags"),
+    health=sa.bindparam("u_health"), health_score=sa.bindparam("u_score"), health_band=sa.bindparam("u_band"),
+    updated_at=sa.bindparam("u_now"), last_event_at=sa.bindparam("u_last"))
+_EVENT_SEEN = sa.select(t.events.c.seq).where(t.events.c.id == sa.bindparam("event_id"))
+
+
+def _insert_event_once(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (id) DO NOTHING RETURNING seq`` (a row back: it was new), or None
+    where the dialect has no such statement (look first, then insert)."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return None
+    return insert(t.events).on_conflict_do_nothing(index_elements=["id"]).returning(t.events.c.seq)
+
+
+def _save_params(cid: str, state: dict[str, Any], profile: dict[str, Any], tags: list[str],
+                 health: dict[str, Any], now: float, last_event_at: float | None) -> dict[str, Any]:
+    return {"cid": cid, "u_state": dumps(state), "u_profile": dumps(profile), "u_tags": dumps(tags),
+            "u_health": dumps(health), "u_score": health.get("score"), "u_band": health.get("band"),
+            "u_now": now, "u_last": last_event_at}
 
 
 def dumps(value: Any) -> str:
@@ -36,7 +72,11 @@ def _customer(row: Any) -> dict[str, Any]:
 
 
 class CustomerStore:
-    def __init__(self, url: str = DEFAULT_URL, engine_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str = DEFAULT_URL, engine_kwargs: dict[str, Any] | None = None,
+                 checkpoint_interval: float | None = DEFAULT_INTERVAL_S) -> None:
+        """``checkpoint_interval``: a SQLite file's WAL is checkpointed by a background thread this
+        often (bot/stores/sqlite_checkpoint.py), not by the event that happens to fill it; None:
+        SQLite's default (the committing writer checkpoints every 1 000 pages)."""
         self.url = sync_sql_url(url)
         options = dict(engine_kwargs or {})
         is_sqlite = self.url.startswith("sqlite")
@@ -48,8 +88,12 @@ class CustomerStore:
         else:
             options.setdefault("pool_pre_ping", True)
         self.engine = sa.create_engine(self.url, **options)
+        self.checkpointer: WalCheckpointer | None = None
+        if is_sqlite and not self.in_memory and checkpoint_interval is not None:
+            self.checkpointer = WalCheckpointer(str(self.engine.url.database), checkpoint_interval)
         if is_sqlite:
             in_memory = self.in_memory
+            checkpointed = self.checkpointer is not None
 
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -57,11 +101,14 @@ class CustomerStore:
                 if not in_memory:
                     cursor.execute("PRAGMA journal_mode=WAL")
                     cursor.execute("PRAGMA synchronous=NORMAL")
+                    if checkpointed:
+                        writer_pragmas(cursor)
                 cursor.execute(f"PRAGMA busy_timeout={DEFAULT_BUSY_TIMEOUT_MS}")
                 cursor.close()
 
         self._ready = False
         self._lock = threading.Lock()
+        self._insert_event = _insert_event_once(self.engine.dialect.name)
 
     def open(self) -> None:
         if self._ready:
@@ -71,9 +118,13 @@ class CustomerStore:
                 # Alembic branch `customers` (bot/stores/migrations): upgraded in place, never create_all
                 ensure_schema_sync(self.engine, "customers", "customer store",
                                    "check customers.url in endpoints.yml and that the database is writable.")
+                if self.checkpointer is not None:
+                    self.checkpointer.start()
                 self._ready = True
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     @contextmanager
@@ -84,8 +135,7 @@ class CustomerStore:
 
     # -- identities --------------------------------------------------------------------
     def owner(self, conn: Any, kind: str, value: str) -> str | None:
-        row = (conn.execute(sa.select(t.identities.c.customer_id).where(
-            t.identities.c.kind == kind, t.identities.c.value == value))).first()
+        row = conn.execute(_OWNER, {"kind": kind, "value": value}).first()
         return row[0] if row else None
 
     def add_identity(self, conn: Any, kind: str, value: str, customer_id: str, proof: str, now: float) -> None:
@@ -93,9 +143,7 @@ class CustomerStore:
                                                         origin_customer_id=customer_id, proof=proof, linked_at=now))
 
     def identities_of(self, conn: Any, customer_id: str) -> list[dict[str, Any]]:
-        rows = conn.execute(sa.select(t.identities).where(t.identities.c.customer_id == customer_id)
-                                  .order_by(t.identities.c.linked_at, t.identities.c.kind))
-        return [dict(r._mapping) for r in rows]
+        return [dict(r._mapping) for r in conn.execute(_IDENTITIES_OF, {"cid": customer_id})]
 
     def is_anonymous(self, conn: Any, customer_id: str) -> bool:
         """True when the customer has no identity but conversations (an anonymous chat)."""
@@ -119,15 +167,12 @@ class CustomerStore:
                                                        profile="{}", tags="[]", health="{}"))
 
     def get(self, conn: Any, customer_id: str) -> dict[str, Any] | None:
-        row = (conn.execute(sa.select(t.customers).where(t.customers.c.id == customer_id))).first()
+        row = conn.execute(_GET, {"cid": customer_id}).first()
         return _customer(row) if row else None
 
     def save(self, conn: Any, customer_id: str, *, state: dict[str, Any], profile: dict[str, Any],
                    tags: list[str], health: dict[str, Any], now: float, last_event_at: float | None) -> None:
-        conn.execute(t.customers.update().where(t.customers.c.id == customer_id).values(
-            state=dumps(state), profile=dumps(profile), tags=dumps(tags), health=dumps(health),
-            health_score=health.get("score"), health_band=health.get("band"), updated_at=now,
-            last_event_at=last_event_at))
+        conn.execute(_SAVE, _save_params(customer_id, state, profile, tags, health, now, last_event_at))
 
     def delete_customer(self, conn: Any, customer_id: str) -> None:
         conn.execute(t.customers.delete().where(t.customers.c.id == customer_id))
@@ -162,16 +207,9 @@ class CustomerStore:
 
     def save_many(self, conn: Any, updates: list[dict[str, Any]]) -> None:
         """One executemany UPDATE for a batch (keys as :meth:`save` takes them, plus ``cid``)."""
-        if not updates:
-            return
-        statement = t.customers.update().where(t.customers.c.id == sa.bindparam("cid")).values(
-            state=sa.bindparam("u_state"), profile=sa.bindparam("u_profile"), tags=sa.bindparam("u_tags"),
-            health=sa.bindparam("u_health"), health_score=sa.bindparam("u_score"), health_band=sa.bindparam("u_band"),
-            updated_at=sa.bindparam("u_now"), last_event_at=sa.bindparam("u_last"))
-        conn.execute(statement, [{
-            "cid": u["cid"], "u_state": dumps(u["state"]), "u_profile": dumps(u["profile"]), "u_tags": dumps(u["tags"]),
-            "u_health": dumps(u["health"]), "u_score": u["health"].get("score"), "u_band": u["health"].get("band"),
-            "u_now": u["now"], "u_last": u["last_event_at"]} for u in updates])
+        if updates:
+            conn.execute(_SAVE, [_save_params(u["cid"], u["state"], u["profile"], u["tags"], u["health"], u["now"],
+                                              u["last_event_at"]) for u in updates])
 
     def add_health_many(self, conn: Any, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -197,19 +235,12 @@ class CustomerStore:
         """
         values = dict(id=event_id, customer_id=customer_id, identity_kind=identity[0], identity_value=identity[1],
                       type=kind, ts=ts, data=dumps(data))
-        dialect = conn.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
-            statement = insert(t.events).values(**values).on_conflict_do_nothing(index_elements=["id"])
+        if self._insert_event is not None:
             # RETURNING: a row back means it was inserted (rowcount is not reliable across drivers)
-            return conn.execute(statement.returning(t.events.c.seq)).first() is not None
-        exists = (conn.execute(sa.select(t.events.c.seq).where(t.events.c.id == event_id))).first()
-        if exists:
+            return conn.execute(self._insert_event, values).first() is not None
+        if conn.execute(_EVENT_SEEN, {"event_id": event_id}).first():
             return False
-        conn.execute(t.events.insert().values(**values))
+        conn.execute(t.events.insert(), values)
         return True
 
     def events_of(self, conn: Any, customer_id: str) -> list[dict[str, Any]]:
@@ -275,8 +306,8 @@ class CustomerStore:
     # -- health history and alerts -----------------------------------------------------
     def add_health(self, conn: Any, customer_id: str, at: float, score: float, band: str,
                          factors: list[dict[str, Any]]) -> None:
-        conn.execute(t.health_history.insert().values(customer_id=customer_id, at=at, score=score, band=band,
-                                                            factors=dumps(factors)))
+        conn.execute(t.health_history.insert(), {"customer_id": customer_id, "at": at, "score": score, "band": band,
+                                                  "factors": dumps(factors)})
 
     def health_history(self, conn: Any, customer_id: str, limit: int = 90) -> list[dict[str, Any]]:
         rows = conn.execute(sa.select(t.health_history).where(t.health_history.c.customer_id == customer_id)

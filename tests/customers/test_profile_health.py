@@ -106,3 +106,40 @@ async def test_falling_to_at_risk_fires_the_configured_actions_once(service: Cus
     assert ctx["routing_priority"] == 2 and ctx["skill_group"] == "senior"
     kinds = [i["type"] for i in (await service.timeline(cid))["items"]]
     assert "health_changed" in kinds and "tags_changed" in kinds
+
+
+@pytest.mark.asyncio
+async def test_incremental_updates_equal_a_full_recompute_on_a_mixed_history(service: CustomerService) -> None:
+    """Every profile event kind, interleaved across customers in time order, one by one; then a
+    full recompute from the stored events must give the same profile, health and tags (the clock
+    stands after the last event: both derive the time-dependent fields at the same moment)."""
+    import random
+
+    rng = random.Random(17)
+    kinds = [("order_paid", lambda i: {"order_id": f"O{i}", "total_cents": rng.randint(500, 90000),
+                                       "discount_cents": rng.choice([0, 0, 300]), "coupon_code": rng.choice([None, "C"]),
+                                       "categories": rng.sample(["shoes", "bags", "tea", "toys"], 2),
+                                       "price_bands": [rng.choice(["low", "mid", "high"])]}),
+             ("order_cancelled", lambda i: {"order_id": f"O{i}"}), ("return_requested", lambda i: {}),
+             ("refund_completed", lambda i: {}), ("product_viewed", lambda i: {"category": "tea"}),
+             ("cart_item_added", lambda i: {}), ("recommendation_shown", lambda i: {}),
+             ("recommendation_clicked", lambda i: {}),
+             ("conversation_started", lambda i: {"channel": rng.choice(["wechat", "widget"])}),
+             ("message", lambda i: {"sentiment": rng.uniform(-1, 1), "intent": rng.choice(["complaint", "faq"])}),
+             ("handoff_requested", lambda i: {"reason": rng.choice(["complaint", "negative_sentiment", "asked"])}),
+             ("handoff_resolved", lambda i: {"duration_s": rng.randint(60, 9000)}),
+             ("csat_submitted", lambda i: {"rating": rng.randint(1, 5)}), ("complaint", lambda i: {})]
+    ids = set()
+    service.clock.now = T0 + 170 * DAY  # type: ignore[attr-defined]
+    for i in range(400):
+        kind, data = rng.choice(kinds)
+        ts = T0 + i * 0.4 * DAY
+        ids.add(await service.ingest(CustomerEvent(f"m{i}", kind, ts, data(i), ("shop_customer", str(i % 5))),
+                                     proof="shop_event"))
+    before = {cid: await service.get(cid) for cid in ids}
+    assert await service.recompute_all() == 5
+    for cid in ids:
+        after = await service.get(cid)
+        for key in ("profile", "health_score", "health_band", "tags", "last_event_at"):
+            assert after[key] == before[cid][key], (cid, key)
+        assert after["health"]["components"] == before[cid]["health"]["components"]
