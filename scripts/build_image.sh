@@ -75,8 +75,9 @@ if [ "${CHECK:-0}" = 1 ]; then
     container="$(buildah from "$TAG")"
     port=$((20000 + RANDOM % 20000))
     # chroot isolation shares the host's network: the server binds 127.0.0.1 only
+    # `timeout` inside: the server ends even if stopping buildah does not reach it
     buildah run --env KEFU_AUTH_TOKEN="$(head -c 24 /dev/urandom | base64)" "$container" -- \
-        python -m bot run --enable-api --host 127.0.0.1 --port "$port" >"/tmp/kefu-image-check.log" 2>&1 &
+        timeout 300 python -m bot run --enable-api --host 127.0.0.1 --port "$port" >"/tmp/kefu-image-check.log" 2>&1 &
     runner=$!
     ok=0
     for _ in $(seq 1 180); do
@@ -86,6 +87,11 @@ if [ "${CHECK:-0}" = 1 ]; then
         kill -0 "$runner" 2>/dev/null || break
         sleep 1
     done
+    ready="$(python3 -c "import urllib.request,urllib.error
+try: print(urllib.request.urlopen('http://127.0.0.1:$port/health/ready', timeout=5).status)
+except urllib.error.HTTPError as e: print(e.code)
+except OSError as e: print(e)" 2>&1)"
+    echo "/health/ready: $ready"
     kill "$runner" 2>/dev/null || true
     wait "$runner" 2>/dev/null || true
     buildah rm "$container" >/dev/null
