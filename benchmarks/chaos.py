@@ -4,8 +4,8 @@ One cluster (nginx -> N workers -> PostgreSQL + Redis + action server, the demo 
 shoppers through nginx the whole time: REST shoppers (one message at a time, a retry of a
 failed message after 1 s, as a shop backend would) and widget shoppers (socket.io; on a dropped
 socket they reconnect, resume their session and re-send the unanswered message with the same
-message id, as the widget does; on an error ack that says ``retryable`` they re-send it after 1 s,
-as the widget does with a back-off). A widget reply counts for the message it names in
+message id, as the widget does; on an error ack that says ``retryable`` they re-send it, backing
+off 1, 2, 4, 8, 10, 10 s as the widget does). A widget reply counts for the message it names in
 ``reply_to``, never for whatever arrives next (replies of an earlier turn can arrive late).
 Faults, one after another, each in its own window:
 
@@ -75,6 +75,7 @@ journeys:
         slots: {{product: properties.product_name}}
 """
 RETRYABLE_STATUS = {429, 502, 503, 504}
+WIDGET_RETRIES = 6  # as connectors/static/kefu-widget.js: re-sends after 1, 2, 4, 8, 10, 10 s
 FAULTS = ("kill9_worker", "redis_restart", "postgres_down_10s", "actions_slow", "actions_dead", "agent_console_drop")
 
 
@@ -235,16 +236,20 @@ class Load:
                         self.window.turns.append(pending)
                     turn = pending
                     acked = asyncio.Event()
+                    this_ack: dict[str, Any] = {}  # this attempt's ack (an earlier one may arrive late)
 
-                    def on_ack(ack: Any = None, turn: Turn = turn, acked: asyncio.Event = acked) -> None:
-                        turn.acks.append(ack.get("status") if isinstance(ack, dict) else repr(ack))
+                    def on_ack(ack: Any = None, turn: Turn = turn, acked: asyncio.Event = acked,
+                               this_ack: dict[str, Any] = this_ack) -> None:
+                        status = ack.get("status") if isinstance(ack, dict) else repr(ack)
+                        turn.acks.append(status)
+                        this_ack["status"] = status
                         acked.set()
 
                     await sio.emit("user_uttered", {"message": turn.text, "session_id": session_id,
                                                     "message_id": turn.message_id}, callback=on_ack)
                     deadline = time.monotonic() + 20
                     while (turn.message_id not in answered and not dropped.is_set()
-                           and time.monotonic() < deadline and not (turn.acks and turn.acks[-1] == "error")):
+                           and time.monotonic() < deadline and this_ack.get("status") != "error"):
                         arrived.clear()
                         waiters = {asyncio.ensure_future(arrived.wait()), asyncio.ensure_future(dropped.wait()),
                                    asyncio.ensure_future(acked.wait())}
@@ -260,15 +265,14 @@ class Load:
                         pending = None
                         await asyncio.sleep(self.think)
                         continue
-                    last_ack = turn.acks[-1] if acked.is_set() and turn.acks else None
-                    turn.error = ("error ack (retryable)" if last_ack == "error"
+                    turn.error = ("error ack (retryable)" if this_ack.get("status") == "error"
                                   else "socket dropped (retryable)" if dropped.is_set() else "no reply in 20 s")
                     turn.errors.append(turn.error)
-                    turn.attempts += 1  # the widget re-sends with the same message id
-                    if turn.attempts > 6:
+                    turn.attempts += 1  # the widget re-sends with the same message id, backing off
+                    if turn.attempts > 1 + WIDGET_RETRIES:
                         turn.done_at = time.monotonic()
                         pending = None
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(min(10.0, 2.0 ** (turn.attempts - 2)))  # 1, 2, 4, 8, 10, 10 s
             except Exception:  # noqa: BLE001 - reconnect, as the widget does
                 pass
             finally:
