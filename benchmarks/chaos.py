@@ -543,10 +543,22 @@ async def chaos(cluster: Cluster, rest: int, widgets: int, think: float, window_
         in_tracker = [await stored_bot_texts(cluster, sid, product_name(tag)) for sid in load.widget_sessions.values()]
         summary["proactive_in_conversations"] = sum(1 for n in in_tracker if n >= 1)
         summary["proactive_in_conversations_twice"] = sum(1 for n in in_tracker if n > 1)
+        summary["tag"] = tag
         print(json.dumps(summary, ensure_ascii=False), flush=True)
         results.append(summary)
     load.stop.set()
     await asyncio.wait_for(runner, 60)
+    # A proactive message missing at a window's count may only be late (e.g. its journey event was
+    # read by a worker killed before acknowledging it: the broker hands it to another after
+    # claim_idle_ms, 60 s): counted again at the end of the run.
+    ended = time.monotonic()
+    for summary in results:
+        in_tracker = [await stored_bot_texts(cluster, sid, product_name(summary["tag"]))
+                      for sid in load.widget_sessions.values()]
+        summary["proactive_in_conversations_at_end"] = sum(1 for n in in_tracker if n >= 1)
+        summary["proactive_in_conversations_twice_at_end"] = sum(1 for n in in_tracker if n > 1)
+    print(json.dumps({"proactive_at_end": {r["tag"]: r["proactive_in_conversations_at_end"] for r in results},
+                      "s_after_last_window": round(ended - window.fault_end, 1)}), flush=True)
     if "agent_console_drop" in faults:
         started = time.monotonic()
         notes = await console_drop(cluster, load, addresses[0])
