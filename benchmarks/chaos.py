@@ -557,8 +557,9 @@ async def chaos(cluster: Cluster, rest: int, widgets: int, think: float, window_
                       for sid in load.widget_sessions.values()]
         summary["proactive_in_conversations_at_end"] = sum(1 for n in in_tracker if n >= 1)
         summary["proactive_in_conversations_twice_at_end"] = sum(1 for n in in_tracker if n > 1)
-    print(json.dumps({"proactive_at_end": {r["tag"]: r["proactive_in_conversations_at_end"] for r in results},
-                      "s_after_last_window": round(ended - window.fault_end, 1)}), flush=True)
+    if results:
+        print(json.dumps({"proactive_at_end": {r["tag"]: r["proactive_in_conversations_at_end"] for r in results},
+                          "s_after_last_window": round(ended - window.fault_end, 1)}), flush=True)
     if "agent_console_drop" in faults:
         started = time.monotonic()
         notes = await console_drop(cluster, load, addresses[0])
