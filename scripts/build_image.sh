@@ -70,6 +70,12 @@ echo "== buildah bud ${args[*]} $ROOT"
 buildah bud "${args[@]}" "$ROOT"
 buildah images "$TAG"
 
+kill_tree() {  # SIGTERM to a process and everything it started, children first
+    local child
+    for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
+    kill "$1" 2>/dev/null || true
+}
+
 if [ "${CHECK:-0}" = 1 ]; then
     echo "== check: the image's server answers /health/live"
     container="$(buildah from "$TAG")"
@@ -92,7 +98,7 @@ try: print(urllib.request.urlopen('http://127.0.0.1:$port/health/ready', timeout
 except urllib.error.HTTPError as e: print(e.code)
 except OSError as e: print(e)" 2>&1)"
     echo "/health/ready: $ready"
-    kill "$runner" 2>/dev/null || true
+    kill_tree "$runner"  # stopping buildah alone leaves the server running in its chroot
     wait "$runner" 2>/dev/null || true
     buildah rm "$container" >/dev/null
     if [ "$ok" = 1 ]; then
