@@ -2,6 +2,7 @@
 # kefu container image: multi-stage, non-root, the model trained at build time (or mounted).
 #   docker build -t kefu:latest .                         # the demo project, trained in the image
 #   docker build --build-arg TRAIN=0 -t kefu:runtime .    # no model: mount one at /app/models
+#   scripts/build_image.sh                                # no registry, no daemon: buildah + a Debian base
 # Secrets never live in the image: KEFU_AUTH_TOKEN / KEFU_JWT_SECRET / database passwords come
 # from the environment at run time (a Kubernetes Secret, a compose env file).
 
@@ -13,8 +14,11 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc g++
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# torch first, the CPU build: an unpinned torch would pull a multi-GB CUDA build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first, the CPU build: an unpinned torch would pull a multi-GB CUDA build. TORCH_SOURCE says
+# where pip finds it: PyTorch's CPU index, or a folder of wheels mounted at build time where that
+# index is out of reach (scripts/build_image.sh: --build-arg TORCH_SOURCE="--find-links /wheels"; its +cpu wheel wins).
+ARG TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
+RUN pip install torch==2.13.0 $TORCH_SOURCE
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot

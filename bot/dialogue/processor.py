@@ -278,7 +278,14 @@ class MessageProcessor:
             return await self._refuse_too_long(message)
         async with self.lock_store.lock(message.sender_id):
             logger.debug("Message in conversation %s on %s: %r", message.sender_id, message.input_channel, message.text)
-            tracker = await self.log_message(message, should_save_tracker=False)
+            tracker = await self.fetch_tracker_and_update_session(
+                message.sender_id, message.output_channel, message.metadata
+            )
+            if self._already_logged(tracker, message):
+                logger.info("Message %s of conversation %s is already in it (a client's retry): not handled twice.",
+                            message.message_id, message.sender_id)
+                return self._collected(message.output_channel)
+            tracker = await self.log_message(message, should_save_tracker=False, tracker=tracker)
             # As in Rasa 3.6: slots are extracted even while a human owns the conversation.
             await self._run_action_extract_slots(tracker, message.output_channel)
             handled = await self._run_hooks("after_user_message", tracker, message.output_channel)
@@ -352,11 +359,14 @@ class MessageProcessor:
     def _is_restart(tracker: Any) -> bool:
         return tracker.latest_message is not None and tracker.latest_message.intent_name == USER_INTENT_RESTART
 
-    async def log_message(self, message: UserMessage, should_save_tracker: bool = True) -> Any:
-        """Parse and record a user message (and run slot extraction) without predicting."""
-        tracker = await self.fetch_tracker_and_update_session(
-            message.sender_id, message.output_channel, message.metadata
-        )
+    async def log_message(self, message: UserMessage, should_save_tracker: bool = True, tracker: Any = None) -> Any:
+        """Parse and record a user message (and run slot extraction) without predicting.
+
+        ``tracker``: the conversation, already fetched under its lock (else it is fetched here)."""
+        if tracker is None:
+            tracker = await self.fetch_tracker_and_update_session(
+                message.sender_id, message.output_channel, message.metadata
+            )
         self._check_channel(tracker, message)
         parse_data = await self.parse_message(message)
         tracker.update(
@@ -375,6 +385,20 @@ class MessageProcessor:
         if should_save_tracker:
             await self.save_tracker(tracker)
         return tracker
+
+    @staticmethod
+    def _already_logged(tracker: Any, message: UserMessage) -> bool:
+        """The conversation's current session already holds a user message with this message id.
+
+        A channel passes the client's own id (the widget's ``message_id``); a client that
+        re-sends a message whose first attempt failed, or whose socket dropped before the
+        answer came, must get it handled once: the first attempt may have been stored (then this
+        one is dropped) or not (then this one is handled). Checked under the conversation's
+        lock, so a retry that races the first attempt waits for it and then sees it."""
+        if not message.message_id:
+            return False
+        return any(isinstance(event, UserUttered) and event.message_id == message.message_id
+                   for event in reversed(tracker.events))
 
     @staticmethod
     def _check_channel(tracker: Any, message: UserMessage) -> None:

@@ -100,6 +100,36 @@ def write_archive(work_dir: Path, output: Path) -> Path:
     return output
 
 
+def safe_extract(tar: tarfile.TarFile, target: Path, members: list[tarfile.TarInfo] | None = None) -> None:
+    """Extract regular files and folders only, inside ``target``: tarfile's "data" filter where
+    Python has it (3.11.4+, 3.12+), else :func:`extract_plain` (Debian 12's Python is 3.11.2)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, members=members, filter="data")
+    else:  # pragma: no cover - exercised through extract_plain's own test
+        extract_plain(tar, target, members)
+
+
+def extract_plain(tar: tarfile.TarFile, target: Path, members: list[tarfile.TarInfo] | None = None) -> None:
+    """What the "data" filter allows, by hand: folders and regular files whose path stays inside
+    ``target``, written with this process's owner and default permissions; a link, a device, an
+    absolute path or a ``..`` is refused with tarfile.TarError (the archive is not kefu's)."""
+    root = Path(target).resolve()
+    for member in members if members is not None else tar.getmembers():
+        path = (root / member.name).resolve()
+        if Path(member.name).is_absolute() or (path != root and root not in path.parents):
+            raise tarfile.TarError(f"member '{member.name}' would be written outside the target folder")
+        if member.isdir():
+            path.mkdir(parents=True, exist_ok=True)
+        elif member.isfile():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file always has data
+            with source, open(path, "wb") as out:
+                shutil.copyfileobj(source, out)
+        else:
+            raise tarfile.TarError(f"member '{member.name}' is not a regular file or folder")
+
+
 def unpack_archive(archive: str | Path, target: str | Path | None = None) -> Path:
     """Extract an archive into ``target`` (a new temp dir by default)."""
     archive = Path(archive)
@@ -108,7 +138,7 @@ def unpack_archive(archive: str | Path, target: str | Path | None = None) -> Pat
     target = Path(target) if target else Path(tempfile.mkdtemp(prefix="kefu-model-"))
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(target, filter="data")
+            safe_extract(tar, target)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ModelNotFound(
             f"Model archive '{archive}' is corrupt or unreadable ({e}). Fix: retrain with `python -m bot train`."
@@ -142,7 +172,7 @@ def copy_part_from_archive(archive: Path, part: str, dest: Path) -> bool:
             members = [m for m in tar.getmembers() if m.name == part or m.name.startswith(part + "/")]
             if not members:
                 return False
-            tar.extractall(tmp, members=members, filter="data")
+            safe_extract(tar, tmp, members)
         shutil.copytree(tmp / part, dest / part)
         return True
     except (tarfile.TarError, OSError, EOFError) as e:

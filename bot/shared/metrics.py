@@ -10,9 +10,11 @@ prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Awaitable, TypeVar
 
 from prometheus_client import Gauge, Histogram
@@ -20,6 +22,12 @@ from prometheus_client import Gauge, Histogram
 from bot.shared.exceptions import ActionExecutionRejection
 
 T = TypeVar("T")
+
+# prometheus-client opens its per-process files when the metrics below are made (at import): a
+# folder named in the environment but not there yet (the image's /tmp/kefu-metrics on a fresh
+# container or a Kubernetes emptyDir) would stop every process at start. It is made here.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # Seconds: a turn's parts run from a millisecond (rules) to seconds (a slow action server).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -18,7 +18,8 @@ rasa-webchat and Rasa's Chatwidget work unchanged):
 kefu's additions, ignored by clients that do not know them:
 
 - every bot message carries ``message_id``, ``seq`` (per session, increasing)
-  and ``timestamp``; it is recorded in the session's *outbox* before it is
+  and ``timestamp``; a reply to a shopper message also carries ``reply_to`` (that
+  message's ``message_id``; pushes from outside - agents, proactive messages - have none); it is recorded in the session's *outbox* before it is
   emitted, so a socket that drops mid-reply loses nothing;
 - ``session_request`` may carry ``identity_token``: a JWT the shop signed (:mod:`.identity`);
   a valid one binds the session to that customer and every message of it carries

@@ -7,6 +7,7 @@ server builds (:class:`bot.shared.outputs.OutputRegistry`, channel ``socketio``)
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from sanic import Blueprint
 from bot.shared.endpoints import expand_env_vars
 from bot.shared.exceptions import ConfigError
 from bot.shared.outputs import ChannelCapabilities
+from bot.web.errors import store_unavailable
 from connectors.base import IDENTITY_METADATA_KEY, InputChannel, OnNewMessage, UserMessage, untrusted_metadata
 from connectors.socketio.credentials import positive_int
 from connectors.socketio.identity import IdentityTokenError, IdentityVerifier, ShopperIdentity
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_MAX_MESSAGE_LENGTH", "SocketIOInput"]
 
 DEFAULT_MAX_MESSAGE_LENGTH = 5000
+# Waits before re-trying to record a bot message while the outbox's Redis is unreachable: a
+# restart with its append-only file takes about a second; 7 s in all, then the error is logged.
+APPEND_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 3.5)
 # Credentials that hold secrets: ``${ENV_VAR}`` is expanded in them.
 _SECRET_KEYS = ("identity_secret", "identity_public_key", "session_secret")
 
@@ -53,6 +58,17 @@ def _session_secret(value: str | None) -> str | None:
             "KEFU_WIDGET_SESSION_SECRET and write 'session_secret: ${KEFU_WIDGET_SESSION_SECRET}'.",
         )
     return value
+def _retryable(error: BaseException) -> bool:
+    """A store (Redis, the database) could not be reached, here or behind a kefu error (a lock
+    store's LockError wraps the driver's error): the same message may succeed in a moment."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if store_unavailable(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 # How the trigger scheduler and handoff name this channel in send and skip reasons.
 WIDGET_CAPABILITIES = ChannelCapabilities(label="widget")
 
@@ -202,9 +218,8 @@ class SocketIOInput(InputChannel):
         Recording first means a closed or dropped socket loses nothing: the
         widget fetches it with ``last_seen_seq`` when it (re)connects.
         """
-        entry = await self.outbox.append(
-            session_id,
-            {"message_id": uuid.uuid4().hex, "timestamp": time.time(), **message},
+        entry = await self._append_bot_message(
+            session_id, {"message_id": uuid.uuid4().hex, "timestamp": time.time(), **message}
         )
         if self.sio is None:
             logger.debug("socket.io is not running in this process; kept message for %s", session_id)
@@ -215,6 +230,21 @@ class SocketIOInput(InputChannel):
         except Exception:  # delivery is retried by the client's replay
             logger.exception("Could not emit a bot message to session %s", session_id)
         return entry
+
+    async def _append_bot_message(self, session_id: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Record a bot message, waiting out a store restart (a few seconds) rather than dropping
+        it: the turn is stored in the tracker either way, and an unrecorded reply never reaches
+        the widget (a re-send of the question is answered from nothing: it was handled)."""
+        for delay in APPEND_RETRY_DELAYS_S:
+            try:
+                return await self.outbox.append(session_id, message)
+            except Exception as e:
+                if not _retryable(e):
+                    raise
+                logger.warning("Could not record a bot message of session %s (%s); retrying in %.1f s.",
+                               session_id, type(e).__name__, delay)
+                await asyncio.sleep(delay)
+        return await self.outbox.append(session_id, message)
 
     async def history(self, session_id: str, after: int = 0) -> list[dict[str, Any]]:
         """Recorded user and bot messages of a session after ``after``."""
@@ -384,17 +414,18 @@ class SocketIOInput(InputChannel):
             await self.sio.emit(ERROR_EVENT, error, room=sid, namespace=self.namespace)
             return {"status": "error", **error, "error": error["message"]}
         message_id = valid_session_id(data.get("message_id")) or uuid.uuid4().hex
-        known = await self.outbox.find(sender_id, message_id)
-        if known is not None:
-            return {"status": "duplicate", "message_id": message_id, "seq": known["seq"]}
-        record: dict[str, Any] = {
-            "sender": "user", "message_id": message_id, "timestamp": time.time(), "text": text
-        }
-        display = data.get("display")  # a button's title, shown instead of its /payload
-        if isinstance(display, str) and display:
-            record["display"] = display[: self.max_message_length]
-        entry = await self.outbox.append(sender_id, record)
-        output = SocketIOOutput(self, sender_id)
+        try:
+            entry, answered_before = await self._record_user_message(sender_id, message_id, text, data)
+        except Exception as e:  # the outbox's store is down: nothing recorded, the client re-sends
+            if not _retryable(e):
+                raise
+            logger.warning("Could not record a socket.io message of %s (%s); asked the client to retry.",
+                           sender_id, type(e).__name__)
+            return {"status": "error", "message_id": message_id, "retryable": True,
+                    "error": "The message could not be recorded for a moment; please retry."}
+        if answered_before:  # a re-send of a message that was answered: its replies are in the outbox
+            return {"status": "duplicate", "message_id": message_id, "seq": entry["seq"]}
+        output = SocketIOOutput(self, sender_id, reply_to=message_id)
         message = UserMessage(
             text,
             output,
@@ -412,11 +443,33 @@ class SocketIOInput(InputChannel):
                 "status": "error",
                 "message_id": message_id,
                 "seq": entry["seq"],
+                "retryable": _retryable(e),
                 "error": getattr(e, "message", None) or str(e) or type(e).__name__,
             }
         finally:
             await self._typing(sender_id, False)
         return {"status": "ok", "message_id": message_id, "seq": entry["seq"]}
+
+    async def _record_user_message(
+        self, sender_id: str, message_id: str, text: str, data: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """The outbox entry of this message, and whether it was answered before (else: handle it).
+
+        A message id the outbox already holds is a client's re-send. It was handled when a reply
+        to it (``reply_to``) was recorded; otherwise its first attempt failed or is still running
+        (a dropped socket, a killed worker), so it is handled again: the processor, under the
+        conversation's lock, drops it if the first attempt stored it after all."""
+        known = await self.outbox.find(sender_id, message_id)
+        if known is not None:
+            replies = await self.outbox.after(sender_id, int(known["seq"]))
+            return known, any(reply.get("reply_to") == message_id for reply in replies)
+        record: dict[str, Any] = {
+            "sender": "user", "message_id": message_id, "timestamp": time.time(), "text": text
+        }
+        display = data.get("display")  # a button's title, shown instead of its /payload
+        if isinstance(display, str) and display:
+            record["display"] = display[: self.max_message_length]
+        return await self.outbox.append(sender_id, record), False
 
     async def _typing(self, room: str, typing: bool) -> None:
         try:

@@ -21,21 +21,28 @@ class SocketIOOutput(OutputChannel):
 
     ``session_id`` fixes the room; without it the ``recipient_id`` passed to
     each send is the room, so one instance serves the HTTP API's
-    ``?output_channel=socketio`` for any conversation.
+    ``?output_channel=socketio`` for any conversation. ``reply_to`` (the ``message_id`` of
+    the shopper message being answered) is put in every message sent, so a client pairs
+    each reply with its question even when replies arrive late, twice or out of order.
     """
 
     @classmethod
     def name(cls) -> str:
         return "socketio"
 
-    def __init__(self, channel: SessionEmitter, session_id: str | None = None) -> None:
+    def __init__(self, channel: SessionEmitter, session_id: str | None = None,
+                 reply_to: str | None = None) -> None:
         self.channel = channel
         self.session_id = session_id
+        self.reply_to = reply_to
         self.sent: list[dict[str, Any]] = []
 
     async def _send_message(self, recipient_id: str, message: dict[str, Any]) -> None:
         room = self.session_id or recipient_id
-        entry = await self.channel.record_and_emit(room, {"sender": "bot", **message})
+        record = {"sender": "bot", **message}
+        if self.reply_to:
+            record["reply_to"] = self.reply_to
+        entry = await self.channel.record_and_emit(room, record)
         self.sent.append(entry)
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:

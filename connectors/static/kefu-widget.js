@@ -30,6 +30,7 @@
     }
     return null;
   })();
+  var MAX_RETRIES = 6;  // re-sends of a message the server could not take (a store down): 1+2+4+8+10+10 s
   var defaults = window.KEFU_CHANNEL_DEFAULTS || {};
   var options = window.KefuWidgetConfig || {};
   var data = (script && script.dataset) || {};
@@ -608,6 +609,11 @@
       }, function (ack) {
         msg.inFlight = false;
         if (!ack) return;  // connection dropped: resent after reconnect, the server dedups
+        if (ack.status === "error" && ack.retryable && (msg.tries = (msg.tries || 0) + 1) <= MAX_RETRIES) {
+          // a store was down for a moment: re-send the same message id later (handled once)
+          setTimeout(flushPending, Math.min(10000, 1000 * Math.pow(2, msg.tries - 1)));
+          return;
+        }
         state.pending = state.pending.filter(function (p) { return p.message_id !== msg.message_id; });
         save();
         var row = log.querySelector('[data-message-id="' + msg.message_id + '"]');

@@ -35,11 +35,13 @@ PRODUCT = {
 
 
 class ShopAgent:
-    """Answers like a tiny shop bot; ``boom`` raises, ``slow`` waits for ``release``."""
+    """Answers like a tiny shop bot; ``boom`` raises, ``flaky`` fails once as if a store were down,
+    ``slow`` waits for ``release``."""
 
     def __init__(self) -> None:
         self.messages: list[UserMessage] = []
         self.release = asyncio.Event()
+        self.flaky_failures = 1  # ``flaky`` fails this many times as if Redis were restarting
 
     def is_ready(self) -> bool:
         return True
@@ -49,6 +51,9 @@ class ShopAgent:
         out, to = message.output_channel, message.sender_id
         if message.text == "boom":
             raise RuntimeError("model exploded")
+        if message.text == "flaky" and self.flaky_failures > 0:
+            self.flaky_failures -= 1
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
         if message.text == "slow":
             await self.release.wait()
             await out.send_response(to, {"text": "done slowly"})
@@ -162,7 +167,8 @@ async def test_socketio_user_uttered_gets_rasa_shaped_bot_uttered() -> None:
         )
         assert ack["status"] == "ok" and ack["seq"] == 1
         got = await client.wait_for("bot_uttered", 7)
-        shapes = [{k: v for k, v in m.items() if k not in ("message_id", "seq", "timestamp")} for m in got]
+        shapes = [{k: v for k, v in m.items() if k not in ("message_id", "seq", "timestamp", "reply_to")}
+                  for m in got]
         assert shapes == [
             {"text": "echo: rich"},
             {"text": "Pick one", "quick_replies": [
@@ -175,6 +181,7 @@ async def test_socketio_user_uttered_gets_rasa_shaped_bot_uttered() -> None:
         ]
         assert [m["seq"] for m in got] == [2, 3, 4, 5, 6, 7, 8]
         assert len({m["message_id"] for m in got}) == 7
+        assert {m["reply_to"] for m in got} == {ack["message_id"]}  # each reply names its question
         message = agent.messages[0]
         assert (message.sender_id, message.input_channel) == (sid, "socketio")
         assert message.metadata == {"page": "/shoes"}
@@ -288,6 +295,7 @@ async def test_socketio_reconnect_replays_only_missed_messages() -> None:
             ("bot", "Agent Li here, how can I help?"),
             ("bot", "Your order shipped."),
         ]
+        assert not any("reply_to" in m for m in history["messages"])  # pushes answer no message
         assert [m["seq"] for m in history["messages"]] == [last_seq + 1, last_seq + 2]
 
         # a reload asks from 0 and gets the whole conversation, user turns included
@@ -353,11 +361,37 @@ async def test_socketio_failing_agent_records_message_and_acks_error() -> None:
         sid = await client.session("s-boom")
         ack = await client.sio.call("user_uttered", {"message": "boom", "session_id": sid})
         assert ack["status"] == "error" and "exploded" in ack["error"]
+        assert ack["retryable"] is False  # a bug, not a store restarting: the widget does not re-send
         # the server keeps serving this socket
         ack = await client.sio.call("user_uttered", {"message": "ok?", "session_id": sid})
         assert ack["status"] == "ok"
         texts = [(m["sender"], m["text"]) for m in await channel.history(sid)]
         assert texts == [("user", "boom"), ("user", "ok?"), ("bot", "echo: ok?")]
+        await client.sio.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_socketio_message_failed_on_a_store_error_is_handled_when_resent() -> None:
+    """A retryable error ack, then the same message id again: handled this time (not taken for a
+    duplicate of the failed attempt), answered once, and a third send is the duplicate."""
+    agent = ShopAgent()
+    channel = persistent()
+    async with serving(channel, agent) as url:
+        client = Client()
+        await client.connect(url)
+        sid = await client.session("s-flaky")
+        request = {"message": "flaky", "session_id": sid, "message_id": "m-flaky"}
+        failed = await client.sio.call("user_uttered", request)
+        assert failed["status"] == "error" and failed["retryable"] is True
+        resent = await client.sio.call("user_uttered", request)
+        assert resent == {"status": "ok", "message_id": "m-flaky", "seq": failed["seq"]}
+        replies = await client.wait_for("bot_uttered", 1)
+        assert [(m["text"], m["reply_to"]) for m in replies] == [("echo: flaky", "m-flaky")]
+        again = await client.sio.call("user_uttered", request)
+        assert again == {"status": "duplicate", "message_id": "m-flaky", "seq": failed["seq"]}
+        assert [m.text for m in agent.messages] == ["flaky", "flaky"]  # failed once, handled once
+        assert [(m["sender"], m["text"]) for m in await channel.history(sid)] == [
+            ("user", "flaky"), ("bot", "echo: flaky")]  # recorded once
         await client.sio.disconnect()
 
 

@@ -133,3 +133,67 @@ async def test_redis_outbox_append_keys_share_one_cluster_slot(redis_url: str) -
         assert len({key_slot(k.encode()) for k in touched}) == 1
     finally:
         await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_message_sent_while_redis_restarts_is_retried_then_handled_once(tmp_path) -> None:
+    """Redis (append-only file, as scripts/cluster.py and deploy/compose.yml run it) restarts
+    under a widget: a message sent while it is down gets a retryable error ack with nothing
+    recorded; re-sent with the same id after the restart it is answered once, and the
+    conversation before the restart is still there."""
+    from tests.redis_server import RedisServer
+
+    redis = RedisServer(directory=tmp_path / "redis",
+                        extra_args=("--appendonly", "yes", "--appendfsync", "always")).start()
+    agent = ShopAgent()
+    channel = redis_channel(redis.url)
+    try:
+        async with serving(channel, agent) as url:
+            client = Client()
+            await client.connect(url)
+            sid = await client.session("s-redis-restart")
+            first = await client.sio.call("user_uttered", {"message": "before", "session_id": sid,
+                                                           "message_id": "m-before"})
+            assert first["status"] == "ok"
+            redis.stop()
+            during = {"message": "during", "session_id": sid, "message_id": "m-during"}
+            failed = await client.sio.call("user_uttered", during, timeout=30)
+            assert failed["status"] == "error" and failed["retryable"] is True
+            assert [m.text for m in agent.messages] == ["before"]
+            redis.start()
+            for _ in range(20):  # the client reconnects on its next command
+                resent = await client.sio.call("user_uttered", during, timeout=30)
+                if resent["status"] != "error":
+                    break
+                await asyncio.sleep(0.2)
+            assert resent["status"] == "ok"
+            again = await client.sio.call("user_uttered", during, timeout=30)
+            assert again["status"] == "duplicate"
+            assert [m.text for m in agent.messages] == ["before", "during"]
+            history = [(m["sender"], m["text"], m.get("reply_to")) for m in await channel.history(sid)]
+            assert history == [("user", "before", None), ("bot", "echo: before", "m-before"),
+                               ("user", "during", None), ("bot", "echo: during", "m-during")]
+            await client.sio.disconnect()
+    finally:
+        redis.stop()
+
+
+@pytest.mark.asyncio
+async def test_bot_message_waits_out_a_redis_restart_instead_of_being_dropped(tmp_path) -> None:
+    """A reply or push recorded while the outbox's Redis restarts is recorded once it is back."""
+    from tests.redis_server import RedisServer
+
+    redis = RedisServer(directory=tmp_path / "redis", extra_args=("--appendonly", "yes")).start()
+    channel = redis_channel(redis.url)
+    try:
+        await channel.record_and_emit("s-wait", {"sender": "bot", "text": "one"})
+        redis.stop()
+        push = asyncio.ensure_future(channel.record_and_emit("s-wait", {"sender": "bot", "text": "two"}))
+        await asyncio.sleep(1.0)
+        assert not push.done()  # waiting, not dropped
+        redis.start()
+        entry = await asyncio.wait_for(push, 15)
+        assert entry["seq"] == 2
+        assert [m["text"] for m in await channel.history("s-wait")] == ["one", "two"]
+    finally:
+        redis.stop()

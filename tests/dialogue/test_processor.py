@@ -338,6 +338,32 @@ async def test_processor_serialises_messages_of_one_conversation(model_path: Pat
         await agent.close()
 
 
+@pytest.mark.asyncio
+async def test_processor_handles_a_client_message_id_once(model_path: Path) -> None:
+    """A client re-sending its message (same message id), while the first attempt still runs or
+    after it was stored, is not handled twice; a message id never stored is handled."""
+    agent = await _agent(model_path)
+    try:
+        _slow_runs().clear()
+        text = '/slow{"name": "retry"}'
+
+        def message(message_id: str) -> UserMessage:
+            return UserMessage(text, CollectingOutputChannel(), "retry1", message_id=message_id)
+
+        first, racing = await asyncio.gather(agent.handle_message(message("m-1")),
+                                             agent.handle_message(message("m-1")))
+        late = await agent.handle_message(message("m-1"))
+        other = await agent.handle_message(message("m-2"))
+        assert _texts(first) == [f"Slow {text}", "Slow done."]
+        assert racing == [] and late == []  # the retries got no second answer
+        assert _texts(other) == [f"Slow {text}", "Slow done."]
+        tracker = await agent.get_tracker("retry1")
+        assert [e.message_id for e in tracker.events if isinstance(e, UserUttered)] == ["m-1", "m-2"]
+        assert len([run for run in _slow_runs() if run[0] == "retry1"]) == 2
+    finally:
+        await agent.close()
+
+
 # ---------------------------------------------------------------- behaviours matching Rasa 3.6
 @pytest.mark.asyncio
 async def test_processor_paused_conversation_still_extracts_slots(model_path: Path) -> None:

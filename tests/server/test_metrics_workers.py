@@ -79,3 +79,14 @@ def test_two_workers_one_scrape_counts_every_request(ready_model: Path, tmp_path
             process.kill()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_multiprocess_folder_that_is_not_there_yet_is_made_at_start(tmp_path: Path) -> None:
+    """The image sets PROMETHEUS_MULTIPROC_DIR=/tmp/kefu-metrics; a fresh container's /tmp (or a
+    Kubernetes emptyDir) has no such folder, and prometheus-client opens its files at import."""
+    folder = tmp_path / "fresh" / "kefu-metrics"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder), "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", "import bot.shared.metrics as m; m.NLU_PARSE_SECONDS.observe(0.01)"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(folder.glob("histogram_*.db"))
