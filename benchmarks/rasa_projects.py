@@ -130,28 +130,13 @@ def _run(args: list[str], cwd: Path, timeout: int) -> tuple[subprocess.Completed
     return done, time.perf_counter() - wall0, _child_cpu() - cpu0
 
 
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-
-
-def _stamp(line: str) -> float | None:
-    match = _STAMP.match(line)
-    if not match:
-        return None
-    return time.mktime(time.strptime(match.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + int(match.group(1)[20:]) / 1000
-
-
-def _phases(log: str) -> dict[str, float | None]:
-    """NLU seconds (the pipeline's own line) and policy seconds (first to last policy line)."""
+def _phases(log: str) -> dict[str, Any]:
+    """NLU and policy seconds (each part's own log line), and whether they overlapped."""
     nlu = re.search(r"Trained NLU pipeline \(.*\) in ([\d.]+)s", log)
-    core_start = core_end = None
-    for line in log.splitlines():
-        if "Training policies on" in line:
-            core_start = _stamp(line)
-        elif core_start is not None and core_end is None and (
-                "bot.knowledge.build" in line or "Model written" in line):
-            core_end = _stamp(line)
+    core = re.search(r"Trained the policies in ([\d.]+)s", log)
     return {"nlu_s": float(nlu.group(1)) if nlu else None,
-            "policies_s": round(core_end - core_start, 1) if core_start and core_end else None}
+            "policies_s": float(core.group(1)) if core else None,
+            "policies_beside_nlu": "policies in a second process" in log}
 
 
 def _config_names(root: Path) -> dict[str, list[str]]:

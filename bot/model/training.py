@@ -172,6 +172,7 @@ def train_core_part(
     from bot.dialogue.policies.ensemble import PolicyEnsemble
     from bot.shared.training_data.story_graph import StoryGraph
 
+    started = time.perf_counter()
     if steps is None:
         steps = importer.get_story_steps(domain)
     ensemble = PolicyEnsemble.from_config(config.policies, getattr(config, "filename", None))
@@ -180,6 +181,7 @@ def train_core_part(
     logger.info("Training policies on %d trackers from %d story/rule steps.", len(trackers), len(steps))
     ensemble.train(trackers, domain)
     ensemble.persist(out_dir / "core")
+    logger.info("Trained the policies in %.1fs.", time.perf_counter() - started)
     return True
 
 
