@@ -166,7 +166,11 @@ def nlu_read_back(root: Path, archive: Path, train_args: tuple[str, ...]) -> dic
     if "--domain" in train_args:
         domain = root / train_args[train_args.index("--domain") + 1]
     data = ProjectImporter.from_paths(root, None, domain, None).get_nlu_data()
-    model = LoadedModel.load(archive)
+    sys.path.insert(0, str(root))  # a custom policy (return-visit-robot-zh) imports from the project
+    try:
+        model = LoadedModel.load(archive)
+    finally:
+        sys.path.remove(str(root))
     try:
         if model.nlu is None:
             return {"examples": 0}
@@ -303,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                             capture_output=True).stdout.strip()
     for name in args.projects or [p.name for p in PROJECTS]:
         print(f"== {name}", flush=True)
-        result = run_project(BY_NAME[name], args.keep_models)
+        try:
+            result = run_project(BY_NAME[name], args.keep_models)
+        except Exception as e:  # one project's failure is recorded; the others still run
+            result = {"project": name, "error": f"{type(e).__name__}: {e}"}
         result.update({"kefu_version": __version__, "commit": commit, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
                        "cpus": len(os.sched_getaffinity(0))})
         entries[name] = result
