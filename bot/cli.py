@@ -363,6 +363,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         augmentation=args.augmentation,
         nlu=args.nlu,
         stories=args.stories,
+        parallel=True,
     )
     if not result.trained_nlu and not result.trained_core and result.reused_nlu and result.reused_core:
         print(f"Nothing changed. The newest model is still {result.model_path}")

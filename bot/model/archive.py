@@ -90,7 +90,9 @@ def write_archive(work_dir: Path, output: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=output.parent, suffix=".partial")
     os.close(fd)
     try:
-        with tarfile.open(tmp, "w:gz") as tar:
+        # gzip's own default level: tarfile's 9 took 5.2 CPU-s on ki-campus-kim's 19 MB model
+        # against 0.6 s at 6, for a 2 % smaller archive (mostly float weights)
+        with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
             for item in sorted(work_dir.iterdir()):
                 tar.add(item, arcname=item.name)
         os.replace(tmp, output)

@@ -4,10 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any
 
@@ -159,19 +163,143 @@ def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path) -> boo
     return True
 
 
-def train_core_part(importer: ProjectImporter, config: Any, domain: Any, out_dir: Path, augmentation: int = 50) -> bool:
+def train_core_part(
+    importer: ProjectImporter, config: Any, domain: Any, out_dir: Path, augmentation: int = 50,
+    steps: list[Any] | None = None,
+) -> bool:
+    """Train the policies into ``out_dir/core`` (``steps``: the story/rule steps, when read already)."""
     from bot.dialogue.generator import generate_training_trackers
     from bot.dialogue.policies.ensemble import PolicyEnsemble
     from bot.shared.training_data.story_graph import StoryGraph
 
-    steps = importer.get_story_steps(domain)
+    started = time.perf_counter()
+    if steps is None:
+        steps = importer.get_story_steps(domain)
     ensemble = PolicyEnsemble.from_config(config.policies, getattr(config, "filename", None))
     graph = StoryGraph(steps)
     trackers = generate_training_trackers(graph, domain, augmentation_factor=augmentation)
     logger.info("Training policies on %d trackers from %d story/rule steps.", len(trackers), len(steps))
     ensemble.train(trackers, domain)
     ensemble.persist(out_dir / "core")
+    logger.info("Trained the policies in %.1fs.", time.perf_counter() - started)
     return True
+
+
+#: policies whose training can be long enough to run beside the NLU pipeline's (torch models)
+ML_POLICIES = frozenset({"TEDPolicy"})
+#: epochs x story steps from which the policies train in their own process (see core_beside_nlu)
+CORE_BESIDE_NLU_MIN_WORK = 2000
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def core_beside_nlu(config: Any, steps: list[Any]) -> bool:
+    """Whether the policies are worth their own process while the NLU pipeline trains: a
+    second core and a torch policy whose epochs times the story steps (not rules) reach
+    ``CORE_BESIDE_NLU_MIN_WORK`` (ecommerce-chatbot 200 x 21, ki-campus-kim 100 x 38; TED
+    took 25-35 s of their training on the shared 2-core box). A spawned process costs
+    ~3 CPU-s to start, more than the `rasa init` project's TED (100 x 5) takes."""
+    epochs = [
+        int(p.get("epochs") or 0) for p in config.policies or []
+        if isinstance(p, dict) and str(p.get("name")) in ML_POLICIES and isinstance(p.get("epochs"), int)
+    ]
+    stories = sum(1 for step in steps if not getattr(step, "is_rule", False))
+    return _cores() >= 2 and max(epochs, default=0) * stories >= CORE_BESIDE_NLU_MIN_WORK
+
+
+class _ToParentLoggers(logging.Handler):
+    """Hands a child's log records to the parent's loggers (their handlers, filters and
+    masking), as if they had been logged here; the loggers' own levels still apply."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        target = logging.getLogger(record.name)
+        if target.isEnabledFor(record.levelno):
+            target.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        pass
+
+
+def _train_core_in_child(
+    conn: Any, log_queue: Any, level: int, importer: ProjectImporter, config: Any, domain: Any,
+    out_dir: Path, augmentation: int, steps: list[Any],
+) -> None:
+    """Child process body: train the policies into ``out_dir/core``; log records go to the
+    parent through ``log_queue``; the outcome (and the warnings raised) through ``conn``."""
+    root = logging.getLogger()
+    root.handlers[:] = [QueueHandler(log_queue)]
+    root.setLevel(level)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the parent's filters decide when they are re-raised
+        try:
+            outcome: tuple[str, Any] = ("ok", train_core_part(importer, config, domain, out_dir, augmentation, steps))
+        except BaseException as e:  # noqa: BLE001 - handed to the parent, which raises it
+            outcome = ("error", e)
+    raised = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
+    try:
+        conn.send((*outcome, raised))
+    except Exception as e:  # an exception that does not pickle: its text still reaches the parent
+        conn.send(("error", RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({e})"), raised))
+    conn.close()
+
+
+class CoreInChild:
+    """The policy part of a training, run in a spawned process while this one trains the
+    NLU pipeline: on 2 cores the two overlap (a spawned child, not a thread: TED and DIET
+    would share torch's global thread count and RNG and the GIL; not forked: torch's thread
+    pools may already run in this process)."""
+
+    def __init__(
+        self, importer: ProjectImporter, config: Any, domain: Any, out_dir: Path, augmentation: int, steps: list[Any],
+    ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._queue = ctx.Queue()
+        self._listener: QueueListener | None = QueueListener(self._queue, _ToParentLoggers())
+        self._listener.start()
+        self._conn, child_conn = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(
+            target=_train_core_in_child, name="kefu-train-core", daemon=True,
+            args=(child_conn, self._queue, logging.getLogger().getEffectiveLevel(), importer, config, domain,
+                  out_dir, augmentation, steps),
+        )
+        self._process.start()
+        child_conn.close()
+
+    def result(self) -> bool:
+        """Wait for the child; its warnings are raised here, its error is raised here."""
+        try:
+            try:
+                status, value, raised = self._conn.recv()
+            except EOFError:
+                self._process.join()
+                raise RuntimeError(
+                    f"Policy training stopped without a result (process exit code {self._process.exitcode})."
+                ) from None
+            self._process.join()
+        finally:
+            self.stop()
+        for text, category, filename, lineno in raised:
+            warnings.warn_explicit(text, category, filename, lineno)
+        if status == "error":
+            raise value
+        return bool(value)
+
+    def stop(self) -> None:
+        """End the child (if still running) and the log relay; safe to call twice."""
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        if self._listener is not None:
+            self._listener.stop()  # relays what the queue still holds, then ends its thread
+            self._listener = None
+            self._queue.close()
+        self._conn.close()
 
 
 def train(
@@ -187,11 +315,14 @@ def train(
     augmentation: int = 50,
     nlu: list[str | Path] | None = None,
     stories: list[str | Path] | None = None,
+    parallel: bool = False,
 ) -> TrainResult:
     """Train a model archive; reuse unchanged parts of the newest archive in ``out``.
 
     ``nlu``/``stories`` (Rasa's ``--nlu``/``--stories``) name the NLU data and the
     stories/rules instead of ``data``; ``nlu_only`` needs no domain (Rasa's ``train nlu``).
+    ``parallel`` trains the policies in a second process while the NLU pipeline trains,
+    where both must train and :func:`core_beside_nlu` says it pays (``python -m bot train``).
     """
     started = time.perf_counter()
     importer, nlu_importer = _project_importers(root, config, domain, data, nlu, stories, nlu_only)
@@ -224,16 +355,27 @@ def train(
     try:
         trained_nlu = trained_core = reused_nlu = reused_core = False
         has_nlu = has_core = False
-        if not core_only:
-            if old_meta and old_meta.has_nlu and _nlu_unchanged(old_fp, fingerprint) and previous:
-                reused_nlu = has_nlu = copy_part_from_archive(previous, "nlu", work)
-            if not has_nlu:
+        if not core_only and old_meta and old_meta.has_nlu and _nlu_unchanged(old_fp, fingerprint) and previous:
+            reused_nlu = has_nlu = copy_part_from_archive(previous, "nlu", work)
+        if not nlu_only and old_meta and old_meta.has_core and _core_unchanged(old_fp, fingerprint) and previous:
+            reused_core = has_core = copy_part_from_archive(previous, "core", work)
+        core_child = steps = None
+        if parallel and not core_only and not nlu_only and not has_nlu and not has_core:
+            steps = importer.get_story_steps(project_domain)
+            if core_beside_nlu(project_config, steps):
+                logger.info("Training the policies in a second process while the NLU pipeline trains.")
+                core_child = CoreInChild(importer, project_config, project_domain, work, augmentation, steps)
+        try:
+            if not core_only and not has_nlu:
                 has_nlu = trained_nlu = train_nlu_part(nlu_importer, project_config, work)
-        if not nlu_only:
-            if old_meta and old_meta.has_core and _core_unchanged(old_fp, fingerprint) and previous:
-                reused_core = has_core = copy_part_from_archive(previous, "core", work)
-            if not has_core:
-                has_core = trained_core = train_core_part(importer, project_config, project_domain, work, augmentation)
+            if core_child is not None:
+                has_core = trained_core = core_child.result()
+            elif not nlu_only and not has_core:
+                has_core = trained_core = train_core_part(
+                    importer, project_config, project_domain, work, augmentation, steps)
+        finally:
+            if core_child is not None:
+                core_child.stop()
 
         from bot.knowledge.build import build_kb_into
 

@@ -62,10 +62,16 @@ class ResponseSelector(Component):
         from sklearn.linear_model import LogisticRegression
 
         x = sp.vstack([sentence_vector(m)[0] for m in usable], format="csr")
+        # Fit on the feature columns these examples use: an unused column's weight has no data
+        # gradient and L2 keeps it at its start, 0, so the model is the same, but L-BFGS works
+        # on far fewer numbers (ki-campus-kim: the vocabulary of all 1 177 examples, 30 FAQ keys).
+        used = np.unique(x.indices)
         clf = LogisticRegression(max_iter=200, class_weight="balanced", C=10.0)
-        clf.fit(x, [m.intent_response_key for m in usable])
+        clf.fit(x[:, used], [m.intent_response_key for m in usable])
         self.keys = [str(c) for c in clf.classes_]
-        self.coef, self.intercept = clf.coef_, clf.intercept_
+        self.coef = np.zeros((clf.coef_.shape[0], x.shape[1]), dtype=clf.coef_.dtype)
+        self.coef[:, used] = clf.coef_
+        self.intercept = clf.intercept_
 
     def process(self, message: Message) -> None:
         if not self.keys:
