@@ -7,7 +7,9 @@ synchronous ``run`` in user code blocks the event loop while it runs.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,8 +61,49 @@ def create_executor(
             f"(see the log above).",
             fix="fix the import error in your actions code.",
         ) from e
+    _keep_live_actions_only(executor)
     logger.info("Registered %d custom actions from '%s'.", len(executor.actions), package)
     return executor
+
+
+# the module prefixes rasa_sdk's own registration skips (ActionExecutor._register_all_actions)
+_SDK_MODULES = ("rasa_core.", "rasa.", "rasa_sdk.", "rasa_core_sdk.")
+
+
+def _is_live(cls: type) -> bool:
+    """``cls`` belongs to the module now loaded under its module's name.
+
+    A class of a project package that :func:`~.project_package.load_action_package` replaced
+    (another project's ``actions``) stays alive while anything refers to it, but its module is
+    no longer the one in ``sys.modules``: its own methods' globals tell them apart.
+    """
+    module = sys.modules.get(cls.__module__)
+    if module is None:
+        return False
+    own = cls.__dict__.get("name") or cls.__dict__.get("run")
+    globals_of = getattr(own, "__globals__", None)
+    if globals_of is not None:
+        return globals_of is vars(module)
+    return getattr(module, cls.__name__, None) is cls
+
+
+def _keep_live_actions_only(executor: "ActionExecutor") -> None:
+    """Register again, from the live classes only, what ``register_package`` registered.
+
+    rasa_sdk registers every subclass of its ``Action`` alive in the process. After a second
+    project's package replaced the first one's (tests, the workbench, two models in one
+    process), the first project's classes were registered too — and one of the same action
+    name could shadow the project's own (a ``validate_order_form`` of the demo shop answered
+    another project's form).
+    """
+    from rasa_sdk import Action as SdkAction
+    from rasa_sdk import utils as sdk_utils
+
+    executor.actions.clear()
+    for cls in sdk_utils.all_subclasses(SdkAction):
+        if cls.__module__.startswith(_SDK_MODULES) or inspect.isabstract(cls) or not _is_live(cls):
+            continue
+        executor.register_action(cls)
 
 
 def _rasa_sdk_version() -> str:

@@ -101,6 +101,24 @@ def test_load_action_package_second_project_gets_its_own_module(
     assert str(first.resolve() / "actions") in caplog.text and str(second.resolve() / "actions") in caplog.text
 
 
+def test_executor_of_a_second_project_has_only_its_own_actions(tmp_path: Path, isolated_actions_modules) -> None:
+    """rasa_sdk registers every live Action subclass: the first project's classes, still referenced
+    by its executor, must not be registered for the second project (nor shadow its action of the
+    same name)."""
+    first = _tiny_project(tmp_path / "first", "hello from first", "action_greet", "First")
+    (first / "actions" / "only_first.py").write_text(
+        GREET_ACTION.format(suffix="OnlyFirst").replace("return NAME", "return 'action_only_first'"),
+        encoding="utf-8")
+    second = _tiny_project(tmp_path / "second", "hello from second", "action_greet", "Second")
+    first_executor = create_executor("actions", first)  # keeps the first project's classes alive
+    assert {"action_greet", "action_only_first"} <= set(first_executor.actions)
+    executor = create_executor("actions", second)
+    assert "action_only_first" not in executor.actions
+    owner = executor.actions["action_greet"].__self__
+    assert type(owner).__name__ == "ActionGreetSecond"
+    assert first_executor.actions["action_greet"].__self__.__class__.__name__ == "ActionGreetFirst"
+
+
 def test_load_action_package_missing_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no_such_pkg") as info:
         load_action_package("no_such_pkg", tmp_path)
