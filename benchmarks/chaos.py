@@ -484,7 +484,7 @@ async def chaos(cluster: Cluster, rest: int, widgets: int, think: float, window_
     addresses = list(cluster.source_addresses().values())
     producer = subprocess.run(
         [sys.executable, "-m", "bot", "token", "create", "--role", "event_producer", "--subject", "chaos",
-         "--jwt-secret", cluster.secrets.jwt_secret, "--ttl-days", "1"],
+         f"--jwt-secret={cluster.secrets.jwt_secret}", "--ttl-days", "1"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True).stdout.strip().splitlines()[-1]
     load = Load(cluster, addresses, rest, widgets, think)
     runner = asyncio.ensure_future(load.run())

@@ -258,7 +258,7 @@ async def test_trigger_scheduled_on_one_worker_is_sent_once_by_another(
         cluster: Cluster, addresses: dict[str, str], widgets: list[Widget]) -> None:
     producer = subprocess.run(
         [sys.executable, "-m", "bot", "token", "create", "--role", "event_producer", "--subject", "cluster-test",
-         "--jwt-secret", cluster.secrets.jwt_secret, "--ttl-days", "1"],
+         f"--jwt-secret={cluster.secrets.jwt_secret}", "--ttl-days", "1"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True).stdout.strip().splitlines()[-1]
     first = cluster.workers[0]
     others = [w for w in cluster.workers if w is not first]
