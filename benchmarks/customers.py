@@ -426,42 +426,23 @@ async def phase_recompute(url: str, data: dict[str, Any], total: int, per_custom
 
 def serve(store_url: str, project: Path, secret: str) -> tuple[str, Any]:
     """The real app with the customers feature on 127.0.0.1, in a thread with its own event loop."""
-    import socket
-    import threading
     import types
-    from concurrent.futures import Future
 
+    from benchmarks._serve import serve_in_thread
     from bot.customers.feature import CustomersFeature
     from bot.server.app import create_app
     from bot.server.features import project_settings
     from bot.stores.audit import SQLAuditLog
 
     (project / "endpoints.yml").write_text(f"customers:\n  url: {store_url}\n", encoding="utf-8")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    ready: Future = Future()
 
-    async def start() -> Any:
-        feature = CustomersFeature(project_settings(project))
-        app = create_app(types.SimpleNamespace(), jwt_secret=secret, features=[feature],
-                         audit=SQLAuditLog(f"sqlite:///{project / 'audit.db'}"))
-        app.config.TOUCHUP = False
-        server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
-        await server.startup()
-        await server.before_start()  # the server's life cycle: starts the customers feature (opens the store)
-        loop.create_task(server.serve_forever())
-        return server
+    def make_app() -> Any:
+        return create_app(types.SimpleNamespace(), jwt_secret=secret,
+                          features=[CustomersFeature(project_settings(project))],
+                          audit=SQLAuditLog(f"sqlite:///{project / 'audit.db'}"))
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        ready.set_result(loop.run_until_complete(start()))
-        loop.run_forever()
-
-    threading.Thread(target=run, daemon=True).start()
-    ready.result(timeout=60)
-    return f"http://127.0.0.1:{port}", loop
+    # the server's life cycle: its before-start listeners start the customers feature (open the store)
+    return serve_in_thread(make_app, run_before_start=True)
 
 
 async def timeline_customer(url: str, rules: Any, items: int) -> str:

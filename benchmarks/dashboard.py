@@ -178,37 +178,16 @@ async def measure_ingest(events: int) -> dict[str, Any]:
 
 def serve(db: Path, secret: str) -> tuple[str, Any]:
     """The real app with the analytics feature on 127.0.0.1, in a thread with its own event loop."""
-    import socket
-    import threading
-    from concurrent.futures import Future
-
+    from benchmarks._serve import serve_in_thread
     from bot.analytics.config import AnalyticsConfig, SurveyConfig
     from bot.analytics.feature import AnalyticsFeature
     from bot.server.app import create_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    ready: Future = Future()
-
-    async def start() -> Any:
+    def make_app() -> Any:
         feature = AnalyticsFeature(AnalyticsConfig(survey=SurveyConfig(enabled=False)), f"sqlite:///{db}")
-        app = create_app(None, jwt_secret=secret, features=[feature])
-        app.config.TOUCHUP = False
-        server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False)
-        await server.startup()
-        loop.create_task(server.serve_forever())
-        return server
+        return create_app(None, jwt_secret=secret, features=[feature])
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        ready.set_result(loop.run_until_complete(start()))
-        loop.run_forever()
-
-    threading.Thread(target=run, daemon=True).start()
-    ready.result(timeout=60)
-    return f"http://127.0.0.1:{port}", loop
+    return serve_in_thread(make_app)
 
 
 def measure(db: Path, end: dt.date, repeats: int) -> dict[str, Any]:
