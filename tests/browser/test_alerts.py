@@ -155,4 +155,7 @@ def test_browser_supervisor_sees_an_alert_fire_and_clear_agent_sees_none(server:
     assert supervisor.locator("#alerts-panel .alert.critical").count() == 0
     supervisor.locator("#lang-toggle").click()
     supervisor.locator("#alerts-title", has_text="告警").wait_for(timeout=TIMEOUT)
+    # the live badge keeps its state through a language switch (it read "未连接" while connected)
+    assert supervisor.locator("#live").inner_text() == "实时"
+    assert "on" in (supervisor.locator("#live").get_attribute("class") or "")
     supervisor.screenshot(path=str(artifacts / "alerts-console-cleared-zh.png"))

@@ -36,6 +36,8 @@
     document.querySelectorAll("[data-i18n]").forEach(function (n) { n.textContent = T(n.dataset.i18n); });
     document.querySelectorAll("[data-i18n-placeholder]").forEach(function (n) { n.placeholder = T(n.dataset.i18nPlaceholder); });
   }
+  // the badge keeps its key in data-i18n, so a language switch re-labels the current state
+  function showLive(on) { var b = $("live"); b.dataset.i18n = on ? "live" : "offline"; b.textContent = T(b.dataset.i18n); b.classList.toggle("on", on); }
   function toggleLang() { state.lang = state.lang === "zh" ? "en" : "zh"; localStorage.setItem("kefu-console-lang", state.lang); applyI18n(); refresh(); }
 
   function api(method, path, body, retries) {
@@ -99,7 +101,7 @@
       document.dispatchEvent(new CustomEvent("kefu:console-event", { detail: ev }));  // alerts.js listens
       if (ev.type === "hello") {
         state.leftMessages = ev.left_messages || []; state.live = true;
-        $("live").textContent = T("live"); $("live").classList.add("on"); refresh(); return;
+        showLive(true); refresh(); return;
       }
       var hid = ev.handoff_id || (ev.handoff && ev.handoff.id);
       scheduleRefresh(state.current && hid === state.current);
@@ -107,7 +109,7 @@
     ws.onclose = function (ev) {
       state.live = false;
       if (ev.code === 4401) { logout(); return; }
-      $("live").textContent = T("offline"); $("live").classList.remove("on");
+      showLive(false);
       if (state.token) setTimeout(connect, 1000);
     };
   }
