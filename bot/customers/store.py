@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from bot.customers import tables as t
 from bot.stores.migrate import ensure_schema_sync
 from bot.stores.sqlite_checkpoint import DEFAULT_INTERVAL_S, WalCheckpointer, writer_pragmas
-from bot.stores.sql import DEFAULT_BUSY_TIMEOUT_MS, sqlite_in_memory, sync_sql_url
+from bot.stores.sql import set_sqlite_pragmas_on_connect, sqlite_in_memory, sync_sql_url
 
 DEFAULT_URL = "sqlite:///customers.db"
 STRONG_KINDS = ("shop_customer", "widget", "wechat_openid", "phone")
@@ -92,19 +92,8 @@ class CustomerStore:
         if is_sqlite and not self.in_memory and checkpoint_interval is not None:
             self.checkpointer = WalCheckpointer(str(self.engine.url.database), checkpoint_interval)
         if is_sqlite:
-            in_memory = self.in_memory
-            checkpointed = self.checkpointer is not None
-
-            @sa.event.listens_for(self.engine, "connect")
-            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-                cursor = dbapi_connection.cursor()
-                if not in_memory:
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.execute("PRAGMA synchronous=NORMAL")
-                    if checkpointed:
-                        writer_pragmas(cursor)
-                cursor.execute(f"PRAGMA busy_timeout={DEFAULT_BUSY_TIMEOUT_MS}")
-                cursor.close()
+            set_sqlite_pragmas_on_connect(self.engine, self.in_memory,
+                                          writer=writer_pragmas if self.checkpointer is not None else None)
 
         self._ready = False
         self._lock = threading.Lock()

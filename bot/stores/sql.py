@@ -10,7 +10,7 @@ never corrupt the file).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from bot.shared.exceptions import ConfigError
 
@@ -81,7 +81,6 @@ def create_async_sql_engine(
     An in-memory SQLite uses one shared connection (``StaticPool``): otherwise every
     pooled connection would see its own empty database.
     """
-    from sqlalchemy import event
     from sqlalchemy.ext.asyncio import create_async_engine
 
     async_url = async_sql_url(url, filename)
@@ -97,17 +96,28 @@ def create_async_sql_engine(
         options.setdefault("pool_pre_ping", True)  # a restarted server's dead connections are replaced
     engine = create_async_engine(async_url, **options)
     if is_sqlite:
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cursor.close()
-
+        set_sqlite_pragmas_on_connect(engine.sync_engine, in_memory, busy_timeout_ms)
     return engine, async_url
+
+
+def set_sqlite_pragmas_on_connect(sync_engine: Any, in_memory: bool,
+                                  busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+                                  writer: Callable[[Any], None] | None = None) -> None:
+    """What every connection kefu opens to a SQLite database runs first: WAL and NORMAL sync
+    for a file (readers never block the writer; a commit survives a process crash), the busy
+    timeout, then ``writer`` (e.g. ``sqlite_checkpoint.writer_pragmas``)."""
+    from sqlalchemy import event
+
+    @event.listens_for(sync_engine, "connect")
+    def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            if writer is not None:
+                writer(cursor)
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
 
 
 async def create_tables(engine: Any, metadata: Any, what: str, fix: str) -> None:
