@@ -661,6 +661,48 @@ class DIETModel(nn.Module):
         return text @ labels.t()
 
 
+BATCH_STRATEGIES = ("balanced", "sequence")
+
+
+def balanced_order(order: list[int], labels: list[int], size: int) -> list[int]:
+    """Rasa's ``batch_strategy: balanced`` (``RasaModelData._balanced_data``, Rasa 3.6).
+
+    ``order`` is the epoch's shuffled order and ``labels`` the label of each example.
+    Rounds visit the labels in a random order; each visit takes the next
+    ``int(count / n * size) + 1`` examples of that label (so a label is drawn in
+    proportion to its size, and every label at least once a round). A label that has
+    been gone through once is taken only every other round from then on, and the epoch
+    ends as soon as every label has been gone through once. Rare labels are therefore
+    repeated (an epoch can be longer than the data) and appear in about every other
+    batch, which is how Rasa's DIET learns intents with two or three examples.
+    """
+    groups: dict[int, list[int]] = {}
+    for i in order:
+        groups.setdefault(labels[i], []).append(i)
+    keys = sorted(groups)
+    n = len(order)
+    counts = [len(groups[k]) for k in keys]
+    taken = [0] * len(keys)
+    cycles = [0] * len(keys)
+    skipped = [False] * len(keys)
+    out: list[int] = []
+    while keys and min(cycles) == 0:
+        for j in random.sample(range(len(keys)), len(keys)):
+            if cycles[j] > 0 and not skipped[j]:
+                skipped[j] = True
+                continue
+            skipped[j] = False
+            take = int(counts[j] / n * size) + 1
+            out.extend(groups[keys[j]][taken[j] : taken[j] + take])
+            taken[j] += take
+            if taken[j] >= counts[j]:
+                cycles[j] += 1
+                taken[j] = 0
+            if min(cycles) > 0:
+                break
+    return out
+
+
 def length_bucketed_batches(order: list[int], lengths: list[int], size: int,
                             window: int = 8) -> list[list[int]]:
     """Batches of ``size`` from the shuffled ``order``: each window of ``window`` batches is
@@ -904,7 +946,7 @@ class DIETClassifier(Component):
     ignored_options = frozenset({
         "hidden_layers_sizes", "share_hidden_layers", "use_key_relative_attention",
         "use_value_relative_attention", "max_relative_position", "unidirectional_encoder",
-        "batch_strategy", "loss_type", "maximum_positive_similarity",
+        "loss_type", "maximum_positive_similarity",
         "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
         "negative_margin_scale", "connection_density", "drop_rate_attention",
         "use_masked_language_model", "tensorboard_log_directory", "tensorboard_log_level",
@@ -918,6 +960,11 @@ class DIETClassifier(Component):
             raise ConfigError(
                 f"DIETClassifier model_confidence '{cfg['model_confidence']}' is not supported.",
                 context.config_file, fix="Use model_confidence: softmax.",
+            )
+        if cfg["batch_strategy"] not in BATCH_STRATEGIES:
+            raise ConfigError(
+                f"DIETClassifier batch_strategy '{cfg['batch_strategy']}' is unknown.",
+                context.config_file, fix="Use batch_strategy: balanced (Rasa's default) or sequence.",
             )
         if cfg["training_precision"] not in TRAINING_PRECISIONS:
             raise ConfigError(
@@ -1001,10 +1048,11 @@ class DIETClassifier(Component):
              threads: EpochThreads | None = None) -> None:
         """Rasa's training loop: Adam, batch size growing linearly over the epochs.
 
-        Batches are drawn as Rasa does (shuffled every epoch), then the shuffled order is
-        cut into windows of a few batches that are sorted by length before being split,
-        so a batch pads to similar lengths (far less transformer work on mixed-length
-        data) while its examples stay random. ``evaluate_on_number_of_examples`` holds
+        Batches are drawn as Rasa does: shuffled every epoch and, with Rasa's default
+        ``batch_strategy: balanced``, rebalanced so rare intents are repeated
+        (``balanced_order``). That order is cut into windows of a few batches that are
+        sorted by length before being split, so a batch pads to similar lengths (far less
+        transformer work on mixed-length data) while its examples stay random. ``evaluate_on_number_of_examples`` holds
         that many examples out and, with ``checkpoint_model``, the weights of the epoch
         that scored best on them are kept, as in Rasa.
         """
@@ -1039,6 +1087,8 @@ class DIETClassifier(Component):
         n = len(order)
         model.train()
         threads = threads or EpochThreads(1, False)
+        # Rasa balances on the intent labels; entity-only training has none to balance
+        balanced = cfg["batch_strategy"] == "balanced" and bool(self.intents)
         for epoch in range(epochs):
             size = lo + int((hi - lo) * epoch / max(epochs - 1, 1))
             random.shuffle(order)
@@ -1047,7 +1097,8 @@ class DIETClassifier(Component):
             if torch.get_num_threads() != n_threads:
                 torch.set_num_threads(n_threads)
             epoch_started = time.perf_counter()
-            for idx in length_bucketed_batches(order, lengths, size):
+            epoch_order = balanced_order(order, intent_ids, size) if balanced else order
+            for idx in length_bucketed_batches(epoch_order, lengths, size):
                 batch = make_batch([arrays[i] for i in idx], self.dims, sparse_drop)
                 with precision():
                     tokens, sentence = model(batch)

@@ -8,7 +8,8 @@ import torch
 
 from bot.nlu import NLUPipeline
 from bot.nlu.diet import (
-    ByteDropout, DIETClassifier, DIETModel, MaskedLinear, dot_product_loss, length_bucketed_batches,
+    ByteDropout, DIETClassifier, DIETModel, MaskedLinear, balanced_order, dot_product_loss,
+    length_bucketed_batches,
 )
 from bot.shared.training_data.nlu import load_nlu_yaml
 
@@ -207,6 +208,41 @@ def test_length_bucketed_batches_cover_every_example_once() -> None:
     assert all(len(b) <= 3 for b in batches)
     for b in batches:  # inside a window, batches hold neighbours in length
         assert max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 5
+
+
+def test_balanced_order_repeats_rare_labels_as_rasa_does() -> None:
+    """Rasa's balanced strategy: each round takes int(count / n * size) + 1 examples of
+    every label, a label already gone through once only every other round, until every
+    label has been gone through once. 100 examples of label 0 and 2 of label 1, batch 16:
+    label 0 takes 16 a round and is gone through in round 7; label 1 takes 1 a round, is
+    gone through after round 2 and then comes back in rounds 4 and 6."""
+    import random
+
+    random.seed(3)
+    labels = [0] * 100 + [1] * 2
+    order = list(range(102))
+    random.shuffle(order)
+    out = balanced_order(order, labels, size=16)
+    common = [i for i in out if labels[i] == 0]
+    rare = [i for i in out if labels[i] == 1]
+    assert common == [i for i in order if labels[i] == 0]  # the big label once, in the shuffled order
+    assert len(rare) == 4 and set(rare) == {100, 101}  # the rare one twice as often as the data has it
+    assert len(out) == 104
+
+
+def test_balanced_order_is_the_data_once_when_labels_are_balanced() -> None:
+    labels = [i % 4 for i in range(40)]
+    out = balanced_order(list(range(40)), labels, size=8)
+    assert sorted(out) == list(range(40))
+
+
+def test_diet_refuses_an_unknown_batch_strategy() -> None:
+    from bot.shared.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_strategy 'stratified'"):
+        NLUPipeline.from_config({"language": "en", "pipeline": [
+            {"name": "WhitespaceTokenizer"}, {"name": "CountVectorsFeaturizer"},
+            {"name": "DIETClassifier", "batch_strategy": "stratified"}]})
 
 
 def test_diet_evaluates_held_out_examples_and_keeps_the_best_checkpoint(caplog: pytest.LogCaptureFixture) -> None:
