@@ -4,14 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
-from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from bot.model.archive import (
     read_archive_metadata,
     write_archive,
 )
+from bot.model.child import InChild
 from bot.shared.exceptions import ConfigError
 from bot.shared.importer import DEFAULT_DATA_DIRS, ProjectImporter
 from bot.shared.yaml_io import to_plain, write_yaml
@@ -212,96 +210,6 @@ def core_beside_nlu(config: Any, steps: list[Any]) -> bool:
     return _cores() >= 2 and max(epochs, default=0) * stories >= CORE_BESIDE_NLU_MIN_WORK
 
 
-class _ToParentLoggers(logging.Handler):
-    """Hands a child's log records to the parent's loggers (their handlers, filters and
-    masking), as if they had been logged here; the loggers' own levels still apply."""
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        target = logging.getLogger(record.name)
-        if target.isEnabledFor(record.levelno):
-            target.handle(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
-        pass
-
-
-def _train_core_in_child(
-    conn: Any, log_queue: Any, level: int, importer: ProjectImporter, config: Any, domain: Any,
-    out_dir: Path, augmentation: int, steps: list[Any],
-) -> None:
-    """Child process body: train the policies into ``out_dir/core``; log records go to the
-    parent through ``log_queue``; the outcome (and the warnings raised) through ``conn``."""
-    root = logging.getLogger()
-    root.handlers[:] = [QueueHandler(log_queue)]
-    root.setLevel(level)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # the parent's filters decide when they are re-raised
-        try:
-            outcome: tuple[str, Any] = ("ok", train_core_part(importer, config, domain, out_dir, augmentation, steps))
-        except BaseException as e:  # noqa: BLE001 - handed to the parent, which raises it
-            outcome = ("error", e)
-    raised = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
-    try:
-        conn.send((*outcome, raised))
-    except Exception as e:  # an exception that does not pickle: its text still reaches the parent
-        conn.send(("error", RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]} ({e})"), raised))
-    conn.close()
-
-
-class CoreInChild:
-    """The policy part of a training, run in a spawned process while this one trains the
-    NLU pipeline: on 2 cores the two overlap (a spawned child, not a thread: TED and DIET
-    would share torch's global thread count and RNG and the GIL; not forked: torch's thread
-    pools may already run in this process)."""
-
-    def __init__(
-        self, importer: ProjectImporter, config: Any, domain: Any, out_dir: Path, augmentation: int, steps: list[Any],
-    ) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._queue = ctx.Queue()
-        self._listener: QueueListener | None = QueueListener(self._queue, _ToParentLoggers())
-        self._listener.start()
-        self._conn, child_conn = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(
-            target=_train_core_in_child, name="kefu-train-core", daemon=True,
-            args=(child_conn, self._queue, logging.getLogger().getEffectiveLevel(), importer, config, domain,
-                  out_dir, augmentation, steps),
-        )
-        self._process.start()
-        child_conn.close()
-
-    def result(self) -> bool:
-        """Wait for the child; its warnings are raised here, its error is raised here."""
-        try:
-            try:
-                status, value, raised = self._conn.recv()
-            except EOFError:
-                self._process.join()
-                raise RuntimeError(
-                    f"Policy training stopped without a result (process exit code {self._process.exitcode})."
-                ) from None
-            self._process.join()
-        finally:
-            self.stop()
-        for text, category, filename, lineno in raised:
-            warnings.warn_explicit(text, category, filename, lineno)
-        if status == "error":
-            raise value
-        return bool(value)
-
-    def stop(self) -> None:
-        """End the child (if still running) and the log relay; safe to call twice."""
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
-        if self._listener is not None:
-            self._listener.stop()  # relays what the queue still holds, then ends its thread
-            self._listener = None
-            self._queue.close()
-        self._conn.close()
-
-
 def train(
     root: str | Path = ".",
     config: str | Path | None = None,
@@ -364,12 +272,13 @@ def train(
             steps = importer.get_story_steps(project_domain)
             if core_beside_nlu(project_config, steps):
                 logger.info("Training the policies in a second process while the NLU pipeline trains.")
-                core_child = CoreInChild(importer, project_config, project_domain, work, augmentation, steps)
+                core_child = InChild(train_core_part, importer, project_config, project_domain, work, augmentation,
+                                     steps, name="kefu-train-core")
         try:
             if not core_only and not has_nlu:
                 has_nlu = trained_nlu = train_nlu_part(nlu_importer, project_config, work)
             if core_child is not None:
-                has_core = trained_core = core_child.result()
+                has_core = trained_core = bool(core_child.result())
             elif not nlu_only and not has_core:
                 has_core = trained_core = train_core_part(
                     importer, project_config, project_domain, work, augmentation, steps)
