@@ -59,6 +59,7 @@
       open: "Chat with us", close: "Close", connecting: "Connecting…",
       offline: "Offline – reconnecting…", typing: "typing", rate: "Rate this conversation",
       thanks: "Thank you for your rating!", stars: "stars", comment: "Anything to add?", skip: "Skip", image: "Image", error: "Could not send. Retrying…",
+      notSent: "Not sent. Tap to try again.",
       refused: "Could not confirm who you are. Please reload the page or sign in again."
     },
     zh: {
@@ -66,6 +67,7 @@
       open: "联系客服", close: "关闭", connecting: "连接中…",
       offline: "网络断开，正在重连…", typing: "正在输入", rate: "请为本次服务评分",
       thanks: "感谢您的评价！", stars: "星", comment: "还有什么想告诉我们的吗？", skip: "跳过", image: "图片", error: "发送失败，正在重试…",
+      notSent: "未发送，点击重试。",
       refused: "无法确认您的身份，请刷新页面或重新登录。"
     }
   };
@@ -597,6 +599,31 @@
     flushPending();
   }
 
+  // A user message the server has not taken: "retrying" while the widget re-sends it, "failed"
+  // once it gave up (a button that queues it again, same message id); null clears the mark.
+  function markSend(msg, how) {
+    var row = log.querySelector('[data-message-id="' + msg.message_id + '"]');
+    if (!row) return;
+    var note = row.querySelector(".kefu-send-state");
+    row.classList.toggle("kefu-failed", how === "failed");
+    if (!how) { if (note) row.removeChild(note); return; }
+    if (!note) {
+      note = document.createElement("button");
+      note.type = "button";
+      note.className = "kefu-send-state";
+      row.appendChild(note);
+    }
+    note.textContent = how === "failed" ? T.notSent : T.error;
+    note.disabled = how !== "failed";
+    note.onclick = how !== "failed" ? null : function () {
+      msg.tries = 0;
+      markSend(msg, "retrying");
+      state.pending.push(msg);
+      save();
+      flushPending();
+    };
+  }
+
   function flushPending() {
     if (!state.connected || !state.confirmed || !state.sessionId) return;
     state.pending.forEach(function (msg) {
@@ -611,11 +638,18 @@
         if (!ack) return;  // connection dropped: resent after reconnect, the server dedups
         if (ack.status === "error" && ack.retryable && (msg.tries = (msg.tries || 0) + 1) <= MAX_RETRIES) {
           // a store was down for a moment: re-send the same message id later (handled once)
+          markSend(msg, "retrying");
           setTimeout(flushPending, Math.min(10000, 1000 * Math.pow(2, msg.tries - 1)));
           return;
         }
         state.pending = state.pending.filter(function (p) { return p.message_id !== msg.message_id; });
         save();
+        if (ack.status === "error") {  // refused, or still failing after the re-sends: the shopper decides
+          markSend(msg, "failed");
+          setTyping(false);
+          return;
+        }
+        markSend(msg, null);
         var row = log.querySelector('[data-message-id="' + msg.message_id + '"]');
         if (row && ack.seq) {
           row.dataset.seq = String(ack.seq);
@@ -644,6 +678,10 @@
       if (state.connected) { state.confirmed = false; requestSession(); }
     },
     lastSeq: function () { return state.lastSeq; },
+    // messages the server has not taken yet (id, text, re-sends so far): a host page may warn
+    pending: function () {
+      return state.pending.map(function (m) { return { message_id: m.message_id, message: m.message, tries: m.tries || 0 }; });
+    },
     isConnected: function () { return state.connected; },
     dropConnection: function () { socket.drop(); },
     config: config,

@@ -42,8 +42,9 @@ def _free_port() -> int:
 class ShopServer:
     """``create_app`` with the socketio channel and the demo page, served from a thread."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, channel_credentials: dict[str, Any] | None = None) -> None:
         self.model_path = model_path
+        self.channel_credentials = dict(channel_credentials or {})  # e.g. a Redis outbox
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
@@ -73,7 +74,7 @@ class ShopServer:
         # a per-run secret: shops sign identity tokens with theirs (docs/channels.md)
         self.identity_secret = secrets.token_urlsafe(32)
         self.channel = SocketIOInput.from_credentials(
-            {"session_persistence": True, "identity_secret": self.identity_secret}
+            {"session_persistence": True, "identity_secret": self.identity_secret, **self.channel_credentials}
         )
         app = create_app(agent, input_channels=[RestInput(), self.channel], root_handler=demo_root)
         app.config.TOUCHUP = False
@@ -92,6 +93,10 @@ class ShopServer:
         """Send a bot message to a session from outside, as handoff and triggers will."""
         out = self.channel.get_output_channel_for(session_id)
         asyncio.run_coroutine_threadsafe(out.send_response(session_id, message), self.loop).result(10)
+
+    def history(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's outbox as the server keeps it (user and bot messages, in order)."""
+        return asyncio.run_coroutine_threadsafe(self.channel.history(session_id), self.loop).result(10)
 
     def stop(self) -> None:
         async def close() -> None:
