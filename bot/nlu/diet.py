@@ -706,9 +706,20 @@ def balanced_order(order: list[int], labels: list[int], size: int) -> list[int]:
 def length_bucketed_batches(order: list[int], lengths: list[int], size: int,
                             window: int = 8) -> list[list[int]]:
     """Batches of ``size`` from the shuffled ``order``: each window of ``window`` batches is
-    sorted by length before it is split, and the batches are shuffled again."""
-    batches: list[list[int]] = []
+    sorted by length before it is split, and the batches are shuffled again.
+
+    An epoch always has at least two windows (smaller ones for a small epoch): sorted whole,
+    it would split into the same batches every epoch (the shortest messages always
+    together). One of fewer than four batches is cut as it comes (Rasa's random batches),
+    each batch then ordered by length, which changes nothing but the attention groups
+    (``attention_groups``; rows are independent and the loss draws its negatives by index).
+    """
+    n_batches = -(-len(order) // size)
+    window = min(window, n_batches // 2)
+    if window < 2:
+        return [sorted(order[i : i + size], key=lengths.__getitem__) for i in range(0, len(order), size)]
     span = size * window
+    batches: list[list[int]] = []
     for start in range(0, len(order), span):
         chunk = sorted(order[start : start + span], key=lengths.__getitem__)
         batches.extend(chunk[i : i + size] for i in range(0, len(chunk), size))

@@ -210,6 +210,19 @@ def test_length_bucketed_batches_cover_every_example_once() -> None:
         assert max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 5
 
 
+def test_a_small_epoch_is_cut_as_it_comes() -> None:
+    """Sorted whole, a small epoch would give the same batches every epoch (the shortest
+    messages always together); it is cut in its shuffled order, as Rasa does, and each batch
+    is ordered by length (its members unchanged)."""
+    lengths = [5, 1, 4, 2, 3, 6]
+    order = [3, 0, 5, 1, 4, 2]
+    assert length_bucketed_batches(order, lengths, size=4, window=8) == [[1, 3, 0, 5], [4, 2]]
+    many = list(range(40))
+    batches = length_bucketed_batches(many, [i % 7 for i in many], size=5, window=8)  # 8 batches: 2 windows of 4
+    assert sorted(i for b in batches for i in b) == many
+    assert all(set(b) <= set(range(20)) or set(b) <= set(range(20, 40)) for b in batches)
+
+
 def test_balanced_order_repeats_rare_labels_as_rasa_does() -> None:
     """Rasa's balanced strategy: each round takes int(count / n * size) + 1 examples of
     every label, a label already gone through once only every other round, until every
