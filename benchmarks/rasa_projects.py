@@ -284,12 +284,42 @@ def run_project(project: Project, keep: Path | None) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def nlu_repeats(project: Project, times: int) -> dict[str, Any]:
+    """Train the project's NLU ``times`` times (``train nlu``, no seed: each run draws its own,
+    as Rasa's ``random_seed: null`` does) and read its training examples back after each."""
+    work = Path(tempfile.mkdtemp(prefix=f"kefu-bench-{project.name}-nlu-"))
+    try:
+        root = work / project.name
+        shutil.copytree(project.path, root, ignore=shutil.ignore_patterns("models", "results", "__pycache__"))
+        _apply_edit(project, root)
+        runs = []
+        for i in range(times):
+            out = work / f"run{i}"
+            done, wall, cpu = _run(["train", "nlu", "--out", str(out), *project.train_args], root, timeout=3600)
+            if done.returncode != 0:
+                runs.append({"error": (done.stderr + done.stdout)[-1000:]})
+                continue
+            read = nlu_read_back(root, next(out.glob("*.tar.gz")), project.train_args)
+            runs.append({"wall_s": round(wall, 1), "intent_accuracy": read["intent_accuracy"],
+                         "intent_wrong": read["intent_wrong"]})
+        accuracies = [r["intent_accuracy"] for r in runs if r.get("intent_accuracy") is not None]
+        return {"project": project.name, "trainings": times, "runs": runs,
+                "all_right": sum(1 for a in accuracies if a == 1.0),
+                "at_least_99": sum(1 for a in accuracies if a >= 0.99),
+                "lowest": min(accuracies, default=None)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--projects", nargs="+", choices=sorted(BY_NAME), help="default: all")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep-models", type=Path, help="copy each trained archive here")
     parser.add_argument("--list", action="store_true", help="list the projects and exit")
+    parser.add_argument("--nlu-repeat", type=int, metavar="N",
+                        help="only train each project's NLU N times (own random seeds) and read its training "
+                             "examples back each time; prints JSON (with --out, writes it there)")
     args = parser.parse_args(argv)
     if args.list:
         for p in PROJECTS:
@@ -299,6 +329,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{PROJECTS_DIR} not found: the benchmark reads the projects from ../shared/benchmarks.")
     from bot.version import __version__
 
+    if args.nlu_repeat:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                capture_output=True).stdout.strip()
+        found = {"benchmark": "benchmarks/rasa_projects.py --nlu-repeat", "commit": commit,
+                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                 "projects": [nlu_repeats(BY_NAME[name], args.nlu_repeat)
+                              for name in args.projects or [p.name for p in PROJECTS]]}
+        text = json.dumps(found, indent=1, ensure_ascii=False)
+        if args.out != RESULTS:
+            args.out.write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return 0
     previous: dict[str, Any] = {}
     if args.out.exists():
         previous = json.loads(args.out.read_text(encoding="utf-8"))
