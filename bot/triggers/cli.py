@@ -67,7 +67,7 @@ def describe(config: Any) -> str:
              f"{config.settings.quiet_end[0]:02d}:{config.settings.quiet_end[1]:02d}, caps "
              f"{config.settings.per_day}/day {config.settings.per_week}/week)"]
     for j in config.journeys:
-        state = "" if j.enabled else " [disabled]"
+        state = ("" if j.enabled else " [disabled]") + ("" if j.quiet_hours else " [any hour]")
         reentry = j.reentry if j.reentry != "after" else f"after {j.reentry_after / 86400:g}d"
         lines.append(f"- {j.name}{state} ({j.priority}, re-entry {reentry}): on {cond(j.entry)}")
         for s in j.steps:

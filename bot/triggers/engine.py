@@ -708,7 +708,7 @@ class TriggerEngine:
         verdict = handoff(await self.is_handoff_open(instance.sender_id), now, self.settings)
         if verdict is not None:
             return verdict
-        if not self._quiet.off:
+        if journey.quiet_hours and not self._quiet.off:
             verdict = self._quiet(now, self._tz(profile.get("timezone")))
             if verdict is not None:
                 return verdict

@@ -135,6 +135,7 @@ class Journey:
     filename: str | None = None
     line: int | None = None
     max_event_age: float | None = None  # None: the settings' max_event_age
+    quiet_hours: bool = True  # False: this journey sends at any hour (the settings' window ignored)
 
     @property
     def transactional(self) -> bool:
@@ -392,7 +393,7 @@ class _Reader:
         what = f"Journey '{name}'"
         node = self.mapping(node, name, parent, what)
         self.check_keys(node, ("entry", "steps", "exit_on", "reentry", "priority", "conversion", "enabled", "description",
-                                "max_event_age"), what)
+                                "max_event_age", "quiet_hours"), what)
         if "entry" not in node:
             raise self.error(f"{what} has no 'entry'.", parent, name, "Add `entry: {event: cart_item_added}`.")
         entry = self.condition(node["entry"], node, "entry", f"{what} entry", entry=True)
@@ -426,12 +427,18 @@ class _Reader:
             self.check_keys(conv, ("event", "window"), f"{what} conversion")
             conv_event = self.event_names(conv.get("event", "order_paid"), conv, "event", f"{what} conversion")[0]
             conv_window = self.duration(conv.get("window", "7d"), conv, "window", f"{what} conversion")
+        quiet = node.get("quiet_hours", True)
+        if not isinstance(quiet, bool):
+            raise self.error(f"{what}: quiet_hours must be true or false.", node, "quiet_hours",
+                             "Write `quiet_hours: false` for a journey that may send at any hour (e.g. order "
+                             "updates); the window itself is set once under `settings: quiet_hours`.")
         return Journey(
             name=name, entry=entry, steps=steps, exits=exits, reentry=reentry, reentry_after=reentry_after,
             priority=priority, conversion_event=conv_event, conversion_window=conv_window,
             enabled=bool(node.get("enabled", True)), filename=self.filename, line=line_of(parent, key=name),
             max_event_age=(self.duration(node["max_event_age"], node, "max_event_age", what)
                            if "max_event_age" in node else None),
+            quiet_hours=quiet,
         )
 
 

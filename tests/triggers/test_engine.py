@@ -70,6 +70,24 @@ async def test_delivery_at_23_is_held_until_quiet_hours_end(backend, sender, clo
     assert (await store.sends_for("c2"))[0].sent_at >= local_ts(2026, 11, 21, 9, 0)
 
 
+async def test_a_journey_with_quiet_hours_off_sends_at_23(backend, sender, clock):
+    """`quiet_hours: false` on a journey: its step goes out at night; the other journeys
+    of the same file are still held by the settings' window."""
+    from tests.triggers.conftest import TEST_TRIGGERS
+
+    store, queue = await backend.open()
+    triggers = TEST_TRIGGERS.replace("    priority: transactional\n", "    priority: transactional\n    quiet_hours: false\n", 1)
+    engine = make_engine(store, queue, sender, clock, text=triggers)
+    assert engine.config.journey("shipped_notice").quiet_hours is False
+    clock.set(local_ts(2026, 11, 20, 23, 0))
+    await engine.submit([ev("s1", "order_shipped", "c7", clock.now(), order_id="O7"),
+                         ev("d7", "order_delivered", "c7", clock.now(), order_id="O7")])
+    await run_until(engine, clock, local_ts(2026, 11, 20, 23, 5), step=60)
+    assert [o.message.response for o in sender.to("c7")] == ["utter_order_shipped"]
+    holds = [d for d in await store.decisions_for("c7") if d["kind"] == "hold"]
+    assert [(d["journey"], d["reason"]) for d in holds] == [("delivered_survey", "quiet_hours")]
+
+
 async def test_opted_out_customer_gets_nothing(backend, sender, clock):
     store, queue = await backend.open()
     engine = make_engine(store, queue, sender, clock)

@@ -59,6 +59,8 @@ def test_filters_operators():
         ("journeys:\n  j:\n    entry: {event: order_paid}\n    colour: red\n    steps: [{delay: 1h, response: u}]\n", 4, "Unknown key 'colour'"),
         ("journeys:\n  j:\n    entry: {event: order_paid}\n    reentry: sometimes\n    steps: [{delay: 1h, response: u}]\n", 4, "reentry"),
         ("settings:\n  timezone: Mars/Olympus\njourneys: {}\n", 2, "time zone"),
+        ("journeys:\n  j:\n    entry: {event: order_paid}\n    quiet_hours: nights\n    steps: [{delay: 1h, response: u}]\n",
+         4, "quiet_hours must be true or false"),
         ("journeys:\n  j:\n    entry: {event: order_paid}\n    steps:\n      - delay: 1h\n        variants:\n"
          "          - {name: A, weight: 0, response: u}\n          - {name: B, stopped: true, response: v}\n", 6, "stopped"),
     ],
