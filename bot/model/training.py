@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ from bot.model.archive import (
     write_archive,
 )
 from bot.model.child import InChild
+from bot.shared.concurrency import usable_cores
 from bot.shared.exceptions import ConfigError
 from bot.shared.importer import DEFAULT_DATA_DIRS, ProjectImporter
 from bot.shared.yaml_io import to_plain, write_yaml
@@ -189,13 +189,6 @@ ML_POLICIES = frozenset({"TEDPolicy"})
 CORE_BESIDE_NLU_MIN_WORK = 2000
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def core_beside_nlu(config: Any, steps: list[Any]) -> bool:
     """Whether the policies are worth their own process while the NLU pipeline trains: a
     second core and a torch policy whose epochs times the story steps (not rules) reach
@@ -207,7 +200,7 @@ def core_beside_nlu(config: Any, steps: list[Any]) -> bool:
         if isinstance(p, dict) and str(p.get("name")) in ML_POLICIES and isinstance(p.get("epochs"), int)
     ]
     stories = sum(1 for step in steps if not getattr(step, "is_rule", False))
-    return _cores() >= 2 and max(epochs, default=0) * stories >= CORE_BESIDE_NLU_MIN_WORK
+    return usable_cores() >= 2 and max(epochs, default=0) * stories >= CORE_BESIDE_NLU_MIN_WORK
 
 
 def train(

@@ -36,6 +36,7 @@ from bot.nlu.base import (
     ENTITIES, FEATURES, INTENT, INTENT_RANKING, Component, Features, PipelineContext,
     ranking_from_scores, tokens_of,
 )
+from bot.shared.concurrency import usable_cores
 from bot.shared.exceptions import ConfigError
 from bot.shared.training_data.nlu import Message, TrainingData
 
@@ -62,10 +63,7 @@ def training_threads(n_examples: int) -> tuple[int, bool]:
     """
     if os.environ.get("KEFU_TORCH_THREADS"):
         return int(os.environ["KEFU_TORCH_THREADS"]), False
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     if n_examples < THREAD_TUNING_MIN_EXAMPLES or cores < 2:
         return 1, False
     return min(2, cores), True

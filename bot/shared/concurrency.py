@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from concurrent.futures import Executor
 from typing import Callable, ParamSpec, TypeVar
 
@@ -21,3 +22,12 @@ async def run_blocking(func: Callable[P, T], /, *args: P.args, executor: Executo
     loop = asyncio.get_running_loop()
     call = functools.partial(func, *args, **kwargs) if kwargs else (lambda: func(*args))  # type: ignore[call-arg]
     return await loop.run_in_executor(executor, call)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a container's or taskset's limit),
+    or the machine's count where the platform cannot tell."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.model.training import CORE_BESIDE_NLU_MIN_WORK, _cores, train
+from bot.model.training import CORE_BESIDE_NLU_MIN_WORK, train
+from bot.shared.concurrency import usable_cores
 from bot.shared.exceptions import TrainingDataError
 
 EPOCHS = CORE_BESIDE_NLU_MIN_WORK // 2  # two stories: just enough work for a second process
@@ -39,7 +40,7 @@ PROJECT = {
     ),
 }
 
-pytestmark = pytest.mark.skipif(_cores() < 2, reason="one core: the policies train in this process")
+pytestmark = pytest.mark.skipif(usable_cores() < 2, reason="one core: the policies train in this process")
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
