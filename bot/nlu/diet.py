@@ -681,12 +681,13 @@ def balanced_order(order: list[int], labels: list[int], size: int) -> list[int]:
     n = len(order)
     counts = [len(groups[k]) for k in keys]
     taken = [0] * len(keys)
-    cycles = [0] * len(keys)
+    gone_through = [False] * len(keys)
     skipped = [False] * len(keys)
+    left = len(keys)  # labels not gone through yet
     out: list[int] = []
-    while keys and min(cycles) == 0:
+    while left:
         for j in random.sample(range(len(keys)), len(keys)):
-            if cycles[j] > 0 and not skipped[j]:
+            if gone_through[j] and not skipped[j]:
                 skipped[j] = True
                 continue
             skipped[j] = False
@@ -694,9 +695,11 @@ def balanced_order(order: list[int], labels: list[int], size: int) -> list[int]:
             out.extend(groups[keys[j]][taken[j] : taken[j] + take])
             taken[j] += take
             if taken[j] >= counts[j]:
-                cycles[j] += 1
                 taken[j] = 0
-            if min(cycles) > 0:
+                if not gone_through[j]:
+                    gone_through[j] = True
+                    left -= 1
+            if not left:
                 break
     return out
 
@@ -1061,9 +1064,10 @@ class DIETClassifier(Component):
         ``batch_strategy: balanced``, rebalanced so rare intents are repeated
         (``balanced_order``). That order is cut into windows of a few batches that are
         sorted by length before being split, so a batch pads to similar lengths (far less
-        transformer work on mixed-length data) while its examples stay random. ``evaluate_on_number_of_examples`` holds
-        that many examples out and, with ``checkpoint_model``, the weights of the epoch
-        that scored best on them are kept, as in Rasa.
+        transformer work on mixed-length data) while its examples stay random
+        (``length_bucketed_batches``). ``evaluate_on_number_of_examples`` holds that many
+        examples out and, with ``checkpoint_model``, the weights of the epoch that scored
+        best on them are kept, as in Rasa.
         """
         assert self.model is not None
         cfg = self.config
