@@ -157,6 +157,14 @@ def _apply_edit(project: Project, root: Path) -> str | None:
     return note
 
 
+def _working_copy(project: Project, work: Path) -> tuple[Path, str | None]:
+    """The project copied into ``work`` (without trained models and results), its config edit
+    applied: ``(root, the edit's note)``."""
+    root = work / project.name
+    shutil.copytree(project.path, root, ignore=shutil.ignore_patterns("models", "results", "__pycache__"))
+    return root, _apply_edit(project, root)
+
+
 def nlu_read_back(root: Path, archive: Path, train_args: tuple[str, ...]) -> dict[str, Any]:
     """Parse every training example with the trained model: intent and retrieval accuracy."""
     from bot.model.loader import LoadedModel
@@ -217,9 +225,7 @@ def nlu_read_back(root: Path, archive: Path, train_args: tuple[str, ...]) -> dic
 def run_project(project: Project, keep: Path | None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"kefu-bench-{project.name}-"))
     try:
-        root = work / project.name
-        shutil.copytree(project.path, root, ignore=shutil.ignore_patterns("models", "results", "__pycache__"))
-        edit = _apply_edit(project, root)
+        root, edit = _working_copy(project, work)
         names = _config_names(root)
         result: dict[str, Any] = {
             "project": project.name,
@@ -289,9 +295,7 @@ def nlu_repeats(project: Project, times: int) -> dict[str, Any]:
     as Rasa's ``random_seed: null`` does) and read its training examples back after each."""
     work = Path(tempfile.mkdtemp(prefix=f"kefu-bench-{project.name}-nlu-"))
     try:
-        root = work / project.name
-        shutil.copytree(project.path, root, ignore=shutil.ignore_patterns("models", "results", "__pycache__"))
-        _apply_edit(project, root)
+        root, _ = _working_copy(project, work)
         runs = []
         for i in range(times):
             out = work / f"run{i}"
