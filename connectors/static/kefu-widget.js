@@ -601,12 +601,13 @@
 
   // A user message the server has not taken: "retrying" while the widget re-sends it, "failed"
   // once it gave up (a button that queues it again, same message id); null clears the mark.
+  // Returns the message's row (null when it has none, e.g. a hidden payload).
   function markSend(msg, how) {
     var row = log.querySelector('[data-message-id="' + msg.message_id + '"]');
-    if (!row) return;
+    if (!row) return null;
     var note = row.querySelector(".kefu-send-state");
     row.classList.toggle("kefu-failed", how === "failed");
-    if (!how) { if (note) row.removeChild(note); return; }
+    if (!how) { if (note) row.removeChild(note); return row; }
     if (!note) {
       note = document.createElement("button");
       note.type = "button";
@@ -622,6 +623,7 @@
       save();
       flushPending();
     };
+    return row;
   }
 
   function flushPending() {
@@ -649,8 +651,7 @@
           setTyping(false);
           return;
         }
-        markSend(msg, null);
-        var row = log.querySelector('[data-message-id="' + msg.message_id + '"]');
+        var row = markSend(msg, null);
         if (row && ack.seq) {
           row.dataset.seq = String(ack.seq);
           if (ack.seq > state.lastSeq) state.lastSeq = ack.seq;
