@@ -81,6 +81,16 @@ class Component:
     def process(self, message: Message) -> None:
         """Annotate a message at inference time."""
 
+    def finetune_from(self, base: "Component", epoch_fraction: float) -> None:
+        """Make the next ``train`` continue from ``base``, this component as the model being
+        fine-tuned has it (``train --finetune``, Rasa's incremental training).
+
+        By default nothing is carried over and ``train`` learns from the data as usual
+        (tokenizers, rule-based and quick classifiers). Featurizers keep their old columns and
+        append new ones; DIETClassifier keeps its weights and trains ``epoch_fraction`` of
+        its epochs.
+        """
+
     def persist(self, path: Path) -> None:
         """Write learned state into ``path`` (an existing, empty folder)."""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -822,6 +823,33 @@ def message_arrays(message: Message) -> dict[str, Any]:
     return out
 
 
+def sparse_blocks(message: Message) -> dict[str, list[list[Any]]]:
+    """The sparse featurizers' column blocks in the order ``message_arrays`` stacks them:
+    ``{"seq_sparse": [[origin, width], ...], "sent_sparse": [...]}``. Fine-tuning maps a
+    grown vocabulary's columns back onto the old model's with it (``grow_sparse_weight``)."""
+    feats: list[Features] = message.get(FEATURES) or []
+    return {
+        key: [[f.origin, int(getattr(f, attr).shape[1])] for f in feats
+              if f.kind == "sparse" and getattr(f, attr) is not None]
+        for key, attr in (("seq_sparse", "sequence"), ("sent_sparse", "sentence"))
+    }
+
+
+def grow_sparse_weight(old: torch.Tensor, new: torch.Tensor, old_blocks: list[list[Any]],
+                       new_blocks: list[list[Any]]) -> torch.Tensor:
+    """``new`` (a freshly initialised ``(features, units)`` sparse-to-dense weight) with each
+    featurizer block's old rows copied to the start of that block: fine-tuned featurizers
+    keep their old columns and append new ones (``extend_vocabulary``), as Rasa 3's
+    ``adjust_sparse_layers_for_incremental_training`` does. New rows keep their random start."""
+    out = new.clone()
+    o = n = 0
+    for (_, old_width), (_, new_width) in zip(old_blocks, new_blocks):
+        out[n : n + old_width] = old[o : o + old_width]
+        o += old_width
+        n += new_width
+    return out
+
+
 def has_signal(arrays: dict[str, Any]) -> bool:
     """False when nothing the model knows was found (Rasa then predicts no intent)."""
     for key in ("seq_sparse", "sent_sparse"):
@@ -996,6 +1024,19 @@ class DIETClassifier(Component):
         self.intents: list[str] = []
         self.tag_sets: dict[str, list[str]] = {}
         self.dims: dict[str, int] = {}
+        self.sparse_blocks: dict[str, list[list[Any]]] = {}
+        self._base: DIETClassifier | None = None
+        self._epoch_fraction = 1.0
+
+    def finetune_from(self, base: Component, epoch_fraction: float) -> None:
+        """Rasa's incremental training: the next ``train`` starts from ``base``'s weights
+        (sparse layers grown for the featurizers' new columns) and runs ``epoch_fraction``
+        of the configured epochs (rounded up, as in Rasa)."""
+        if not isinstance(base, DIETClassifier):
+            raise ConfigError(f"Cannot fine-tune {self.name} from a {type(base).__name__}.",
+                              self.context.config_file, fix="Train without --finetune.")
+        self._base = base
+        self._epoch_fraction = float(epoch_fraction)
 
     # ---- training
     def _featurizer_filter(self, message: Message) -> Message:
@@ -1047,17 +1088,63 @@ class DIETClassifier(Component):
             for key in ("seq_sparse", "sent_sparse"):
                 if a[key] is not None:
                     a[key] = a[key].tocoo()
+        first = next((m for m in usable if m.get(FEATURES)), usable[0])
+        self.sparse_blocks = sparse_blocks(self._featurizer_filter(first))
         self.model = DIETModel(self.dims, len(self.intents), self.tag_sets, cfg)
+        epochs = int(cfg["epochs"])
+        if self._base is not None:
+            self._continue_from_base()
+            epochs = max(1, math.ceil(epochs * self._epoch_fraction))
+            logger.info("DIETClassifier fine-tunes the previous model for %d of %d epochs.", epochs, cfg["epochs"])
         most, tune = training_threads(len(arrays))
         logger.debug("DIET trains %d examples on up to %d torch thread(s).", len(arrays), most)
         before = torch.get_num_threads()
         try:
-            self._fit(arrays, intent_ids, tags, EpochThreads(most, tune))
+            self._fit(arrays, intent_ids, tags, EpochThreads(most, tune), epochs=epochs)
         finally:
             torch.set_num_threads(before)
+            self._base = None  # the previous model is not needed (nor kept in memory) any more
+
+    def _continue_from_base(self) -> None:
+        """Load the fine-tuned model's weights into the new model (``finetune_from``)."""
+        base, model = self._base, self.model
+        assert base is not None and model is not None
+        fix = "Train without --finetune, or undo the change."
+        if base.model is None:
+            raise ConfigError("Cannot fine-tune DIETClassifier: the previous model has no trained DIET.",
+                              self.context.config_file, fix="Train without --finetune.")
+        if base.intents != self.intents or base.tag_sets != self.tag_sets:
+            added = sorted(set(self.intents) - set(base.intents))
+            gone = sorted(set(base.intents) - set(self.intents))
+            raise ConfigError(
+                "Cannot fine-tune DIETClassifier: the NLU data's labels changed"
+                + (f" (new intents: {', '.join(added)})" if added else "")
+                + (f" (intents without examples now: {', '.join(gone)})" if gone else "")
+                + ("" if added or gone else " (entities, roles or groups)") + ".",
+                self.context.config_file, fix=fix)
+        if not base.sparse_blocks:
+            raise ConfigError("Cannot fine-tune DIETClassifier: the previous model was trained by an older "
+                              "kefu that did not record its feature layout.",
+                              self.context.config_file, fix="Train once without --finetune.")
+        state = base.model.state_dict()
+        for key, layer in (("seq_sparse", model.seq_sparse), ("sent_sparse", model.sent_sparse)):
+            old_blocks, new_blocks = base.sparse_blocks.get(key, []), self.sparse_blocks.get(key, [])
+            if [b[0] for b in old_blocks] != [b[0] for b in new_blocks] or any(
+                    n[1] < o[1] for o, n in zip(old_blocks, new_blocks)):
+                raise ConfigError(
+                    f"Cannot fine-tune DIETClassifier: its input features changed ({old_blocks} -> {new_blocks}).",
+                    self.context.config_file, fix=fix)
+            if layer is not None and f"{key}.weight" in state:
+                state[f"{key}.weight"] = grow_sparse_weight(state[f"{key}.weight"], layer.weight.detach(),
+                                                            old_blocks, new_blocks)
+        for key in ("seq_dense", "sent_dense"):
+            if base.dims.get(key) != self.dims.get(key):
+                raise ConfigError(f"Cannot fine-tune DIETClassifier: the dense features' width changed "
+                                  f"({base.dims.get(key)} -> {self.dims.get(key)}).", self.context.config_file, fix=fix)
+        model.load_state_dict(state)
 
     def _fit(self, arrays: list[dict[str, Any]], intent_ids: list[int], tags: dict[str, list[list[int]]],
-             threads: EpochThreads | None = None) -> None:
+             threads: EpochThreads | None = None, epochs: int | None = None) -> None:
         """Rasa's training loop: Adam, batch size growing linearly over the epochs.
 
         Batches are drawn as Rasa does: shuffled every epoch and, with Rasa's default
@@ -1080,7 +1167,7 @@ class DIETClassifier(Component):
             {"params": [p for p in model.parameters() if id(p) in regularized], "weight_decay": 2 * reg},
             {"params": [p for p in model.parameters() if id(p) not in regularized]},
         ], lr=float(cfg["learning_rate"]), **fused_adam())
-        epochs = int(cfg["epochs"])
+        epochs = int(cfg["epochs"]) if epochs is None else epochs
         bs = cfg["batch_size"]
         lo, hi = (int(bs[0]), int(bs[-1])) if isinstance(bs, (list, tuple)) else (int(bs), int(bs))
         sparse_drop = float(cfg["drop_rate"]) if cfg["use_sparse_input_dropout"] else 0.0
@@ -1266,7 +1353,8 @@ class DIETClassifier(Component):
     # ---- persistence
     def persist(self, path: Path) -> None:
         meta = {"intents": self.intents, "tag_sets": self.tag_sets, "dims": self.dims,
-                "trained": self.model is not None, "sparse_weight_layout": SPARSE_WEIGHT_LAYOUT}
+                "trained": self.model is not None, "sparse_weight_layout": SPARSE_WEIGHT_LAYOUT,
+                "sparse_blocks": self.sparse_blocks}
         (path / "diet.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         if self.model is not None:
             torch.save(self.model.state_dict(), path / "diet.pt")
@@ -1276,6 +1364,7 @@ class DIETClassifier(Component):
         c = cls(config, context)
         meta = json.loads((path / "diet.json").read_text(encoding="utf-8"))
         c.intents, c.tag_sets, c.dims = meta["intents"], meta["tag_sets"], meta["dims"]
+        c.sparse_blocks = meta.get("sparse_blocks") or {}
         if meta["trained"]:
             c.model = DIETModel(c.dims, len(c.intents), c.tag_sets, c.config)
             state = torch.load(path / "diet.pt", weights_only=True)

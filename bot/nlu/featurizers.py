@@ -61,6 +61,15 @@ def _read_json(path: Path) -> Any:
 # --------------------------------------------------------------------------- count vectors
 
 
+def extend_vocabulary(base: dict[str, int], items: Any) -> dict[str, int]:
+    """``base`` with the ``items`` it lacks appended (sorted) after its own columns: a model
+    fine-tuned from ``base`` finds each old feature in its old column (``train --finetune``)."""
+    vocabulary = dict(base)
+    for item in sorted(set(items) - vocabulary.keys()):
+        vocabulary[item] = len(vocabulary)
+    return vocabulary
+
+
 class CountVectorsFeaturizer(Component):
     """Bag of words / char n-grams per token (sequence) and per message (sentence)."""
 
@@ -95,6 +104,7 @@ class CountVectorsFeaturizer(Component):
                 fix="Use 'word', 'char' or 'char_wb'.",
             )
         self.vocabulary: dict[str, int] = {}
+        self._base_vocabulary: dict[str, int] | None = None
 
     # ---- text normalisation
     def _norm(self, text: str) -> str:
@@ -175,9 +185,16 @@ class CountVectorsFeaturizer(Component):
             kept.append(oov)
         if self.config["max_features"]:
             kept = sorted(kept, key=lambda g: (-doc_freq[g], g))[: int(self.config["max_features"])]
-        self.vocabulary = {g: i for i, g in enumerate(sorted(kept))}
+        if self._base_vocabulary is not None:
+            self.vocabulary = extend_vocabulary(self._base_vocabulary, kept)
+        else:
+            self.vocabulary = {g: i for i, g in enumerate(sorted(kept))}
         for m in messages:
             self.process(m)
+
+    def finetune_from(self, base: Component, epoch_fraction: float) -> None:
+        """Rasa 3's fine-tuning: the old vocabulary keeps its columns, new n-grams follow."""
+        self._base_vocabulary = dict(getattr(base, "vocabulary", {}) or {})
 
     def process(self, message: Message) -> None:
         tokens = tokens_of(message)
@@ -244,6 +261,7 @@ class RegexFeaturizer(Component):
         super().__init__(config, context)
         self.patterns: list[dict[str, str]] = []
         self._compiled: list[re.Pattern[str]] = []
+        self._base_patterns: list[dict[str, str]] | None = None
 
     def _compile(self) -> None:
         flags = 0 if self.config["case_sensitive"] else re.IGNORECASE
@@ -254,9 +272,15 @@ class RegexFeaturizer(Component):
             training_data, self.config["use_word_boundaries"], self.config["use_regexes"],
             self.config["use_lookup_tables"],
         )
+        if self._base_patterns is not None:
+            # fine-tuning: the old patterns keep their columns, new ones follow (as in Rasa)
+            self.patterns = self._base_patterns + [p for p in self.patterns if p not in self._base_patterns]
         self._compile()
         for m in messages:
             self.process(m)
+
+    def finetune_from(self, base: Component, epoch_fraction: float) -> None:
+        self._base_patterns = [dict(p) for p in getattr(base, "patterns", []) or []]
 
     def process(self, message: Message) -> None:
         if not self.patterns:
@@ -343,6 +367,7 @@ class LexicalSyntacticFeaturizer(Component):
                         fix=f"Use some of: {', '.join(LEXICAL_FEATURES)}.",
                     )
         self.vocabulary: dict[str, int] = {}
+        self._base_vocabulary: dict[str, int] | None = None
 
     def _raw(self, tokens: list[Token]) -> list[list[str]]:
         windows = self.config["features"]
@@ -367,9 +392,16 @@ class LexicalSyntacticFeaturizer(Component):
         for m in messages:
             for feats in self._raw(tokens_of(m)):
                 seen.update(feats)
-        self.vocabulary = {f: i for i, f in enumerate(sorted(seen))}
+        if self._base_vocabulary is not None:
+            self.vocabulary = extend_vocabulary(self._base_vocabulary, seen)
+        else:
+            self.vocabulary = {f: i for i, f in enumerate(sorted(seen))}
         for m in messages:
             self.process(m)
+
+    def finetune_from(self, base: Component, epoch_fraction: float) -> None:
+        """The old features keep their columns, new ones follow (``train --finetune``)."""
+        self._base_vocabulary = dict(getattr(base, "vocabulary", {}) or {})
 
     def process(self, message: Message) -> None:
         raw = self._raw(tokens_of(message))

@@ -149,9 +149,22 @@ class NLUPipeline:
         return self.context.language
 
     # ---- training
-    def train(self, training_data: TrainingData) -> "NLUPipeline":
+    def train(self, training_data: TrainingData, base: "NLUPipeline | None" = None,
+              epoch_fraction: float = 1.0) -> "NLUPipeline":
+        """Train every component in order. ``base``: the same pipeline as a previous model
+        has it, to fine-tune from (``train --finetune``): each component continues from its
+        counterpart (``Component.finetune_from``) and DIET trains ``epoch_fraction`` of its
+        epochs."""
         started = time.perf_counter()
         messages = [Message(m.text, dict(m.data), m.source, m.line) for m in training_data.training_examples]
+        if base is not None:
+            old_names = [c.name for c in base.components]
+            if old_names != [c.name for c in self.components]:
+                raise ConfigError(
+                    f"Cannot fine-tune: the previous model's pipeline is {', '.join(old_names)}.",
+                    self.context.config_file, fix="Train without --finetune, or restore that pipeline.")
+            for component, old in zip(self.components, base.components):
+                component.finetune_from(old, epoch_fraction)
         for component in self.components:
             t0 = time.perf_counter()
             component.train(training_data, messages)

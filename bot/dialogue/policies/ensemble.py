@@ -97,8 +97,19 @@ class PolicyEnsemble:
             policy.set_shared_policy_states(rule_only_data=data)
 
     # ---- training
-    def train(self, training_trackers: list[Any], domain: Any, **kwargs: Any) -> None:
-        """Trains rule-reading policies first so ML policies get the rule-only data."""
+    def train(self, training_trackers: list[Any], domain: Any, base: "PolicyEnsemble | None" = None,
+              epoch_fraction: float = 1.0, **kwargs: Any) -> None:
+        """Trains rule-reading policies first so ML policies get the rule-only data.
+
+        ``base``: the previous model's ensemble to fine-tune from (``train --finetune``):
+        each policy continues from its counterpart (``Policy.finetune_from``)."""
+        if base is not None:
+            old_names = [type(p).__name__ for p in base.policies]
+            if old_names != [type(p).__name__ for p in self.policies]:
+                raise ConfigError(f"Cannot fine-tune: the previous model's policies are {', '.join(old_names)}.",
+                                  fix="Train without --finetune, or restore those policies.")
+            for policy, old in zip(self.policies, base.policies):
+                policy.finetune_from(old, epoch_fraction)
         if not training_trackers:
             logger.info("Skipped dialogue policy training: there are no training stories or rules.")
             return

@@ -403,6 +403,11 @@ class Policy:
         self._rule_only_data = dict(rule_only_data or {})
 
     # ---- training / prediction
+    def finetune_from(self, base: "Policy", epoch_fraction: float) -> None:
+        """Make the next ``train`` continue from ``base`` (this policy as the model being
+        fine-tuned has it; ``train --finetune``). By default the policy trains from the data
+        as usual (memoization and rules are rebuilt from the stories anyway)."""
+
     def train(self, training_trackers: list[Any], domain: Any, **kwargs: Any) -> None:
         raise NotImplementedError
 

@@ -11,6 +11,7 @@ deterministic for a given ``random_seed``.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -197,6 +198,15 @@ class TEDPolicy(Policy):
         self.feature_vocabulary: dict[str, int] = {}
         self.action_names: list[str] = []
         self.model: Optional[_TedNetwork] = None
+        self._base: Optional[TEDPolicy] = None
+        self._epoch_fraction = 1.0
+
+    def finetune_from(self, base: Policy, epoch_fraction: float) -> None:
+        """Rasa's incremental training: start from ``base``'s weights (new state features
+        get new input columns) and train ``epoch_fraction`` of the epochs, rounded up."""
+        if isinstance(base, TEDPolicy) and base.model is not None:
+            self._base = base
+            self._epoch_fraction = float(epoch_fraction)
 
     # ---- featurisation
     def _encode(self, histories: list[list[State]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,14 +230,16 @@ class TEDPolicy(Policy):
             float(self.config["drop_rate"]),
         )
 
-    def _batch_size_for_epoch(self, epoch: int) -> int:
-        """A list ``[a, b]`` grows linearly from a to b over the epochs, as in Rasa."""
+    def _batch_size_for_epoch(self, epoch: int, epochs: int | None = None) -> int:
+        """A list ``[a, b]`` grows linearly from a to b over the ``epochs`` (default: the
+        configured ones), as in Rasa."""
         batch_size = self.config["batch_size"]
+        epochs = int(self.config["epochs"]) if epochs is None else epochs
         if isinstance(batch_size, (list, tuple)):
-            if len(batch_size) == 1 or self.config["epochs"] <= 1:
+            if len(batch_size) == 1 or epochs <= 1:
                 return int(batch_size[0])
             low, high = int(batch_size[0]), int(batch_size[-1])
-            return int(low + epoch * (high - low) / (self.config["epochs"] - 1))
+            return int(low + epoch * (high - low) / (epochs - 1))
         return int(batch_size)
 
     # ---- training
@@ -244,7 +256,16 @@ class TEDPolicy(Policy):
         # the domain's names too, so the layout does not depend on which appear in stories
         vocabulary.update(f"intent:{name}" for name in getattr(domain, "intents", []) or [])
         vocabulary.update(f"prev:{name}" for name in self.action_names)
-        self.feature_vocabulary = {name: index for index, name in enumerate(sorted(vocabulary))}
+        if self._base is not None:
+            if self._base.action_names != self.action_names:
+                raise ConfigError(
+                    "Cannot fine-tune TEDPolicy: the domain's actions changed.",
+                    fix="Train without --finetune, or restore the domain's actions.")
+            from bot.nlu.featurizers import extend_vocabulary
+
+            self.feature_vocabulary = extend_vocabulary(self._base.feature_vocabulary, vocabulary)
+        else:
+            self.feature_vocabulary = {name: index for index, name in enumerate(sorted(vocabulary))}
 
         seed = self.config["random_seed"]
         # a private RNG state: seeding must not change other components' randomness
@@ -261,6 +282,17 @@ class TEDPolicy(Policy):
         from bot.nlu.diet import fused_adam
 
         self.model = self._build_network()
+        epochs = int(self.config["epochs"])
+        if self._base is not None and self._base.model is not None:
+            state = self._base.model.state_dict()
+            first = "turn_encoder.0.weight"
+            grown = self.model.state_dict()[first].clone()
+            grown[:, : state[first].shape[1]] = state[first]  # old features keep their columns
+            state[first] = grown
+            self.model.load_state_dict(state)
+            epochs = max(1, math.ceil(epochs * self._epoch_fraction))
+            logger.info("TEDPolicy fine-tunes the previous model for %d of %d epochs.", epochs, self.config["epochs"])
+            self._base = None
         action_index = {name: i for i, name in enumerate(self.action_names)}
         examples = [
             (h, action_index[label[0]]) for h, label in zip(histories, labels) if label[0] in action_index
@@ -279,9 +311,9 @@ class TEDPolicy(Policy):
         else:
             generator.seed()
         self.model.train()
-        for epoch in range(int(self.config["epochs"])):
+        for epoch in range(epochs):
             order = torch.randperm(len(examples), generator=generator)
-            batch_size = max(1, self._batch_size_for_epoch(epoch))
+            batch_size = max(1, self._batch_size_for_epoch(epoch, epochs))
             total = 0.0
             for start in range(0, len(examples), batch_size):
                 index = order[start : start + batch_size]
@@ -293,7 +325,7 @@ class TEDPolicy(Policy):
                 total += loss.item() * len(index)
             logger.debug("TEDPolicy epoch %d: loss %.4f", epoch + 1, total / len(examples))
         self.model.eval()
-        logger.info("TEDPolicy trained on %d examples for %d epochs.", len(examples), self.config["epochs"])
+        logger.info("TEDPolicy trained on %d examples for %d epochs.", len(examples), epochs)
 
     # ---- prediction
     def _confidences(self, logits: torch.Tensor) -> torch.Tensor:
