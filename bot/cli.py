@@ -62,8 +62,6 @@ RASA_ONLY_OPTIONS: dict[str, dict[tuple[str, ...], str]] = {
         ("--inspect",): "use `python -m bot shell --debug`, or the demo page at / of a running server.",
     },
     "train": {
-        ("--finetune", "--epoch-fraction"): "kefu reuses the NLU or core part whose inputs did not change "
-                                            "by itself; --force retrains everything.",
         ("--persist-nlu-data",): "the archive keeps the resolved config and fingerprints; the training data "
                                  "stays in your project.",
         ("--dry-run",): "`python -m bot data validate` checks the data; `train` says 'Nothing changed' "
@@ -179,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--core-only", action="store_true", help="train only the dialogue policies")
     p.add_argument("--num-threads", type=_positive_int, default=None,
                    help="torch threads for training (default: torch's choice, usually the CPU cores)")
+    p.add_argument("--finetune", nargs="?", const=True, default=None, metavar="MODEL",
+                   help="continue from a previous model (an archive, or the newest in a folder; default: the "
+                        "newest in --out) instead of starting from scratch, as in Rasa: only 'epochs' may "
+                        "change in config.yml, only responses in the domain, and the NLU data may add "
+                        "examples but no intents or entities")
+    p.add_argument("--epoch-fraction", type=float, default=1.0, metavar="F",
+                   help="with --finetune: train this fraction of the configured epochs (default 1.0)")
     _add_rasa_only_options(p, "train")
 
     p = sub.add_parser(
@@ -364,13 +369,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         nlu=args.nlu,
         stories=args.stories,
         parallel=True,
+        finetune=args.finetune,
+        epoch_fraction=args.epoch_fraction,
     )
     if not result.trained_nlu and not result.trained_core and result.reused_nlu and result.reused_core:
         print(f"Nothing changed. The newest model is still {result.model_path}")
     else:
         parts = []
-        parts.append("NLU " + ("trained" if result.trained_nlu else "reused" if result.reused_nlu else "none"))
-        parts.append("core " + ("trained" if result.trained_core else "reused" if result.reused_core else "none"))
+        trained = "fine-tuned" if args.finetune else "trained"
+        parts.append("NLU " + (trained if result.trained_nlu else "reused" if result.reused_nlu else "none"))
+        parts.append("core " + (trained if result.trained_core else "reused" if result.reused_core else "none"))
         print(f"Model saved to {result.model_path} ({', '.join(parts)}; {result.seconds:.1f} s)")
     return 0
 

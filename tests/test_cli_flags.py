@@ -124,7 +124,7 @@ def test_run_actions_help_lists_the_action_server_options(capsys: pytest.Capture
     ("run", ["--use-syslog"], "--log-file"),
     ("run", ["--ssl-ca-file", "ca.pem"], "reverse proxy"),
     ("run", ["--jwt-private-key", "k"], "--jwt-secret"),
-    ("train", ["--finetune"], "--force"),
+    ("train", ["--dry-run"], "data validate"),
 ])
 def test_rasa_only_flags_name_the_kefu_equivalent(command: str, flag: list[str], hint: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:

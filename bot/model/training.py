@@ -19,9 +19,12 @@ from bot.model.archive import (
     latest_archive,
     new_model_name,
     read_archive_metadata,
+    read_metadata,
+    unpack_archive,
     write_archive,
 )
 from bot.model.child import InChild
+from bot.model.finetune import check_finetunable, finetune_base
 from bot.shared.concurrency import usable_cores
 from bot.shared.exceptions import ConfigError
 from bot.shared.importer import DEFAULT_DATA_DIRS, ProjectImporter
@@ -144,8 +147,10 @@ def check_rasa_classes(config: Any, root: Path) -> None:
     check_custom_classes(entries, root, builtins, getattr(config, "filename", None))
 
 
-def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path) -> bool:
-    """Train the NLU pipeline into ``out_dir/nlu``; False for an NLU-less config."""
+def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path, base: Path | None = None,
+                   epoch_fraction: float = 1.0) -> bool:
+    """Train the NLU pipeline into ``out_dir/nlu``; False for an NLU-less config.
+    ``base``: a previous model's ``nlu`` folder to fine-tune from (``train --finetune``)."""
     from bot.nlu import NLUPipeline
 
     pipeline = NLUPipeline.from_config(config, importer.root)
@@ -156,16 +161,17 @@ def train_nlu_part(importer: ProjectImporter, config: Any, out_dir: Path) -> boo
     if not data.training_examples:
         logger.warning("No NLU training examples found; skipping NLU training.")
         return False
-    pipeline.train(data)
+    pipeline.train(data, NLUPipeline.load(base) if base is not None else None, epoch_fraction)
     pipeline.persist(out_dir / "nlu")
     return True
 
 
 def train_core_part(
     importer: ProjectImporter, config: Any, domain: Any, out_dir: Path, augmentation: int = 50,
-    steps: list[Any] | None = None,
+    steps: list[Any] | None = None, base: Path | None = None, epoch_fraction: float = 1.0,
 ) -> bool:
-    """Train the policies into ``out_dir/core`` (``steps``: the story/rule steps, when read already)."""
+    """Train the policies into ``out_dir/core`` (``steps``: the story/rule steps, when read already;
+    ``base``: a previous model's ``core`` folder to fine-tune from)."""
     from bot.dialogue.generator import generate_training_trackers
     from bot.dialogue.policies.ensemble import PolicyEnsemble
     from bot.shared.training_data.story_graph import StoryGraph
@@ -177,7 +183,8 @@ def train_core_part(
     graph = StoryGraph(steps)
     trackers = generate_training_trackers(graph, domain, augmentation_factor=augmentation)
     logger.info("Training policies on %d trackers from %d story/rule steps.", len(trackers), len(steps))
-    ensemble.train(trackers, domain)
+    ensemble.train(trackers, domain, base=PolicyEnsemble.load(base) if base is not None else None,
+                   epoch_fraction=epoch_fraction)
     ensemble.persist(out_dir / "core")
     logger.info("Trained the policies in %.1fs.", time.perf_counter() - started)
     return True
@@ -217,6 +224,8 @@ def train(
     nlu: list[str | Path] | None = None,
     stories: list[str | Path] | None = None,
     parallel: bool = False,
+    finetune: str | Path | bool | None = None,
+    epoch_fraction: float = 1.0,
 ) -> TrainResult:
     """Train a model archive; reuse unchanged parts of the newest archive in ``out``.
 
@@ -224,7 +233,13 @@ def train(
     stories/rules instead of ``data``; ``nlu_only`` needs no domain (Rasa's ``train nlu``).
     ``parallel`` trains the policies in a second process while the NLU pipeline trains,
     where both must train and :func:`core_beside_nlu` says it pays (``python -m bot train``).
+    ``finetune`` (Rasa's ``--finetune [PATH]``: True for the newest archive in ``out``)
+    continues from that model instead: its weights, ``epoch_fraction`` of the epochs
+    (:func:`check_finetunable` says what may change).
     """
+    if finetune is not None and finetune is not False and not epoch_fraction > 0:
+        raise ConfigError(f"--epoch-fraction must be above 0, got {epoch_fraction}.",
+                          fix="e.g. --epoch-fraction 0.2 trains a fifth of the configured epochs.")
     started = time.perf_counter()
     importer, nlu_importer = _project_importers(root, config, domain, data, nlu, stories, nlu_only)
     project_config = importer.get_config()
@@ -238,6 +253,40 @@ def train(
     fingerprint["domain"] = _digest([fingerprint["domain"], project_domain.fingerprint()])
 
     out_path = Path(out)
+    base_dir: Path | None = None
+    if finetune is not None and finetune is not False:
+        base_archive = finetune_base(finetune, out_path)
+        base_dir = unpack_archive(base_archive)
+        try:
+            check_finetunable(base_dir, project_config, project_domain)
+        except BaseException:
+            shutil.rmtree(base_dir, ignore_errors=True)
+            raise
+        logger.info("Fine-tuning %s with %s of the configured epochs.", base_archive, epoch_fraction)
+        force = True
+    try:
+        return _train_into(
+            started, importer, nlu_importer, project_config, project_domain, fingerprint, out_path,
+            fixed_model_name, force, nlu_only, core_only, augmentation, parallel, base_dir, epoch_fraction)
+    finally:
+        if base_dir is not None:
+            shutil.rmtree(base_dir, ignore_errors=True)
+
+
+def _train_into(
+    started: float, importer: ProjectImporter, nlu_importer: ProjectImporter, project_config: Any,
+    project_domain: Any, fingerprint: dict[str, str], out_path: Path, fixed_model_name: str | None,
+    force: bool, nlu_only: bool, core_only: bool, augmentation: int, parallel: bool,
+    base_dir: Path | None, epoch_fraction: float,
+) -> TrainResult:
+    """:func:`train` once the inputs are read: reuse or train each part, write the archive."""
+    nlu_base = core_base = None
+    if base_dir is not None:
+        nlu_base = base_dir / "nlu" if (base_dir / "nlu").is_dir() else None
+        core_base = base_dir / "core" if (base_dir / "core").is_dir() else None
+        for part, found in (("NLU pipeline", nlu_base), ("policies", core_base)):
+            if found is None:
+                logger.warning("The model to fine-tune has no trained %s: they train from scratch.", part)
     previous = latest_archive(out_path) if not force else None
     old_meta = read_archive_metadata(previous) if previous else None
     old_fp = old_meta.fingerprint if old_meta else {}
@@ -266,15 +315,15 @@ def train(
             if core_beside_nlu(project_config, steps):
                 logger.info("Training the policies in a second process while the NLU pipeline trains.")
                 core_child = InChild(train_core_part, importer, project_config, project_domain, work, augmentation,
-                                     steps, name="kefu-train-core")
+                                     steps, core_base, epoch_fraction, name="kefu-train-core")
         try:
             if not core_only and not has_nlu:
-                has_nlu = trained_nlu = train_nlu_part(nlu_importer, project_config, work)
+                has_nlu = trained_nlu = train_nlu_part(nlu_importer, project_config, work, nlu_base, epoch_fraction)
             if core_child is not None:
                 has_core = trained_core = bool(core_child.result())
             elif not nlu_only and not has_core:
                 has_core = trained_core = train_core_part(
-                    importer, project_config, project_domain, work, augmentation, steps)
+                    importer, project_config, project_domain, work, augmentation, steps, core_base, epoch_fraction)
         finally:
             if core_child is not None:
                 core_child.stop()
@@ -295,7 +344,11 @@ def train(
             fingerprint=fingerprint,
             has_nlu=has_nlu,
             has_core=has_core,
-            extra={"knowledge": kb_meta} if kb_meta else {},
+            extra={
+                **({"knowledge": kb_meta} if kb_meta else {}),
+                **({"finetuned_from": read_metadata(base_dir).model_id, "epoch_fraction": epoch_fraction}
+                   if base_dir is not None else {}),
+            },
         )
         (work / METADATA_FILE).write_text(json.dumps(meta.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         target = out_path if out_path.suffix == ".gz" else out_path / f"{name}{ARCHIVE_SUFFIX}"
