@@ -52,6 +52,9 @@ class WorkbenchConfig:
     notify_url: str = ""  # Redis for activation messages ("": endpoints.yml's Redis store, if any)
     state_url: str = ""  # SQL for registry/inbox/jobs ("": the SQL tracker store's database, else .kefu/workbench/)
     job_lease_s: float = 120.0  # a training job whose worker stops renewing for this long reads as failed
+    # > 0: a retrain fine-tunes the active workbench-trained model for this fraction of the epochs
+    # (`train --finetune --epoch-fraction`), falling back to a full training where it cannot
+    finetune_epoch_fraction: float = 0.0
     gate: GateConfig = field(default_factory=GateConfig)
 
     @classmethod
@@ -72,6 +75,9 @@ class WorkbenchConfig:
         for name in ("low_confidence", "cluster_distance", "follow_interval_s", "job_lease_s"):
             if name in raw:
                 values[name] = _number(raw[name], f"{SECTION}.{name}", filename, 0.0, None)
+        if "finetune_epoch_fraction" in raw:
+            values["finetune_epoch_fraction"] = _number(raw["finetune_epoch_fraction"],
+                                                        f"{SECTION}.finetune_epoch_fraction", filename, 0.0, 1.0)
         if "max_conversations" in raw:
             values["max_conversations"] = int(_number(raw["max_conversations"], f"{SECTION}.max_conversations",
                                                       filename, 1, None))

@@ -165,7 +165,11 @@ class WorkbenchService:
         from bot.workbench.gate import gate_candidate, train_candidate
 
         version = data_version(self.root)
-        trained = train_candidate(self.root, self.models_dir, self.config.gate)
+        # only a workbench-trained model is fine-tuned from: it never saw the held-out examples
+        current = self.registry.active() if self.config.finetune_epoch_fraction > 0 else None
+        base = Path(current["path"]) if current else None
+        trained = train_candidate(self.root, self.models_dir, self.config.gate, base,
+                                  self.config.finetune_epoch_fraction)
         active = self.registry.active()
         active_path = Path(active["path"]) if active else None
         saw_holdout = False

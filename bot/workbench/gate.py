@@ -71,9 +71,17 @@ def write_training_nlu(nlu_files: list[Path], target: Path, share: float) -> int
     return dropped
 
 
-def train_candidate(root: Path, models_dir: Path, gate: GateConfig) -> dict[str, Any]:
-    """Train on the project's data minus the held-out examples; returns the archive and counts."""
+def train_candidate(root: Path, models_dir: Path, gate: GateConfig, base: Path | None = None,
+                    epoch_fraction: float = 0.0) -> dict[str, Any]:
+    """Train on the project's data minus the held-out examples; returns the archive and counts.
+
+    With ``base`` (the active model, trained by the workbench on the same split) and an
+    ``epoch_fraction`` above 0 the candidate is fine-tuned from it (``train --finetune``);
+    where fine-tuning is refused (a new intent, a changed config) it trains from scratch
+    and says why (``finetune_refused``).
+    """
     from bot.model.training import train
+    from bot.shared.exceptions import ConfigError
     from bot.shared.importer import ProjectImporter
 
     importer = ProjectImporter.from_paths(root)
@@ -81,10 +89,22 @@ def train_candidate(root: Path, models_dir: Path, gate: GateConfig) -> dict[str,
     try:
         dropped = write_training_nlu(importer.nlu_files, work, gate.holdout)
         started = time.perf_counter()
-        result = train(root=root, nlu=[work], stories=importer.story_files or None, out=models_dir)
+        kwargs: dict[str, Any] = {"root": root, "nlu": [work], "stories": importer.story_files or None,
+                                  "out": models_dir}
+        how: dict[str, Any] = {}
+        if base is not None and epoch_fraction > 0:
+            try:
+                result = train(**kwargs, finetune=base, epoch_fraction=epoch_fraction)
+                how = {"finetuned_from": base.name, "epoch_fraction": epoch_fraction}
+            except ConfigError as e:
+                logger.warning("Workbench: cannot fine-tune %s (%s); training from scratch.", base.name, e)
+                how = {"finetune_refused": str(e)[:500]}
+                result = train(**kwargs)
+        else:
+            result = train(**kwargs)
         return {"model_path": str(result.model_path), "held_out_examples": dropped,
                 "train_s": round(time.perf_counter() - started, 2),
-                "trained_nlu": result.trained_nlu, "trained_core": result.trained_core}
+                "trained_nlu": result.trained_nlu, "trained_core": result.trained_core, **how}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -252,3 +252,32 @@ def test_cli_finetune_end_to_end(tmp_path: Path) -> None:
     refused = cli("--finetune", "models/base.tar.gz")
     assert refused.returncode == 1
     assert "Cannot fine-tune: config.yml's 'pipeline' changed (entry 6, DIETClassifier)" in refused.stderr
+
+
+def test_workbench_candidate_is_fine_tuned_from_the_active_model_or_trained_from_scratch(tmp_path: Path) -> None:
+    """``workbench.finetune_epoch_fraction``: the trainers' retrain continues from the active
+    workbench model; where Rasa's rules refuse (a new intent), it trains from scratch and says why."""
+    from bot.workbench.config import GateConfig, WorkbenchConfig
+    from bot.workbench.gate import train_candidate
+
+    root = _project(tmp_path / "bot")
+    models, gate = tmp_path / "models", GateConfig()
+    first = train_candidate(root, models, gate)
+    assert "finetuned_from" not in first and "finetune_refused" not in first
+    base = Path(first["model_path"])
+
+    _project(root, extra_nlu=NEW_EXAMPLES)
+    tuned = train_candidate(root, models, gate, base, 0.5)
+    assert tuned["finetuned_from"] == base.name and tuned["epoch_fraction"] == 0.5
+    assert _metadata(Path(tuned["model_path"]))["extra"]["finetuned_from"] == _metadata(base)["model_id"]
+
+    domain = DOMAIN.replace("  - order_status\n", "  - order_status\n  - refund\n")
+    _project(root, domain=domain, extra_nlu="- intent: refund\n  examples: |\n    - refund please\n    - money back\n")
+    fresh = train_candidate(root, models, gate, base, 0.5)
+    assert "the domain's 'intents' changed" in fresh["finetune_refused"] and "finetuned_from" not in fresh
+    assert "finetuned_from" not in _metadata(Path(fresh["model_path"]))["extra"]
+
+    assert WorkbenchConfig.from_section({"finetune_epoch_fraction": 0.2}).finetune_epoch_fraction == 0.2
+    assert WorkbenchConfig.from_section({}).finetune_epoch_fraction == 0.0
+    with pytest.raises(ConfigError, match=r"workbench.finetune_epoch_fraction.*\[0.0, 1.0\]"):
+        WorkbenchConfig.from_section({"finetune_epoch_fraction": 1.5})
