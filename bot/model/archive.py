@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from bot.shared.exceptions import ModelNotFound
 from bot.version import __version__
@@ -132,15 +132,21 @@ def extract_plain(tar: tarfile.TarFile, target: Path, members: list[tarfile.TarI
             raise tarfile.TarError(f"member '{member.name}' is not a regular file or folder")
 
 
-def unpack_archive(archive: str | Path, target: str | Path | None = None) -> Path:
-    """Extract an archive into ``target`` (a new temp dir by default)."""
+def unpack_archive(archive: str | Path, target: str | Path | None = None,
+                   only: Collection[str] | None = None) -> Path:
+    """Extract an archive into ``target`` (a new temp dir by default); ``only``: just these
+    top-level files and folders (and the metadata), e.g. not a large knowledge index."""
     archive = Path(archive)
     if not archive.is_file():
         raise ModelNotFound(f"Model archive '{archive}' does not exist.")
     target = Path(target) if target else Path(tempfile.mkdtemp(prefix="kefu-model-"))
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            safe_extract(tar, target)
+            members = None
+            if only is not None:
+                keep = {*only, METADATA_FILE}
+                members = [m for m in tar.getmembers() if m.name.split("/", 1)[0] in keep]
+            safe_extract(tar, target, members)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ModelNotFound(
             f"Model archive '{archive}' is corrupt or unreadable ({e}). Fix: retrain with `python -m bot train`."

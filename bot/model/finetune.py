@@ -3,12 +3,16 @@ and what may have changed since it was trained. The components continue from the
 counterparts themselves (``Component.finetune_from``, ``Policy.finetune_from``)."""
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
-from bot.model.archive import latest_archive
+from bot.model.archive import latest_archive, unpack_archive
 from bot.shared.exceptions import ConfigError
 from bot.shared.yaml_io import read_yaml_file, to_plain
+
+logger = logging.getLogger(__name__)
 
 
 def finetune_base(finetune: str | Path | bool, out: Path) -> Path:
@@ -57,3 +61,23 @@ def check_finetunable(base_dir: Path, config: Any, domain: Any) -> None:
             continue
         raise ConfigError(f"Cannot fine-tune: the domain's '{key}' changed; only responses may change.",
                           None, fix=fix)
+
+
+def unpack_finetune_base(finetune: str | Path | bool, out: Path, config: Any, domain: Any,
+                         epoch_fraction: float) -> Path:
+    """The model ``train --finetune`` continues from (:func:`finetune_base`), unpacked into a
+    new temp folder (its config, domain, metadata and ``nlu``/``core`` parts, not its
+    knowledge index) and checked (:func:`check_finetunable`). The caller removes the folder;
+    a refused model's is removed here."""
+    if not epoch_fraction > 0:
+        raise ConfigError(f"--epoch-fraction must be above 0, got {epoch_fraction}.",
+                          fix="e.g. --epoch-fraction 0.2 trains a fifth of the configured epochs.")
+    archive = finetune_base(finetune, out)
+    base_dir = unpack_archive(archive, only=("config.yml", "domain.yml", "nlu", "core"))
+    try:
+        check_finetunable(base_dir, config, domain)
+    except BaseException:
+        shutil.rmtree(base_dir, ignore_errors=True)
+        raise
+    logger.info("Fine-tuning %s with %s of the configured epochs.", archive, epoch_fraction)
+    return base_dir

@@ -20,11 +20,10 @@ from bot.model.archive import (
     new_model_name,
     read_archive_metadata,
     read_metadata,
-    unpack_archive,
     write_archive,
 )
 from bot.model.child import InChild
-from bot.model.finetune import check_finetunable, finetune_base
+from bot.model.finetune import unpack_finetune_base
 from bot.shared.concurrency import usable_cores
 from bot.shared.exceptions import ConfigError
 from bot.shared.importer import DEFAULT_DATA_DIRS, ProjectImporter
@@ -235,11 +234,11 @@ def train(
     where both must train and :func:`core_beside_nlu` says it pays (``python -m bot train``).
     ``finetune`` (Rasa's ``--finetune [PATH]``: True for the newest archive in ``out``)
     continues from that model instead: its weights, ``epoch_fraction`` of the epochs
-    (:func:`check_finetunable` says what may change).
+    (:func:`bot.model.finetune.check_finetunable` says what may change).
     """
-    if finetune is not None and finetune is not False and not epoch_fraction > 0:
-        raise ConfigError(f"--epoch-fraction must be above 0, got {epoch_fraction}.",
-                          fix="e.g. --epoch-fraction 0.2 trains a fifth of the configured epochs.")
+    finetuning = finetune is not None and finetune is not False
+    if finetuning:
+        force = True  # Rasa's fine-tuning always trains
     started = time.perf_counter()
     importer, nlu_importer = _project_importers(root, config, domain, data, nlu, stories, nlu_only)
     project_config = importer.get_config()
@@ -253,40 +252,6 @@ def train(
     fingerprint["domain"] = _digest([fingerprint["domain"], project_domain.fingerprint()])
 
     out_path = Path(out)
-    base_dir: Path | None = None
-    if finetune is not None and finetune is not False:
-        base_archive = finetune_base(finetune, out_path)
-        base_dir = unpack_archive(base_archive)
-        try:
-            check_finetunable(base_dir, project_config, project_domain)
-        except BaseException:
-            shutil.rmtree(base_dir, ignore_errors=True)
-            raise
-        logger.info("Fine-tuning %s with %s of the configured epochs.", base_archive, epoch_fraction)
-        force = True
-    try:
-        return _train_into(
-            started, importer, nlu_importer, project_config, project_domain, fingerprint, out_path,
-            fixed_model_name, force, nlu_only, core_only, augmentation, parallel, base_dir, epoch_fraction)
-    finally:
-        if base_dir is not None:
-            shutil.rmtree(base_dir, ignore_errors=True)
-
-
-def _train_into(
-    started: float, importer: ProjectImporter, nlu_importer: ProjectImporter, project_config: Any,
-    project_domain: Any, fingerprint: dict[str, str], out_path: Path, fixed_model_name: str | None,
-    force: bool, nlu_only: bool, core_only: bool, augmentation: int, parallel: bool,
-    base_dir: Path | None, epoch_fraction: float,
-) -> TrainResult:
-    """:func:`train` once the inputs are read: reuse or train each part, write the archive."""
-    nlu_base = core_base = None
-    if base_dir is not None:
-        nlu_base = base_dir / "nlu" if (base_dir / "nlu").is_dir() else None
-        core_base = base_dir / "core" if (base_dir / "core").is_dir() else None
-        for part, found in (("NLU pipeline", nlu_base), ("policies", core_base)):
-            if found is None:
-                logger.warning("The model to fine-tune has no trained %s: they train from scratch.", part)
     previous = latest_archive(out_path) if not force else None
     old_meta = read_archive_metadata(previous) if previous else None
     old_fp = old_meta.fingerprint if old_meta else {}
@@ -301,6 +266,15 @@ def _train_into(
         logger.info("Nothing changed since %s; no new model trained.", previous)
         return TrainResult(previous, False, False, True, True, time.perf_counter() - started)
 
+    base_dir = (unpack_finetune_base(finetune, out_path, project_config, project_domain, epoch_fraction)
+                if finetuning else None)
+    nlu_base = core_base = None
+    if base_dir is not None:
+        nlu_base = base_dir / "nlu" if (base_dir / "nlu").is_dir() else None
+        core_base = base_dir / "core" if (base_dir / "core").is_dir() else None
+        for part, found, trains in (("NLU pipeline", nlu_base, not core_only), ("policies", core_base, not nlu_only)):
+            if found is None and trains:
+                logger.warning("The model to fine-tune has no trained %s: they train from scratch.", part)
     work = Path(tempfile.mkdtemp(prefix="kefu-train-"))
     try:
         trained_nlu = trained_core = reused_nlu = reused_core = False
@@ -357,3 +331,5 @@ def _train_into(
         return TrainResult(target, trained_nlu, trained_core, reused_nlu, reused_core, time.perf_counter() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if base_dir is not None:
+            shutil.rmtree(base_dir, ignore_errors=True)

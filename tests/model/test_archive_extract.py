@@ -60,3 +60,17 @@ def test_extract_plain_refuses_what_the_data_filter_refuses(tmp_path: Path, bad:
     with tarfile.open(archive, "r:gz") as tar, pytest.raises(tarfile.TarError):
         extract_plain(tar, target)
     assert not (tmp_path / "escape.txt").exists() and not (target / "link").exists()
+
+
+def test_unpack_archive_only_extracts_the_named_parts_and_the_metadata(tmp_path: Path) -> None:
+    """Fine-tuning reads config, domain and the model parts, not a (large) knowledge index."""
+    from bot.model.archive import unpack_archive
+
+    archive = tmp_path / "model.tar.gz"
+    names = ["metadata.json", "config.yml", "nlu/weights.bin", "knowledge/index.faiss"]
+    _archive(archive, [_dir("nlu"), _dir("knowledge"), *(_file(n) for n in names)], {n: b"x" for n in names})
+    target = unpack_archive(archive, tmp_path / "some", only=("config.yml", "nlu"))
+    found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert found == ["config.yml", "metadata.json", "nlu/weights.bin"]
+    everything = unpack_archive(archive, tmp_path / "all")
+    assert (everything / "knowledge" / "index.faiss").is_file()
