@@ -63,7 +63,8 @@ def _read_json(path: Path) -> Any:
 
 def extend_vocabulary(base: dict[str, int], items: Any) -> dict[str, int]:
     """``base`` with the ``items`` it lacks appended (sorted) after its own columns: a model
-    fine-tuned from ``base`` finds each old feature in its old column (``train --finetune``)."""
+    fine-tuned from ``base`` finds each old feature in its old column (``train --finetune``).
+    With an empty ``base``: the items sorted, numbered from 0."""
     vocabulary = dict(base)
     for item in sorted(set(items) - vocabulary.keys()):
         vocabulary[item] = len(vocabulary)
@@ -104,7 +105,7 @@ class CountVectorsFeaturizer(Component):
                 fix="Use 'word', 'char' or 'char_wb'.",
             )
         self.vocabulary: dict[str, int] = {}
-        self._base_vocabulary: dict[str, int] | None = None
+        self._base_vocabulary: dict[str, int] = {}  # the fine-tuned model's (finetune_from)
 
     # ---- text normalisation
     def _norm(self, text: str) -> str:
@@ -185,10 +186,7 @@ class CountVectorsFeaturizer(Component):
             kept.append(oov)
         if self.config["max_features"]:
             kept = sorted(kept, key=lambda g: (-doc_freq[g], g))[: int(self.config["max_features"])]
-        if self._base_vocabulary is not None:
-            self.vocabulary = extend_vocabulary(self._base_vocabulary, kept)
-        else:
-            self.vocabulary = {g: i for i, g in enumerate(sorted(kept))}
+        self.vocabulary = extend_vocabulary(self._base_vocabulary, kept)
         for m in messages:
             self.process(m)
 
@@ -367,7 +365,7 @@ class LexicalSyntacticFeaturizer(Component):
                         fix=f"Use some of: {', '.join(LEXICAL_FEATURES)}.",
                     )
         self.vocabulary: dict[str, int] = {}
-        self._base_vocabulary: dict[str, int] | None = None
+        self._base_vocabulary: dict[str, int] = {}  # the fine-tuned model's (finetune_from)
 
     def _raw(self, tokens: list[Token]) -> list[list[str]]:
         windows = self.config["features"]
@@ -392,10 +390,7 @@ class LexicalSyntacticFeaturizer(Component):
         for m in messages:
             for feats in self._raw(tokens_of(m)):
                 seen.update(feats)
-        if self._base_vocabulary is not None:
-            self.vocabulary = extend_vocabulary(self._base_vocabulary, seen)
-        else:
-            self.vocabulary = {f: i for i, f in enumerate(sorted(seen))}
+        self.vocabulary = extend_vocabulary(self._base_vocabulary, seen)
         for m in messages:
             self.process(m)
 

@@ -256,16 +256,13 @@ class TEDPolicy(Policy):
         # the domain's names too, so the layout does not depend on which appear in stories
         vocabulary.update(f"intent:{name}" for name in getattr(domain, "intents", []) or [])
         vocabulary.update(f"prev:{name}" for name in self.action_names)
-        if self._base is not None:
-            if self._base.action_names != self.action_names:
-                raise ConfigError(
-                    "Cannot fine-tune TEDPolicy: the domain's actions changed.",
-                    fix="Train without --finetune, or restore the domain's actions.")
-            from bot.nlu.featurizers import extend_vocabulary
+        if self._base is not None and self._base.action_names != self.action_names:
+            raise ConfigError("Cannot fine-tune TEDPolicy: the domain's actions changed.",
+                              fix="Train without --finetune, or restore the domain's actions.")
+        from bot.nlu.featurizers import extend_vocabulary
 
-            self.feature_vocabulary = extend_vocabulary(self._base.feature_vocabulary, vocabulary)
-        else:
-            self.feature_vocabulary = {name: index for index, name in enumerate(sorted(vocabulary))}
+        # fine-tuning: the old features keep their input columns, new ones follow
+        self.feature_vocabulary = extend_vocabulary(self._base.feature_vocabulary if self._base else {}, vocabulary)
 
         seed = self.config["random_seed"]
         # a private RNG state: seeding must not change other components' randomness
