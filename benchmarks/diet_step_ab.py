@@ -46,7 +46,7 @@ def featurised(per_class: int) -> dict[str, Any]:
     got: dict[str, Any] = {}
     original = diet.DIETClassifier._fit
 
-    def capture(self: Any, arrays: Any, intent_ids: Any, tags: Any, threads: Any = None) -> None:
+    def capture(self: Any, arrays: Any, intent_ids: Any, tags: Any, threads: Any = None, epochs: Any = None) -> None:
         got.update(arrays=arrays, intent_ids=intent_ids, tags=tags, dims=self.dims, intents=self.intents,
                    tag_sets=self.tag_sets, config=dict(self.config))
         raise _Captured
