@@ -17,6 +17,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RASA_EXAMPLES = REPO_ROOT.parent / "shared" / "benchmarks" / "rasa_examples"
 
+#: the suite's longest tests (minutes each: the public projects' trainings, DIET 150-200 epochs
+#: as they configure it), started first so that the two xdist workers finish together
+#: instead of one of them starting a three-minute training near the end
+LONGEST_FIRST = ("tests/integration/test_rasa_projects.py::test_rasa_project_trains_and_passes_test_stories",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    first = [item for item in items if item.nodeid.split("[")[0] in LONGEST_FIRST]
+    if first:
+        moved = {id(item) for item in first}
+        items[:] = first + [item for item in items if id(item) not in moved]
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
