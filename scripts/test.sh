@@ -6,6 +6,8 @@
 # in this process): much of the suite waits on servers, trainings and browsers, so two
 # workers on two cores take about half the wall time of one. Each worker starts its own
 # redis-server/PostgreSQL and its own temporary folders.
+# The longest tests (the public Rasa projects' trainings) are started first so both workers
+# finish together (tests/conftest.py, LONGEST_FIRST).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
