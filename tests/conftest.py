@@ -24,10 +24,7 @@ LONGEST_FIRST = ("tests/integration/test_rasa_projects.py::test_rasa_project_tra
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    first = [item for item in items if item.nodeid.split("[")[0] in LONGEST_FIRST]
-    if first:
-        moved = {id(item) for item in first}
-        items[:] = first + [item for item in items if id(item) not in moved]
+    items.sort(key=lambda item: item.nodeid.split("[")[0] not in LONGEST_FIRST)  # stable: order kept otherwise
 
 
 @pytest.fixture(scope="session")

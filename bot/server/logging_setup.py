@@ -30,9 +30,6 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     formatted traceback.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
         return sys.stderr
