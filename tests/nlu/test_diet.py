@@ -322,6 +322,42 @@ def test_grouped_attention_equals_one_padded_batch() -> None:
     assert len(g1) == len(g2) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))
 
 
+def test_padded_rows_round_up_by_at_most_a_sixteenth_and_repeat() -> None:
+    from bot.nlu.diet import padded_rows
+
+    values = {n: padded_rows(n) for n in range(1, 20_000)}
+    assert all(n <= v <= max(n + 15, n * 17 // 16) for n, v in values.items())
+    assert all(padded_rows(v) == v for v in values.values())  # a rounded count stays put
+    # a training's batches of ~1 000 to 9 000 packed rows meet few distinct counts
+    assert len({values[n] for n in range(1_000, 9_000)}) < 100
+
+
+@pytest.mark.parametrize("tokens_out", [False, True])
+def test_training_batch_padding_rows_change_no_output_and_no_gradient(tokens_out: bool) -> None:
+    """A training batch's packed positions are padded to a rounded count (``padded_rows``,
+    so oneDNN's kernel cache answers); the padding rows are never attended to or read, so
+    outputs and gradients equal those of the same batch without them (eval mode pads
+    nothing; the tiny model has no dropout)."""
+    import bot.nlu.diet as diet
+
+    model = _tiny_model(tag_sets={"entity": ["O", "U-x"]} if tokens_out else None)
+    batch = _batch([1, 2, 2, 3, 7, 15, 4])  # 34 tokens + 7 CLS = 41 rows -> 48
+    assert diet.padded_rows(41) > 41
+    results = []
+    for training in (True, False):
+        model.train(training)
+        model.zero_grad()
+        tokens, sentence = model(batch)
+        (tokens.square().sum() + sentence.sum()).backward()
+        results.append((tokens.detach(), sentence.detach(),
+                        [(name, p.grad.clone()) for name, p in model.named_parameters() if p.grad is not None]))
+    (t1, s1, g1), (t2, s2, g2) = results
+    assert torch.allclose(t1, t2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
+    assert [n for n, _ in g1] == [n for n, _ in g2] and len(g1) > 10
+    for (name, a), (_, b) in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-4), name
+
+
 def test_sparse_input_layer_equals_the_dense_product_outputs_and_gradients() -> None:
     """The sparse-to-dense layers (an embedding bag over the batch's CSR features) give the
     outputs and gradients of the plain dense product ``features @ weight + bias``."""
