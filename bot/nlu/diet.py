@@ -658,7 +658,7 @@ class DIETModel(nn.Module):
         x = torch.cat([seq, sent])[source]
         positions = torch.cat([where[1], where[1].new_zeros(pad)]) if pad else where[1]
         if not len(self.layers):
-            out = x.new_zeros(b, t + 1, x.shape[-1]).index_put(where, x)
+            out = x.new_zeros(b, t + 1, x.shape[-1]).index_put(where, x[:n_real])
             return out[:, :t], sent
         groups = attention_groups(lengths + 1)
         xp = self.embed_in(x) * (self.size ** 0.5) + self.timing[positions]
