@@ -426,15 +426,11 @@ def message_cap_from_config(project_root: str | Path) -> int:
 
 def _limit_torch_threads() -> None:
     """Small models: one intra-op thread each; concurrency comes from the inference pool."""
-    import os
-
     try:
-        import torch
+        from bot.nlu.diet import inference_threads
     except ImportError:  # pragma: no cover
         return
-    wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
-    if wanted > 0:
-        torch.set_num_threads(wanted)
+    inference_threads()
 
 
 async def create_agent_for_server(

@@ -52,6 +52,31 @@ MAX_SEQUENCE_LENGTH = 256  # tokens seen by the transformer; longer messages are
 THREAD_TUNING_MIN_EXAMPLES = 300
 
 
+def env_torch_threads(default: int | None = 1) -> int | None:
+    """``KEFU_TORCH_THREADS`` as a number of torch intra-op threads (unset or empty:
+    ``default``; 0 leaves torch's own choice). Anything else is a ConfigError naming it."""
+    raw = os.environ.get("KEFU_TORCH_THREADS", "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"KEFU_TORCH_THREADS must be a whole number of threads (0 or more), not {raw!r}")
+    return value
+
+
+def inference_threads() -> None:
+    """Parsing runs on ``KEFU_TORCH_THREADS`` (default one) intra-op threads, set once for
+    the calling thread (torch's count is per thread; the Agent sets it when it starts), not
+    switched for each message and back: two calls less per parse (a second pass over 400
+    Banking77 messages, Rasa's default pipeline: 4.00 against 4.26 ms mean, one run)."""
+    wanted = env_torch_threads()
+    if wanted and torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
 def training_threads(n_examples: int) -> tuple[int, bool]:
     """The most intra-op threads DIET may train ``n_examples`` on, and whether to tune.
 
@@ -62,8 +87,9 @@ def training_threads(n_examples: int) -> tuple[int, bool]:
     the load changes during a training, so no reading taken when it starts can decide.
     Demo-size data keeps one thread (its epochs are too short to measure).
     """
-    if os.environ.get("KEFU_TORCH_THREADS"):
-        return int(os.environ["KEFU_TORCH_THREADS"]), False
+    fixed = env_torch_threads(None)
+    if fixed is not None:
+        return fixed, False
     cores = usable_cores()
     if n_examples < THREAD_TUNING_MIN_EXAMPLES or cores < 2:
         return 1, False
@@ -176,7 +202,7 @@ def torch_threads(wanted: int | None = None) -> Any:
     threads mostly spin-wait (measured 5x slower with 2 threads under load).
     """
     if wanted is None:
-        wanted = int(os.environ.get("KEFU_TORCH_THREADS", "1"))
+        wanted = env_torch_threads() or 0
     before = torch.get_num_threads()
     if wanted > 0 and wanted != before:
         torch.set_num_threads(wanted)
@@ -1291,13 +1317,13 @@ class DIETClassifier(Component):
                 message.set(INTENT, {"name": None, "confidence": 0.0})
                 message.set(INTENT_RANKING, [])
             return
-        with torch_threads():
-            tokens_out, sentence = self._forward(arrays)
-            if self.intents:
-                self._set_intent(message, sentence)
-            if self.tag_sets and arrays["n"] > 0:
-                new = self._entities(message, tokens_out[0], arrays["n"])
-                message.set(ENTITIES, (message.get(ENTITIES) or []) + new)
+        inference_threads()
+        tokens_out, sentence = self._forward(arrays)
+        if self.intents:
+            self._set_intent(message, sentence)
+        if self.tag_sets and arrays["n"] > 0:
+            new = self._entities(message, tokens_out[0], arrays["n"])
+            message.set(ENTITIES, (message.get(ENTITIES) or []) + new)
 
     def _forward(self, arrays: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.model is not None

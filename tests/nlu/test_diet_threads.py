@@ -75,3 +75,53 @@ def test_epoch_threads_never_tries_two_threads_without_a_free_core(monkeypatch: 
         more.append(threads)
         chooser.record(epoch, threads, {1: 0.010, 2: 0.006}[threads] * 500, 500)
     assert more[-1] == 2
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 1), ("  ", 1), ("3", 3), ("0", 0)])
+def test_env_torch_threads_reads_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str, expected: int) -> None:
+    monkeypatch.setenv("KEFU_TORCH_THREADS", raw)
+    assert diet.env_torch_threads() == expected
+
+
+@pytest.mark.parametrize("raw", ["two", "-1", "1.5"])
+def test_env_torch_threads_refuses_a_bad_value_naming_it(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    from bot.shared.exceptions import ConfigError
+
+    monkeypatch.setenv("KEFU_TORCH_THREADS", raw)
+    with pytest.raises(ConfigError, match=f"KEFU_TORCH_THREADS.*{raw!r}"):
+        diet.env_torch_threads()
+
+
+def test_parsing_sets_the_thread_count_once_not_per_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing runs on one intra-op thread; where the calling thread had torch's default
+    (one per core) it is set once, not switched for each message and back. Runs in a
+    thread of its own: torch's count is per calling thread."""
+    import threading
+
+    import torch
+
+    from bot.nlu import NLUPipeline
+    from bot.shared.training_data.nlu import load_nlu_yaml
+    from tests.nlu.test_diet import SMALL_BOT
+
+    monkeypatch.delenv("KEFU_TORCH_THREADS", raising=False)
+    nlu = NLUPipeline.from_config({"language": "en", "pipeline": [
+        {"name": "WhitespaceTokenizer"}, {"name": "CountVectorsFeaturizer"},
+        {"name": "DIETClassifier", "epochs": 2}]})
+    nlu.train(load_nlu_yaml(SMALL_BOT))
+    calls: list[int] = []
+    real = torch.set_num_threads
+    seen: dict[str, int] = {}
+
+    def parse_in_a_thread() -> None:
+        real(2)
+        monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n))[1])
+        for text in ("hi", "hello there", "bye", "I am sad"):
+            nlu.parse(text)
+        seen["after"] = torch.get_num_threads()
+
+    worker = threading.Thread(target=parse_in_a_thread)
+    worker.start()
+    worker.join()
+    assert calls == [1]
+    assert seen["after"] == 1
