@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import pickle
-import random
 import sys
 import time
 from pathlib import Path
@@ -53,15 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data = diet_step_ab.featurised(args.per_class)
         cached.write_bytes(pickle.dumps(data))
-    classifier = object.__new__(diet.DIETClassifier)
-    config = {**data["config"], "epochs": args.epochs}
-    if args.batch_size != "ramp":
-        config["batch_size"] = [int(args.batch_size)] * 2
-    classifier.config = config
-    classifier.dims, classifier.intents, classifier.tag_sets = data["dims"], data["intents"], data["tag_sets"]
-    torch.manual_seed(0)
-    random.seed(0)
-    classifier.model = diet.DIETModel(classifier.dims, len(classifier.intents), classifier.tag_sets, config)
+    fixed_size = {} if args.batch_size == "ramp" else {"batch_size": [int(args.batch_size)] * 2}
+    classifier = diet_step_ab.new_classifier(diet, data, 0, epochs=args.epochs, **fixed_size)
     arrays = [dict(a) for a in data["arrays"]]
     threads = diet.EpochThreads(args.threads, False)
 

@@ -74,17 +74,24 @@ def load_module(path: Path, name: str) -> Any:
     return module
 
 
-def fit_cpu_seconds(module: Any, data: dict[str, Any], epochs: int, seed: int) -> float:
+def new_classifier(module: Any, data: dict[str, Any], seed: int, **config: Any) -> Any:
+    """A DIETClassifier of ``module`` over the ``featurised`` data, its model freshly
+    initialised from ``seed``; ``config`` overrides the captured config (``epochs=`` ...)."""
     import numpy as np
     import torch
 
     c = object.__new__(module.DIETClassifier)
-    c.config = {**data["config"], "epochs": epochs}
+    c.config = {**data["config"], **config}
     c.dims, c.intents, c.tag_sets = data["dims"], data["intents"], data["tag_sets"]
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     c.model = module.DIETModel(c.dims, len(c.intents), c.tag_sets, c.config)
+    return c
+
+
+def fit_cpu_seconds(module: Any, data: dict[str, Any], epochs: int, seed: int) -> float:
+    c = new_classifier(module, data, seed, epochs=epochs)
     started = time.process_time()
     c._fit([dict(a) for a in data["arrays"]], data["intent_ids"], data["tags"], module.EpochThreads(1, False))
     return time.process_time() - started
