@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import diet_step_ab
     from bot.nlu import diet
+    from bot.shared.torch_runtime import EpochThreads
 
     torch.set_num_threads(args.threads)
     cached = args.cache / f"kefu_diet_banking77_{args.per_class}.pkl"
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     fixed_size = {} if args.batch_size == "ramp" else {"batch_size": [int(args.batch_size)] * 2}
     classifier = diet_step_ab.new_classifier(diet, data, 0, epochs=args.epochs, **fixed_size)
     arrays = [dict(a) for a in data["arrays"]]
-    threads = diet.EpochThreads(args.threads, False)
+    threads = EpochThreads(args.threads, False)
 
     def fit(epochs: int | None = None) -> None:
         classifier._fit(arrays, data["intent_ids"], data["tags"], threads, epochs=epochs)

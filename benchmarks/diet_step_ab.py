@@ -1,4 +1,4 @@
-"""DIET training CPU seconds, an older commit's bot/nlu/diet.py against this tree's, one run.
+"""DIET training CPU seconds, an older commit's bot/nlu/diet.py against this tree's DIET, one run.
 
 The machine kefu is developed on is shared (load 4-15 on 2 cores), so wall time and even
 a single CPU-seconds figure measure the neighbours; this script trains the same featurised
@@ -25,6 +25,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,13 +111,19 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     data = featurised(args.per_class)
-    source = subprocess.run(["git", "show", f"{args.base}:bot/nlu/diet.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
+    shown = subprocess.run(["git", "show", f"{args.base}:bot/nlu/diet.py"], cwd=ROOT, capture_output=True, text=True)
+    if shown.returncode != 0:
+        parser.error(f"--base {args.base}: no single-file bot/nlu/diet.py there (DIET is a package since "
+                     "the split of 2026-12-08); compare later versions with diet_fit_profile.py in each checkout")
+    from bot.nlu.diet import classifier, model
+    from bot.shared import torch_runtime
+
     with tempfile.TemporaryDirectory() as tmp:
         base_path = Path(tmp) / "diet_base.py"
-        base_path.write_text(source, encoding="utf-8")
-        modules = {"before": load_module(base_path, "diet_base"),
-                   "after": load_module(ROOT / "bot/nlu/diet.py", "diet_after")}
+        base_path.write_text(shown.stdout, encoding="utf-8")
+        after = SimpleNamespace(DIETClassifier=classifier.DIETClassifier, DIETModel=model.DIETModel,
+                                EpochThreads=torch_runtime.EpochThreads)
+        modules = {"before": load_module(base_path, "diet_base"), "after": after}
         fit_cpu_seconds(modules["after"], data, 2, 0)  # warm-up: allocator, kernels, imports
         runs: list[dict[str, Any]] = []
         for r in range(args.rounds):

@@ -52,10 +52,10 @@ def halves(idx: list[int], lengths: list[int]) -> tuple[list[int], list[int]]:
 
 def _mask_hooks(model: Any) -> None:
     """Hooks are not pickled: the helper's copy re-registers the density masks' hooks."""
-    from bot.nlu import diet
+    from bot.nlu.diet.model import MaskedLinear
 
     for m in model.modules():
-        if isinstance(m, diet.MaskedLinear) and m.keep is not None:
+        if isinstance(m, MaskedLinear) and m.keep is not None:
             m.weight.register_hook(lambda grad, keep=m.keep: grad * keep)
 
 
@@ -65,12 +65,13 @@ def helper(conn: Any, model: Any, arrays: list[dict[str, Any]], dims: dict[str, 
     gradients into ``flat``."""
     import torch
 
-    from bot.nlu import diet
+    from bot.nlu.diet.batches import make_batch
+    from bot.shared.torch_runtime import training_precision
 
     torch.set_num_threads(1)
     _mask_hooks(model)
     params = list(model.parameters())
-    precision = diet.training_precision("auto")
+    precision = training_precision("auto")
     model.train()
     while True:
         msg = conn.recv()
@@ -78,7 +79,7 @@ def helper(conn: Any, model: Any, arrays: list[dict[str, Any]], dims: dict[str, 
             return
         _, idx, seed = msg
         torch.manual_seed(seed)
-        batch = diet.make_batch([arrays[i] for i in idx], dims, drop)
+        batch = make_batch([arrays[i] for i in idx], dims, drop)
         with precision():
             _, s = model(batch)
         s = s.float()
@@ -105,6 +106,9 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
 
     import diet_step_ab
     from bot.nlu import diet
+    from bot.nlu.diet.batches import balanced_order, length_bucketed_batches, make_batch
+    from bot.nlu.diet.model import dot_product_loss
+    from bot.shared.torch_runtime import fused_adam, training_precision
 
     torch.set_num_threads(2 if mode == "threads" else 1)
     cached = Path("/tmp") / f"kefu_diet_banking77_{per_class}.pkl"
@@ -120,9 +124,9 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
     params = list(model.parameters())
     drop = float(cfg["drop_rate"]) if cfg["use_sparse_input_dropout"] else 0.0
     negatives, constrain = int(cfg["number_of_negative_examples"]), bool(cfg["constrain_similarities"])
-    opt = torch.optim.Adam(params, lr=float(cfg["learning_rate"]), **diet.fused_adam())
+    opt = torch.optim.Adam(params, lr=float(cfg["learning_rate"]), **fused_adam())
     targets = torch.tensor(data["intent_ids"])
-    precision = diet.training_precision(cfg["training_precision"])
+    precision = training_precision(cfg["training_precision"])
     lengths = [a["n"] for a in arrays]
     phases = dict.fromkeys(("batch", "forward", "loss", "backward", "optimiser"), 0.0)
     conn = proc = pool = None
@@ -141,18 +145,18 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
         pool = ThreadPoolExecutor(1, initializer=lambda: torch.set_num_threads(1))
 
     def encode(idx: list[int]) -> Any:
-        batch = diet.make_batch([arrays[i] for i in idx], c.dims, drop)
+        batch = make_batch([arrays[i] for i in idx], c.dims, drop)
         with precision():
             return model(batch)[1].float()
 
     def loss_of(sentences: Any, idx: list[int]) -> Any:
-        return diet.dot_product_loss(model.text_embed(sentences), model.label_embed.weight, targets[idx],
+        return dot_product_loss(model.text_embed(sentences), model.label_embed.weight, targets[idx],
                                      negatives, False, constrain)
 
     def step(idx: list[int], timed: bool) -> None:
         if mode in ("one", "threads"):
             t0 = time.perf_counter()
-            batch = diet.make_batch([arrays[i] for i in idx], c.dims, drop)
+            batch = make_batch([arrays[i] for i in idx], c.dims, drop)
             t1 = time.perf_counter()
             with precision():
                 s = model(batch)[1].float()
@@ -211,7 +215,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
     times, steps = [], 0
     for epoch in range(epochs + 1):
         random.shuffle(order)
-        batches = diet.length_bucketed_batches(diet.balanced_order(order, data["intent_ids"], batch_size),
+        batches = length_bucketed_batches(balanced_order(order, data["intent_ids"], batch_size),
                                                lengths, batch_size)
         started = time.perf_counter()
         for idx in batches:

@@ -15,7 +15,7 @@ import torch
 
 from bot.cli import build_parser
 from bot.model.training import train
-from bot.nlu.diet import grow_sparse_weight
+from bot.nlu.diet.batches import grow_sparse_weight
 from bot.nlu.featurizers import extend_vocabulary
 from bot.shared.exceptions import ConfigError
 

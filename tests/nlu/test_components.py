@@ -6,7 +6,7 @@ import pytest
 
 from bot.nlu.base import PipelineContext
 from bot.nlu.classifiers import FallbackClassifier
-from bot.nlu.diet import allowed_transitions, bilou_tags, tag_spans, token_tags
+from bot.nlu.diet.tagging import allowed_transitions, bilou_tags, tag_spans, token_tags
 from bot.nlu.language import detect_language
 from bot.nlu.pipeline import NLUPipeline
 from bot.nlu.sentiment import score_sentiment

@@ -1,4 +1,4 @@
-"""DIET as Rasa builds it (bot/nlu/diet.py): CLS position, packed encoder, loss, layers."""
+"""DIET as Rasa builds it (bot/nlu/diet/): CLS position, packed encoder, loss, layers."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from bot.nlu import NLUPipeline
-from bot.nlu.diet import (
-    ByteDropout, DIETClassifier, DIETModel, MaskedLinear, balanced_order, dot_product_loss,
-    length_bucketed_batches,
-)
+from bot.nlu.diet import DIETClassifier, DIETModel
+from bot.nlu.diet.batches import balanced_order, length_bucketed_batches
+from bot.nlu.diet.model import ByteDropout, MaskedLinear, dot_product_loss
 from bot.shared.training_data.nlu import load_nlu_yaml
 
 RASA_DEFAULT = [
@@ -286,7 +285,7 @@ def test_rasa_default_pipeline_reads_its_own_training_examples() -> None:
 
 
 def test_attention_groups_split_sorted_rows_by_length() -> None:
-    from bot.nlu.diet import attention_groups
+    from bot.nlu.diet.model import attention_groups
 
     groups = attention_groups(torch.tensor([2, 3, 4, 5, 9, 30]))
     # a group ends where its longest row would be more than twice its shortest
@@ -300,7 +299,7 @@ def test_attention_groups_split_sorted_rows_by_length() -> None:
 def test_grouped_attention_equals_one_padded_batch() -> None:
     """Per-group attention is the same computation as the whole batch padded at once,
     outputs and gradients alike (tokens too, as for entity tagging)."""
-    import bot.nlu.diet as diet
+    import bot.nlu.diet.model as diet
 
     model = _tiny_model(tag_sets={"entity": ["O", "U-x"]})
     batch = _batch([1, 2, 2, 3, 7, 15])
@@ -323,7 +322,7 @@ def test_grouped_attention_equals_one_padded_batch() -> None:
 
 
 def test_padded_rows_round_up_by_at_most_a_sixteenth_and_repeat() -> None:
-    from bot.nlu.diet import padded_rows
+    from bot.nlu.diet.model import padded_rows
 
     values = {n: padded_rows(n) for n in range(1, 20_000)}
     assert all(n <= v <= max(n + 15, n * 17 // 16) for n, v in values.items())
@@ -338,7 +337,7 @@ def test_training_batch_padding_rows_change_no_output_and_no_gradient(tokens_out
     so oneDNN's kernel cache answers); the padding rows are never attended to or read, so
     outputs and gradients equal those of the same batch without them (eval mode pads
     nothing; the tiny model has no dropout)."""
-    import bot.nlu.diet as diet
+    import bot.nlu.diet.model as diet
 
     model = _tiny_model(tag_sets={"entity": ["O", "U-x"]} if tokens_out else None, layers=layers)
     batch = _batch([1, 2, 2, 3, 7, 15, 4])  # 34 tokens + 7 CLS = 41 rows -> 48
@@ -364,7 +363,7 @@ def test_sparse_input_layer_equals_the_dense_product_outputs_and_gradients() -> 
     import numpy as np
     import scipy.sparse as sp
 
-    from bot.nlu.diet import SparseDense, make_batch
+    from bot.nlu.diet.batches import make_batch
 
     rng = np.random.default_rng(0)
     dims = {"seq_sparse": 40, "sent_sparse": 30, "seq_dense": 0, "sent_dense": 0}
@@ -414,7 +413,7 @@ def test_model_saved_with_the_old_sparse_weight_layout_loads_transposed(tmp_path
     import scipy.sparse as sp
 
     from bot.nlu.base import PipelineContext
-    from bot.nlu.diet import make_batch
+    from bot.nlu.diet.batches import make_batch
 
     dims = {"seq_sparse": 12, "sent_sparse": 12, "seq_dense": 0, "sent_dense": 0}  # square with 12 units
     config = {"transformer_size": 16, "number_of_attention_heads": 2, "dense_dimension": {"text": 12, "label": 12},
