@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import diet_step_ab
     from bot.nlu import diet
-    from bot.shared.torch_runtime import EpochThreads
+    from bot.nlu.torch_runtime import EpochThreads
 
     torch.set_num_threads(args.threads)
     cached = args.cache / f"kefu_diet_banking77_{args.per_class}.pkl"

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--base {args.base}: no single-file bot/nlu/diet.py there (DIET is a package since "
                      "the split of 2026-12-08); compare later versions with diet_fit_profile.py in each checkout")
     from bot.nlu.diet import classifier, model
-    from bot.shared import torch_runtime
+    from bot.nlu import torch_runtime
 
     with tempfile.TemporaryDirectory() as tmp:
         base_path = Path(tmp) / "diet_base.py"

@@ -66,7 +66,7 @@ def helper(conn: Any, model: Any, arrays: list[dict[str, Any]], dims: dict[str, 
     import torch
 
     from bot.nlu.diet.batches import make_batch
-    from bot.shared.torch_runtime import training_precision
+    from bot.nlu.torch_runtime import training_precision
 
     torch.set_num_threads(1)
     _mask_hooks(model)
@@ -108,7 +108,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
     from bot.nlu import diet
     from bot.nlu.diet.batches import balanced_order, length_bucketed_batches, make_batch
     from bot.nlu.diet.model import dot_product_loss
-    from bot.shared.torch_runtime import fused_adam, training_precision
+    from bot.nlu.torch_runtime import fused_adam, training_precision
 
     torch.set_num_threads(2 if mode == "threads" else 1)
     cached = Path("/tmp") / f"kefu_diet_banking77_{per_class}.pkl"

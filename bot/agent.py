@@ -427,7 +427,7 @@ def message_cap_from_config(project_root: str | Path) -> int:
 def _limit_torch_threads() -> None:
     """Small models: one intra-op thread each; concurrency comes from the inference pool."""
     try:
-        from bot.shared.torch_runtime import inference_threads
+        from bot.nlu.torch_runtime import inference_threads
     except ImportError:  # pragma: no cover
         return
     inference_threads()

@@ -1,9 +1,9 @@
-"""DIET's choice of torch threads for training (bot/shared/torch_runtime.py: training_threads, EpochThreads)."""
+"""DIET's choice of torch threads for training (bot/nlu/torch_runtime.py: training_threads, EpochThreads)."""
 from __future__ import annotations
 
 import pytest
 
-from bot.shared import torch_runtime as diet
+from bot.nlu import torch_runtime as diet
 
 
 def test_training_threads_tunes_up_to_two_cores_for_real_data(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -266,7 +266,7 @@ class TEDPolicy(Policy):
 
         seed = self.config["random_seed"]
         # a private RNG state: seeding must not change other components' randomness
-        from bot.shared.torch_runtime import torch_threads
+        from bot.nlu.torch_runtime import torch_threads
 
         # One intra-op thread: the tensors are tiny and a second thread only spin-waits
         # (measured 9 s vs 84 s for the demo shop on a busy 2-core machine).
@@ -276,7 +276,7 @@ class TEDPolicy(Policy):
             self._fit(histories, labels, seed)
 
     def _fit(self, histories: list[list[State]], labels: list[list[str]], seed: Optional[int]) -> None:
-        from bot.shared.torch_runtime import fused_adam
+        from bot.nlu.torch_runtime import fused_adam
 
         self.model = self._build_network()
         epochs = int(self.config["epochs"])

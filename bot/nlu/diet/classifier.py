@@ -37,7 +37,7 @@ from bot.nlu.diet.batches import (
 from bot.nlu.diet.model import SPARSE_WEIGHT_LAYOUT, DIETModel, dot_product_loss
 from bot.nlu.diet.tagging import NO_ENTITY, bilou_tags, tag_spans, token_tags
 from bot.shared.exceptions import ConfigError
-from bot.shared.torch_runtime import (
+from bot.nlu.torch_runtime import (
     TRAINING_PRECISIONS, EpochThreads, fused_adam, inference_threads, training_precision, training_threads,
 )
 from bot.shared.training_data.nlu import Message, TrainingData

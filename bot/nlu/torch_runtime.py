@@ -1,6 +1,6 @@
 """How torch runs on this machine: intra-op thread counts, training precision, Adam's kernel.
 
-Shared by the torch models (DIET, ResponseSelector, TED) and the Agent: ``KEFU_TORCH_THREADS``
+Shared by the torch models (DIET, TED) and the Agent: ``KEFU_TORCH_THREADS``
 is read here only; parsing sets its thread count once per calling thread
 (``inference_threads``); training chooses one or two threads epoch by epoch from measured
 time (``EpochThreads``); ``training_precision`` turns on bfloat16 matmuls where the CPU has
