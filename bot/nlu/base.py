@@ -67,12 +67,25 @@ class Component:
 
     name: ClassVar[str] = "Component"
     defaults: ClassVar[dict[str, Any]] = {}
-    #: options accepted for Rasa compatibility but without effect in kefu
+    #: options accepted for Rasa compatibility but without effect in kefu (a value other than
+    #: the default is reported with file:line when the pipeline is built)
     ignored_options: ClassVar[frozenset[str]] = frozenset()
+    #: what kefu does instead, for an ignored option whose default is not Rasa's behaviour
+    ignored_option_notes: ClassVar[dict[str, str]] = {}
+    #: whether the component reads a ``featurizers:`` list (names checked against the pipeline)
+    selects_featurizers: ClassVar[bool] = False
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         self.config = {**self.defaults, **{k: v for k, v in config.items() if k != "name"}}
         self.context = context
+
+    @property
+    def feature_origin(self) -> str:
+        """The name a featurizer's features carry (``Features.origin``): its ``alias`` when
+        the config gives one, else its component name. A DIETClassifier's ``featurizers``
+        option lists these names, as Rasa's ``FEATURIZER_CLASS_ALIAS`` does."""
+        alias = self.config.get("alias")
+        return str(alias) if alias else self.name
 
     # ---- lifecycle
     def train(self, training_data: TrainingData, messages: list[Message]) -> None:

@@ -93,7 +93,8 @@ class CountVectorsFeaturizer(Component):
         "additional_vocabulary_size": None,
         "token_pattern": None,  # Rasa option; kefu tokenises with the pipeline's tokenizer
     }
-    ignored_options = frozenset({"use_shared_vocab", "additional_vocabulary_size", "alias", "token_pattern"})
+    ignored_options = frozenset({"use_shared_vocab", "additional_vocabulary_size", "token_pattern"})
+    ignored_option_notes = {"token_pattern": "it counts the tokens of the pipeline's tokenizer"}
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         super().__init__(config, context)
@@ -205,7 +206,7 @@ class CountVectorsFeaturizer(Component):
         ]
         seq = count_rows_csr(seq_rows, size)
         sent = count_rows_csr([[vocabulary[i] for g in self._sentence_grams(words) if (i := oov(g))]], size)
-        add_features(message, Features("sparse", self.name, seq, sent))
+        add_features(message, Features("sparse", self.feature_origin, seq, sent))
 
     def persist(self, path: Path) -> None:
         _write_json(path / "vocabulary.json", self.vocabulary)
@@ -253,7 +254,7 @@ class RegexFeaturizer(Component):
         "number_additional_patterns": None,
         "alias": None,
     }
-    ignored_options = frozenset({"number_additional_patterns", "alias"})
+    ignored_options = frozenset({"number_additional_patterns"})
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         super().__init__(config, context)
@@ -297,7 +298,7 @@ class RegexFeaturizer(Component):
                     if t.start < m.end() and t.end > m.start() and (not seq_rows[i] or seq_rows[i][-1] != j):
                         seq_rows[i].append(j)
         n = len(self.patterns)
-        add_features(message, Features("sparse", self.name, count_rows_csr(seq_rows, n), count_rows_csr([sent_row], n)))
+        add_features(message, Features("sparse", self.feature_origin, count_rows_csr(seq_rows, n), count_rows_csr([sent_row], n)))
 
     def persist(self, path: Path) -> None:
         _write_json(path / "patterns.json", self.patterns)
@@ -352,7 +353,6 @@ class LexicalSyntacticFeaturizer(Component):
         ],
         "alias": None,
     }
-    ignored_options = frozenset({"alias"})
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         super().__init__(config, context)
@@ -402,7 +402,7 @@ class LexicalSyntacticFeaturizer(Component):
         raw = self._raw(tokens_of(message))
         vocabulary = self.vocabulary
         seq = count_rows_csr([[vocabulary[f] for f in feats if f in vocabulary] for feats in raw], len(vocabulary))
-        add_features(message, Features("sparse", self.name, seq, None))
+        add_features(message, Features("sparse", self.feature_origin, seq, None))
 
     def persist(self, path: Path) -> None:
         _write_json(path / "vocabulary.json", self.vocabulary)
@@ -436,7 +436,6 @@ class SentenceEmbeddingFeaturizer(Component):
     defaults: dict[str, Any] = {
         "model": BUNDLED_MODEL, "cache_dir": None, "batch_size": 64, "embedding_cache": True, "alias": None,
     }
-    ignored_options = frozenset({"alias"})
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         super().__init__(config, context)
@@ -469,7 +468,7 @@ class SentenceEmbeddingFeaturizer(Component):
         with cache or contextlib.nullcontext():
             vectors, stats = embed_with_cache(texts, lambda todo: self._encode_batched(encoder, todo), cache)
         for m, v in zip(messages, vectors):
-            add_features(m, Features("dense", self.name, None, v.reshape(1, -1)))
+            add_features(m, Features("dense", self.feature_origin, None, v.reshape(1, -1)))
         self.cache_stats = stats.as_dict()
         logger.info(
             "Sentence embeddings (%s): %d reused from the cache, %d embedded%s",
@@ -478,7 +477,7 @@ class SentenceEmbeddingFeaturizer(Component):
 
     def process(self, message: Message) -> None:
         vector = self._encoder().encode([message.text or " "])[0]
-        add_features(message, Features("dense", self.name, None, vector.reshape(1, -1)))
+        add_features(message, Features("dense", self.feature_origin, None, vector.reshape(1, -1)))
 
     @classmethod
     def load(cls, config: dict[str, Any], context: PipelineContext, path: Path) -> "SentenceEmbeddingFeaturizer":
@@ -504,7 +503,9 @@ class LanguageModelFeaturizer(SentenceEmbeddingFeaturizer):
         "embedding_cache": True,
         "alias": None,
     }
-    ignored_options = frozenset({"model_name", "alias"})
+    ignored_options = frozenset({"model_name"})
+    ignored_option_notes = {"model_name": "`model_weights` (or kefu's `model`) names the encoder, "
+                                          "the bundled one without it"}
 
     def _model_name(self) -> str:
         return str(self.config.get("model") or self.config.get("model_weights") or BUNDLED_MODEL)

@@ -67,6 +67,25 @@ def _empty_result(text: str) -> dict[str, Any]:
     }
 
 
+def _check_featurizer_names(components: list[Component], selections: list[tuple[Component, Any]],
+                            filename: Any) -> None:
+    """A ``featurizers:`` list names featurizers by alias (or component name); a name that no
+    featurizer of the pipeline carries selects nothing, so it is reported with file:line (as in
+    Rasa, the component then trains on the features the names that exist select)."""
+    origins = [c.feature_origin for c in components if "alias" in c.defaults]
+    for component, line in selections:
+        names = component.config["featurizers"]
+        missing = [str(n) for n in (names if isinstance(names, list) else [names]) if str(n) not in origins]
+        if missing:
+            where = f"{filename or 'config'}:{line}" if line else str(filename or "config")
+            logger.warning(
+                "%s: %s lists featurizer(s) %s, which no featurizer of the pipeline is (they are: %s); "
+                "give the featurizer an `alias:` of that name or list one of these.%s",
+                where, component.name, ", ".join(repr(m) for m in missing), ", ".join(origins) or "none",
+                " It has no features to learn from." if len(missing) == len(names) else "",
+            )
+
+
 class NLUPipeline:
     """An ordered list of components plus the language they were configured for."""
 
@@ -112,6 +131,7 @@ class NLUPipeline:
         )
         components: list[Component] = []
         specs: list[dict[str, Any]] = []
+        selections: list[tuple[Component, Any]] = []  # components with a `featurizers:` list, where
         for index, item in enumerate(pipeline):
             raw_item = raw_pipeline[index] if isinstance(raw_pipeline, list) and index < len(raw_pipeline) else None
             line = line_of(raw_pipeline, index=index) if raw_item is not None else None
@@ -134,6 +154,9 @@ class NLUPipeline:
                 context.extras["spacy_model"] = spec.get("model")
             components.append(component_cls(spec, context))
             specs.append({**spec, "name": component_cls.name})
+            if component_cls.selects_featurizers and spec.get("featurizers"):
+                selections.append((components[-1], (line_of(raw_item, "featurizers") if raw_item is not None else None) or line))
+        _check_featurizer_names(components, selections, filename)
         if components and not any(isinstance(c, SentimentClassifier) for c in components):
             components.append(SentimentClassifier({}, context))
             specs.append({"name": SentimentClassifier.name})

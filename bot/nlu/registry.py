@@ -7,6 +7,8 @@ loads a user component that subclasses ``bot.nlu.base.Component``.
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from bot.nlu.response_selector import ResponseSelector
 from bot.nlu.sentiment import SentimentClassifier
 from bot.nlu.tokenizers import JiebaTokenizer, SpacyNLP, SpacyTokenizer, WhitespaceTokenizer
 from bot.shared.exceptions import UnknownComponentError
+
+logger = logging.getLogger(__name__)
 
 COMPONENTS: dict[str, type[Component]] = {
     "WhitespaceTokenizer": WhitespaceTokenizer,
@@ -71,7 +75,10 @@ def resolve_component(name: Any, filename: str | Path | None = None, line: int |
 
 def check_options(cls: type[Component], options: dict[str, Any], filename: str | Path | None,
                   line_of_key: Any = None) -> None:
-    """Every option must be one the component knows (its ``defaults``)."""
+    """Every option must be one the component knows (its ``defaults``). Rasa options that
+    kefu accepts without effect (``ignored_options``) are reported with file:line when the
+    config sets them to anything but their default, so a project is never trained
+    differently without being told."""
     for key in options:
         if key == "name" or key in cls.defaults:
             continue
@@ -83,3 +90,12 @@ def check_options(cls: type[Component], options: dict[str, Any], filename: str |
             line,
             fix=f"Valid options of {cls.name}: {valid}.",
         )
+    for key in sorted(cls.ignored_options & set(options)):
+        value, default = options[key], cls.defaults.get(key)
+        if value == default:
+            continue
+        line = line_of_key(key) if line_of_key else None
+        where = f"{filename or 'config'}:{line}" if line else str(filename or "config")
+        instead = cls.ignored_option_notes.get(key) or f"it trains as with the default ({json.dumps(default, default=str)})"
+        logger.warning("%s: %s option '%s: %s' has no effect in kefu; %s.",
+                       where, cls.name, key, json.dumps(value, default=str), instead)

@@ -33,6 +33,7 @@ class Tokenizer(Component):
 
     defaults = TOKENIZER_DEFAULTS
     ignored_options = frozenset({"intent_tokenization_flag", "intent_split_symbol", "prefix_separator_symbol"})
+    ignored_option_notes = {"intent_tokenization_flag": "a multi-intent label (greet+inform) is learned as one intent"}
 
     def tokenize(self, text: str) -> list[Token]:  # pragma: no cover - abstract
         raise NotImplementedError

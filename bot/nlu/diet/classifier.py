@@ -101,13 +101,13 @@ class DIETClassifier(Component):
     }
     ignored_options = frozenset({
         "hidden_layers_sizes", "share_hidden_layers", "use_key_relative_attention",
-        "use_value_relative_attention", "max_relative_position", "unidirectional_encoder",
+        "use_value_relative_attention", "max_relative_position",
         "loss_type", "maximum_positive_similarity",
         "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
-        "negative_margin_scale", "connection_density", "drop_rate_attention",
-        "use_masked_language_model", "tensorboard_log_directory", "tensorboard_log_level",
-        "run_eagerly",
+        "negative_margin_scale", "use_masked_language_model", "tensorboard_log_directory",
+        "tensorboard_log_level", "run_eagerly",
     })
+    selects_featurizers = True
 
     def __init__(self, config: dict[str, Any], context: PipelineContext) -> None:
         super().__init__(config, context)

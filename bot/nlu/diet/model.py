@@ -177,16 +177,22 @@ def padded_rows(n: int) -> int:
 
 class EncoderLayer(nn.Module):
     """One pre-norm transformer layer as in Rasa's ``TransformerEncoderLayer``:
-    attention without attention dropout, a 4x GELU feed-forward, dropout after each block.
+    attention (with ``drop_rate_attention``, optionally unidirectional), a 4x GELU
+    feed-forward, dropout after each block.
 
     ``only`` (B,) limits the output to one position per row (the CLS): keys and values
     still come from every token, so that output equals the full layer's at that position
     while the other positions' queries and feed-forward are not computed at all.
     """
 
-    def __init__(self, size: int, heads: int, dropout: float, density: float) -> None:
+    def __init__(self, size: int, heads: int, dropout: float, density: float,
+                 attention_dropout: float = 0.0, unidirectional: bool = False) -> None:
         super().__init__()
         self.heads = heads
+        #: Rasa's ``drop_rate_attention`` (dropout on the attention weights while training)
+        #: and ``unidirectional_encoder`` (a position attends to itself and the ones before)
+        self.attention_dropout = float(attention_dropout)
+        self.unidirectional = bool(unidirectional)
         self.norm1 = nn.LayerNorm(size)
         self.query = MaskedLinear(size, size, density, bias=False)
         self.key = MaskedLinear(size, size, density, bias=False)
@@ -221,9 +227,13 @@ class EncoderLayer(nn.Module):
                 q = queries[g.row_start : g.row_start + rows].view(rows, 1, self.heads, split).transpose(1, 2)
             else:
                 q = padded(queries)
+            mask = g.valid[:, None, None, :]
+            if self.unidirectional and only is None:  # the CLS, last of its row, sees every token anyway
+                mask = mask & torch.ones(t, t, dtype=torch.bool).tril()
             with torch.autocast("cpu", enabled=False):  # CPU attention is slower in bfloat16
                 attended = nn.functional.scaled_dot_product_attention(
-                    q.float(), padded(keys).float(), padded(values).float(), attn_mask=g.valid[:, None, None, :])
+                    q.float(), padded(keys).float(), padded(values).float(), attn_mask=mask,
+                    dropout_p=self.attention_dropout if self.training else 0.0)
             attended = attended.transpose(1, 2).reshape(rows, -1, size)
             outs.append(attended[:, 0] if only is not None else attended[g.where])
         attended = torch.cat(outs) if len(outs) > 1 else outs[0]
@@ -282,7 +292,8 @@ class DIETModel(nn.Module):
             self.embed_in = MaskedLinear(width, size, density)
             self.drop = ByteDropout(float(cfg["drop_rate"]))
             self.layers.extend(
-                EncoderLayer(size, int(cfg["number_of_attention_heads"]), float(cfg["drop_rate"]), density)
+                EncoderLayer(size, int(cfg["number_of_attention_heads"]), float(cfg["drop_rate"]), density,
+                             float(cfg.get("drop_rate_attention") or 0.0), bool(cfg.get("unidirectional_encoder")))
                 for _ in range(layers)
             )
             self.norm = nn.LayerNorm(size)

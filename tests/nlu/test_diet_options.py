@@ -1,0 +1,132 @@
+"""Rasa DIET options a project may set: featurizer aliases select features, attention dropout
+and the unidirectional encoder work as in Rasa, and options kefu does not implement are
+reported with file:line instead of being dropped silently."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bot.nlu.diet import DIETClassifier, DIETModel
+from bot.nlu.pipeline import NLUPipeline
+from bot.shared.config import load_config
+from bot.shared.training_data.nlu import Message, TrainingData
+
+GREET = ["hi there", "hello", "hey", "good morning", "hello friend", "hi"]
+BYE = ["bye", "see you later", "goodbye", "have a nice day", "bye bye", "see you"]
+
+
+def _data() -> TrainingData:
+    return TrainingData([Message(t, {"intent": "greet"}) for t in GREET]
+                        + [Message(t, {"intent": "goodbye"}) for t in BYE])
+
+
+def _config(tmp_path: Path, diet_lines: str, featurizers: str | None = None) -> Path:
+    featurizers = featurizers if featurizers is not None else (
+        "  - name: CountVectorsFeaturizer\n"
+        "    alias: cvf-word\n"
+        "  - name: CountVectorsFeaturizer\n"
+        "    analyzer: char_wb\n"
+        "    min_ngram: 1\n"
+        "    max_ngram: 4\n"
+        "    alias: cvf-char\n")
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "recipe: default.v1\nlanguage: en\npipeline:\n  - name: WhitespaceTokenizer\n" + featurizers
+        + "  - name: DIETClassifier\n" + diet_lines, encoding="utf-8")
+    return path
+
+
+def test_featurizer_aliases_select_the_features_diet_learns_from(tmp_path: Path) -> None:
+    """Rasa's documented pattern: featurizers get an ``alias`` and DIET's ``featurizers`` lists
+    the ones it uses. Before, kefu labelled features with the component name only, so DIET got
+    no features at all and answered every message with no intent."""
+    config = load_config(_config(tmp_path, "    epochs: 60\n    featurizers: [cvf-word]\n"))
+    pipeline = NLUPipeline.from_config(config).train(_data())
+    diet = next(c for c in pipeline.components if isinstance(c, DIETClassifier))
+    word = next(c for c in pipeline.components if c.feature_origin == "cvf-word")
+    assert diet.dims["seq_sparse"] == len(word.vocabulary) > 0  # the word counts alone, no char n-grams
+    for text in GREET:
+        assert pipeline.parse(text)["intent"]["name"] == "greet", text
+    for text in BYE:
+        assert pipeline.parse(text)["intent"]["name"] == "goodbye", text
+
+
+def test_a_featurizer_name_no_featurizer_has_is_reported_with_file_and_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _config(tmp_path, "    epochs: 1\n    featurizers: [cvf-word, cvf-typo]\n")
+    with caplog.at_level(logging.WARNING, logger="bot.nlu.pipeline"):
+        NLUPipeline.from_config(load_config(path))
+    text = caplog.text
+    assert f"{path}:12: DIETClassifier lists featurizer(s) 'cvf-typo'" in text
+    assert "they are: cvf-word, cvf-char" in text and "no features to learn from" not in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bot.nlu.pipeline"):
+        NLUPipeline.from_config(load_config(_config(tmp_path, "    epochs: 1\n    featurizers: [CountVectorsFeaturizer]\n")))
+    assert "It has no features to learn from." in caplog.text  # aliased: the class name selects nothing
+
+
+def test_options_kefu_does_not_implement_are_reported_when_set(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """(The line is the component's: the config's keys carry no lines of their own here.)"""
+    path = _config(tmp_path, "    epochs: 1\n    use_masked_language_model: true\n    tensorboard_log_directory: ./tb\n"
+                             "    loss_type: cross_entropy\n")
+    with caplog.at_level(logging.WARNING, logger="bot.nlu.registry"):
+        NLUPipeline.from_config(load_config(path))
+    assert (f"{path}:12: DIETClassifier option 'use_masked_language_model: true' has no effect in kefu; "
+            "it trains as with the default (false).") in caplog.text
+    assert f"{path}:12: DIETClassifier option 'tensorboard_log_directory: \"./tb\"'" in caplog.text
+    assert "loss_type" not in caplog.text  # set to its default: nothing to report
+    caplog.clear()
+    formbot = "  - name: CountVectorsFeaturizer\n    token_pattern: (?u)\\b\\w+\\b\n"  # Rasa's formbot example
+    with caplog.at_level(logging.WARNING, logger="bot.nlu.registry"):
+        NLUPipeline.from_config(load_config(_config(tmp_path, "    epochs: 1\n", featurizers=formbot)))
+    assert ("CountVectorsFeaturizer option 'token_pattern: \"(?u)\\\\b\\\\w+\\\\b\"' has no effect in kefu; "
+            "it counts the tokens of the pipeline's tokenizer.") in caplog.text
+    assert "connection_density" not in DIETClassifier.ignored_options  # implemented (RandomlyConnectedDense)
+
+
+def _model(**cfg: Any) -> DIETModel:
+    config = dict(DIETClassifier.defaults)
+    config.update(similarity_type="inner", drop_rate=0.0, transformer_size=16, number_of_attention_heads=2,
+                  connection_density=1.0, embedding_dimension=4, **cfg)
+    torch.manual_seed(0)
+    return DIETModel({"seq_sparse": 0, "sent_sparse": 0, "seq_dense": 6, "sent_dense": 5}, 3,
+                     {"entity": ["O", "U-x"]}, config).eval()
+
+
+def _batch(later: float = 0.0) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(3)
+    lengths = [5, 3]
+    mask = torch.tensor([[i < n for i in range(5)] for n in lengths])
+    seq = torch.randn(2, 5, 6, generator=gen) * mask.unsqueeze(-1)
+    seq[0, 4] += later  # the first message's last token
+    return {"mask": mask, "lengths": torch.tensor(lengths), "seq_dense": seq,
+            "sent_dense": torch.randn(2, 5, generator=gen)}
+
+
+def test_unidirectional_encoder_keeps_later_tokens_out_of_earlier_positions() -> None:
+    for unidirectional in (True, False):
+        model = _model(unidirectional_encoder=unidirectional)
+        with torch.no_grad():
+            tokens, sentence = model(_batch())
+            tokens2, sentence2 = model(_batch(later=3.0))
+        earlier_same = torch.allclose(tokens[0, :4], tokens2[0, :4], atol=1e-6)
+        assert earlier_same is unidirectional
+        assert not torch.allclose(sentence[0], sentence2[0])  # the CLS, after every token, sees it
+        assert torch.allclose(tokens[1], tokens2[1], atol=1e-6)  # another message: never
+
+
+def test_attention_dropout_applies_while_training_only() -> None:
+    batch = _batch()
+    for rate in (0.5, 0.0):
+        model = _model(drop_rate_attention=rate).train()
+        torch.manual_seed(1)
+        first = model(batch)[1]
+        second = model(batch)[1]
+        assert torch.equal(first, second) is (rate == 0.0)
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(model(batch)[1], model(batch)[1])
