@@ -150,7 +150,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
             return model(batch)[1].float()
 
     def loss_of(sentences: Any, idx: list[int]) -> Any:
-        return dot_product_loss(model.text_embed(sentences), model.label_embed.weight, targets[idx],
+        return dot_product_loss(model.text_embed(sentences), model.label_embeddings(), targets[idx],
                                      negatives, False, constrain)
 
     def step(idx: list[int], timed: bool) -> None:

@@ -130,3 +130,43 @@ def test_attention_dropout_applies_while_training_only() -> None:
         model.eval()
         with torch.no_grad():
             assert torch.equal(model(batch)[1], model(batch)[1])
+
+
+def test_hidden_layers_sizes_build_rasas_text_and_label_feed_forward_layers() -> None:
+    model = _model(hidden_layers_sizes={"text": [12, 10], "label": [6]}).train()
+    assert [m.out_features for m in model.text_ffnn.dense] == [12, 10]
+    assert model.embed_in.in_features == 10  # the transformer reads the Ffnn's output
+    assert model.label_input is not None and model.label_input.weight.shape == (3, 20)  # Rasa's label dense_dimension
+    assert model.label_embeddings().shape == (3, 4)
+    regularized = {id(m) for m in model.regularized_layers()}
+    assert all(id(m) in regularized for m in [*model.text_ffnn.dense, *model.label_ffnn.dense, model.label_input])
+    _, sentence = model(_batch())
+    (model.similarities(sentence).sum()).backward()
+    for param in (model.text_ffnn.dense[0].weight, model.label_ffnn.dense[0].weight, model.label_input.weight):
+        assert param.grad is not None and bool(param.grad.abs().sum() > 0)
+    plain = _model()  # no hidden layers: the model as before (one embedding row per intent)
+    assert not plain.text_ffnn.dense and plain.label_input is None
+    assert isinstance(plain.label_embed, torch.nn.Embedding)
+
+
+def test_hidden_layers_sizes_train_save_and_load(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, "    epochs: 80\n    hidden_layers_sizes:\n      text: [64]\n"
+                                           "      label: [16]\n", featurizers=(
+        "  - name: CountVectorsFeaturizer\n  - name: CountVectorsFeaturizer\n    analyzer: char_wb\n"
+        "    min_ngram: 1\n    max_ngram: 4\n")))
+    pipeline = NLUPipeline.from_config(config).train(_data())
+    for text, intent in [*((t, "greet") for t in GREET), *((t, "goodbye") for t in BYE)]:
+        assert pipeline.parse(text)["intent"]["name"] == intent, text
+    pipeline.persist(tmp_path / "nlu")
+    loaded = NLUPipeline.load(tmp_path / "nlu")
+    for text in ("hello", "see you"):
+        assert loaded.parse(text)["intent_ranking"] == pipeline.parse(text)["intent_ranking"]
+
+
+@pytest.mark.parametrize("value", [{"text": [0]}, {"text": "256"}, {"txt": [8]}, [256]])
+def test_a_wrong_hidden_layers_sizes_is_a_config_error_naming_it(tmp_path: Path, value: Any) -> None:
+    from bot.nlu.base import PipelineContext
+    from bot.shared.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="hidden_layers_sizes"):
+        DIETClassifier({"hidden_layers_sizes": value}, PipelineContext(config_file="config.yml"))

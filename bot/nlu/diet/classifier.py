@@ -34,7 +34,7 @@ from bot.nlu.diet.batches import (
     BATCH_STRATEGIES, balanced_order, grow_sparse_weight, has_signal, length_bucketed_batches, make_batch,
     message_arrays, sparse_blocks,
 )
-from bot.nlu.diet.model import SPARSE_WEIGHT_LAYOUT, DIETModel, dot_product_loss
+from bot.nlu.diet.model import SPARSE_WEIGHT_LAYOUT, DIETModel, dot_product_loss, hidden_layer_sizes
 from bot.nlu.diet.tagging import NO_ENTITY, bilou_tags, tag_spans, token_tags
 from bot.shared.exceptions import ConfigError
 from bot.nlu.torch_runtime import (
@@ -100,7 +100,7 @@ class DIETClassifier(Component):
         "training_precision": "auto",
     }
     ignored_options = frozenset({
-        "hidden_layers_sizes", "share_hidden_layers", "use_key_relative_attention",
+        "share_hidden_layers", "use_key_relative_attention",
         "use_value_relative_attention", "max_relative_position",
         "loss_type", "maximum_positive_similarity",
         "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
@@ -127,6 +127,11 @@ class DIETClassifier(Component):
                 f"DIETClassifier training_precision '{cfg['training_precision']}' is unknown.",
                 context.config_file, fix=f"Use one of {', '.join(TRAINING_PRECISIONS)}.",
             )
+        try:
+            hidden_layer_sizes(cfg["hidden_layers_sizes"])
+        except ValueError as e:
+            raise ConfigError(f"DIETClassifier {e}.", context.config_file,
+                              fix="e.g. hidden_layers_sizes: {text: [256, 128], label: []}") from None
         if cfg["similarity_type"] == "auto":
             cfg["similarity_type"] = "inner"
         layers = int(cfg["number_of_transformer_layers"])
@@ -326,7 +331,7 @@ class DIETClassifier(Component):
                     if bool(has.any()):
                         text = model.text_embed(sentence[has])
                         loss = loss + dot_product_loss(
-                            text, model.label_embed.weight, target[has], num_neg, cosine,
+                            text, model.label_embeddings(), target[has], num_neg, cosine,
                             constrain=bool(cfg["constrain_similarities"]))
                 t = batch["mask"].shape[1]
                 for key in self.tag_sets:

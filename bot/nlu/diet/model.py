@@ -175,6 +175,26 @@ def padded_rows(n: int) -> int:
     return -(-int(n) // granule) * granule
 
 
+class Ffnn(nn.Module):
+    """Rasa's ``Ffnn`` (``hidden_layers_sizes``): randomly connected dense layers, each followed by
+    GELU in its tanh approximation (TensorFlow Addons' default, which Rasa's layers.py uses) and
+    dropout. No sizes: the identity."""
+
+    def __init__(self, n_in: int, sizes: list[int], rate: float, density: float) -> None:
+        super().__init__()
+        self.dense = nn.ModuleList()
+        for units in sizes:
+            self.dense.append(MaskedLinear(n_in, int(units), density))
+            n_in = int(units)
+        self.out_width = n_in
+        self.drop = ByteDropout(rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.dense:
+            x = self.drop(nn.functional.gelu(layer(x), approximate="tanh"))
+        return x
+
+
 class EncoderLayer(nn.Module):
     """One pre-norm transformer layer as in Rasa's ``TransformerEncoderLayer``:
     attention (with ``drop_rate_attention``, optionally unidirectional), a 4x GELU
@@ -284,10 +304,15 @@ class DIETModel(nn.Module):
             self.sent_unify = nn.Linear(max(sent_in, 1), concat_dim)
         self.input_drop = ByteDropout(float(cfg["drop_rate"]))
         self.dense_input_dropout = bool(cfg["use_dense_input_dropout"])
+        density = float(cfg["connection_density"])
+        hidden = hidden_layer_sizes(cfg.get("hidden_layers_sizes"))
+        # Rasa's RasaSequenceLayer: the combined features of every position (tokens and CLS)
+        # go through the text Ffnn before the transformer
+        self.text_ffnn = Ffnn(width, hidden["text"], float(cfg["drop_rate"]), density)
+        width = self.text_ffnn.out_width
         size = _per_text(cfg["transformer_size"]) if layers > 0 else width
         self.size = size
         self.layers = nn.ModuleList()
-        density = float(cfg["connection_density"])
         if layers > 0:
             self.embed_in = MaskedLinear(width, size, density)
             self.drop = ByteDropout(float(cfg["drop_rate"]))
@@ -303,8 +328,19 @@ class DIETModel(nn.Module):
         self.needs_tokens = bool(tag_sets)
         emb = int(cfg["embedding_dimension"])
         self.text_embed = nn.Linear(size, emb)
-        self.label_embed = nn.Embedding(max(num_intents, 1), emb)
-        nn.init.xavier_uniform_(self.label_embed.weight)
+        self.label_input: nn.Embedding | None = None
+        self.label_ffnn: Ffnn | None = None
+        if hidden["label"]:
+            # Rasa's label side: the intent's one-hot features through the sparse-to-dense layer
+            # (``dense_dimension`` label), the label Ffnn, then the embedding layer
+            label_dense = _per_label(cfg["dense_dimension"])
+            self.label_input = nn.Embedding(max(num_intents, 1), label_dense)
+            self.label_ffnn = Ffnn(label_dense, hidden["label"], float(cfg["drop_rate"]), density)
+            self.label_embed: nn.Module = nn.Linear(self.label_ffnn.out_width, emb)
+        else:
+            # without hidden layers those two linear maps are one matrix: a row per intent
+            self.label_embed = nn.Embedding(max(num_intents, 1), emb)
+            nn.init.xavier_uniform_(self.label_embed.weight)
         self.taggers = nn.ModuleDict()
         self.crfs = nn.ModuleDict()
         for key, tags in tag_sets.items():
@@ -356,11 +392,11 @@ class DIETModel(nn.Module):
         real[~is_cls] = torch.arange(n_tokens)
         real[cls] = torch.arange(n_tokens + pad, n_tokens + pad + b)
         source[n_real:] = torch.arange(n_tokens, n_tokens + pad)
-        x = torch.cat([seq, sent])[source]
+        x = self.text_ffnn(torch.cat([seq, sent])[source])
         positions = torch.cat([where[1], where[1].new_zeros(pad)]) if pad else where[1]
         if not len(self.layers):
             out = x.new_zeros(b, t + 1, x.shape[-1]).index_put(where, x[:n_real])
-            return out[:, :t], sent
+            return out[:, :t], x[cls]
         groups = attention_groups(lengths + 1)
         xp = self.embed_in(x) * (self.size ** 0.5) + self.timing[positions]
         xp = self.drop(xp)
@@ -376,18 +412,49 @@ class DIETModel(nn.Module):
     def regularized_layers(self) -> list[nn.Module]:
         """Layers whose weights get Rasa's L2 ``regularization_constant`` (its dense layers)."""
         layers: list[Any] = [self.seq_sparse, self.sent_sparse, self.seq_unify, self.sent_unify,
-                             getattr(self, "embed_in", None), self.text_embed, self.label_embed]
+                             getattr(self, "embed_in", None), self.text_embed, self.label_embed,
+                             self.label_input, *self.text_ffnn.dense,
+                             *(self.label_ffnn.dense if self.label_ffnn is not None else [])]
         for layer in self.layers:
             layers.extend(layer.dense_layers())
         return [m for m in layers if m is not None and isinstance(getattr(m, "weight", None), torch.Tensor)]
 
+    def label_embeddings(self) -> torch.Tensor:
+        """Every intent's embedding (K, embedding_dimension)."""
+        if self.label_input is None or self.label_ffnn is None:
+            return self.label_embed.weight
+        return self.label_embed(self.label_ffnn(self.label_input.weight))
+
     def similarities(self, sentence: torch.Tensor) -> torch.Tensor:
         text = self.text_embed(sentence)
-        labels = self.label_embed.weight
+        labels = self.label_embeddings()
         if self.cfg["similarity_type"] == "cosine":
             text = nn.functional.normalize(text, dim=-1)
             labels = nn.functional.normalize(labels, dim=-1)
         return text @ labels.t()
+
+
+def hidden_layer_sizes(value: Any) -> dict[str, list[int]]:
+    """Rasa's ``hidden_layers_sizes`` (``{text: [...], label: [...]}``, either key may be left
+    out) as lists of positive whole numbers; anything else is a ValueError saying what."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict) or set(value) - {"text", "label"}:
+        raise ValueError("hidden_layers_sizes must be a mapping with `text` and/or `label` lists, "
+                         f"not {value!r}")
+    out: dict[str, list[int]] = {}
+    for key in ("text", "label"):
+        sizes = value.get(key) or []
+        if not isinstance(sizes, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                                   for n in sizes):
+            raise ValueError(f"hidden_layers_sizes.{key} must be a list of positive whole numbers, not {sizes!r}")
+        out[key] = list(sizes)
+    return out
+
+
+def _per_label(value: Any) -> int:
+    """The ``label`` part of a Rasa size option (Rasa's default: the number itself)."""
+    return int(value.get("label", next(iter(value.values()))) if isinstance(value, dict) else value)
 
 
 def _per_text(value: Any) -> int:
