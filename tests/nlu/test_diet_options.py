@@ -170,3 +170,78 @@ def test_a_wrong_hidden_layers_sizes_is_a_config_error_naming_it(tmp_path: Path,
 
     with pytest.raises(ConfigError, match="hidden_layers_sizes"):
         DIETClassifier({"hidden_layers_sizes": value}, PipelineContext(config_file="config.yml"))
+
+
+def _sims() -> tuple[torch.Tensor, ...]:
+    neg = torch.finfo(torch.float32).min / 2
+    sim_pos = torch.tensor([[3.0], [0.5]])
+    sim_il = torch.tensor([[1.0, neg], [0.2, -0.3]])
+    sim_ll = torch.tensor([[0.4, neg], [0.9, 0.1]])
+    sim_ii = torch.tensor([[-0.5, 0.3], [neg, 0.7]])
+    sim_li = torch.tensor([[0.6, -0.2], [neg, 0.0]])
+    return sim_pos, sim_il, sim_ll, sim_ii, sim_li
+
+
+def test_cross_entropy_with_constrain_similarities_is_rasas_softmax_and_sigmoid_terms() -> None:
+    """Rasa's _loss_cross_entropy: the softmax takes the positive, text-label and label-text
+    similarities, plus label-label and text-text only without constrain_similarities; the
+    constrained loss adds the sigmoid term over all five kinds."""
+    from bot.nlu.diet.model import LossOptions, combine_similarities
+
+    sims = _sims()
+    sim_pos, sim_il, sim_ll, sim_ii, sim_li = sims
+    nll = lambda logits: -torch.log_softmax(logits, 1)[:, 0]  # noqa: E731
+    plain = nll(torch.cat([sim_pos, sim_il, sim_li, sim_ii, sim_ll], 1)).mean()
+    assert torch.allclose(combine_similarities(*sims, LossOptions()), plain)
+    every = torch.cat([sim_pos, sim_il, sim_ll, sim_ii, sim_li], 1)
+    target = torch.zeros_like(every)
+    target[:, 0] = 1
+    sigmoid = torch.nn.functional.binary_cross_entropy_with_logits(every, target, reduction="none").mean(1)
+    constrained = (nll(torch.cat([sim_pos, sim_il, sim_li], 1)) + sigmoid).mean()
+    assert torch.allclose(combine_similarities(*sims, LossOptions(constrain=True)), constrained)
+    # scale_loss: each example weighted ((1 - p) / 0.5)^4 once one of them has p > 0.5
+    per_example = nll(torch.cat([sim_pos, sim_il, sim_li, sim_ii, sim_ll], 1))
+    p = torch.exp(-per_example)
+    assert bool(p.max() > 0.5)
+    assert torch.allclose(combine_similarities(*sims, LossOptions(scale_loss=True)),
+                          (per_example * ((1 - p) / 0.5) ** 4).mean())
+    unsure = (sim_pos - 2.5, *sims[1:])  # no example above 0.5 yet: no scaling
+    assert torch.allclose(combine_similarities(*unsure, LossOptions(scale_loss=True)),
+                          combine_similarities(*unsure, LossOptions()))
+
+
+def test_margin_loss_is_rasas() -> None:
+    from bot.nlu.diet.model import LossOptions, combine_similarities
+
+    sims = _sims()
+    sim_pos, sim_il, sim_ll, sim_ii, sim_li = sims
+    relu = torch.relu
+    mu_pos, mu_neg, lam = 0.8, -0.4, 0.8
+    expected = (relu(mu_pos - sim_pos[:, 0]) + relu(mu_neg + sim_il.max(1).values)
+                + lam * (relu(mu_neg + sim_ll.max(1).values) + relu(mu_neg + sim_ii.max(1).values)
+                         + relu(mu_neg + sim_li.max(1).values))).mean()
+    assert torch.allclose(combine_similarities(*sims, LossOptions(loss_type="margin")), expected)
+    every_neg = (relu(mu_pos - sim_pos[:, 0]) + relu(mu_neg + sim_il).sum(1)
+                 + lam * (relu(mu_neg + sim_ll.max(1).values) + relu(mu_neg + sim_ii.max(1).values)
+                          + relu(mu_neg + sim_li.max(1).values))).mean()
+    got = combine_similarities(*sims, LossOptions(loss_type="margin", use_max_sim_neg=False))
+    assert torch.allclose(got, every_neg)
+
+
+def test_margin_loss_trains_with_cosine_similarity(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, "    epochs: 80\n    loss_type: margin\n", featurizers=(
+        "  - name: CountVectorsFeaturizer\n  - name: CountVectorsFeaturizer\n    analyzer: char_wb\n"
+        "    min_ngram: 1\n    max_ngram: 4\n")))
+    pipeline = NLUPipeline.from_config(config).train(_data())
+    diet = next(c for c in pipeline.components if isinstance(c, DIETClassifier))
+    assert diet.config["similarity_type"] == "cosine"  # Rasa's `auto` for the margin loss
+    for text, intent in [*((t, "greet") for t in GREET), *((t, "goodbye") for t in BYE)]:
+        assert pipeline.parse(text)["intent"]["name"] == intent, text
+
+
+def test_an_unknown_loss_type_is_a_config_error() -> None:
+    from bot.nlu.base import PipelineContext
+    from bot.shared.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="loss_type 'softmax'"):
+        DIETClassifier({"loss_type": "softmax"}, PipelineContext(config_file="config.yml"))

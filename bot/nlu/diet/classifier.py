@@ -34,7 +34,9 @@ from bot.nlu.diet.batches import (
     BATCH_STRATEGIES, balanced_order, grow_sparse_weight, has_signal, length_bucketed_batches, make_batch,
     message_arrays, sparse_blocks,
 )
-from bot.nlu.diet.model import SPARSE_WEIGHT_LAYOUT, DIETModel, dot_product_loss, hidden_layer_sizes
+from bot.nlu.diet.model import (
+    LOSS_TYPES, SPARSE_WEIGHT_LAYOUT, DIETModel, LossOptions, dot_product_loss, hidden_layer_sizes,
+)
 from bot.nlu.diet.tagging import NO_ENTITY, bilou_tags, tag_spans, token_tags
 from bot.shared.exceptions import ConfigError
 from bot.nlu.torch_runtime import (
@@ -102,9 +104,7 @@ class DIETClassifier(Component):
     ignored_options = frozenset({
         "share_hidden_layers", "use_key_relative_attention",
         "use_value_relative_attention", "max_relative_position",
-        "loss_type", "maximum_positive_similarity",
-        "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
-        "negative_margin_scale", "use_masked_language_model", "tensorboard_log_directory",
+        "use_masked_language_model", "tensorboard_log_directory",
         "tensorboard_log_level", "run_eagerly",
     })
     selects_featurizers = True
@@ -132,8 +132,13 @@ class DIETClassifier(Component):
         except ValueError as e:
             raise ConfigError(f"DIETClassifier {e}.", context.config_file,
                               fix="e.g. hidden_layers_sizes: {text: [256, 128], label: []}") from None
-        if cfg["similarity_type"] == "auto":
-            cfg["similarity_type"] = "inner"
+        if cfg["loss_type"] not in LOSS_TYPES:
+            raise ConfigError(
+                f"DIETClassifier loss_type '{cfg['loss_type']}' is unknown.",
+                context.config_file, fix=f"Use one of {', '.join(LOSS_TYPES)} (Rasa's).",
+            )
+        if cfg["similarity_type"] == "auto":  # Rasa's update_similarity_type
+            cfg["similarity_type"] = "cosine" if cfg["loss_type"] == "margin" else "inner"
         layers = int(cfg["number_of_transformer_layers"])
         if layers > 0 and int(cfg["transformer_size"]) % int(cfg["number_of_attention_heads"]):
             raise ConfigError(
@@ -294,6 +299,7 @@ class DIETClassifier(Component):
         sparse_drop = float(cfg["drop_rate"]) if cfg["use_sparse_input_dropout"] else 0.0
         num_neg = int(cfg["number_of_negative_examples"])
         cosine = cfg["similarity_type"] == "cosine"
+        loss_options = LossOptions.from_config(cfg)
         targets = torch.tensor(intent_ids, dtype=torch.long)
         precision = training_precision(cfg["training_precision"])
         order = list(range(len(arrays)))
@@ -332,7 +338,7 @@ class DIETClassifier(Component):
                         text = model.text_embed(sentence[has])
                         loss = loss + dot_product_loss(
                             text, model.label_embeddings(), target[has], num_neg, cosine,
-                            constrain=bool(cfg["constrain_similarities"]))
+                            options=loss_options)
                 t = batch["mask"].shape[1]
                 for key in self.tag_sets:
                     gold = torch.zeros(len(idx), t, dtype=torch.long)
