@@ -38,10 +38,10 @@ from bot.nlu.diet.model import (
     LOSS_TYPES, SPARSE_WEIGHT_LAYOUT, DIETModel, LossOptions, dot_product_loss, hidden_layer_sizes,
 )
 from bot.nlu.diet.tagging import NO_ENTITY, bilou_tags, tag_spans, token_tags
-from bot.shared.exceptions import ConfigError
 from bot.nlu.torch_runtime import (
     TRAINING_PRECISIONS, EpochThreads, fused_adam, inference_threads, training_precision, training_threads,
 )
+from bot.shared.exceptions import ConfigError
 from bot.shared.training_data.nlu import Message, TrainingData
 
 logger = logging.getLogger(__name__)
