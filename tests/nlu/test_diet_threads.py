@@ -3,26 +3,26 @@ from __future__ import annotations
 
 import pytest
 
-from bot.nlu import torch_runtime as diet
+from bot.nlu import torch_runtime
 
 
 def test_training_threads_tunes_up_to_two_cores_for_real_data(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KEFU_TORCH_THREADS", raising=False)
-    monkeypatch.setattr(diet.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert diet.training_threads(200) == (1, False)  # demo-size data: one thread
-    assert diet.training_threads(450) == (2, True)
-    monkeypatch.setattr(diet.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert diet.training_threads(10_000) == (1, False)  # one core to run on
+    monkeypatch.setattr(torch_runtime.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert torch_runtime.training_threads(200) == (1, False)  # demo-size data: one thread
+    assert torch_runtime.training_threads(450) == (2, True)
+    monkeypatch.setattr(torch_runtime.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert torch_runtime.training_threads(10_000) == (1, False)  # one core to run on
 
 
 def test_training_threads_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEFU_TORCH_THREADS", "3")
-    assert diet.training_threads(10) == (3, False)
-    fixed = diet.EpochThreads(3, False)
+    assert torch_runtime.training_threads(10) == (3, False)
+    fixed = torch_runtime.EpochThreads(3, False)
     assert {fixed.for_epoch(e) for e in range(30)} == {3}
 
 
-def _run(chooser: diet.EpochThreads, seconds_per_example: dict[int, float], epochs: int = 100) -> list[int]:
+def _run(chooser: torch_runtime.EpochThreads, seconds_per_example: dict[int, float], epochs: int = 100) -> list[int]:
     used = []
     for epoch in range(epochs):
         threads = chooser.for_epoch(epoch)
@@ -33,25 +33,25 @@ def _run(chooser: diet.EpochThreads, seconds_per_example: dict[int, float], epoc
 
 @pytest.fixture
 def idle_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diet.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # this training's own thread
+    monkeypatch.setattr(torch_runtime.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # this training's own thread
 
 
 def test_epoch_threads_keeps_two_threads_when_they_are_faster(idle_machine: None) -> None:
-    used = _run(diet.EpochThreads(2, True), {1: 0.010, 2: 0.006})
+    used = _run(torch_runtime.EpochThreads(2, True), {1: 0.010, 2: 0.006})
     assert used[:3] == [1, 1, 2]
     assert used.count(1) <= 12  # warm-up, first try and one probe each 10 epochs
     assert used[-1] == 2
 
 
 def test_epoch_threads_backs_off_when_two_threads_are_slower(idle_machine: None) -> None:
-    used = _run(diet.EpochThreads(2, True), {1: 0.010, 2: 0.040})
+    used = _run(torch_runtime.EpochThreads(2, True), {1: 0.010, 2: 0.040})
     assert used[-1] == 1
     probes = used.count(2)
     assert 2 <= probes <= 5  # the first try, then probes ever further apart
 
 
 def test_epoch_threads_follows_a_load_that_ends(idle_machine: None) -> None:
-    chooser = diet.EpochThreads(2, True)
+    chooser = torch_runtime.EpochThreads(2, True)
     used = []
     for epoch in range(100):
         threads = chooser.for_epoch(epoch)
@@ -64,8 +64,8 @@ def test_epoch_threads_follows_a_load_that_ends(idle_machine: None) -> None:
 
 def test_epoch_threads_never_tries_two_threads_without_a_free_core(monkeypatch: pytest.MonkeyPatch) -> None:
     load = [6.0]
-    monkeypatch.setattr(diet.os, "getloadavg", lambda: (load[0], load[0], load[0]))
-    chooser = diet.EpochThreads(2, True)
+    monkeypatch.setattr(torch_runtime.os, "getloadavg", lambda: (load[0], load[0], load[0]))
+    chooser = torch_runtime.EpochThreads(2, True)
     used = _run(chooser, {1: 0.010, 2: 0.006}, epochs=40)
     assert set(used) == {1}  # two threads would be faster here, but no core is free to try
     load[0] = 0.9  # the other jobs end
@@ -80,7 +80,7 @@ def test_epoch_threads_never_tries_two_threads_without_a_free_core(monkeypatch: 
 @pytest.mark.parametrize(("raw", "expected"), [("", 1), ("  ", 1), ("3", 3), ("0", 0)])
 def test_env_torch_threads_reads_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str, expected: int) -> None:
     monkeypatch.setenv("KEFU_TORCH_THREADS", raw)
-    assert diet.env_torch_threads() == expected
+    assert torch_runtime.env_torch_threads() == expected
 
 
 @pytest.mark.parametrize("raw", ["two", "-1", "1.5"])
@@ -89,7 +89,7 @@ def test_env_torch_threads_refuses_a_bad_value_naming_it(monkeypatch: pytest.Mon
 
     monkeypatch.setenv("KEFU_TORCH_THREADS", raw)
     with pytest.raises(ConfigError, match=f"KEFU_TORCH_THREADS.*{raw!r}"):
-        diet.env_torch_threads()
+        torch_runtime.env_torch_threads()
 
 
 def test_parsing_sets_the_thread_count_once_not_per_message(monkeypatch: pytest.MonkeyPatch) -> None:
