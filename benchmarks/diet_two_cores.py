@@ -107,7 +107,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
     import diet_step_ab
     from bot.nlu import diet
     from bot.nlu.diet.batches import balanced_order, length_bucketed_batches, make_batch
-    from bot.nlu.diet.model import dot_product_loss
+    from bot.nlu.diet.losses import dot_product_loss
     from bot.nlu.torch_runtime import fused_adam, training_precision
 
     torch.set_num_threads(2 if mode == "threads" else 1)

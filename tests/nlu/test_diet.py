@@ -9,7 +9,8 @@ import torch
 from bot.nlu import NLUPipeline
 from bot.nlu.diet import DIETClassifier, DIETModel
 from bot.nlu.diet.batches import balanced_order, length_bucketed_batches
-from bot.nlu.diet.model import ByteDropout, MaskedLinear, dot_product_loss
+from bot.nlu.diet.losses import dot_product_loss
+from bot.nlu.diet.model import ByteDropout, MaskedLinear
 from bot.shared.training_data.nlu import load_nlu_yaml
 
 RASA_DEFAULT = [

@@ -186,7 +186,7 @@ def test_cross_entropy_with_constrain_similarities_is_rasas_softmax_and_sigmoid_
     """Rasa's _loss_cross_entropy: the softmax takes the positive, text-label and label-text
     similarities, plus label-label and text-text only without constrain_similarities; the
     constrained loss adds the sigmoid term over all five kinds."""
-    from bot.nlu.diet.model import LossOptions, combine_similarities
+    from bot.nlu.diet.losses import LossOptions, combine_similarities
 
     sims = _sims()
     sim_pos, sim_il, sim_ll, sim_ii, sim_li = sims
@@ -211,7 +211,7 @@ def test_cross_entropy_with_constrain_similarities_is_rasas_softmax_and_sigmoid_
 
 
 def test_margin_loss_is_rasas() -> None:
-    from bot.nlu.diet.model import LossOptions, combine_similarities
+    from bot.nlu.diet.losses import LossOptions, combine_similarities
 
     sims = _sims()
     sim_pos, sim_il, sim_ll, sim_ii, sim_li = sims
@@ -245,3 +245,20 @@ def test_an_unknown_loss_type_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="loss_type 'softmax'"):
         DIETClassifier({"loss_type": "softmax"}, PipelineContext(config_file="config.yml"))
+
+
+def test_scale_loss_weights_the_entity_crf_loss_too() -> None:
+    """Rasa's CRF layer scales each sequence's negative log-likelihood like the intent loss."""
+    from bot.nlu.diet.losses import scaled_loss
+    from bot.nlu.diet.tagging import CRF
+
+    torch.manual_seed(0)
+    crf = CRF(["O", "U-x"], use_bilou=True)
+    tags = torch.tensor([[0, 1, 0], [1, 0, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    emissions = torch.randn(2, 3, 2) + 4.0 * torch.nn.functional.one_hot(tags, 2)  # the gold path likely
+    per_row = torch.stack([crf.nll(emissions[i : i + 1], tags[i : i + 1], mask[i : i + 1]) for i in range(2)])
+    assert bool(torch.exp(-per_row).max() > 0.5)
+    assert torch.allclose(crf.nll(emissions, tags, mask), per_row.mean())
+    assert torch.allclose(crf.nll(emissions, tags, mask, scale_loss=True), scaled_loss(per_row).mean())
+    assert float(crf.nll(emissions, tags, mask, scale_loss=True)) < float(crf.nll(emissions, tags, mask))

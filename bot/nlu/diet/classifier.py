@@ -34,9 +34,8 @@ from bot.nlu.diet.batches import (
     BATCH_STRATEGIES, balanced_order, grow_sparse_weight, has_signal, length_bucketed_batches, make_batch,
     message_arrays, sparse_blocks,
 )
-from bot.nlu.diet.model import (
-    LOSS_TYPES, SPARSE_WEIGHT_LAYOUT, DIETModel, LossOptions, dot_product_loss, hidden_layer_sizes,
-)
+from bot.nlu.diet.losses import LOSS_TYPES, LossOptions, dot_product_loss
+from bot.nlu.diet.model import SPARSE_WEIGHT_LAYOUT, DIETModel, hidden_layer_sizes
 from bot.nlu.diet.tagging import NO_ENTITY, bilou_tags, tag_spans, token_tags
 from bot.nlu.torch_runtime import (
     TRAINING_PRECISIONS, EpochThreads, fused_adam, inference_threads, training_precision, training_threads,
@@ -348,7 +347,7 @@ class DIETClassifier(Component):
                             gold[row, : len(seq)] = torch.tensor(seq)
                     emissions = model.taggers[key](tokens)
                     if batch["mask"].any():
-                        loss = loss + model.crfs[key].nll(emissions, gold, batch["mask"])
+                        loss = loss + model.crfs[key].nll(emissions, gold, batch["mask"], loss_options.scale_loss)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -1,6 +1,6 @@
 """Rasa 3.6's DIET graph in torch (rasa/nlu/classifiers/diet_classifier.py,
 rasa/utils/tensorflow/rasa_layers.py, transformer.py, layers.py): layers, the encoder, the
-model and Rasa's dot-product loss. What kefu adds is speed, not a different model: packed
+model (its loss is ``losses``). What kefu adds is speed, not a different model: packed
 positions, attention per group of similar-length rows, the CLS alone in the last layer when
 no entities are tagged (docs/nlu.md)."""
 from __future__ import annotations
@@ -177,8 +177,7 @@ def padded_rows(n: int) -> int:
 
 class Ffnn(nn.Module):
     """Rasa's ``Ffnn`` (``hidden_layers_sizes``): randomly connected dense layers, each followed by
-    GELU in its tanh approximation (TensorFlow Addons' default, which Rasa's layers.py uses) and
-    dropout. No sizes: the identity."""
+    GELU (``tf.nn.gelu``, exact, as in Rasa's transformer) and dropout. No sizes: the identity."""
 
     def __init__(self, n_in: int, sizes: list[int], rate: float, density: float) -> None:
         super().__init__()
@@ -191,7 +190,7 @@ class Ffnn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.dense:
-            x = self.drop(nn.functional.gelu(layer(x), approximate="tanh"))
+            x = self.drop(nn.functional.gelu(layer(x)))
         return x
 
 
@@ -470,118 +469,3 @@ def sinusoid(length: int, size: int) -> torch.Tensor:
     out[:, 0::2] = torch.sin(pos * rates)
     out[:, 1::2] = torch.cos(pos * rates)[:, : size // 2]
     return out
-
-
-# --------------------------------------------------------------------------- loss
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    """Rasa's loss options (``SingleLabelDotProductLoss``): ``loss_type`` cross_entropy or
-    margin; ``constrain_similarities`` and ``scale_loss`` for cross-entropy; the margins
-    ``maximum_positive_similarity`` (mu_pos), ``maximum_negative_similarity`` (mu_neg),
-    ``use_maximum_negative_similarity`` and ``negative_margin_scale`` (neg_lambda) for margin."""
-
-    loss_type: str = "cross_entropy"
-    constrain: bool = False
-    scale_loss: bool = False
-    mu_pos: float = 0.8
-    mu_neg: float = -0.4
-    use_max_sim_neg: bool = True
-    neg_lambda: float = 0.8
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "LossOptions":
-        return cls(str(cfg.get("loss_type") or "cross_entropy"), bool(cfg.get("constrain_similarities")),
-                   bool(cfg.get("scale_loss")), float(cfg.get("maximum_positive_similarity", 0.8)),
-                   float(cfg.get("maximum_negative_similarity", -0.4)),
-                   bool(cfg.get("use_maximum_negative_similarity", True)),
-                   float(cfg.get("negative_margin_scale", 0.8)))
-
-
-LOSS_TYPES = ("cross_entropy", "margin")
-
-
-def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                     num_negatives: int, cosine: bool = False, constrain: bool = False,
-                     options: LossOptions | None = None) -> torch.Tensor:
-    """Rasa's ``SingleLabelDotProductLoss`` (rasa/utils/tensorflow/layers.py).
-
-    ``text`` (B,E) are the CLS embeddings, ``labels`` (K,E) every intent's embedding,
-    ``target`` (B) the gold intent ids. For each example the positive similarity competes
-    with ``num_negatives`` negatives of four kinds, each drawn uniformly with replacement
-    (negatives that turn out to share the gold label are masked out, as Rasa does):
-    text-vs-other-label, gold-label-vs-other-label, text-vs-texts-of-other-labels in the
-    batch and gold-label-vs-those-texts. Only the first kind exists at inference; the
-    other three keep the label and text embeddings apart from each other, which is what
-    makes DIET generalise from few examples. ``options`` picks Rasa's loss
-    (``combine_similarities``); ``constrain`` is the short form of
-    ``LossOptions(constrain=True)``.
-    """
-    options = options or LossOptions(constrain=constrain)
-    if cosine:
-        text = nn.functional.normalize(text, dim=-1)
-        labels = nn.functional.normalize(labels, dim=-1)
-    b, k = text.shape[0], labels.shape[0]
-    pos_label = labels[target]  # (B,E)
-    sim_pos = (text * pos_label).sum(-1, keepdim=True)
-    neg_inf = torch.finfo(text.dtype).min / 2
-    n = max(int(num_negatives), 1)
-
-    label_ids = torch.randint(0, k, (b, n))
-    bad_labels = label_ids == target.unsqueeze(1)
-    neg_labels = labels[label_ids]  # (B,n,E)
-    sim_il = torch.einsum("be,bne->bn", text, neg_labels).masked_fill(bad_labels, neg_inf)
-    sim_ll = torch.einsum("be,bne->bn", pos_label, neg_labels).masked_fill(bad_labels, neg_inf)
-    sim_ii = sim_li = None
-    if b > 1:
-        text_ids = torch.randint(0, b, (b, n))
-        bad_texts = target[text_ids] == target.unsqueeze(1)
-        neg_texts = text[text_ids]
-        sim_ii = torch.einsum("be,bne->bn", text, neg_texts).masked_fill(bad_texts, neg_inf)
-        sim_li = torch.einsum("be,bne->bn", pos_label, neg_texts).masked_fill(bad_texts, neg_inf)
-    return combine_similarities(sim_pos, sim_il, sim_ll, sim_ii, sim_li, options)
-
-
-def combine_similarities(sim_pos: torch.Tensor, sim_il: torch.Tensor, sim_ll: torch.Tensor,
-                         sim_ii: torch.Tensor | None, sim_li: torch.Tensor | None,
-                         options: LossOptions) -> torch.Tensor:
-    """The batch's loss from its similarities, as Rasa's ``_loss_cross_entropy`` and
-    ``_loss_margin`` compute it. ``sim_pos`` (B,1); the negatives (B,n), masked ones very
-    negative; ``sim_ii``/``sim_li`` (text negatives) None for a batch of one.
-
-    Cross-entropy: a softmax over the positive, text-label and label-text similarities, with
-    label-label and text-text added unless ``constrain`` (Rasa's constrain_similarities, which
-    instead adds a sigmoid term pulling the positive to 1 and every negative to 0, averaged
-    over all of them); ``scale_loss`` weights each example by ((1 - p) / 0.5)^4, p its
-    likelihood, once some example in the batch is above 0.5 (no gradient through the weight).
-    Margin: the positive pushed above ``mu_pos``, the (largest, or every) text-label negative
-    below ``-mu_neg``, and the largest of each other kind too, weighted ``neg_lambda``.
-    """
-    texts = [s for s in (sim_ii, sim_li) if s is not None]
-    if options.loss_type == "margin":
-        relu = nn.functional.relu
-        loss = relu(options.mu_pos - sim_pos.squeeze(1))
-        if options.use_max_sim_neg:
-            loss = loss + relu(options.mu_neg + sim_il.max(1).values)
-        else:
-            loss = loss + relu(options.mu_neg + sim_il).sum(1)
-        for other in (sim_ll, *texts):
-            loss = loss + options.neg_lambda * relu(options.mu_neg + other.max(1).values)
-        return loss.mean()
-    softmax_parts = [sim_pos, sim_il] + ([sim_li] if sim_li is not None else [])
-    if not options.constrain:
-        softmax_parts += [sim_ll] + ([sim_ii] if sim_ii is not None else [])
-    logits = torch.cat(softmax_parts, 1)
-    loss = nn.functional.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long), reduction="none")
-    if options.constrain:
-        every = torch.cat([sim_pos, sim_il, sim_ll, *texts], 1)
-        labels_01 = torch.zeros_like(every)
-        labels_01[:, 0] = 1.0
-        sigmoid = nn.functional.binary_cross_entropy_with_logits(every, labels_01, reduction="none")
-        loss = loss + sigmoid.mean(1)
-    if options.scale_loss:
-        p = torch.exp(-loss.detach())
-        if bool(p.max() > 0.5):
-            loss = loss * ((1 - p) / 0.5) ** 4
-    return loss.mean()

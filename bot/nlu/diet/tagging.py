@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bot.nlu.diet.losses import scaled_loss
+
 NO_ENTITY = "O"
 
 
@@ -102,8 +104,10 @@ class CRF(nn.Module):
     def _trans(self) -> torch.Tensor:
         return self.transitions + self.trans_mask
 
-    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood; emissions (B,T,K), tags/mask (B,T)."""
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+            scale_loss: bool = False) -> torch.Tensor:
+        """Mean negative log-likelihood; emissions (B,T,K), tags/mask (B,T). ``scale_loss``:
+        each sequence weighted as Rasa's CRF layer does (``losses.scaled_loss``)."""
         b, t, _ = emissions.shape
         trans = self._trans()
         maskf = mask.float()
@@ -122,7 +126,10 @@ class CRF(nn.Module):
             alpha = torch.where(mask[:, i : i + 1], nxt, alpha)
         log_z = torch.logsumexp(alpha + self.end_mask.unsqueeze(0), dim=1)
         valid = mask[:, 0].float()
-        return ((log_z - score) * valid).sum() / valid.sum().clamp(min=1.0)
+        per_row = log_z - score
+        if scale_loss:
+            per_row = scaled_loss(per_row)
+        return (per_row * valid).sum() / valid.sum().clamp(min=1.0)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, length: int) -> list[int]:
