@@ -21,7 +21,7 @@ from bot.nlu.registry import check_options, resolve_component
 from bot.nlu.response_selector import RESPONSE_SELECTOR
 from bot.nlu.sentiment import SENTIMENT, URGENCY, SentimentClassifier, score_sentiment, score_urgency
 from bot.shared.config import DEFAULT_PIPELINE  # Rasa 3.6's default, defined once
-from bot.shared.exceptions import ConfigError, ModelNotFound
+from bot.shared.exceptions import ConfigError, ModelNotFound, format_location
 from bot.shared.training_data.nlu import Message, TrainingData
 from bot.shared.yaml_io import line_of, to_plain
 
@@ -74,15 +74,15 @@ def _check_featurizer_names(components: list[Component], selections: list[tuple[
     Rasa, the component then trains on the features the names that exist select)."""
     origins = [c.feature_origin for c in components if "alias" in c.defaults]
     for component, line in selections:
-        names = component.config["featurizers"]
-        missing = [str(n) for n in (names if isinstance(names, list) else [names]) if str(n) not in origins]
+        listed = component.config["featurizers"]
+        names = [str(n) for n in (listed if isinstance(listed, list) else [listed])]
+        missing = [n for n in names if n not in origins]
         if missing:
-            where = f"{filename or 'config'}:{line}" if line else str(filename or "config")
             logger.warning(
                 "%s: %s lists featurizer(s) %s, which no featurizer of the pipeline is (they are: %s); "
                 "give the featurizer an `alias:` of that name or list one of these.%s",
-                where, component.name, ", ".join(repr(m) for m in missing), ", ".join(origins) or "none",
-                " It has no features to learn from." if len(missing) == len(names) else "",
+                format_location(filename or "config", line), component.name, ", ".join(repr(m) for m in missing),
+                ", ".join(origins) or "none", " It has no features to learn from." if len(missing) == len(names) else "",
             )
 
 
@@ -146,16 +146,16 @@ class NLUPipeline:
                 )
             spec = to_plain(dict(item))
             component_cls = resolve_component(spec["name"], filename, line)
-            check_options(
-                component_cls, spec, filename,
-                (lambda key, node=raw_item, fallback=line: line_of(node, key) or fallback),
-            )
+            def line_of_key(key: str, node: Any = raw_item, fallback: int | None = line) -> int | None:
+                return line_of(node, key) or fallback
+
+            check_options(component_cls, spec, filename, line_of_key)
             if component_cls.name == "SpacyNLP":
                 context.extras["spacy_model"] = spec.get("model")
             components.append(component_cls(spec, context))
             specs.append({**spec, "name": component_cls.name})
             if component_cls.selects_featurizers and spec.get("featurizers"):
-                selections.append((components[-1], (line_of(raw_item, "featurizers") if raw_item is not None else None) or line))
+                selections.append((components[-1], line_of_key("featurizers")))
         _check_featurizer_names(components, selections, filename)
         if components and not any(isinstance(c, SentimentClassifier) for c in components):
             components.append(SentimentClassifier({}, context))

@@ -23,7 +23,7 @@ from bot.nlu.featurizers import (
 from bot.nlu.response_selector import ResponseSelector
 from bot.nlu.sentiment import SentimentClassifier
 from bot.nlu.tokenizers import JiebaTokenizer, SpacyNLP, SpacyTokenizer, WhitespaceTokenizer
-from bot.shared.exceptions import UnknownComponentError
+from bot.shared.exceptions import UnknownComponentError, format_location
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,6 @@ def check_options(cls: type[Component], options: dict[str, Any], filename: str |
         if value == default:
             continue
         line = line_of_key(key) if line_of_key else None
-        where = f"{filename or 'config'}:{line}" if line else str(filename or "config")
         instead = cls.ignored_option_notes.get(key) or f"it trains as with the default ({json.dumps(default, default=str)})"
         logger.warning("%s: %s option '%s: %s' has no effect in kefu; %s.",
-                       where, cls.name, key, json.dumps(value, default=str), instead)
+                       format_location(filename or "config", line), cls.name, key, json.dumps(value, default=str), instead)

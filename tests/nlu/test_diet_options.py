@@ -67,6 +67,10 @@ def test_a_featurizer_name_no_featurizer_has_is_reported_with_file_and_line(
     with caplog.at_level(logging.WARNING, logger="bot.nlu.pipeline"):
         NLUPipeline.from_config(load_config(_config(tmp_path, "    epochs: 1\n    featurizers: [CountVectorsFeaturizer]\n")))
     assert "It has no features to learn from." in caplog.text  # aliased: the class name selects nothing
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bot.nlu.pipeline"):  # one name, not in a list
+        NLUPipeline.from_config(load_config(_config(tmp_path, "    epochs: 1\n    featurizers: cvf-typo\n")))
+    assert "featurizer(s) 'cvf-typo'" in caplog.text and "It has no features to learn from." in caplog.text
 
 
 def test_options_kefu_does_not_implement_are_reported_when_set(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
