@@ -107,7 +107,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
     import diet_step_ab
     from bot.nlu import diet
     from bot.nlu.diet.batches import balanced_order, length_bucketed_batches, make_batch
-    from bot.nlu.diet.losses import dot_product_loss
+    from bot.nlu.diet.losses import LossOptions, dot_product_loss
     from bot.nlu.torch_runtime import fused_adam, training_precision
 
     torch.set_num_threads(2 if mode == "threads" else 1)
@@ -123,7 +123,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
     model = c.model
     params = list(model.parameters())
     drop = float(cfg["drop_rate"]) if cfg["use_sparse_input_dropout"] else 0.0
-    negatives, constrain = int(cfg["number_of_negative_examples"]), bool(cfg["constrain_similarities"])
+    negatives, loss_options = int(cfg["number_of_negative_examples"]), LossOptions.from_config(cfg)
     opt = torch.optim.Adam(params, lr=float(cfg["learning_rate"]), **fused_adam())
     targets = torch.tensor(data["intent_ids"])
     precision = training_precision(cfg["training_precision"])
@@ -151,7 +151,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
 
     def loss_of(sentences: Any, idx: list[int]) -> Any:
         return dot_product_loss(model.text_embed(sentences), model.label_embeddings(), targets[idx],
-                                     negatives, False, constrain)
+                                negatives, cfg["similarity_type"] == "cosine", loss_options)
 
     def step(idx: list[int], timed: bool) -> None:
         if mode in ("one", "threads"):

@@ -9,7 +9,7 @@ import torch
 from bot.nlu import NLUPipeline
 from bot.nlu.diet import DIETClassifier, DIETModel
 from bot.nlu.diet.batches import balanced_order, length_bucketed_batches
-from bot.nlu.diet.losses import dot_product_loss
+from bot.nlu.diet.losses import LossOptions, dot_product_loss
 from bot.nlu.diet.model import ByteDropout, MaskedLinear
 from bot.shared.training_data.nlu import load_nlu_yaml
 
@@ -200,7 +200,7 @@ def test_dot_product_loss_masks_negatives_of_the_gold_label() -> None:
     # label-label and text-text negatives out of the softmax (tests/nlu/test_diet_options.py
     # checks both terms against Rasa's formulas)
     torch.manual_seed(1)
-    small = dot_product_loss(labels[target] * 0.01, labels, target, 10, constrain=True)
+    small = dot_product_loss(labels[target] * 0.01, labels, target, 10, options=LossOptions(constrain=True))
     torch.manual_seed(1)
     unconstrained = dot_product_loss(labels[target] * 0.01, labels, target, 10)
     assert float(small) > 0.6 and abs(float(small) - float(unconstrained)) > 0.05

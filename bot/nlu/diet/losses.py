@@ -27,19 +27,17 @@ class LossOptions:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "LossOptions":
-        return cls(str(cfg.get("loss_type") or "cross_entropy"), bool(cfg.get("constrain_similarities")),
-                   bool(cfg.get("scale_loss")), float(cfg.get("maximum_positive_similarity", 0.8)),
-                   float(cfg.get("maximum_negative_similarity", -0.4)),
-                   bool(cfg.get("use_maximum_negative_similarity", True)),
-                   float(cfg.get("negative_margin_scale", 0.8)))
+        """From a DIETClassifier config (its defaults filled in)."""
+        return cls(str(cfg["loss_type"]), bool(cfg["constrain_similarities"]), bool(cfg["scale_loss"]),
+                   float(cfg["maximum_positive_similarity"]), float(cfg["maximum_negative_similarity"]),
+                   bool(cfg["use_maximum_negative_similarity"]), float(cfg["negative_margin_scale"]))
 
 
 LOSS_TYPES = ("cross_entropy", "margin")
 
 
 def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                     num_negatives: int, cosine: bool = False, constrain: bool = False,
-                     options: LossOptions | None = None) -> torch.Tensor:
+                     num_negatives: int, cosine: bool = False, options: LossOptions | None = None) -> torch.Tensor:
     """Rasa's ``SingleLabelDotProductLoss`` (rasa/utils/tensorflow/layers.py).
 
     ``text`` (B,E) are the CLS embeddings, ``labels`` (K,E) every intent's embedding,
@@ -50,10 +48,9 @@ def dot_product_loss(text: torch.Tensor, labels: torch.Tensor, target: torch.Ten
     batch and gold-label-vs-those-texts. Only the first kind exists at inference; the
     other three keep the label and text embeddings apart from each other, which is what
     makes DIET generalise from few examples. ``options`` picks Rasa's loss
-    (``combine_similarities``); ``constrain`` is the short form of
-    ``LossOptions(constrain=True)``.
+    (``combine_similarities``; default: cross-entropy without constraint).
     """
-    options = options or LossOptions(constrain=constrain)
+    options = options or LossOptions()
     if cosine:
         text = nn.functional.normalize(text, dim=-1)
         labels = nn.functional.normalize(labels, dim=-1)

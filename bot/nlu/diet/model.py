@@ -332,7 +332,7 @@ class DIETModel(nn.Module):
         if hidden["label"]:
             # Rasa's label side: the intent's one-hot features through the sparse-to-dense layer
             # (``dense_dimension`` label), the label Ffnn, then the embedding layer
-            label_dense = _per_label(cfg["dense_dimension"])
+            label_dense = _per_text(cfg["dense_dimension"], "label")
             self.label_input = nn.Embedding(max(num_intents, 1), label_dense)
             self.label_ffnn = Ffnn(label_dense, hidden["label"], float(cfg["drop_rate"]), density)
             self.label_embed: nn.Module = nn.Linear(self.label_ffnn.out_width, emb)
@@ -451,14 +451,9 @@ def hidden_layer_sizes(value: Any) -> dict[str, list[int]]:
     return out
 
 
-def _per_label(value: Any) -> int:
-    """The ``label`` part of a Rasa size option (Rasa's default: the number itself)."""
-    return int(value.get("label", next(iter(value.values()))) if isinstance(value, dict) else value)
-
-
-def _per_text(value: Any) -> int:
-    """Rasa's size options may be a number or ``{text: .., label: ..}``."""
-    return int(value.get("text", next(iter(value.values()))) if isinstance(value, dict) else value)
+def _per_text(value: Any, part: str = "text") -> int:
+    """Rasa's size options may be a number or ``{text: .., label: ..}``: the ``part`` of it."""
+    return int(value.get(part, next(iter(value.values()))) if isinstance(value, dict) else value)
 
 
 def sinusoid(length: int, size: int) -> torch.Tensor:
