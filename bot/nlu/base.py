@@ -87,6 +87,13 @@ class Component:
         alias = self.config.get("alias")
         return str(alias) if alias else self.name
 
+    @property
+    def selected_featurizers(self) -> list[str]:
+        """The names a ``featurizers:`` option lists (one name alone is a list of one);
+        empty: every featurizer's features."""
+        listed = self.config.get("featurizers") or []
+        return [str(n) for n in (listed if isinstance(listed, list) else [listed])]
+
     # ---- lifecycle
     def train(self, training_data: TrainingData, messages: list[Message]) -> None:
         """Learn from the data; featurizers/tokenizers also annotate ``messages``."""

@@ -74,8 +74,7 @@ def _check_featurizer_names(components: list[Component], selections: list[tuple[
     Rasa, the component then trains on the features the names that exist select)."""
     origins = [c.feature_origin for c in components if "alias" in c.defaults]
     for component, line in selections:
-        listed = component.config["featurizers"]
-        names = [str(n) for n in (listed if isinstance(listed, list) else [listed])]
+        names = component.selected_featurizers
         missing = [n for n in names if n not in origins]
         if missing:
             logger.warning(
@@ -154,7 +153,7 @@ class NLUPipeline:
                 context.extras["spacy_model"] = spec.get("model")
             components.append(component_cls(spec, context))
             specs.append({**spec, "name": component_cls.name})
-            if component_cls.selects_featurizers and spec.get("featurizers"):
+            if component_cls.selects_featurizers and components[-1].selected_featurizers:
                 selections.append((components[-1], line_of_key("featurizers")))
         _check_featurizer_names(components, selections, filename)
         if components and not any(isinstance(c, SentimentClassifier) for c in components):

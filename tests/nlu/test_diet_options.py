@@ -266,3 +266,15 @@ def test_scale_loss_weights_the_entity_crf_loss_too() -> None:
     assert torch.allclose(crf.nll(emissions, tags, mask), per_row.mean())
     assert torch.allclose(crf.nll(emissions, tags, mask, scale_loss=True), scaled_loss(per_row).mean())
     assert float(crf.nll(emissions, tags, mask, scale_loss=True)) < float(crf.nll(emissions, tags, mask))
+
+
+def test_one_featurizer_name_not_in_a_list_selects_that_featurizer_alone(tmp_path: Path) -> None:
+    """``featurizers: cvf-char`` (a string): the name, not every alias it contains ('cvf')."""
+    featurizers = ("  - name: CountVectorsFeaturizer\n    alias: cvf\n"
+                   "  - name: CountVectorsFeaturizer\n    analyzer: char_wb\n    min_ngram: 1\n    max_ngram: 4\n"
+                   "    alias: cvf-char\n")
+    config = load_config(_config(tmp_path, "    epochs: 1\n    featurizers: cvf-char\n", featurizers=featurizers))
+    pipeline = NLUPipeline.from_config(config).train(_data())
+    diet = next(c for c in pipeline.components if isinstance(c, DIETClassifier))
+    char = next(c for c in pipeline.components if c.feature_origin == "cvf-char")
+    assert diet.dims["seq_sparse"] == len(char.vocabulary)

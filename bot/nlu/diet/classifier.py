@@ -165,7 +165,7 @@ class DIETClassifier(Component):
 
     # ---- training
     def _featurizer_filter(self, message: Message) -> Message:
-        wanted = self.config.get("featurizers") or []
+        wanted = self.selected_featurizers
         if not wanted:
             return message
         feats = [f for f in (message.get(FEATURES) or []) if f.origin in wanted]
