@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -47,12 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from bot.nlu.torch_runtime import EpochThreads
 
     torch.set_num_threads(args.threads)
-    cached = args.cache / f"kefu_diet_banking77_{args.per_class}.pkl"
-    if cached.exists():
-        data = pickle.loads(cached.read_bytes())
-    else:
-        data = diet_step_ab.featurised(args.per_class)
-        cached.write_bytes(pickle.dumps(data))
+    data = diet_step_ab.featurised_cached(args.per_class, args.cache)
     fixed_size = {} if args.batch_size == "ramp" else {"batch_size": [int(args.batch_size)] * 2}
     classifier = diet_step_ab.new_classifier(diet, data, 0, epochs=args.epochs, **fixed_size)
     arrays = [dict(a) for a in data["arrays"]]

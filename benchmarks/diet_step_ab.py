@@ -67,6 +67,19 @@ def featurised(per_class: int) -> dict[str, Any]:
     return got
 
 
+def featurised_cached(per_class: int, folder: Path = Path("/tmp")) -> dict[str, Any]:
+    """``featurised(per_class)``, pickled under ``folder`` after the first time (the other
+    DIET benchmarks' runs each start a fresh process)."""
+    import pickle
+
+    cached = folder / f"kefu_diet_banking77_{per_class}.pkl"
+    if cached.exists():
+        return pickle.loads(cached.read_bytes())
+    data = featurised(per_class)
+    cached.write_bytes(pickle.dumps(data))
+    return data
+
+
 def load_module(path: Path, name: str) -> Any:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -110,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    data = featurised(args.per_class)
     shown = subprocess.run(["git", "show", f"{args.base}:bot/nlu/diet.py"], cwd=ROOT, capture_output=True, text=True)
     if shown.returncode != 0:
         parser.error(f"--base {args.base}: no single-file bot/nlu/diet.py there (DIET is a package since "
                      "the split of 2026-12-08); compare later versions with diet_fit_profile.py in each checkout")
+    data = featurised(args.per_class)
     from bot.nlu.diet import classifier, model
     from bot.nlu import torch_runtime
 

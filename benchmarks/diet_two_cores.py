@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import random
 import statistics
 import subprocess
@@ -111,12 +110,7 @@ def run_mode(mode: str, per_class: int, batch_size: int, epochs: int) -> dict[st
     from bot.nlu.torch_runtime import fused_adam, training_precision
 
     torch.set_num_threads(2 if mode == "threads" else 1)
-    cached = Path("/tmp") / f"kefu_diet_banking77_{per_class}.pkl"
-    if cached.exists():
-        data = pickle.loads(cached.read_bytes())
-    else:
-        data = diet_step_ab.featurised(per_class)
-        cached.write_bytes(pickle.dumps(data))
+    data = diet_step_ab.featurised_cached(per_class)
     c = diet_step_ab.new_classifier(diet, data, 0, batch_size=[batch_size] * 2)
     cfg = c.config
     arrays = [dict(a) for a in data["arrays"]]
